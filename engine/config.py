@@ -1,0 +1,257 @@
+"""Typed Config from a user's config.yaml; every error names the key and its file:line."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .yaml_source import Reader, load_yaml
+
+SYNC_MODES = ("full_refresh", "incremental")
+SCHEDULE_TYPES = ("basic", "cron", "manual")
+# RudderStack's CRON schedules allowed no two runs closer than this.
+MIN_CRON_GAP = timedelta(minutes=15)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_INTERVAL = re.compile(r"^(\d+)\s*(m|min|minutes?|h|hours?|d|days?)$")
+
+
+class Secret:
+    """A value that never shows itself in logs, errors or reprs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is sent."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceConfig:
+    """Where and what to read."""
+
+    api_key: Secret
+    start_date: datetime  # aware, UTC
+    base_url: str | None
+    spec: Path
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DestinationConfig:
+    """Which warehouse; destination-specific options are validated by the destination."""
+
+    type: str
+    table_prefix: str
+    options: dict[str, Any]
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleConfig:
+    """When syncs run (the scheduler itself is a later issue)."""
+
+    type: str
+    every: timedelta | None = None
+    start_time: time | None = None
+    cron: str | None = None
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourceConfig:
+    """One selected resource and how it syncs."""
+
+    name: str
+    sync_mode: str
+    lookback: timedelta | None
+    where: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A whole config.yaml."""
+
+    source: SourceConfig
+    destination: DestinationConfig
+    schedule: ScheduleConfig
+    resources: tuple[ResourceConfig, ...]
+    path: Path
+
+    @classmethod
+    def from_yaml(cls, path: Path, env: dict[str, str] | None = None) -> "Config":
+        """Load and validate `path`; ${VAR} expands from `env` (default: the process environment)."""
+        env = dict(os.environ) if env is None else env
+        raw = load_yaml(path, ConfigError)
+        top = Reader(raw, "", ConfigError, str(path))
+        config = cls(
+            source=_source(top.child("source"), env, path),
+            destination=_destination(top.child("destination")),
+            schedule=_schedule(top.child("schedule", {"type": "manual"})),
+            resources=_resources(top.child("resources")),
+            path=path,
+        )
+        top.done()
+        return config
+
+
+def _expand(value: str, reader: Reader, key: str, env: dict[str, str]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env or env[name] == "":
+            raise reader.fail(key, f"environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
+    raw_key = r.get("api_key", str, required=True)
+    api_key = _expand(raw_key, r, "api_key", env).strip()
+    if not api_key:
+        raise r.fail("api_key", "is empty")
+    start = r.get("start_date", (str, date), required=True)
+    base_url = r.get("base_url", str, None)
+    if base_url is not None:
+        base_url = _expand(base_url, r, "base_url", env).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise r.fail("base_url", f"{base_url!r} is not an http(s) URL")
+    spec = r.get("spec", str, None)
+    spec_path = (path.parent / spec) if spec else default_spec_path()
+    source = SourceConfig(
+        api_key=Secret(api_key),
+        start_date=_parse_start(start, r),
+        base_url=base_url,
+        spec=spec_path,
+        where=r.where,
+    )
+    r.done()
+    return source
+
+
+def default_spec_path() -> Path:
+    """The Klaviyo spec shipped with klx."""
+    return Path(__file__).resolve().parent.parent / "specs" / "klaviyo.yaml"
+
+
+def _parse_start(value: str | date, r: Reader) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as err:
+            raise r.fail("start_date", f"{value!r} is not a date (use YYYY-MM-DD or an ISO-8601 datetime)") from err
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _destination(r: Reader) -> DestinationConfig:
+    kind = r.get("type", str, "duckdb")
+    prefix = r.get("table_prefix", str, "")
+    if prefix and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix):
+        raise r.fail("table_prefix", f"{prefix!r} must be letters, digits and _ (not starting with a digit)")
+    options = type(r.mapping)()
+    if hasattr(r.mapping, "where"):
+        options.where = r.mapping.where
+        options.key_where = {k: v for k, v in r.mapping.key_where.items() if k not in ("type", "table_prefix")}
+    for key, value in r.mapping.items():
+        if key not in ("type", "table_prefix"):
+            options[key] = value
+    return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where)
+
+
+def _schedule(r: Reader) -> ScheduleConfig:
+    kind = r.get("type", str, required=True)
+    if kind not in SCHEDULE_TYPES:
+        raise r.fail("type", f"{kind!r} is not one of {', '.join(SCHEDULE_TYPES)}")
+    if kind == "manual":
+        schedule = ScheduleConfig(type=kind, where=r.where)
+    elif kind == "basic":
+        every = _interval(r.get("every", str, required=True), r)
+        start_time = _time_of_day(r.get("start_time", str, "00:00"), r)
+        schedule = ScheduleConfig(type=kind, every=every, start_time=start_time, where=r.where)
+    else:
+        cron = r.get("cron", str, required=True)
+        _check_cron(cron, r)
+        schedule = ScheduleConfig(type=kind, cron=cron, where=r.where)
+    r.done()
+    return schedule
+
+
+def _interval(text: str, r: Reader) -> timedelta:
+    match = _INTERVAL.match(text.strip())
+    if not match:
+        raise r.fail("every", f"{text!r} is not an interval like 30m, 6h or 1d")
+    amount, unit = int(match.group(1)), match.group(2)[0]
+    every = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+    if every < MIN_CRON_GAP:
+        raise r.fail("every", f"{text!r} is shorter than the 15 minutes allowed between runs")
+    return every
+
+
+def _time_of_day(text: str, r: Reader) -> time:
+    try:
+        return time.fromisoformat(text.strip())
+    except ValueError as err:
+        raise r.fail("start_time", f"{text!r} is not a time of day like 02:30") from err
+
+
+def _check_cron(expression: str, r: Reader) -> None:
+    # croniter parses standard 5-field expressions; runs closer than 15 minutes are refused,
+    # checked over a whole week so day-of-week fields are covered.
+    from croniter import croniter, CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError
+
+    try:
+        if len(expression.split()) != 5:
+            raise CroniterBadCronError("expected 5 fields")
+        it = croniter(expression, datetime(2026, 1, 4, 23, 59, 59, tzinfo=timezone.utc))
+        previous = it.get_next(datetime)
+        end = previous + timedelta(days=8)
+        while previous < end:
+            current = it.get_next(datetime)
+            if current - previous < MIN_CRON_GAP:
+                raise r.fail("cron", f"{expression!r} runs {previous:%H:%M} and {current:%H:%M}; runs must be at least 15 minutes apart")
+            previous = current
+    except (CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, ValueError, KeyError) as err:
+        raise r.fail("cron", f"{expression!r} is not a 5-field CRON expression") from err
+
+
+def _resources(r: Reader) -> tuple[ResourceConfig, ...]:
+    if not r.mapping:
+        raise ConfigError("resources: select at least one resource", where=r.where)
+    resources = []
+    for name in r.mapping:
+        value = r.get(name, (str, dict))
+        if isinstance(value, str):
+            mode, lookback = value, None
+            mode_reader = r
+            mode_key = name
+        else:
+            sub = r.child(name)
+            mode = sub.get("sync_mode", str, required=True)
+            days = sub.get("lookback_days", int, None)
+            if days is not None and days < 0:
+                raise sub.fail("lookback_days", "must be zero or more")
+            lookback = timedelta(days=days) if days is not None else None
+            sub.done()
+            mode_reader, mode_key = sub, "sync_mode"
+        if mode not in SYNC_MODES:
+            raise mode_reader.fail(mode_key, f"{mode!r} is not one of {', '.join(SYNC_MODES)}")
+        resources.append(ResourceConfig(name=name, sync_mode=mode, lookback=lookback, where=r.at(name)))
+    return tuple(resources)

@@ -1,0 +1,38 @@
+"""`klx demo`: the simulator, one sync into DuckDB with config.example.yaml's settings, and what to query next."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .cli_output import print_header, print_stream, print_total
+from .config import Config
+from .errors import ConfigError
+from .run import run
+
+
+def demo(config_path: Path, *, scale: float, seed: int) -> int:
+    """Serve the simulator on a free local port, sync every configured resource, stop the simulator."""
+    from klaviyo_sim import Simulator
+
+    if not config_path.exists():
+        raise ConfigError(f"{config_path} not found; run klx demo from the klx checkout or pass --config", where=str(config_path))
+    sim = Simulator(seed=seed, scale=scale)
+    sim.start(port=0)
+    try:
+        print(f"Klaviyo simulator serving at {sim.url} (seed {seed}, scale {scale})")
+        config = Config.from_yaml(config_path, env={"KLAVIYO_API_KEY": sim.api_key})
+        config = dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=sim.url))
+        print_header()
+        summary = run(config, on_stream=print_stream)
+        print_total(summary)
+    finally:
+        sim.stop()
+    database = config.destination.options.get("path", "klaviyo.duckdb")
+    prefix = config.destination.table_prefix
+    print()
+    print(f"Loaded into {database}. Query it, for example:")
+    print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select count(*) from {prefix}rudder_profiles'))\"")
+    print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select metric_name, count(*) from {prefix}rudder_events group by 1 order by 2 desc'))\"")
+    print("Run it again for an incremental sync; the simulator stopped, the data stays.")
+    return 0

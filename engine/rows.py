@@ -1,0 +1,167 @@
+"""Records -> rows: flattened, snake_case, collision-free columns with types that only widen."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from .destinations.base import ARROW_TYPES, Column, ColumnType
+from .records import parse_datetime
+
+Path = tuple[str, ...]
+
+# RudderStack-style load columns carried by every row.
+LOAD_COLUMNS: dict[str, ColumnType] = {
+    "received_at": ColumnType.TIMESTAMP,
+    "uuid_ts": ColumnType.TIMESTAMP,
+    "context_sources_job_run_id": ColumnType.TEXT,
+    "context_sources_task_run_id": ColumnType.TEXT,
+}
+MAX_NAME = 63  # PostgreSQL's identifier limit, the strictest of the supported warehouses
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
+_NUMERIC = (ColumnType.BIGINT, ColumnType.DOUBLE)
+
+
+def snake(name: str) -> str:
+    """`Campaign Name` -> campaign_name, `$value` -> value, `firstName` -> first_name."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+    if not text:
+        return "_"
+    return "_" + text if text[0].isdigit() else text
+
+
+def value_type(value: Any) -> ColumnType | None:
+    """The narrowest column type holding `value` (None for null: no information)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ColumnType.BOOLEAN
+    if isinstance(value, int):
+        return ColumnType.BIGINT
+    if isinstance(value, float):
+        return ColumnType.DOUBLE
+    if isinstance(value, str):
+        return ColumnType.TIMESTAMP if _TIMESTAMP.match(value) and parse_datetime(value) else ColumnType.TEXT
+    return ColumnType.JSON
+
+
+def widen(a: ColumnType | None, b: ColumnType | None) -> ColumnType | None:
+    """The least type holding both: null < everything, BIGINT < DOUBLE, anything else mixed -> TEXT."""
+    if a is None or a == b:
+        return b if a is None else a
+    if b is None:
+        return a
+    if a in _NUMERIC and b in _NUMERIC:
+        return ColumnType.DOUBLE
+    return ColumnType.TEXT
+
+
+class ColumnMap:
+    """Source path -> (column, type), stable across runs because it is saved in the stream's state."""
+
+    def __init__(self, saved: list[list[Any]] | None, reserved: Iterable[str]) -> None:
+        self.columns: dict[Path, str] = {}
+        self.types: dict[Path, ColumnType | None] = {}
+        self.taken: set[str] = set(reserved)
+        for path, name, kind in saved or []:
+            key = tuple(path)
+            self.columns[key] = name
+            self.types[key] = ColumnType(kind) if kind else None
+            self.taken.add(name)
+
+    def name(self, path: Path) -> str:
+        """The column of `path`, assigning a new collision-free name on first sight."""
+        name = self.columns.get(path)
+        if name is None:
+            name = self._fresh("_".join(snake(p) for p in path))
+            self.columns[path] = name
+            self.types[path] = None
+            self.taken.add(name)
+        return name
+
+    def _fresh(self, base: str) -> str:
+        if len(base) > MAX_NAME:
+            base = base[: MAX_NAME - 9] + "_" + hashlib.sha1(base.encode()).hexdigest()[:8]
+        name, n = base, 1
+        while name in self.taken:
+            n += 1
+            suffix = f"_{n}"
+            name = base[: MAX_NAME - len(suffix)] + suffix
+        return name
+
+    def to_state(self) -> list[list[Any]]:
+        """JSON-ready form for the stream state."""
+        return [[list(p), n, self.types[p].value if self.types[p] else None] for p, n in self.columns.items()]
+
+
+class RowBuilder:
+    """Collects records of one stream into column lists and hands them over as Arrow batches."""
+
+    def __init__(self, columns: ColumnMap, depth: int) -> None:
+        self.map = columns
+        self.depth = depth
+        self.rows: list[dict[Path, Any]] = []
+        self.received: list[datetime] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, record: dict[str, Any], received_at: datetime) -> None:
+        """Flatten one record and widen the column types it touches."""
+        flat: dict[Path, Any] = {}
+        for path, value in self._flatten((), record):
+            self.map.name(path)
+            kind = value_type(value)
+            if kind is not None:
+                self.map.types[path] = widen(self.map.types[path], kind)
+            flat[path] = value
+        self.rows.append(flat)
+        self.received.append(received_at)
+
+    def take(self, load: dict[str, Any]) -> tuple[pa.Table, list[Column]]:
+        """The collected rows as an Arrow table plus every column the table must have; resets the builder."""
+        columns = [Column(name=n, type=self.map.types[p] or ColumnType.TEXT) for p, n in self.map.columns.items()]
+        arrays, names = [], []
+        for path, name in self.map.columns.items():
+            kind = self.map.types[path] or ColumnType.TEXT
+            arrays.append(pa.array([_convert(row.get(path), kind) for row in self.rows], type=ARROW_TYPES[kind]))
+            names.append(name)
+        for name, kind in LOAD_COLUMNS.items():
+            value = load.get(name)
+            values = self.received if name == "received_at" else [value] * len(self.rows)
+            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
+            names.append(name)
+            columns.append(Column(name=name, type=kind))
+        self.rows, self.received = [], []
+        return pa.Table.from_arrays(arrays, names=names), columns
+
+    def _flatten(self, prefix: Path, record: dict[str, Any]) -> Iterable[tuple[Path, Any]]:
+        for key, value in record.items():
+            path = prefix + (str(key),)
+            # Objects are flattened into <a>_<b>_<c> up to the spec's depth; deeper ones stay JSON.
+            if isinstance(value, dict) and len(path) < self.depth:
+                yield from self._flatten(path, value)
+            else:
+                yield path, value
+
+
+def _convert(value: Any, kind: ColumnType) -> Any:
+    if value is None:
+        return None
+    if kind is ColumnType.TIMESTAMP:
+        return parse_datetime(value)
+    if kind is ColumnType.JSON:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if kind is ColumnType.TEXT:
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if kind is ColumnType.DOUBLE:
+        return float(value)
+    return value

@@ -1,0 +1,145 @@
+"""YAML loading that keeps each mapping key's file:line, so errors can point at it."""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import KlxError
+
+
+class Located(dict):
+    """A mapping that remembers where it and each of its keys stand in the source file."""
+
+    where: str
+    key_where: dict[str, str]
+
+    def at(self, key: str) -> str:
+        """file:line of `key`, or of the mapping itself when the key is absent."""
+        return self.key_where.get(key, self.where)
+
+
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose mappings are Located dicts."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
+    loader.flatten_mapping(node)
+    result = Located()
+    result.where = f"{loader.name}:{node.start_mark.line + 1}"
+    result.key_where = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)):
+            raise KlxError("mapping keys must be plain scalars", where=f"{loader.name}:{key_node.start_mark.line + 1}")
+        key = str(key)
+        if key in result:
+            raise KlxError(f"duplicate key {key!r}", where=f"{loader.name}:{key_node.start_mark.line + 1}")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_where[key] = f"{loader.name}:{key_node.start_mark.line + 1}"
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: Path, error: type[KlxError] = KlxError) -> Any:
+    """Parse a YAML file; mappings come back as Located dicts carrying file:line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise error(f"cannot read {path}: {err.strerror}", where=str(path)) from err
+    return loads_yaml(text, str(path), error)
+
+
+def loads_yaml(text: str, name: str, error: type[KlxError] = KlxError) -> Any:
+    """Parse YAML text named `name` (used in file:line)."""
+    loader = _Loader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    except KlxError as err:
+        raise error(err.message, where=err.where) from err
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f"{name}:{mark.line + 1}" if mark else name
+        raise error(f"invalid YAML: {err.problem}", where=line) from err
+    finally:
+        loader.dispose()
+
+
+class Reader:
+    """Reads one YAML mapping key by key; unknown keys are errors naming their line."""
+
+    def __init__(self, mapping: Any, context: str, error: type[KlxError], where: str) -> None:
+        if not isinstance(mapping, dict):
+            raise error(f"{context}: expected a mapping, got {_kind(mapping)}", where=where)
+        self.mapping = mapping
+        self.context = context
+        self.error = error
+        self.where = getattr(mapping, "where", where)
+        self._seen: set[str] = set()
+
+    def at(self, key: str) -> str:
+        """file:line of `key` (or of the mapping when absent)."""
+        at = getattr(self.mapping, "at", None)
+        return at(key) if at else self.where
+
+    def name(self, key: str) -> str:
+        """The dotted name of `key` for messages."""
+        return f"{self.context}.{key}" if self.context else key
+
+    def fail(self, key: str, message: str) -> KlxError:
+        """An error about `key`, ready to raise."""
+        return self.error(f"{self.name(key)}: {message}", where=self.at(key))
+
+    def has(self, key: str) -> bool:
+        """Whether `key` is present."""
+        return key in self.mapping
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
+        """The value of `key`, checked against `kind`; `default` when absent (absent and required: error)."""
+        self._seen.add(key)
+        if key not in self.mapping:
+            if required or default is ...:
+                raise self.error(f"{self.name(key)}: required", where=self.where)
+            return default
+        value = self.mapping[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if bool not in kinds and isinstance(value, bool) and (int in kinds or float in kinds):
+            raise self.fail(key, f"expected {_names(kinds)}, got {_kind(value)}")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"expected {_names(kinds)}, got {_kind(value)}")
+        return value
+
+    def child(self, key: str, default: Any = ...) -> "Reader":
+        """A Reader over the mapping at `key`."""
+        value = self.get(key, dict, default)
+        return Reader(value if value is not None else {}, self.name(key), self.error, self.at(key))
+
+    def done(self) -> None:
+        """Raise on the first key nobody asked for."""
+        for key in self.mapping:
+            if key not in self._seen:
+                known = ", ".join(sorted(self._seen)) or "none"
+                raise self.fail(key, f"unknown key; known: {known}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "true/false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
