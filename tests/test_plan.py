@@ -1,0 +1,111 @@
+"""Planning: each stream's first request, its lower bound, partitions and parents, from config + spec + state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.config import Config
+from engine.errors import ConfigError
+from engine.plan import build_plan
+from engine.spec import Spec
+
+ROOT = Path(__file__).parent.parent
+SPEC = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml")
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def config(tmp_path: Path, resources: str, start: str = "2024-01-01") -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"source:\n  api_key: pk_x\n  start_date: {start}\ndestination:\n  path: x.duckdb\n  table_prefix: kl_\nresources:\n{resources}")
+    return Config.from_yaml(path, env={})
+
+
+def plan_of(tmp_path: Path, resources: str, states: dict | None = None, **kw):
+    return build_plan(config(tmp_path, resources), SPEC, states or {}, NOW, **kw)
+
+
+def test_first_sync_starts_at_start_date_with_an_inclusive_bound(tmp_path: Path) -> None:
+    (stream,) = plan_of(tmp_path, "  email_templates: incremental\n").streams
+    (partition,) = stream.partitions
+    assert stream.table == "kl_rudder_email_templates"
+    assert partition.params == {"page[size]": "10", "filter": "greater-or-equal(updated,2024-01-01T00:00:00+00:00)", "sort": "updated"}
+
+
+def test_greater_than_only_endpoints_move_the_bound_back_one_second(tmp_path: Path) -> None:
+    state = {"profiles": {"cursor": {"": "2025-03-04T05:06:07+00:00"}}}
+    (stream,) = plan_of(tmp_path, "  profiles: incremental\n", state).streams
+    assert stream.partitions[0].params["filter"] == "greater-than(updated,2025-03-04T05:06:06+00:00)"
+
+
+def test_saved_cursor_before_start_date_is_ignored(tmp_path: Path) -> None:
+    state = {"lists": {"cursor": {"": "2020-01-01T00:00:00+00:00"}}}
+    (stream,) = plan_of(tmp_path, "  lists: incremental\n", state).streams
+    assert stream.partitions[0].lower_bound == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_events_look_back_from_the_saved_cursor(tmp_path: Path) -> None:
+    state = {"events": {"cursor": {"": "2025-06-10T12:00:00+00:00"}}}
+    (stream,) = plan_of(tmp_path, "  events: incremental\n", state).streams
+    assert stream.partitions[0].params["filter"] == "greater-or-equal(datetime,2025-06-07T12:00:00+00:00)"
+    (stream,) = plan_of(tmp_path, "  events: {sync_mode: incremental, lookback_days: 0}\n", state).streams
+    assert stream.partitions[0].params["filter"] == "greater-or-equal(datetime,2025-06-10T12:00:00+00:00)"
+
+
+def test_campaigns_read_every_channel_and_archived_flag_with_their_own_cursor(tmp_path: Path) -> None:
+    state = {"campaigns": {"cursor": {"channel=sms,archived=true": "2025-01-02T03:04:05.123456+00:00"}}}
+    (stream,) = plan_of(tmp_path, "  campaigns: incremental\n", state).streams
+    filters = {p.key: p.params["filter"] for p in stream.partitions}
+    assert len(filters) == 6
+    assert filters["channel=email,archived=false"] == (
+        "and(greater-or-equal(updated_at,2024-01-01T00:00:00+00:00),equals(messages.channel,'email'),equals(archived,false))"
+    )
+    assert filters["channel=sms,archived=true"] == (
+        "and(greater-or-equal(updated_at,2025-01-02T03:04:05+00:00),equals(messages.channel,'sms'),equals(archived,true))"
+    )
+    assert stream.partitions[0].columns == {"channel": "email"}
+
+
+def test_full_refresh_ignores_saved_cursors(tmp_path: Path) -> None:
+    state = {"segments": {"cursor": {"": "2025-01-01T00:00:00+00:00"}}}
+    (stream,) = plan_of(tmp_path, "  segments: incremental\n", state, full_refresh=True).streams
+    assert stream.mode == "full_refresh"
+    assert stream.partitions[0].params["filter"] == "greater-than(updated,2023-12-31T23:59:59+00:00)"
+
+
+def test_metrics_send_no_filter_sort_or_page_size(tmp_path: Path) -> None:
+    (stream,) = plan_of(tmp_path, "  metrics: full_refresh\n").streams
+    assert stream.partitions[0].params == {}
+
+
+def test_child_stream_reads_its_parent_in_full_and_runs_after_it(tmp_path: Path) -> None:
+    state = {"segments": {"cursor": {"": "2025-01-01T00:00:00+00:00"}}}
+    plan = plan_of(tmp_path, "  segments_profiles: full_refresh\n  segments: incremental\n", state)
+    assert [s.stream.name for s in plan.streams] == ["segments", "segments_profiles"]
+    child = plan.streams[1]
+    assert child.parent.stream.name == "segments"
+    assert child.parent.partitions[0].params["filter"] == "greater-than(updated,2023-12-31T23:59:59+00:00)"
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [("  metrics: incremental\n", "config.yaml:8: resources.metrics: incremental is not supported; use full_refresh"),
+     ("  tags: full_refresh\n", "config.yaml:8: resources.tags: unknown resource; known: campaigns, email_templates, events, flows, "
+      "global_exclusions, lists, metrics, profiles, segments, segments_profiles")],
+)
+def test_unsupported_selection_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resources: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "config.yaml"
+    config(tmp_path, resources)
+    cfg = Config.from_yaml(Path("config.yaml"), env={})
+    with pytest.raises(ConfigError) as raised:
+        build_plan(cfg, SPEC, {}, NOW)
+    assert str(raised.value) == message
+    assert path.exists()
+
+
+def test_streams_option_must_name_selected_resources(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--streams: 'events' is not among the resources"):
+        plan_of(tmp_path, "  profiles: incremental\n", only=("events",))

@@ -1,0 +1,118 @@
+"""Records to rows: flattening, snake_case names that never collide, types that only widen."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from engine.destinations.base import ColumnType
+from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder, snake, value_type, widen
+
+AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
+LOAD = {"uuid_ts": AT, "context_sources_job_run_id": "job", "context_sources_task_run_id": "task"}
+
+
+def build(records: list[dict], saved: list | None = None) -> tuple[dict, dict, ColumnMap]:
+    columns = ColumnMap(saved, reserved=LOAD_COLUMNS)
+    builder = RowBuilder(columns, depth=3)
+    for record in records:
+        builder.add(record, AT)
+    table, cols = builder.take(LOAD)
+    return table.to_pydict(), {c.name: c.type for c in cols}, columns
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Campaign Name", "campaign_name"), ("$value", "value"), ("firstName", "first_name"), ("$event_id", "event_id"),
+     ("3rd party", "_3rd_party"), ("$", "_"), ("opt-in", "opt_in")],
+)
+def test_snake_case_names(name: str, expected: str) -> None:
+    assert snake(name) == expected
+
+
+def test_nested_objects_flatten_to_three_levels_and_deeper_stay_json() -> None:
+    record = {"id": "p1", "location": {"city": "Boston", "zip": "02110"},
+              "subscriptions": {"email": {"marketing": {"consent": "SUBSCRIBED", "suppression": []}}}}
+    rows, types, _ = build([record])
+    assert rows["location_city"] == ["Boston"]
+    assert json.loads(rows["subscriptions_email_marketing"][0]) == {"consent": "SUBSCRIBED", "suppression": []}
+    assert types["subscriptions_email_marketing"] is ColumnType.JSON
+
+
+def test_arrays_are_json() -> None:
+    rows, types, _ = build([{"id": "c1", "tags_ids": ["a", "b"]}])
+    assert (rows["tags_ids"], types["tags_ids"]) == (['["a","b"]'], ColumnType.JSON)
+
+
+def test_colliding_names_get_a_suffix_that_is_kept_across_runs() -> None:
+    first = {"id": "e1", "event_properties": {"value": 1, "$value": 2}}
+    rows, _, columns = build([first])
+    assert (rows["event_properties_value"], rows["event_properties_value_2"]) == ([1], [2])
+    # Next run sees only "$value": it must land in the same column as before.
+    rows, _, _ = build([{"id": "e2", "event_properties": {"$value": 5}}], saved=columns.to_state())
+    assert rows["event_properties_value_2"] == [5]
+    assert rows["event_properties_value"] == [None]
+
+
+def test_a_field_named_like_a_load_column_does_not_overwrite_it() -> None:
+    rows, _, _ = build([{"id": "x", "received_at": "yesterday"}])
+    assert rows["received_at_2"] == ["yesterday"]
+    assert rows["received_at"] == [AT]
+
+
+def test_every_row_carries_the_load_columns() -> None:
+    rows, types, _ = build([{"id": "a"}, {"id": "b"}])
+    assert rows["context_sources_job_run_id"] == ["job", "job"]
+    assert rows["context_sources_task_run_id"] == ["task", "task"]
+    assert rows["uuid_ts"] == [AT, AT]
+    assert {name: types[name] for name in LOAD_COLUMNS} == LOAD_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(True, ColumnType.BOOLEAN), (3, ColumnType.BIGINT), (2.5, ColumnType.DOUBLE), ("x", ColumnType.TEXT),
+     ("2024-06-11T13:02:45+00:00", ColumnType.TIMESTAMP), ("2024-11-14T23:18:34.827140+00:00", ColumnType.TIMESTAMP),
+     ("2024-06-11", ColumnType.TEXT), ({"a": {}}, ColumnType.JSON), (None, None)],
+)
+def test_value_types(value: object, kind: ColumnType | None) -> None:
+    assert value_type(value) is kind
+
+
+def test_types_only_widen_and_do_not_depend_on_order() -> None:
+    kinds = [None, ColumnType.BIGINT, ColumnType.DOUBLE, ColumnType.TEXT, ColumnType.BOOLEAN, ColumnType.TIMESTAMP, ColumnType.JSON]
+    for a in kinds:
+        for b in kinds:
+            assert widen(a, b) == widen(b, a)
+    assert widen(ColumnType.BIGINT, ColumnType.DOUBLE) is ColumnType.DOUBLE
+    assert widen(ColumnType.BIGINT, ColumnType.BOOLEAN) is ColumnType.TEXT
+    assert widen(None, ColumnType.TIMESTAMP) is ColumnType.TIMESTAMP
+
+
+def test_mixed_values_in_one_column_are_converted_to_the_wider_type() -> None:
+    rows, types, _ = build([{"id": "a", "n": 1}, {"id": "b", "n": 1.5}, {"id": "c", "t": "x"}, {"id": "d", "t": 7}])
+    assert (types["n"], rows["n"]) == (ColumnType.DOUBLE, [1.0, 1.5, None, None])
+    assert (types["t"], rows["t"]) == (ColumnType.TEXT, [None, None, "x", "7"])
+
+
+def test_null_only_column_is_text_until_a_value_arrives() -> None:
+    _, types, columns = build([{"id": "a", "phone_number": None}])
+    assert types["phone_number"] is ColumnType.TEXT
+    _, types, _ = build([{"id": "b", "phone_number": 5}], saved=columns.to_state())
+    assert types["phone_number"] is ColumnType.BIGINT
+
+
+def test_timestamps_become_aware_utc_datetimes() -> None:
+    rows, types, _ = build([{"id": "a", "updated": "2024-06-11T15:02:45+02:00"}])
+    assert types["updated"] is ColumnType.TIMESTAMP
+    assert rows["updated"] == [datetime(2024, 6, 11, 13, 2, 45, tzinfo=timezone.utc)]
+
+
+def test_long_names_are_shortened_deterministically() -> None:
+    key = "a_really_long_property_name_that_keeps_going_and_going_past_the_limit"
+    rows, _, _ = build([{"id": "a", "properties": {key: 1}}])
+    (name,) = [n for n in rows if n.startswith("properties_a_really")]
+    assert len(name) <= 63
+    rows2, _, _ = build([{"id": "a", "properties": {key: 1}}])
+    assert name in rows2
