@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from .destinations.base import ARROW_TYPES, Column, ColumnType
+from .schema import ARROW_TYPES, Column, ColumnType
 from .records import parse_datetime
 
 Path = tuple[str, ...]

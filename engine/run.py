@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from .config import Config
 from .destinations import build_destination
-from .destinations.base import Destination, TableSpec
+from .destinations.base import Destination
+from .schema import TableSpec
 from .http import HttpClient
 from .paginators import Request, build_paginator, first_request
 from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan

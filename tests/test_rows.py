@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine.destinations.base import ColumnType
+from engine.schema import ColumnType
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder, snake, value_type, widen
 
 AT = datetime(2026, 11, 1, tzinfo=timezone.utc)

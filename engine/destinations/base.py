@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import pyarrow as pa
 
+from engine.schema import Column, ColumnType, TableSpec
 
-class ColumnType(enum.Enum):
-    """Warehouse-neutral column types; each dialect maps them (sql.TYPE_MAP)."""
-
-    BOOLEAN = "boolean"
-    BIGINT = "bigint"
-    DOUBLE = "double"
-    TIMESTAMP = "timestamp"  # timezone-aware, UTC
-    TEXT = "text"
-    JSON = "json"  # arrays and objects deeper than the flattening limit; serialised JSON text in batches
-
-
-# Arrow type each ColumnType travels as inside a batch (JSON travels as its text).
-ARROW_TYPES: dict[ColumnType, pa.DataType] = {
-    ColumnType.BOOLEAN: pa.bool_(),
-    ColumnType.BIGINT: pa.int64(),
-    ColumnType.DOUBLE: pa.float64(),
-    ColumnType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
-    ColumnType.TEXT: pa.string(),
-    ColumnType.JSON: pa.string(),
-}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Column:
-    """One warehouse column."""
-
-    name: str
-    type: ColumnType
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TableSpec:
-    """The target table of one stream."""
-
-    name: str  # full name, prefix included, e.g. kl_rudder_profiles
-    primary_key: tuple[str, ...]
-    cursor: str | None  # column whose larger value wins on MERGE; None: the newest batch wins
+__all__ = ["Column", "ColumnType", "Destination", "TableLoad", "TableSpec"]
 
 
 class TableLoad(Protocol):

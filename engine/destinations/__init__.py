@@ -1,0 +1,68 @@
+"""The destination registry: config.destination.type → a Destination class."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol
+
+from engine.destinations.base import Destination
+from engine.errors import ConfigError
+
+
+class DestinationConfig(Protocol):
+    """What build_destination reads from the engine's destination config block."""
+
+    type: str
+    table_prefix: str
+    options: Mapping[str, Any]
+    where: str
+
+
+class DestinationFactory(Protocol):
+    """A destination class: validates its own options and connects."""
+
+    @classmethod
+    def from_config(cls, config: DestinationConfig) -> Destination: ...
+
+
+DESTINATIONS: dict[str, type[DestinationFactory]] = {}
+
+
+def destination(name: str) -> Callable[[type], type]:
+    """Register a destination class under config's `destination.type: name`."""
+
+    def register(cls: type) -> type:
+        DESTINATIONS[name] = cls
+        return cls
+
+    return register
+
+
+def build_destination(config: DestinationConfig) -> Destination:
+    """The connected destination `config` names."""
+    if config.type not in DESTINATIONS:
+        known = ", ".join(sorted(DESTINATIONS))
+        raise ConfigError(f"destination.type: unknown {config.type!r}; known: {known}", where=config.where)
+    return DESTINATIONS[config.type].from_config(config)
+
+
+def option_where(config: DestinationConfig, key: str) -> str:
+    """file:line of one option, or of the destination block when the options don't carry lines."""
+    at = getattr(config.options, "at", None)
+    return at(key) if at is not None and key in config.options else config.where
+
+
+def check_options(config: DestinationConfig, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError for an unknown or missing option of destination `config.type`."""
+    for key in config.options:
+        if key not in allowed:
+            raise ConfigError(
+                f"destination.{key}: unknown option for {config.type!r}; known: {', '.join(allowed)}",
+                where=option_where(config, key),
+            )
+    for key in required:
+        if config.options.get(key) in (None, ""):
+            raise ConfigError(f"destination.{key}: required for {config.type!r}", where=config.where)
+
+
+# Each module registers itself; its driver is imported only when a destination of its type is built.
+from engine.destinations import duckdb as _duckdb  # noqa: E402,F401

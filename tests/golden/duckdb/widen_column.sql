@@ -1,0 +1,2 @@
+ALTER TABLE "klaviyo"."kl_profiles"
+ALTER COLUMN "count" SET DATA TYPE DOUBLE USING CAST("count" AS DOUBLE)

@@ -1,0 +1,2 @@
+ALTER TABLE "klaviyo"."kl_profiles__klx_shadow"
+RENAME TO "kl_profiles"

@@ -1,0 +1,2 @@
+ALTER TABLE "klaviyo"."kl_profiles"
+ALTER COLUMN "properties" SET DATA TYPE VARIANT USING PARSE_JSON("properties")

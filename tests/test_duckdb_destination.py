@@ -1,0 +1,387 @@
+"""The DuckDB destination against a real database file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from engine.destinations import DESTINATIONS, build_destination
+from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
+from engine.destinations.duckdb import DuckDBDestination
+from engine.errors import ConfigError, WarehouseError
+
+PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
+COLUMNS = [
+    Column(name="id", type=ColumnType.TEXT),
+    Column(name="updated", type=ColumnType.TIMESTAMP),
+    Column(name="email", type=ColumnType.TEXT),
+]
+
+
+def ts(day: int) -> datetime:
+    return datetime(2024, 1, day, tzinfo=timezone.utc)
+
+
+def batch(columns: list[Column], rows: list[dict[str, Any]]) -> pa.Table:
+    """An Arrow batch typed the way the engine sends it (base.ARROW_TYPES)."""
+    schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def profile(id: str, day: int | None, email: str | None = None) -> dict[str, Any]:
+    return {"id": id, "updated": None if day is None else ts(day), "email": email}
+
+
+def rows(dest: DuckDBDestination, table: str = "kl_profiles") -> list[dict[str, Any]]:
+    """Every row of `table`, in a stable order."""
+    found = dest.connection.table(table).to_arrow_table().to_pylist()
+    return sorted(found, key=lambda row: [str(value) for value in row.values()])
+
+
+def column_types(dest: DuckDBDestination, table: str = "kl_profiles") -> dict[str, str]:
+    relation = dest.connection.table(table)
+    return {name: str(dtype) for name, dtype in zip(relation.columns, relation.types)}
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> DuckDBDestination:
+    destination = DuckDBDestination(path=str(tmp_path / "warehouse.duckdb"), table_prefix="kl_")
+    yield destination
+    destination.close()
+
+
+def load(dest: DuckDBDestination, data: list[dict[str, Any]], state: dict[str, Any] | None = None,
+         columns: list[Column] = COLUMNS, table: TableSpec = PROFILES, stream: str = "profiles") -> None:
+    """One incremental load of one batch."""
+    run = dest.begin(stream, table, replace=False)
+    run.write(batch(columns, data), columns, state or {})
+    run.finish(state or {})
+
+
+# MERGE
+
+
+def test_merge_keeps_the_row_with_the_greatest_cursor(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 2, "new@x"), profile("b", 1, "old@x")])
+    load(dest, [profile("a", 1, "stale@x"), profile("b", 3, "newer@x")])
+    assert rows(dest) == [profile("a", 2, "new@x"), profile("b", 3, "newer@x")]
+
+
+def test_equal_cursor_leaves_the_row_untouched(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 2, "first@x")])
+    load(dest, [profile("a", 2, "refetched@x")])
+    assert rows(dest) == [profile("a", 2, "first@x")]
+
+
+def test_null_cursor_in_the_table_is_overwritten(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", None, "first@x")])
+    load(dest, [profile("a", 1, "second@x")])
+    assert rows(dest) == [profile("a", 1, "second@x")]
+
+
+def test_duplicate_keys_in_one_batch_keep_greatest_cursor_then_later_row(dest: DuckDBDestination) -> None:
+    load(dest, [
+        profile("a", 3, "a-newest@x"), profile("a", 1, "a-old@x"),
+        profile("b", 2, "b-earlier@x"), profile("b", 2, "b-later@x"),
+    ])
+    assert rows(dest) == [profile("a", 3, "a-newest@x"), profile("b", 2, "b-later@x")]
+
+
+def test_without_cursor_the_newest_batch_wins(dest: DuckDBDestination) -> None:
+    table = TableSpec(name="kl_lists", primary_key=("id",), cursor=None)
+    columns = [Column(name="id", type=ColumnType.TEXT), Column(name="name", type=ColumnType.TEXT)]
+    load(dest, [{"id": "l1", "name": "old"}], columns=columns, table=table)
+    load(dest, [{"id": "l1", "name": "first"}, {"id": "l1", "name": "renamed"}], columns=columns, table=table)
+    assert rows(dest, "kl_lists") == [{"id": "l1", "name": "renamed"}]
+
+
+def test_composite_primary_key_keeps_one_row_per_pair(dest: DuckDBDestination) -> None:
+    table = TableSpec(name="kl_segment_members", primary_key=("segment_id", "id"), cursor="joined")
+    columns = [Column(name="segment_id", type=ColumnType.TEXT), Column(name="id", type=ColumnType.TEXT),
+               Column(name="joined", type=ColumnType.TIMESTAMP)]
+    load(dest, [{"segment_id": "s1", "id": "p1", "joined": ts(1)}, {"segment_id": "s2", "id": "p1", "joined": ts(1)}],
+         columns=columns, table=table)
+    load(dest, [{"segment_id": "s1", "id": "p1", "joined": ts(2)}, {"segment_id": "s1", "id": "p2", "joined": ts(2)}],
+         columns=columns, table=table)
+    assert rows(dest, "kl_segment_members") == [
+        {"segment_id": "s1", "id": "p1", "joined": ts(2)},
+        {"segment_id": "s1", "id": "p2", "joined": ts(2)},
+        {"segment_id": "s2", "id": "p1", "joined": ts(1)},
+    ]
+
+
+def test_table_without_primary_key_appends(dest: DuckDBDestination) -> None:
+    table = TableSpec(name="kl_log", primary_key=(), cursor=None)
+    columns = [Column(name="line", type=ColumnType.TEXT)]
+    load(dest, [{"line": "a"}], columns=columns, table=table)
+    load(dest, [{"line": "a"}], columns=columns, table=table)
+    assert rows(dest, "kl_log") == [{"line": "a"}, {"line": "a"}]
+
+
+# Schema evolution
+
+
+def test_new_column_in_a_later_batch_is_null_for_earlier_rows(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 1, "a@x")])
+    phone = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+    load(dest, [{**profile("b", 1, "b@x"), "phone": "+1"}], columns=phone)
+    assert rows(dest) == [{**profile("a", 1, "a@x"), "phone": None}, {**profile("b", 1, "b@x"), "phone": "+1"}]
+
+
+def test_bigint_column_widens_to_double(dest: DuckDBDestination) -> None:
+    as_int = [*COLUMNS, Column(name="score", type=ColumnType.BIGINT)]
+    as_float = [*COLUMNS, Column(name="score", type=ColumnType.DOUBLE)]
+    load(dest, [{**profile("a", 1), "score": 3}], columns=as_int)
+    load(dest, [{**profile("b", 1), "score": 2.5}], columns=as_float)
+    assert column_types(dest)["score"] == "DOUBLE"
+    assert [r["score"] for r in rows(dest)] == [3.0, 2.5]
+
+
+def test_text_column_that_held_only_nulls_becomes_bigint(dest: DuckDBDestination) -> None:
+    as_text = [*COLUMNS, Column(name="count", type=ColumnType.TEXT)]
+    as_int = [*COLUMNS, Column(name="count", type=ColumnType.BIGINT)]
+    load(dest, [{**profile("a", 1), "count": None}], columns=as_text)
+    load(dest, [{**profile("b", 1), "count": 7}], columns=as_int)
+    assert column_types(dest)["count"] == "BIGINT"
+    assert [r["count"] for r in rows(dest)] == [None, 7]
+
+
+def test_text_column_with_values_stays_text_when_a_batch_says_bigint(dest: DuckDBDestination) -> None:
+    as_text = [*COLUMNS, Column(name="count", type=ColumnType.TEXT)]
+    as_int = [*COLUMNS, Column(name="count", type=ColumnType.BIGINT)]
+    load(dest, [{**profile("a", 1), "count": "many"}], columns=as_text)
+    load(dest, [{**profile("b", 1), "count": 7}], columns=as_int)
+    assert column_types(dest)["count"] == "VARCHAR"
+    assert [r["count"] for r in rows(dest)] == ["many", "7"]
+
+
+def test_a_batch_of_nulls_never_changes_a_column_type(dest: DuckDBDestination) -> None:
+    as_int = [*COLUMNS, Column(name="count", type=ColumnType.BIGINT)]
+    as_text = [*COLUMNS, Column(name="count", type=ColumnType.TEXT)]
+    load(dest, [{**profile("a", 1), "count": 7}], columns=as_int)
+    load(dest, [{**profile("b", 1), "count": None}], columns=as_text)
+    assert column_types(dest)["count"] == "BIGINT"
+
+
+def test_json_column_round_trips(dest: DuckDBDestination) -> None:
+    columns = [*COLUMNS, Column(name="properties", type=ColumnType.JSON)]
+    value = {"nested": {"list": [1, "two", None]}, "ünïcode": True}
+    load(dest, [{**profile("a", 1), "properties": json.dumps(value)}], columns=columns)
+    assert column_types(dest)["properties"] == "JSON"
+    assert json.loads(rows(dest)[0]["properties"]) == value
+
+
+def test_odd_identifiers_are_quoted(dest: DuckDBDestination) -> None:
+    table = TableSpec(name="kl_select from", primary_key=("select",), cursor="weird col")
+    columns = [Column(name="select", type=ColumnType.TEXT), Column(name="weird col", type=ColumnType.BIGINT),
+               Column(name='quote"d', type=ColumnType.TEXT)]
+    load(dest, [{"select": "k", "weird col": 1, 'quote"d': "x"}], columns=columns, table=table)
+    load(dest, [{"select": "k", "weird col": 2, 'quote"d': "y"}], columns=columns, table=table)
+    assert rows(dest, "kl_select from") == [{"select": "k", "weird col": 2, 'quote"d': "y"}]
+
+
+# State
+
+
+def test_read_state_is_none_before_anything_was_saved(dest: DuckDBDestination) -> None:
+    assert dest.read_state("profiles") is None
+
+
+def test_state_is_saved_with_each_batch(dest: DuckDBDestination) -> None:
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.write(batch(COLUMNS, [profile("a", 1)]), COLUMNS, {"bookmark": "2024-01-01"})
+    assert dest.read_state("profiles") == {"bookmark": "2024-01-01"}
+    assert dest.read_state("events") is None
+
+
+def test_state_survives_reopening_the_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.duckdb")
+    first = DuckDBDestination(path=path, table_prefix="kl_")
+    load(first, [profile("a", 1)], state={"bookmark": 1})
+    first.close()
+    again = DuckDBDestination(path=path, table_prefix="kl_")
+    assert again.read_state("profiles") == {"bookmark": 1}
+    again.close()
+
+
+def test_failing_merge_leaves_rows_and_state_unchanged(dest: DuckDBDestination) -> None:
+    columns = [*COLUMNS, Column(name="properties", type=ColumnType.JSON)]
+    load(dest, [{**profile("a", 1), "properties": "{}"}], state={"bookmark": 1}, columns=columns)
+    wider = [*columns, Column(name="phone", type=ColumnType.TEXT)]
+    run = dest.begin("profiles", PROFILES, replace=False)
+    broken = batch(wider, [{**profile("a", 2), "properties": "{not json", "phone": "+1"}])
+    with pytest.raises(WarehouseError) as raised:
+        run.write(broken, wider, {"bookmark": 2})
+    assert "MERGE on table main.kl_profiles failed" in str(raised.value)
+    assert isinstance(raised.value.__cause__, Exception)
+    assert dest.read_state("profiles") == {"bookmark": 1}
+    assert rows(dest) == [{**profile("a", 1), "properties": "{}"}]  # the ADD COLUMN was rolled back too
+
+
+def test_two_prefixes_in_one_database_keep_separate_state(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.duckdb")
+    rudder = DuckDBDestination(path=path, table_prefix="kl_rudder_")
+    acme = DuckDBDestination(path=path, table_prefix="kl_acme_")
+    load(rudder, [profile("a", 1)], state={"account": "rudder"},
+         table=TableSpec(name="kl_rudder_profiles", primary_key=("id",), cursor="updated"))
+    load(acme, [profile("a", 1)], state={"account": "acme"},
+         table=TableSpec(name="kl_acme_profiles", primary_key=("id",), cursor="updated"))
+    assert rudder.read_state("profiles") == {"account": "rudder"}
+    assert acme.read_state("profiles") == {"account": "acme"}
+    tables = {name for (name,) in rudder.connection.sql("SHOW TABLES").fetchall()}
+    assert {"kl_rudder_klx_state", "kl_acme_klx_state"} <= tables
+    rudder.close()
+    acme.close()
+
+
+def test_finish_without_batches_creates_no_table(dest: DuckDBDestination) -> None:
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.finish({"bookmark": None})
+    assert dest.read_state("profiles") == {"bookmark": None}
+    assert dest.connection.sql("SHOW TABLES").fetchall() == [("kl_klx_state",)]
+
+
+def test_empty_batch_still_creates_the_table(dest: DuckDBDestination) -> None:
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.write(batch(COLUMNS, []), COLUMNS, {})
+    run.finish({})
+    assert rows(dest) == []
+    assert list(column_types(dest)) == ["id", "updated", "email"]
+
+
+# Replace loads
+
+
+def replace(dest: DuckDBDestination, data: list[dict[str, Any]], columns: list[Column] = COLUMNS) -> None:
+    run = dest.begin("profiles", PROFILES, replace=True)
+    run.write(batch(columns, data), columns, {"run": "replace"})
+    run.finish({"run": "done"})
+
+
+def test_replace_drops_rows_absent_from_the_new_load(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 1), profile("b", 1)])
+    replace(dest, [profile("b", 1, "b@x"), profile("c", 1)])
+    assert rows(dest) == [profile("b", 1, "b@x"), profile("c", 1)]
+    assert dest.read_state("profiles") == {"run": "done"}
+    assert dest.connection.sql("SHOW TABLES").fetchall() == [("kl_klx_state",), ("kl_profiles",)]
+
+
+def test_replace_into_a_new_table_creates_it(dest: DuckDBDestination) -> None:
+    replace(dest, [profile("a", 1)])
+    assert rows(dest) == [profile("a", 1)]
+
+
+def test_replace_keeps_columns_the_new_load_lacks(dest: DuckDBDestination) -> None:
+    phone = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+    load(dest, [{**profile("a", 1), "phone": "+1"}], columns=phone)
+    replace(dest, [profile("b", 1)])
+    assert rows(dest) == [{**profile("b", 1), "phone": None}]
+
+
+def test_replace_with_no_rows_empties_the_table(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 1)])
+    run = dest.begin("profiles", PROFILES, replace=True)
+    run.finish({})
+    assert rows(dest) == []
+
+
+def test_aborted_replace_leaves_the_old_table_intact(dest: DuckDBDestination) -> None:
+    load(dest, [profile("a", 1)], state={"bookmark": 1})
+    run = dest.begin("profiles", PROFILES, replace=True)
+    run.write(batch(COLUMNS, [profile("b", 1)]), COLUMNS, {"bookmark": 2})
+    run.abort()
+    assert rows(dest) == [profile("a", 1)]
+    assert dest.connection.sql("SHOW TABLES").fetchall() == [("kl_klx_state",), ("kl_profiles",)]
+
+
+def test_crash_before_finish_leaves_the_old_table_intact(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.duckdb")
+    first = DuckDBDestination(path=path, table_prefix="kl_")
+    load(first, [profile("a", 1)])
+    run = first.begin("profiles", PROFILES, replace=True)
+    run.write(batch(COLUMNS, [profile("b", 1)]), COLUMNS, {})
+    first.close()  # the process dies here
+    again = DuckDBDestination(path=path, table_prefix="kl_")
+    assert rows(again) == [profile("a", 1)]
+    replace(again, [profile("c", 1)])  # the next run drops the stale shadow and starts over
+    assert rows(again) == [profile("c", 1)]
+    again.close()
+
+
+def test_replace_load_widens_columns_of_the_target(dest: DuckDBDestination) -> None:
+    as_text = [*COLUMNS, Column(name="count", type=ColumnType.TEXT)]
+    as_int = [*COLUMNS, Column(name="count", type=ColumnType.BIGINT)]
+    load(dest, [{**profile("a", 1), "count": "many"}], columns=as_text)
+    replace(dest, [{**profile("b", 1), "count": 7}], columns=as_int)
+    assert column_types(dest)["count"] == "BIGINT"
+    assert rows(dest) == [{**profile("b", 1), "count": 7}]
+
+
+# Config and registry
+
+
+class Options(dict):
+    """Options that know the line of each key, like the engine's YAML mapping."""
+
+    def at(self, key: str) -> str:
+        return f"config.yaml:{10 + list(self).index(key)}"
+
+
+class Config:
+    def __init__(self, options: dict[str, Any], type: str = "duckdb") -> None:
+        self.type = type
+        self.table_prefix = "kl_"
+        self.options = Options(options)
+        self.where = "config.yaml:9"
+
+
+def test_build_destination_opens_duckdb_in_the_given_schema(tmp_path: Path) -> None:
+    dest = build_destination(Config({"path": str(tmp_path / "w.duckdb"), "schema": "klaviyo"}))
+    load(dest, [profile("a", 1)])
+    assert dest.connection.sql("SELECT count(*) FROM klaviyo.kl_profiles").fetchall() == [(1,)]
+    dest.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (Config({"path": ":memory:"}, type="duckbd"),
+         "config.yaml:9: destination.type: unknown 'duckbd'; known: duckdb"),
+        (Config({"path": ":memory:", "shema": "x"}),
+         "config.yaml:11: destination.shema: unknown option for 'duckdb'; known: path, schema"),
+        (Config({}), "config.yaml:9: destination.path: required for 'duckdb'"),
+        (Config({"path": 3}), "config.yaml:10: destination.path: must be a string"),
+    ],
+)
+def test_bad_destination_config_is_a_config_error(config: Config, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_destination(config)
+    assert str(raised.value) == message
+
+
+def test_unopenable_database_is_a_warehouse_error(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseError, match="cannot open DuckDB database"):
+        DuckDBDestination(path=str(tmp_path / "missing-dir" / "w.duckdb"))
+
+
+def test_duckdb_is_registered() -> None:
+    assert DESTINATIONS["duckdb"] is DuckDBDestination
+
+
+def test_a_duckdb_run_imports_no_other_driver() -> None:
+    code = (
+        "import sys; from engine.destinations import build_destination\n"
+        "class C: type='duckdb'; table_prefix=''; options={'path': ':memory:'}; where='x'\n"
+        "build_destination(C()).close()\n"
+        "print(sorted(m for m in ('snowflake', 'psycopg', 'psycopg2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]"
