@@ -121,7 +121,7 @@ class HttpClient:
 
     def _budget(self, endpoint: str, tier: str) -> RateBudget:
         if endpoint not in self.budgets:
-            self.budgets[endpoint] = RateBudget(self.api.rate_limit_tiers[tier], sleep=self.sleep)
+            self.budgets[endpoint] = RateBudget(self.api.rate_limit_tiers[tier])
         return self.budgets[endpoint]
 
     def _backoff(self, attempt: int, response: requests.Response | None, why: str, shown: str) -> None:

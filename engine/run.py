@@ -61,12 +61,13 @@ def run(
     full_refresh: bool = False,
     now: datetime | None = None,
     on_stream: Callable[[StreamSummary], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RunSummary:
     """One sync of the selected resources; returns what it did. Streams run one after another."""
     spec = Spec.from_yaml(config.source.spec)
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
-    http = HttpClient(spec.api, config.source.api_key, config.source.base_url)
+    http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
         states = {name: destination.read_state(name) for name in names}

@@ -1,0 +1,189 @@
+"""End to end against the local simulator: tables equal its ground truth, incremental runs take exactly the changes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ApiError
+from engine.http import HttpClient
+from klaviyo_sim import Simulator
+from tests.klx_testing import ALL_RESOURCES, SIM_NOW, START_DATE, default_modes, key_of, rows, sync, write_config
+
+CURSOR = {"campaigns": "updated_at", "events": "datetime"}
+MUTABLE = ("campaigns", "email_templates", "flows", "lists", "segments", "profiles")
+
+
+@pytest.fixture
+def sim():
+    with Simulator(seed=3, scale=0.25, now=SIM_NOW) as simulator:
+        yield simulator
+
+
+def setup(sim: Simulator, tmp_path: Path, resources: dict[str, str] | None = None) -> tuple[Path, Path]:
+    database = tmp_path / "klx.duckdb"
+    return write_config(tmp_path, resources or default_modes(), base_url=sim.url, database=database), database
+
+
+def table(database: Path, resource: str, columns: str = "*") -> list[dict]:
+    return rows(database, f'select {columns} from "kl_rudder_{resource}"')
+
+
+def state(database: Path, stream: str) -> dict:
+    (row,) = rows(database, "select state from kl_klx_state where stream = ?", [stream])
+    return json.loads(row["state"])
+
+
+def test_all_ten_resources_land_exactly_the_simulators_truth(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path)
+    summary = sync(config, sim.api_key, now=SIM_NOW)
+    assert [s.stream for s in summary.streams][-1] == "segments_profiles"  # the child runs after its parent
+    for resource in ALL_RESOURCES:
+        truth = sim.truth(resource, START_DATE)
+        landed = table(database, resource)
+        assert sorted(key_of(resource, r) for r in landed) == sorted(key_of(resource, t) for t in truth), resource
+        assert len(truth) > 0, resource
+        cursor = CURSOR.get(resource, "updated")
+        if resource not in ("metrics", "segments_profiles"):
+            expected = {key_of(resource, t): datetime.fromisoformat(t["cursor"]) for t in truth}
+            assert {key_of(resource, r): r[cursor] for r in landed} == expected, resource
+
+
+def test_summary_counts_every_record_the_api_returned_as_an_event(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {"global_exclusions": "incremental", "profiles": "incremental"})
+    summary = sync(config, sim.api_key, now=SIM_NOW)
+    by_stream = {s.stream: s for s in summary.streams}
+    profiles = len(sim.truth("profiles", START_DATE))
+    assert by_stream["profiles"].events == by_stream["profiles"].rows == profiles
+    assert by_stream["global_exclusions"].events == profiles  # every profile read counts...
+    assert by_stream["global_exclusions"].rows == len(sim.truth("global_exclusions", START_DATE))  # ...only suppressed land
+    assert summary.events == 2 * profiles
+    assert by_stream["profiles"].pages == -(-profiles // 100)
+
+
+def test_incremental_run_takes_exactly_the_changes(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path)
+    sync(config, sim.api_key, now=SIM_NOW)
+    before = {r: {key_of(r, x) for x in table(database, r, "id")} for r in MUTABLE}
+    changed = {r: sim.mutate(r, update=3, create=2, delete=1) for r in MUTABLE}
+    changed["events"] = sim.mutate("events", create=4)
+    second = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    for resource, change in changed.items():
+        touched = table(database, resource, "id, context_sources_job_run_id")
+        rewritten = {r["id"] for r in touched if r["context_sources_job_run_id"] == second.job_run_id}
+        assert rewritten == set(change.get("updated", [])) | set(change["created"]), resource
+    for resource in MUTABLE:
+        ids = {key_of(resource, x) for x in table(database, resource, "id")}
+        # Incremental runs cannot see deletions: deleted rows stay, created ones are added.
+        assert ids == before[resource] | {(i,) for i in changed[resource]["created"]}, resource
+
+
+def test_unchanged_source_second_run_rewrites_no_row(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {r: "incremental" for r in ("events", "profiles", "campaigns", "lists")})
+    sync(config, sim.api_key, now=SIM_NOW)
+    counts = {r: len(table(database, r, "id")) for r in ("events", "profiles", "campaigns", "lists")}
+    second = sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=1))
+    for resource, count in counts.items():
+        landed = table(database, resource, "id, context_sources_job_run_id")
+        assert len(landed) == count, resource
+        assert not [r for r in landed if r["context_sources_job_run_id"] == second.job_run_id], resource
+    # Yet the boundary was re-read: inclusive bounds fetch at least the newest record again.
+    assert all(s.events > 0 for s in second.streams if s.stream != "events")
+
+
+def test_full_refresh_drops_rows_deleted_at_the_source(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {"profiles": "full_refresh", "segments_profiles": "full_refresh"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    deleted = sim.mutate("profiles", delete=5)["deleted"]
+    sync(config, sim.api_key, now=SIM_NOW)
+    ids = {r["id"] for r in table(database, "profiles", "id")}
+    assert ids == {t["id"] for t in sim.truth("profiles", START_DATE)}
+    assert not ids & set(deleted)
+    members = {(r["segment_id"], r["id"]) for r in table(database, "segments_profiles", "segment_id, id")}
+    assert members == {(t["segment_id"], t["id"]) for t in sim.truth("segments_profiles", START_DATE)}
+
+
+def test_future_dated_events_land_but_the_cursor_stops_at_the_run_start(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {"events": "incremental"})
+    future = [t for t in sim.truth("events", START_DATE) if datetime.fromisoformat(t["cursor"]) > SIM_NOW]
+    assert future, "the simulator should hold future-dated events"
+    sync(config, sim.api_key, now=SIM_NOW)
+    landed = {r["id"] for r in table(database, "events", "id")}
+    assert {t["id"] for t in future} <= landed
+    assert state(database, "events")["cursor"] == {"": SIM_NOW.isoformat()}
+
+
+def test_per_partition_cursors_are_saved(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {"campaigns": "incremental", "flows": "incremental"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    truth = {t["id"]: t["cursor"] for t in sim.truth("campaigns", START_DATE)}
+    landed = table(database, "campaigns", "id, channel, archived")
+    saved = state(database, "campaigns")["cursor"]
+    for row in landed:
+        key = f"channel={row['channel']},archived={'true' if row['archived'] else 'false'}"
+        assert datetime.fromisoformat(saved[key]) >= datetime.fromisoformat(truth[row["id"]])
+    assert set(state(database, "flows")["cursor"]) <= {"archived=false", "archived=true"}
+
+
+def test_records_sharing_one_cursor_second_across_pages_all_land(sim: Simulator, tmp_path: Path) -> None:
+    truth = sim.truth("profiles", START_DATE)
+    seconds = {}
+    for t in truth:
+        seconds[t["cursor"]] = seconds.get(t["cursor"], 0) + 1
+    assert max(seconds.values()) > 100, "the simulator should hold a tie cluster larger than a page"
+    config, database = setup(sim, tmp_path, {"profiles": "incremental"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    assert len(table(database, "profiles", "id")) == len(truth)
+
+
+def test_a_failed_stream_keeps_its_table_and_cursor(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, database = setup(sim, tmp_path, {"profiles": "incremental"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    table_before, state_before = table(database, "profiles"), state(database, "profiles")
+    sim.mutate("profiles", update=150, create=20)
+    real_get, calls = HttpClient.get, []
+
+    def failing_get(self, url, params, **kw):
+        calls.append(url)
+        if len(calls) == 2:
+            raise ApiError("Klaviyo 500 on GET /api/profiles (stream profiles): boom", status=500, stream="profiles")
+        return real_get(self, url, params, **kw)
+
+    monkeypatch.setattr(HttpClient, "get", failing_get)
+    with pytest.raises(ApiError):
+        sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=1))
+    assert table(database, "profiles") == table_before
+    assert state(database, "profiles") == state_before
+
+
+def test_transient_faults_are_retried_without_losing_a_record(sim: Simulator, tmp_path: Path) -> None:
+    sim.faults.queue(["503", "reset", "truncated", "500", "502"])
+    config, database = setup(sim, tmp_path, {"profiles": "incremental", "metrics": "full_refresh"})
+    waits: list[float] = []
+    sync(config, sim.api_key, now=SIM_NOW, sleep=waits.append)
+    assert len(waits) == 5
+    assert {r["id"] for r in table(database, "profiles", "id")} == {t["id"] for t in sim.truth("profiles", START_DATE)}
+
+
+def test_429_waits_for_retry_after(sim: Simulator, tmp_path: Path) -> None:
+    config, database = setup(sim, tmp_path, {"metrics": "full_refresh"})
+    sim.rate_limits = True
+    for _ in range(12):  # metrics is tier M: 10 a second, so the burst window is spent
+        sim.handle_api("GET", "/api/metrics", "", {"authorization": f"Klaviyo-API-Key {sim.api_key}", "revision": "2026-07-15"}, sim.url)
+    waits: list[float] = []
+    sync(config, sim.api_key, now=SIM_NOW, sleep=lambda s: (waits.append(s), __import__("time").sleep(s)))
+    assert waits and 1.0 <= waits[0] <= 61.0
+    assert len(table(database, "metrics", "id")) == len(sim.truth("metrics", START_DATE))
+
+
+def test_two_prefixes_share_one_database(sim: Simulator, tmp_path: Path) -> None:
+    database = tmp_path / "shared.duckdb"
+    a = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=database, prefix="a_")
+    b = write_config(tmp_path, {"lists": "full_refresh"}, base_url=sim.url, database=database, prefix="b_")
+    sync(a, sim.api_key, now=SIM_NOW)
+    sync(b, sim.api_key, now=SIM_NOW)
+    tables = {r["table_name"] for r in rows(database, "select table_name from information_schema.tables")}
+    assert {"a_rudder_lists", "b_rudder_lists", "a_klx_state", "b_klx_state"} <= tables
