@@ -34,14 +34,16 @@ class RecordReader:
         return records
 
     def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Normalised records that pass the stream's filter, with `extra` columns (parent keys, partitions) set."""
+        """Normalised records with `extra` columns (parent keys, partitions) set; see keep() for the filter."""
         included = self._included(body) if self.jsonapi and self.stream.include else {}
         for item in raw:
             record = self._normalise(item, included) if self.jsonapi else dict(item)
-            if self.filter is not None and not self.filter.search(record):
-                continue
             record.update(extra)
             yield record
+
+    def keep(self, record: dict[str, Any]) -> bool:
+        """Whether the stream's record filter keeps `record` (the cursor moves over every record read)."""
+        return self.filter is None or bool(self.filter.search(record))
 
     def cursor_value(self, record: dict[str, Any]) -> datetime | None:
         """The record's cursor as an aware UTC datetime (None when absent or unparseable)."""

@@ -15,12 +15,12 @@ from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
 from .schema import TableSpec
-from .http import HttpClient
+from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
 from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan
 from .records import RecordReader
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
-from .spec import Spec
+from .spec import Spec, StreamSpec
 
 log = logging.getLogger("klx.run")
 BATCH_ROWS = 5000  # rows per warehouse transaction: bounds memory, keeps commits frequent
@@ -102,7 +102,6 @@ class StreamSync:
         self.columns = ColumnMap(self.state.get("columns"), reserved=LOAD_COLUMNS)
         self.rows = RowBuilder(self.columns, plan.api.flatten_depth)
         self.reader = RecordReader(plan.api, self.stream)
-        self._received_at = datetime.now(timezone.utc)
 
     def run(self) -> StreamSummary:
         """Sync the stream; on any error the partial load is abandoned and the table is as before."""
@@ -128,27 +127,35 @@ class StreamSync:
                 yield partition, self.stream.path, dict(partition.columns)
             return
         # A child stream: one request sequence per parent record, which carries the parent's keys.
-        parent_reader = RecordReader(self.plan.api, self.sp.parent.stream)
-        parent_fields = self.stream.parent.fields
+        parent_stream = self.sp.parent.stream
+        parent_reader = RecordReader(self.plan.api, parent_stream)
         for parent_partition in self.sp.parent.partitions:
-            for parent in self._records(self.sp.parent.stream.path, parent_partition.params, parent_reader, {}, self.sp.parent.stream):
-                path = _PARENT_REF.sub(lambda m: quote(str(parent.get(m.group(1), "")), safe=""), self.stream.path)
-                extra = {column: parent.get(source) for source, column in parent_fields.items()}
-                for partition in self.sp.partitions:
-                    yield partition, path, {**partition.columns, **extra}
+            for _, parents in self._pages(parent_stream, parent_stream.path, parent_partition.params, parent_reader, {}):
+                for parent in filter(parent_reader.keep, parents):
+                    path = _PARENT_REF.sub(lambda m: quote(str(parent.get(m.group(1), "")), safe=""), self.stream.path)
+                    extra = {column: parent.get(source) for source, column in self.stream.parent.fields.items()}
+                    for partition in self.sp.partitions:
+                        yield partition, path, {**partition.columns, **extra}
 
     def _read_partition(self, partition: PartitionPlan, path: str, extra: dict[str, Any]) -> None:
         newest = None
-        for record, received_at in self._pages(path, partition.params, extra):
-            value = self.reader.cursor_value(record)
-            if value is not None and (newest is None or value > newest):
-                newest = value
-            self.rows.add(record, received_at)
-            if len(self.rows) >= BATCH_ROWS:
-                if self.stream.cursor and self.stream.cursor.sort and newest:
-                    # Sorted ascending: everything up to `newest` is in this batch or before it.
-                    self._advance(partition.key, newest)
-                self._flush()
+        for page, records in self._pages(self.stream, path, partition.params, self.reader, extra):
+            self.summary.pages += 1
+            self.summary.events += len(records)
+            received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
+            for record in records:
+                value = self.reader.cursor_value(record)
+                if value is not None and (newest is None or value > newest):
+                    newest = value
+                if not self.reader.keep(record):
+                    continue
+                self.summary.rows += 1
+                self.rows.add(record, received_at)
+                if len(self.rows) >= BATCH_ROWS:
+                    if self.stream.cursor and self.stream.cursor.sort and newest:
+                        # Sorted ascending: everything up to `newest` is in this batch or before it.
+                        self._advance(partition.key, newest)
+                    self._flush()
         if self.stream.cursor and newest:
             self._advance(partition.key, newest)
 
@@ -160,24 +167,18 @@ class StreamSync:
         if previous is None or datetime.fromisoformat(previous) < capped:
             self.cursors[key] = capped.isoformat()
 
-    def _pages(self, path: str, params: dict[str, str], extra: dict[str, Any]) -> Iterator[tuple[dict[str, Any], datetime]]:
-        for record in self._records(path, params, self.reader, extra, self.stream, count=True):
-            yield record, self._received_at
-
-    def _records(self, path, params, reader: RecordReader, extra, stream, count: bool = False) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, extra: dict[str, Any]
+    ) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
+        """Every page of one request sequence, with its normalised records."""
         paginator = build_paginator(stream.pagination)
         request: Request | None = first_request(paginator, Request(self.http.url_for(path), dict(params)))
         while request is not None:
-            page = self.http.get(request.url, request.params, stream=stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes)
+            page = self.http.get(
+                request.url, request.params, stream=stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes
+            )
             raw = reader.page_records(page.body, page.url)
-            if count:
-                self.summary.pages += 1
-                self.summary.events += len(raw)
-                self._received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
-            for record in reader.records(page.body, raw, extra):
-                if count:
-                    self.summary.rows += 1
-                yield record
+            yield page, list(reader.records(page.body, raw, extra))
             request = paginator.next_request(request, page.body, len(raw))
 
     def _flush(self) -> None:
