@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .cli_output import print_header, print_stream, print_total
+from .cli_output import SummaryPrinter
 from .errors import KlxError
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +70,9 @@ def _run(args: argparse.Namespace) -> int:
 
     config = Config.from_yaml(args.config)
     only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    print_header()
-    summary = run(config, only=only, full_refresh=args.full_refresh, on_stream=print_stream)
-    print_total(summary)
+    printer = SummaryPrinter()
+    summary = run(config, only=only, full_refresh=args.full_refresh, on_stream=printer.stream)
+    printer.total(summary)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .cli_output import print_header, print_stream, print_total
+from .cli_output import SummaryPrinter
 from .config import Config
 from .errors import ConfigError
 from .run import run
@@ -23,9 +23,9 @@ def demo(config_path: Path, *, scale: float, seed: int) -> int:
         print(f"Klaviyo simulator serving at {sim.url} (seed {seed}, scale {scale})")
         config = Config.from_yaml(config_path, env={"KLAVIYO_API_KEY": sim.api_key})
         config = dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=sim.url))
-        print_header()
-        summary = run(config, on_stream=print_stream)
-        print_total(summary)
+        printer = SummaryPrinter()
+        summary = run(config, on_stream=printer.stream)
+        printer.total(summary)
     finally:
         sim.stop()
     database = config.destination.options.get("path", "klaviyo.duckdb")

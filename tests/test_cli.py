@@ -1,0 +1,84 @@
+"""The klx command: exit codes and the exact text a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from klaviyo_sim import Simulator
+from tests.klx_testing import SIM_NOW, write_config
+
+SECRET = "pk_wrong_0123456789abcdefghijkl"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(seed=5, scale=0.05, now=SIM_NOW) as simulator:
+        yield simulator
+
+
+def test_run_prints_a_summary_per_stream_and_exits_0(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["stream", "mode", "events", "rows", "pages", "seconds"]
+    assert [line.split()[:2] for line in out[1:3]] == [["lists", "incremental"], ["metrics", "full_refresh"]]
+    assert out[3].startswith("total")
+    assert out[4].startswith("run ") and "events in" in out[4]
+
+
+def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config), "--streams", "metrics", "--full-refresh"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:-2]] == ["metrics"]
+
+
+def test_bad_config_exits_2_naming_file_line_and_key(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  path: x.duckdb\nresources:\n  profiles: incremantal\n")
+    assert main(["run", "config.yaml"]) == 2
+    assert capsys.readouterr().err == "error: config.yaml:7: resources.profiles: 'incremantal' is not one of full_refresh, incremental\n"
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "nope.yaml"]) == 2
+    assert capsys.readouterr().err == "error: nope.yaml: cannot read nope.yaml: No such file or directory\n"
+
+
+def test_rejected_key_exits_3_with_klaviyos_detail_and_no_secret(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", SECRET)
+    assert main(["-v", "run", str(config)]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-2:] == [
+        "error: Klaviyo 401 on GET /api/metrics (stream metrics): Incorrect authentication credentials.",
+        "  hint: check source.api_key: the API did not accept the key",
+    ]
+    assert SECRET not in captured.err + captured.out
+    # Nothing was half-written: the table was never created.
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "x.duckdb")) as con:
+        tables = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert "kl_rudder_metrics" not in tables
+
+
+def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  type: oracle\nresources:\n  metrics: full_refresh\n")
+    assert main(["run", "config.yaml"]) == 2
+    assert capsys.readouterr().err == "error: config.yaml:5: destination.type: unknown 'oracle'; known: duckdb\n"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"]])
+def test_every_command_has_help(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+    assert "usage: klx" in capsys.readouterr().out
