@@ -1,0 +1,7 @@
+"""`python -m klaviyo_sim`."""
+
+import sys
+
+from klaviyo_sim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Rate limits, injected faults, latency and the request log."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from klaviyo_sim import FaultConfig, Simulator
+from klaviyo_sim.ratelimit import RateLimiter
+from klaviyo_sim.testing import get
+
+NOW = datetime(2026, 9, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def small():
+    with Simulator(seed=3, scale=0.2, now=NOW) as simulator:
+        yield simulator
+
+
+def test_rate_limit_is_off_by_default(small):
+    assert all(get(small, "/api/accounts").status_code == 200 for _ in range(5))
+
+
+def test_enforced_rate_limit_throttles_with_retry_after(small):
+    small.rate_limits = True
+    assert get(small, "/api/accounts").status_code == 200  # accounts tier: 1/s burst
+    response = get(small, "/api/accounts")
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    error = response.json()["errors"][0]
+    assert error["code"] == "throttled" and error["detail"].startswith("Request was throttled. Expected available in")
+
+
+def test_predictive_analytics_has_its_own_smaller_bucket():
+    now = [0.0]
+    limiter = RateLimiter(enforce=True, clock=lambda: now[0])
+    buckets = [("/api/profiles", 75, 750), ("predictive_analytics", 10, 150)]
+    verdicts = [limiter.hit(buckets) for _ in range(11)]
+    assert [v.allowed for v in verdicts] == [True] * 10 + [False]
+    now[0] = 1.0
+    assert limiter.hit(buckets).allowed
+
+
+@pytest.mark.parametrize("status", ["500", "502", "503"])
+def test_server_error_faults_return_json_error_bodies(small, status):
+    small.faults.queue([status])
+    response = get(small, "/api/lists")
+    assert response.status_code == int(status)
+    assert response.json()["errors"][0]["status"] == int(status)
+    assert get(small, "/api/lists").status_code == 200
+
+
+def test_reset_fault_closes_the_connection_without_a_response(small):
+    small.faults.queue(["reset"])
+    with pytest.raises(requests.ConnectionError):
+        get(small, "/api/lists")
+
+
+def test_truncated_fault_sends_a_200_with_cut_off_json(small):
+    small.faults.queue(["truncated"])
+    response = get(small, "/api/lists")
+    assert response.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.text)
+
+
+def test_slow_fault_delays_the_response(small):
+    small.faults.configure(FaultConfig(slow_seconds=0.3))
+    small.faults.queue(["slow"])
+    start = time.monotonic()
+    assert get(small, "/api/lists").status_code == 200
+    assert time.monotonic() - start >= 0.3
+
+
+def test_fault_draws_are_reproducible_from_the_seed():
+    def draws(seed: int) -> list:
+        faults = Simulator(seed=1, scale=0.2, now=NOW, faults=FaultConfig(rate=0.5, seed=seed)).faults
+        return [faults.draw() for _ in range(40)]
+    assert draws(9) == draws(9) != draws(10)
+    assert any(d is None for d in draws(9)) and any(d is not None for d in draws(9))
+
+
+def test_latency_and_request_log(small):
+    requests.post(f"{small.url}/_sim/config", json={"latency": 0.2}, timeout=5)
+    start = time.monotonic()
+    get(small, "/api/tags", {"page[size]": "5"})
+    assert time.monotonic() - start >= 0.2
+    assert small.request_log[-1] == ("GET", "/api/tags", {"page[size]": "5"})
+
+
+def test_control_endpoint_queues_faults(small):
+    assert requests.post(f"{small.url}/_sim/faults", json={"queue": ["503"]}, timeout=5).status_code == 200
+    assert get(small, "/api/lists").status_code == 503
