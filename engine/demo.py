@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .cli_output import SummaryPrinter
@@ -17,7 +18,10 @@ def demo(config_path: Path, *, scale: float, seed: int) -> int:
 
     if not config_path.exists():
         raise ConfigError(f"{config_path} not found; run klx demo from the klx checkout or pass --config", where=str(config_path))
-    sim = Simulator(seed=seed, scale=scale)
+    # The simulator's data is generated relative to "now": today's midnight keeps it the same all day,
+    # so running the demo again is a true incremental sync.
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    sim = Simulator(seed=seed, scale=scale, now=today)
     sim.start(port=0)
     try:
         print(f"Klaviyo simulator serving at {sim.url} (seed {seed}, scale {scale})")

@@ -115,11 +115,16 @@ class RowBuilder:
     def add(self, record: dict[str, Any], received_at: datetime) -> None:
         """Flatten one record and widen the column types it touches."""
         flat: dict[Path, Any] = {}
+        types = self.map.types
         for path, value in self._flatten((), record):
-            self.map.name(path)
-            kind = value_type(value)
-            if kind is not None:
-                self.map.types[path] = widen(self.map.types[path], kind)
+            if path not in types:
+                self.map.name(path)
+            current = types[path]
+            # TEXT is the widest type: once there, a column needs no more inference (the hot path).
+            if value is not None and current is not ColumnType.TEXT:
+                kind = value_type(value)
+                if kind is not current:
+                    types[path] = widen(current, kind)
             flat[path] = value
         self.rows.append(flat)
         self.received.append(received_at)

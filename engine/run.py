@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
@@ -170,16 +171,26 @@ class StreamSync:
     def _pages(
         self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, extra: dict[str, Any]
     ) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
-        """Every page of one request sequence, with its normalised records."""
+        """Every page of one request sequence, with its normalised records.
+
+        The next page is fetched in the background while the caller processes this one: the API's
+        latency and our row building overlap, and at most one page waits in memory.
+        """
         paginator = build_paginator(stream.pagination)
         request: Request | None = first_request(paginator, Request(self.http.url_for(path), dict(params)))
-        while request is not None:
-            page = self.http.get(
-                request.url, request.params, stream=stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes
-            )
-            raw = reader.page_records(page.body, page.url)
-            yield page, list(reader.records(page.body, raw, extra))
-            request = paginator.next_request(request, page.body, len(raw))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"klx-{stream.name}") as pool:
+            pending = pool.submit(self._get, stream, request)
+            while pending is not None:
+                page = pending.result()
+                raw = reader.page_records(page.body, page.url)
+                request = paginator.next_request(request, page.body, len(raw))
+                pending = pool.submit(self._get, stream, request) if request is not None else None
+                yield page, list(reader.records(page.body, raw, extra))
+
+    def _get(self, stream: StreamSpec, request: Request) -> Page:
+        return self.http.get(
+            request.url, request.params, stream=stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes
+        )
 
     def _flush(self) -> None:
         if not len(self.rows):
