@@ -82,3 +82,13 @@ def test_every_command_has_help(argv: list[str], capsys) -> None:
         main(argv)
     assert exited.value.code == 0
     assert "usage: klx" in capsys.readouterr().out
+
+
+def test_unusable_warehouse_exits_4(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "x.duckdb"
+    config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=sim.url, database=missing)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config)]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot open DuckDB database {str(missing)!r}: ")
+    assert err.endswith("\n  hint: check destination.path: its folder must exist and be writable\n")

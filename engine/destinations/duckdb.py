@@ -38,7 +38,9 @@ class DuckDBDestination:
         try:
             self._con = duckdb.connect(path)
         except duckdb.Error as err:
-            raise WarehouseError(f"cannot open DuckDB database {path!r}: {err}") from err
+            raise WarehouseError(
+                f"cannot open DuckDB database {path!r}: {err}", hint="check destination.path: its folder must exist and be writable"
+            ) from err
         self.execute("CREATE SCHEMA", schema, sql.create_schema(schema))
 
     @classmethod
