@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from klaviyo_sim import cursors, errors
 from klaviyo_sim.data import KINDS as SMALL_KINDS
 from klaviyo_sim.filters import And, Cond, bounds, check, compile_predicate, conditions, parse
-from klaviyo_sim.jsonapi import US, resource, sparse
+from klaviyo_sim.jsonapi import US, Raw, resource, sparse
 from klaviyo_sim.profiles import KINDS as PROFILE_KINDS
 from klaviyo_sim.specdata import Operation, match_path
 from klaviyo_sim.store import Store
@@ -165,9 +165,15 @@ class Query:
             if backwards:
                 got.reverse()
             has_next, has_prev = (True, more) if backwards else (more, after is not None)
-            data = [self.render(h) for h in got]
-            keys = [(sort_key(self.table.getter(h)(self.field), kind), self.table.getter(h)("id")) for h in got]
-            included = self.included(data, got) if self.includes is not None else None
+            if self.includes is None and self.ep.type in ("profile", "member"):
+                data: list = [self.encoded(h) for h in got]
+                included = None
+            else:
+                data = [self.render(h) for h in got]
+                included = self.included(data, got) if self.includes is not None else None
+            # Only the first and last records' keys go into the prev/next cursors.
+            keys = [(sort_key(self.table.getter(h)(self.field), kind), self.table.getter(h)("id"))
+                    for h in (got[:1] + got[-1:] if got else [])]
         links = {"self": f"{self.base}{self.path}" + (f"?{self.raw_query}" if self.raw_query else ""),
                  "next": None, "prev": None}
         if has_next and keys:
@@ -189,6 +195,11 @@ class Query:
             return self.store.profiles.render(handle, self.base, self.fields, self.extra,
                                               joined_us=self.table.joined[handle])
         return self.table.render(handle, self.base, self.fields)
+
+    def encoded(self, handle: int) -> Raw:
+        """One profile or segment member as cached JSON text (profiles dominate sync traffic)."""
+        joined = self.table.joined[handle] if self.ep.type == "member" else None
+        return self.store.profiles.encoded(handle, self.base, self.fields, self.extra, joined_us=joined)
 
     def included(self, data: list[dict], handles: list) -> list[dict]:
         """Related resources named by `include`, each once."""

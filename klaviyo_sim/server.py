@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from klaviyo_sim import errors
 from klaviyo_sim.control import control
 from klaviyo_sim.faults import FaultConfig, Faults
-from klaviyo_sim.jsonapi import EPOCH
+from klaviyo_sim.jsonapi import EPOCH, dumps
 from klaviyo_sim.query import Query, Reply, route
 from klaviyo_sim.ratelimit import PREDICTIVE, RateLimiter
 from klaviyo_sim.specdata import REVISION
@@ -147,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "klaviyo-sim"
     sys_version = ""
+    # Headers and body go out as two writes; without TCP_NODELAY the second can wait on a delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -159,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict, headers: tuple[tuple[str, str], ...] = (),
               truncate: bool = False, content_type: str = JSONAPI) -> None:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         for name, value in headers:
