@@ -39,8 +39,9 @@ class RateBudget:
                     self.sent.popleft()
                 wait = 0.0
                 for span, limit in self.windows:
-                    inside = [t for t in self.sent if now - t < span] if span < 60.0 else list(self.sent)
+                    inside = [t for t in self.sent if now - t < span]
                     if len(inside) >= limit:
+                        # The oldest of the last `limit` sends must leave the window first.
                         wait = max(wait, inside[-limit] + span - now)
                 if wait <= 0:
                     self.sent.append(now)
