@@ -34,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sync the bundled Klaviyo simulator into a local DuckDB file",
         description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB, and stop.",
     )
-    demo.add_argument("--config", type=Path, default=Path("config.example.yaml"), help="config to run against the simulator (default: config.example.yaml)")
+    demo.add_argument("--config", type=Path, default=None, help="config to run against the simulator (default: the bundled config.example.yaml, database in the current folder)")
     demo.add_argument("--scale", type=float, default=1.0, help="simulator data scale (1 = thousands of records)")
     demo.add_argument("--seed", type=int, default=0, help="simulator seed")
     demo.set_defaults(handler=_demo)
+
+    _add_ops_commands(commands)
 
     try:
         from klaviyo_sim import cli as sim_cli
@@ -80,6 +82,22 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
     return demo(args.config, scale=args.scale, seed=args.seed)
+
+
+def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
+    """init (and the operating commands that follow): each command's logic lives in engine/commands/."""
+    init = commands.add_parser("init", help="write a starter config.yaml", description="Write the documented example config as a starter config.yaml.")
+    init.add_argument("path", type=Path, nargs="?", default=Path("config.yaml"), help="file or folder to write (default: config.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_init)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .starter import init
+
+    written = init(args.path, force=args.force)
+    print(f"wrote {written}; set KLAVIYO_API_KEY, choose resources and schedule, then: klx check {written}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

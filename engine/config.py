@@ -57,6 +57,7 @@ class DestinationConfig:
     table_prefix: str
     options: dict[str, Any]
     where: str
+    base_dir: Path = Path(".")  # the config file's folder: relative paths in options resolve against it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +99,7 @@ class Config:
         top = Reader(raw, "", ConfigError, str(path))
         config = cls(
             source=_source(top.child("source"), env, path),
-            destination=_destination(top.child("destination")),
+            destination=_destination(top.child("destination"), path.parent),
             schedule=_schedule(top.child("schedule", {"type": "manual"})),
             resources=_resources(top.child("resources")),
             path=path,
@@ -161,7 +162,7 @@ def _parse_start(value: str | date, r: Reader) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _destination(r: Reader) -> DestinationConfig:
+def _destination(r: Reader, base_dir: Path) -> DestinationConfig:
     kind = r.get("type", str, "duckdb")
     prefix = r.get("table_prefix", str, "")
     if prefix and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix):
@@ -173,7 +174,7 @@ def _destination(r: Reader) -> DestinationConfig:
     for key, value in r.mapping.items():
         if key not in ("type", "table_prefix"):
             options[key] = value
-    return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where)
+    return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where, base_dir=base_dir)
 
 
 def _schedule(r: Reader) -> ScheduleConfig:

@@ -9,15 +9,22 @@ from pathlib import Path
 from .cli_output import SummaryPrinter
 from .config import Config
 from .errors import ConfigError
+from .destinations import config_relative
 from .run import run
+from .starter import example_config_path
 
 
-def demo(config_path: Path, *, scale: float, seed: int) -> int:
-    """Serve the simulator on a free local port, sync every configured resource, stop the simulator."""
+def demo(config_path: Path | None, *, scale: float, seed: int) -> int:
+    """Serve the simulator on a free local port, sync every configured resource, stop the simulator.
+
+    Without `config_path` the bundled config.example.yaml is used, its database in the current folder.
+    """
     from klaviyo_sim import Simulator
 
+    bundled = config_path is None
+    config_path = example_config_path() if bundled else config_path
     if not config_path.exists():
-        raise ConfigError(f"{config_path} not found; run klx demo from the klx checkout or pass --config", where=str(config_path))
+        raise ConfigError(f"{config_path} not found; pass an existing config to --config, or none for the bundled example", where=str(config_path))
     # The simulator's data is generated relative to "now": today's midnight keeps it the same all day,
     # so running the demo again is a true incremental sync.
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -27,12 +34,14 @@ def demo(config_path: Path, *, scale: float, seed: int) -> int:
         print(f"Klaviyo simulator serving at {sim.url} (seed {seed}, scale {scale})")
         config = Config.from_yaml(config_path, env={"KLAVIYO_API_KEY": sim.api_key})
         config = dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=sim.url))
+        if bundled:  # the example's relative database path lands here, not inside the installed package
+            config = dataclasses.replace(config, destination=dataclasses.replace(config.destination, base_dir=Path(".")))
         printer = SummaryPrinter()
         summary = run(config, on_stream=printer.stream)
         printer.total(summary)
     finally:
         sim.stop()
-    database = config.destination.options.get("path", "klaviyo.duckdb")
+    database = config_relative(config.destination, config.destination.options.get("path", "klaviyo.duckdb"))
     prefix = config.destination.table_prefix
     print()
     print(f"Loaded into {database}. Query it, for example:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from engine.destinations.base import Destination
@@ -49,6 +50,14 @@ def option_where(config: DestinationConfig, key: str) -> str:
     """file:line of one option, or of the destination block when the options don't carry lines."""
     at = getattr(config.options, "at", None)
     return at(key) if at is not None and key in config.options else config.where
+
+
+def config_relative(config: DestinationConfig, path: str) -> str:
+    """A file path option resolved against the config file's folder, so a cron job may run from anywhere."""
+    base = getattr(config, "base_dir", None)
+    if base is None or Path(path).is_absolute():
+        return path
+    return str(Path(base) / path)
 
 
 def check_options(config: DestinationConfig, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:

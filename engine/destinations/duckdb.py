@@ -10,7 +10,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, check_options, destination, option_where
+from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where
 from engine.schema import Column, ColumnType, TableSpec
 from engine.errors import ConfigError, WarehouseError
 
@@ -50,8 +50,10 @@ class DuckDBDestination:
         for key in ("path", "schema"):
             if key in config.options and not isinstance(config.options[key], str):
                 raise ConfigError(f"destination.{key}: must be a string", where=option_where(config, key))
+        path = config.options["path"]
         return cls(
-            path=config.options["path"],
+            # ":memory:" and "md:" (MotherDuck) name no file.
+            path=path if path.startswith((":memory:", "md:")) else config_relative(config, path),
             schema=config.options.get("schema", "main"),
             table_prefix=config.table_prefix,
         )

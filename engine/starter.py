@@ -1,0 +1,32 @@
+"""The bundled example config: where it is wherever klx is installed, and `klx init` writing it as a starter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ConfigError
+
+EXAMPLE_NAME = "config.example.yaml"
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def example_config_path() -> Path:
+    """config.example.yaml: inside the installed `specs` package (a wheel), else at the checkout's top level."""
+    # setup.py copies the top-level file into the built specs package; an editable install reads the original.
+    for candidate in (_ROOT / "specs" / EXAMPLE_NAME, _ROOT / EXAMPLE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"the bundled {EXAMPLE_NAME} is missing from this klx install; reinstall klx", where=str(_ROOT))
+
+
+def init(target: Path, *, force: bool = False) -> Path:
+    """Write the example config to `target` (a file, or a folder that gets config.yaml); never overwrite unless `force`."""
+    if target.is_dir():
+        target = target / "config.yaml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; not overwritten", hint="pass another path, or --force to overwrite it")
+    if not target.parent.is_dir():
+        raise ConfigError(f"folder {target.parent} does not exist", where=str(target))
+    text = example_config_path().read_text()
+    target.write_text(text)
+    return target

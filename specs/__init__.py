@@ -1,0 +1,1 @@
+"""The API specs bundled with klx (package data: klaviyo.yaml, and config.example.yaml copied in at build time)."""

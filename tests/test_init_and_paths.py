@@ -1,0 +1,68 @@
+"""`klx init` writes a starter config; relative paths in a config resolve against the config's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.config import Config
+from engine.starter import example_config_path
+from klaviyo_sim import Simulator
+from tests.klx_testing import ROOT, SIM_NOW
+
+
+def test_init_writes_the_documented_example_as_config_yaml(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    assert capsys.readouterr().out == "wrote config.yaml; set KLAVIYO_API_KEY, choose resources and schedule, then: klx check config.yaml\n"
+    assert Path("config.yaml").read_text() == (ROOT / "config.example.yaml").read_text()
+
+
+def test_init_into_a_folder_writes_config_yaml_there(tmp_path: Path, capsys) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_init_never_overwrites_without_force(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "mine.yaml"
+    target.write_text("keep me\n")
+    assert main(["init", str(target)]) == 2
+    assert capsys.readouterr().err == f"error: {target} already exists; not overwritten\n  hint: pass another path, or --force to overwrite it\n"
+    assert target.read_text() == "keep me\n"
+    assert main(["init", str(target), "--force"]) == 0
+    assert target.read_text() == (ROOT / "config.example.yaml").read_text()
+
+
+def test_example_config_is_found_in_a_checkout() -> None:
+    assert example_config_path() == ROOT / "config.example.yaml"
+
+
+def test_relative_duckdb_path_and_spec_resolve_against_the_config_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    folder = tmp_path / "etc" / "klx"
+    folder.mkdir(parents=True)
+    (folder / "specs").mkdir()
+    (folder / "specs" / "mine.yaml").write_text((ROOT / "specs" / "klaviyo.yaml").read_text())
+    with Simulator(seed=1, scale=0.02, now=SIM_NOW) as sim:
+        (folder / "config.yaml").write_text(
+            "source:\n  api_key: ${KLAVIYO_API_KEY}\n  start_date: 2024-01-01\n"
+            f"  base_url: {sim.url}\n  spec: specs/mine.yaml\n"
+            "destination:\n  path: data/kl.duckdb\n  table_prefix: kl_\nresources:\n  metrics: full_refresh\n"
+        )
+        (folder / "data").mkdir()
+        elsewhere = tmp_path / "cron-cwd"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+        config = Config.from_yaml(folder / "config.yaml")
+        assert config.source.spec == folder / "specs" / "mine.yaml"
+        assert main(["run", str(folder / "config.yaml")]) == 0
+    assert (folder / "data" / "kl.duckdb").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_demo_with_a_missing_config_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--config", "nope.yaml"]) == 2
+    assert capsys.readouterr().err == "error: nope.yaml: nope.yaml not found; pass an existing config to --config, or none for the bundled example\n"
