@@ -123,6 +123,9 @@ def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
     api_key = _expand(raw_key, r, "api_key", env).strip()
     if not api_key:
         raise r.fail("api_key", "is empty")
+    if not re.fullmatch(r"[\x21-\x7e]+", api_key):
+        # It goes into an HTTP header: a stray newline would break it and land in the HTTP library's error text.
+        raise r.fail("api_key", "must be printable ASCII without spaces, line breaks or control characters")
     start = r.get("start_date", (str, date), required=True)
     base_url = r.get("base_url", str, None)
     if base_url is not None:

@@ -1,4 +1,4 @@
-"""One requests.Session per run: headers, per-endpoint rate budget, retries on 429/5xx/cut bodies, redaction."""
+"""One requests.Session per run: headers, the key only to the base origin, rate budget, retries, redaction."""
 
 from __future__ import annotations
 
@@ -65,9 +65,15 @@ class HttpClient:
         self.api = api
         self.base_url = (base_url or api.base_url).rstrip("/")
         self.secret = api_key
+        try:
+            self.origin = origin_of(self.base_url)
+        except ValueError:
+            raise ApiError(f"base URL {_host(self.base_url)} is not an absolute http(s) URL") from None
         self.session = requests.Session()
         self.session.headers.update(api.headers)
-        self.session.headers[api.auth_header] = api.auth_value.format(api_key=api_key.reveal())
+        # The key is added per request, and only for the base URL's origin: never on the session, where
+        # a next link or redirect to another host (or to http://) would carry it along.
+        self.auth = {api.auth_header: api.auth_value.format(api_key=api_key.reveal())}
         self.budgets: dict[str, RateBudget] = {}
         self.sleep = sleep
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
@@ -82,12 +88,16 @@ class HttpClient:
         """GET and parse JSON, retrying what the spec calls transient; ApiError on anything else."""
         retry = self.api.retry
         shown = self.redact(url, params)
+        self._check_origin(url, stream)
         for attempt in range(1, retry.max_attempts + 1):
             if tier:
                 self._budget(endpoint, tier).acquire()
             last = attempt == retry.max_attempts
             try:
-                response = self.session.get(url, params=params, timeout=(10, 120))
+                response = self.session.get(url, params=params, headers=self.auth, timeout=(10, 120), allow_redirects=False)
+            except requests.exceptions.InvalidHeader:
+                # Its message quotes the header value, i.e. the key: never chain it.
+                raise ApiError(f"the {self.api.auth_header} header is not a valid HTTP header value (stream {stream})", stream=stream) from None
             except (requests.ConnectionError, requests.Timeout) as err:
                 if last:
                     raise ApiError(f"{self.api.name} unreachable on GET {shown} (stream {stream}): {type(err).__name__}", stream=stream, url=shown) from err
@@ -96,6 +106,8 @@ class HttpClient:
             if response.status_code in retry.statuses and not last:
                 self._backoff(attempt, response, f"HTTP {response.status_code}", shown)
                 continue
+            if 300 <= response.status_code < 400:
+                raise self._redirected(response, stream, shown)
             if response.status_code >= 400:
                 raise self._error(response, stream, shown, scopes)
             try:
@@ -119,6 +131,28 @@ class HttpClient:
     def close(self) -> None:
         """Close the session."""
         self.session.close()
+
+    def _check_origin(self, url: str, stream: str) -> None:
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            origin = None
+        if origin != self.origin:
+            raise ApiError(
+                f"{self.api.name} sent a link to {_host(url)} (stream {stream}); klx sends the API key only to {_host(self.base_url)} and stops",
+                stream=stream,
+                hint="a next link or redirect must stay on the configured base URL's scheme, host and port",
+            )
+
+    def _redirected(self, response: requests.Response, stream: str, shown: str) -> ApiError:
+        # Redirects are not followed: requests would forward a custom auth header to any host.
+        location = response.headers.get("Location", "")
+        return ApiError(
+            f"{self.api.name} {response.status_code} on GET {shown} (stream {stream}): redirected to {_host(location)}; klx does not follow redirects",
+            status=response.status_code,
+            stream=stream,
+            url=shown,
+        )
 
     def _budget(self, endpoint: str, tier: str) -> RateBudget:
         if endpoint not in self.budgets:
@@ -159,3 +193,22 @@ class HttpClient:
             url=shown,
             hint=hint,
         )
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute http(s) URL; ValueError for anything else or a URL with a user."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        raise ValueError(f"not an absolute http(s) URL without credentials: {url!r}")
+    return scheme, parts.hostname.lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _host(url: str) -> str:
+    """scheme://host[:port] of `url` for messages (no path, query or credentials)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}" if parts.scheme else repr(url[:80])
+    except ValueError:
+        return repr(url[:80])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import jmespath
 
@@ -58,9 +58,10 @@ def _option(spec: PaginationSpec, key: str, default: Any = ...) -> Any:
 
 @paginator("next_link")
 class NextLinkPaginator:
-    """Follows a full URL found in the body (JSON:API links.next); it carries every parameter itself."""
+    """Follows a URL found in the body (JSON:API links.next); it carries every parameter itself."""
 
     def __init__(self, path: str) -> None:
+        self.expression = path
         self.path = jmespath.compile(path)
         self.seen: set[str] = set()
 
@@ -70,10 +71,15 @@ class NextLinkPaginator:
         return cls(str(_option(spec, "next")))
 
     def next_request(self, request: Request, page: Any, records: int) -> Request | None:
-        """The URL at `next`, split into its path and query."""
+        """The URL at `next` (absolute, or relative to the request's URL), split into its path and query."""
         link = self.path.search(page)
-        if not link:
+        if link is None or link == "":
             return None
+        if not isinstance(link, str):
+            kind = {dict: "an object", list: "an array", bool: "a boolean"}.get(type(link), "a number")
+            raise ApiError(f"the API's next link ({self.expression}) is {kind}, not a URL")
+        # The origin is checked where the request is sent (http.py), after resolving.
+        link = urljoin(request.url, link.strip())
         if link in self.seen:
             # A server that hands back a link twice would otherwise loop forever (meltano's advance()).
             raise ApiError(f"the API returned the same next link twice: {_strip_query(link)}")
