@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .cli_output import SummaryPrinter
 from .errors import KlxError
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,14 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .commands.sync import sync_once
     from .config import Config
-    from .run import run
 
     config = Config.from_yaml(args.config)
     only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    printer = SummaryPrinter()
-    summary = run(config, only=only, full_refresh=args.full_refresh, on_stream=printer.stream)
-    printer.total(summary)
+    sync_once(config, only=only, full_refresh=args.full_refresh)
     return 0
 
 
@@ -91,6 +88,16 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
 
+    schedule = commands.add_parser(
+        "schedule",
+        help="run syncs on the config's schedule until stopped",
+        description="Run syncs at the times schedule: in CONFIG gives (basic or cron, UTC) until SIGINT/SIGTERM.",
+    )
+    schedule.add_argument("config", type=Path, help="path to config.yaml")
+    schedule.add_argument("--next", type=int, metavar="N", default=None, help="print the next N run times and exit")
+    schedule.add_argument("--now", action="store_true", help="also sync once right away")
+    schedule.set_defaults(handler=_schedule)
+
 
 def _init(args: argparse.Namespace) -> int:
     from .starter import init
@@ -98,6 +105,14 @@ def _init(args: argparse.Namespace) -> int:
     written = init(args.path, force=args.force)
     print(f"wrote {written}; set KLAVIYO_API_KEY, choose resources and schedule, then: klx check {written}")
     return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from .commands import schedule
+
+    if args.next is not None:
+        return schedule.print_next(args.config, args.next)
+    return schedule.serve(args.config, run_now=args.now)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,8 @@ def test_start_date_accepts_datetime_with_offset(tmp_path: Path) -> None:
     ("schedule", "expected"),
     [
         ("  type: basic\n  every: 6h\n  start_time: '02:30'\n", ("basic", timedelta(hours=6), "02:30:00", None)),
+        ("  type: basic\n  every: 5m\n", ("basic", timedelta(minutes=5), "00:00:00", None)),
+        ("  type: basic\n  every: 1d\n", ("basic", timedelta(hours=24), "00:00:00", None)),
         ("  type: cron\n  cron: '*/15 * * * *'\n", ("cron", None, None, "*/15 * * * *")),
     ],
 )
@@ -92,8 +94,8 @@ INVALID_CONFIGS = [
      "config.yaml:10: schedule.cron: '*/5 * * * *' runs 00:00 and 00:05; runs must be at least 15 minutes apart"),
     (GOOD.replace("  type: manual\n", "  type: cron\n  cron: 'every day'\n"),
      "config.yaml:10: schedule.cron: 'every day' is not a 5-field CRON expression"),
-    (GOOD.replace("  type: manual\n", "  type: basic\n  every: 5m\n"),
-     "config.yaml:10: schedule.every: '5m' is shorter than the 15 minutes allowed between runs"),
+    (GOOD.replace("  type: manual\n", "  type: basic\n  every: 20m\n"),
+     "config.yaml:10: schedule.every: '20m' is not one of 5m, 10m, 15m, 30m, 1h, 3h, 6h, 12h, 24h"),
     (GOOD.replace("  table_prefix: kl_\n", "  table_prefix: 'kl-'\n"),
      "config.yaml:7: destination.table_prefix: 'kl-' must be letters, digits and _ (not starting with a digit)"),
     (GOOD + "extra: 1\n", "config.yaml:13: extra: unknown key; known: destination, resources, schedule, source"),

@@ -1,0 +1,1 @@
+"""The logic of klx's operating commands (run, schedule, check, discover, plan, state, runs); cli.py only parses."""

@@ -1,0 +1,90 @@
+"""`klx schedule`: sync per the config's schedule until SIGINT/SIGTERM; `--next N` lists the coming run times."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config
+from ..errors import KlxError
+from ..lock import LockedError
+from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
+from .sync import sync_once
+
+
+def print_next(config_path: Path, count: int, now: datetime | None = None) -> int:
+    """Print the next `count` run times of the config's schedule."""
+    config = Config.from_yaml(config_path, env=_NoEnv())
+    clock_now = now or RealClock(Stop()).now()
+    next_run(config.schedule, clock_now)  # a manual schedule refuses here
+    for moment in next_runs(config.schedule, clock_now, count):
+        print(show_time(moment))
+    return 0
+
+
+def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None = None, stop: Stop | None = None,
+          sync: Callable[[Config], object] = sync_once, max_runs: int | None = None) -> int:
+    """Run syncs on the schedule until stopped. Exit 0 when stopped between syncs, 130 when a sync was interrupted."""
+    stop = stop or Stop()
+    clock = clock or RealClock(stop)
+    next_run(Config.from_yaml(config_path, env=_NoEnv()).schedule, clock.now())  # a manual schedule refuses first
+    config = Config.from_yaml(config_path)
+    interrupted = False
+    syncing = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.request(signal.Signals(signum).name)
+        if syncing:  # end the sync at its last commit: the open batch rolls back
+            raise KeyboardInterrupt
+
+    def tick(due: datetime) -> None:
+        nonlocal syncing, interrupted
+        print(f"sync due at {show_time(due)} starting", flush=True)
+        syncing = True
+        try:
+            sync(config)
+        except LockedError as err:
+            print(f"skipped the sync due at {show_time(due)}: {err.message}", flush=True)
+        except KlxError as err:
+            print(f"the sync due at {show_time(due)} failed (exit {err.exit_code}): {err}", flush=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.request(stop.signal or "SIGINT")
+            print("sync interrupted: committed batches are kept, the rest was rolled back; the next sync resumes from there", flush=True)
+        finally:
+            syncing = False
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"klx schedule: {_describe(config)} for {config_path}; stop with Ctrl-C or SIGTERM", flush=True)
+        Scheduler(config.schedule, tick, clock=clock, stop=stop, say=lambda text: print(text, flush=True)).serve(run_now=run_now, max_runs=max_runs)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 130 if interrupted else 0
+
+
+def _describe(config: Config) -> str:
+    s = config.schedule
+    if s.type == "cron":
+        return f"cron {s.cron!r} (UTC)"
+    assert s.every is not None and s.start_time is not None
+    minutes = int(s.every.total_seconds() // 60)
+    every = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    return f"every {every} from {s.start_time:%H:%M} UTC"
+
+
+class _NoEnv(dict):
+    """--next needs no secrets: the environment, with a placeholder for every unset ${VAR}."""
+
+    def __init__(self) -> None:
+        super().__init__(os.environ)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return self.get(key) or "unset"

@@ -1,0 +1,207 @@
+"""`klx schedule`: Basic and CRON run times, skipped overlaps, the lock, signals; a fake clock, never sleeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.commands import schedule as schedule_cmd
+from engine.config import Config, ScheduleConfig
+from engine.lock import LockedError, RunLock
+from engine.schedule import Scheduler, Stop, next_runs
+from klaviyo_sim import Simulator
+from tests.klx_testing import SIM_NOW, rows, write_config
+
+UTC = timezone.utc
+
+
+def basic(every: timedelta, start: str = "00:00") -> ScheduleConfig:
+    return ScheduleConfig(type="basic", every=every, start_time=time.fromisoformat(start), where="config.yaml:9")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class FakeClock:
+    """Time moves only when the scheduler waits or a fake sync says it took a while."""
+
+    def __init__(self, now: datetime, stop: Stop) -> None:
+        self.now_value, self.stop, self.waits = now, stop, []
+
+    def now(self) -> datetime:
+        return self.now_value
+
+    def wait_until(self, when: datetime) -> None:
+        self.waits.append(when)
+        self.now_value = max(self.now_value, when)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        (basic(timedelta(hours=3), "02:00"), "2026-11-30 10:30", ["2026-11-30 11:00", "2026-11-30 14:00", "2026-11-30 17:00"]),
+        (basic(timedelta(minutes=5)), "2026-11-30 10:02:59", ["2026-11-30 10:05", "2026-11-30 10:10", "2026-11-30 10:15"]),
+        (basic(timedelta(hours=24), "02:00"), "2026-11-30 03:00", ["2026-12-01 02:00", "2026-12-02 02:00", "2026-12-03 02:00"]),
+        (basic(timedelta(hours=6), "23:30"), "2026-11-30 23:30", ["2026-12-01 05:30", "2026-12-01 11:30", "2026-12-01 17:30"]),
+        (ScheduleConfig(type="cron", cron="15 2 * * 1-5", where="c:1"), "2026-11-27 03:00", ["2026-11-30 02:15", "2026-12-01 02:15", "2026-12-02 02:15"]),
+    ],
+)
+def test_next_runs_follow_the_basic_grid_anchored_at_start_time_or_the_cron_expression(schedule, after, expected) -> None:
+    assert next_runs(schedule, at(after), 3) == [at(t) for t in expected]
+
+
+def schedule_config(tmp_path: Path, schedule: str, *, base_url: str = "http://127.0.0.1:9", database: Path | None = None) -> Path:
+    path = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=base_url, database=database or tmp_path / "x.duckdb")
+    path.write_text(path.read_text() + "schedule:\n" + schedule)
+    return path
+
+
+def test_next_prints_the_next_run_times(tmp_path: Path, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: basic\n  every: 6h\n  start_time: '02:00'\n")
+    assert schedule_cmd.print_next(config, 5, now=at("2026-11-30 09:00")) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-30 14:00 UTC", "2026-11-30 20:00 UTC", "2026-12-01 02:00 UTC", "2026-12-01 08:00 UTC", "2026-12-01 14:00 UTC",
+    ]
+
+
+def test_next_on_the_command_line_needs_no_api_key(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: cron\n  cron: '0 * * * *'\n")
+    monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)
+    assert main(["schedule", "--next", "3", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(line.endswith(":00 UTC") for line in lines)
+
+
+def test_manual_schedule_is_refused_with_a_pointer_to_klx_run(tmp_path: Path, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: manual\n")
+    assert main(["schedule", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}:13: schedule.type is manual, so klx schedule has nothing to run\n"
+        "  hint: run `klx run CONFIG` yourself (or from cron / Airflow), or set schedule.type to basic or cron\n"
+    )
+
+
+def test_a_sync_longer_than_the_interval_skips_the_runs_it_overlapped_and_says_so() -> None:
+    stop = Stop()
+    clock = FakeClock(at("2026-11-30 10:01"), stop)
+    started: list[datetime] = []
+    said: list[str] = []
+
+    def sync(due: datetime) -> None:
+        started.append(due)
+        if len(started) == 1:
+            clock.now_value = due + timedelta(minutes=17)  # overlaps the runs due at 10:10, 10:15 and 10:20
+
+    Scheduler(basic(timedelta(minutes=5)), sync, clock=clock, stop=stop, say=said.append).serve(max_runs=2)
+    assert started == [at("2026-11-30 10:05"), at("2026-11-30 10:25")]
+    assert said == [
+        "next sync at 2026-11-30 10:05 UTC",
+        "skipped 3 sync(s) due at 2026-11-30 10:10 UTC, 2026-11-30 10:15 UTC, 2026-11-30 10:20 UTC: the sync started at 2026-11-30 10:05 UTC was still running",
+        "next sync at 2026-11-30 10:25 UTC",
+    ]
+
+
+def test_stop_while_waiting_ends_the_loop_without_a_sync() -> None:
+    stop = Stop()
+
+    class StoppedWhileWaiting(FakeClock):
+        def wait_until(self, when: datetime) -> None:
+            stop.request("SIGTERM")
+
+    said: list[str] = []
+    count = Scheduler(basic(timedelta(hours=1)), lambda due: None, clock=StoppedWhileWaiting(at("2026-11-30 10:00"), stop), stop=stop, say=said.append).serve()
+    assert count == 0
+    assert said == ["next sync at 2026-11-30 11:00 UTC", "stopped by SIGTERM"]
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(seed=3, scale=0.03, now=SIM_NOW) as simulator:
+        yield simulator
+
+
+def test_schedule_syncs_on_each_tick_against_the_simulator(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    database = tmp_path / "s.duckdb"
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n", base_url=sim.url, database=database)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    stop = Stop()
+    clock = FakeClock(at("2026-11-30 10:07"), stop)
+    assert schedule_cmd.serve(config, clock=clock, stop=stop, max_runs=2) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"klx schedule: every 15m from 00:00 UTC for {config}; stop with Ctrl-C or SIGTERM"
+    assert out[1:3] == ["next sync at 2026-11-30 10:15 UTC", "sync due at 2026-11-30 10:15 UTC starting"]
+    assert [line for line in out if line.startswith("next sync")] == ["next sync at 2026-11-30 10:15 UTC", "next sync at 2026-11-30 10:30 UTC"]
+    assert sum(line.startswith("total") for line in out) == 2
+    assert clock.waits == [at("2026-11-30 10:15"), at("2026-11-30 10:30")]
+    assert rows(database, "select count(*) as n from kl_rudder_metrics")[0]["n"] == len(sim.store.truth("metrics"))
+
+
+def test_a_scheduled_sync_is_skipped_while_another_process_holds_the_lock(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    stop = Stop()
+    with RunLock.for_config(config, "kl_"):
+        assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, max_runs=1) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith(f"skipped the sync due at 2026-11-30 10:15 UTC: {config} (table prefix 'kl_') is already being synced by pid {os.getpid()} on ")
+
+
+def test_a_failed_scheduled_sync_is_reported_and_the_schedule_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    stop = Stop()
+
+    def failing(config: Config) -> None:
+        raise LockedError("simulated refusal")
+
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=failing, max_runs=2) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out.count("skipped the sync due at 2026-11-30 10:15 UTC: simulated refusal") == 1
+    assert "next sync at 2026-11-30 10:30 UTC" in out
+
+
+def test_sigterm_during_a_sync_ends_it_at_its_last_commit_and_stops(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    stop = Stop()
+    reached_after_signal = []
+
+    def interrupted(config: Config) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached_after_signal.append(True)  # the handler raises before this line
+
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=interrupted, max_runs=3) == 130
+    out = capsys.readouterr().out.splitlines()
+    assert reached_after_signal == []
+    assert out[-2:] == [
+        "sync interrupted: committed batches are kept, the rest was rolled back; the next sync resumes from there",
+        "stopped by SIGTERM",
+    ]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_second_lock_on_the_same_config_and_prefix_names_the_holder(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    with RunLock.for_config(config, "kl_"):
+        with pytest.raises(LockedError) as refused:
+            RunLock.for_config(config, "kl_").acquire()
+        RunLock.for_config(config, "other_").acquire()  # another prefix is another lock
+    assert str(refused.value).startswith(f"{config} (table prefix 'kl_') is already being synced by pid {os.getpid()} on ")
+    assert refused.value.exit_code == 5
+    RunLock.for_config(config, "kl_").acquire()  # released on exit
+
+
+def test_run_exits_5_while_another_run_holds_the_lock(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: manual\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    with RunLock.for_config(config, "kl_"):
+        assert main(["run", str(config)]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config} (table prefix 'kl_') is already being synced by pid {os.getpid()} on ")
+    assert err.endswith(f"hint: wait for that sync to finish or stop it; the lock is {tmp_path / '.config-kl_.yaml.kl_klx.lock'} and is released when its process exits\n")
