@@ -17,6 +17,8 @@ SCHEDULE_TYPES = ("basic", "cron", "manual")
 # RudderStack's CRON schedules allowed no two runs closer than this.
 MIN_CRON_GAP = timedelta(minutes=15)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Earliest start_date: cursors before the Unix epoch are not data, and bounds moved back from year 1 overflow.
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INTERVAL = re.compile(r"^(\d+)\s*(m|min|minutes?|h|hours?|d|days?)$")
 # RudderStack's Basic schedule offered exactly these intervals; each divides a day, so the grid anchored
 # at start_time is the same every day.
@@ -165,7 +167,18 @@ def _parse_start(value: str | date, r: Reader) -> datetime:
             raise r.fail("start_date", f"{value!r} is not a date (use YYYY-MM-DD or an ISO-8601 datetime)") from err
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    shown = parsed.isoformat() if parsed.time() != time(0) or parsed.utcoffset() else parsed.date().isoformat()
+    today = datetime.now(timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:  # year 1 or 9999 shifted by its offset out of datetime's range
+        utc = EARLIEST_START - timedelta(days=1) if parsed.year == 1 else today + timedelta(days=1)
+    if utc < EARLIEST_START:
+        raise r.fail("start_date", f"{shown} is before {EARLIEST_START.date()}; use a date on or after it")
+    if utc > today:
+        # A future start bound filters out every record: tables would be emptied, not filled.
+        raise r.fail("start_date", f"{shown} is in the future (today is {today.date()}); nothing would be read")
+    return utc
 
 
 def _destination(r: Reader, base_dir: Path) -> DestinationConfig:

@@ -10,6 +10,7 @@ from typing import Any
 from .config import Config
 from .errors import ConfigError
 from .spec import ApiSpec, FilterSyntax, Spec, StreamSpec
+from .yaml_source import did_you_mean
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,23 +53,12 @@ def build_plan(
     full_refresh: bool = False,
 ) -> SyncPlan:
     """Plan a run at time `now` given each stream's saved state."""
-    selected = {r.name: r for r in config.resources}
-    for name in only:
-        if name not in selected:
-            raise ConfigError(f"--streams: {name!r} is not among the resources in {config.path}")
+    validate_selection(config, spec, only)
     plans = []
     for resource in config.resources:
         if only and resource.name not in only:
             continue
-        stream = spec.streams.get(resource.name)
-        if stream is None:
-            known = ", ".join(sorted(spec.streams))
-            raise ConfigError(f"resources.{resource.name}: unknown resource; known: {known}", where=resource.where)
-        if resource.sync_mode not in stream.sync_modes:
-            raise ConfigError(
-                f"resources.{resource.name}: {resource.sync_mode} is not supported; use {' or '.join(stream.sync_modes)}",
-                where=resource.where,
-            )
+        stream = spec.streams[resource.name]
         mode = "full_refresh" if full_refresh else resource.sync_mode
         saved = (states.get(resource.name) or {}).get("cursor", {}) if mode == "incremental" else {}
         lookback = resource.lookback if resource.lookback is not None else (stream.cursor.lookback if stream.cursor else timedelta(0))
@@ -76,6 +66,23 @@ def build_plan(
     # Parents before children so a parent's table is fresh when the child's run reports.
     plans.sort(key=lambda p: p.parent is not None)
     return SyncPlan(api=spec.api, streams=tuple(plans), started_at=now)
+
+
+def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError when the config's resources or `only` (--streams) don't fit the spec; run before any I/O."""
+    for resource in config.resources:
+        stream = spec.streams.get(resource.name)
+        if stream is None:
+            raise ConfigError(f"resources.{resource.name}: unknown resource; {did_you_mean(resource.name, spec.streams)}", where=resource.where)
+        if resource.sync_mode not in stream.sync_modes:
+            raise ConfigError(
+                f"resources.{resource.name}: {resource.sync_mode} is not supported; use {' or '.join(stream.sync_modes)}",
+                where=resource.where,
+            )
+    selected = [r.name for r in config.resources]
+    for name in only:
+        if name not in selected:
+            raise ConfigError(f"--streams: {name!r} is not among the resources in {config.path}; {did_you_mean(name, selected)}")
 
 
 def _stream_plan(

@@ -18,7 +18,7 @@ from .destinations.base import Destination
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, validate_selection
 from .records import RecordReader
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from .spec import Spec, StreamSpec
@@ -66,6 +66,7 @@ def run(
 ) -> RunSummary:
     """One sync of the selected resources; returns what it did. Streams run one after another."""
     spec = Spec.from_yaml(config.source.spec)
+    validate_selection(config, spec, only)  # a config error must not create or touch the destination
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -126,8 +127,16 @@ class Reader:
         """Raise on the first key nobody asked for."""
         for key in self.mapping:
             if key not in self._seen:
-                known = ", ".join(sorted(self._seen)) or "none"
-                raise self.fail(key, f"unknown key; known: {known}")
+                raise self.fail(key, f"unknown key; {did_you_mean(key, self._seen)}")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """'did you mean 'x'?' for the closest of `known`, else the list of known names."""
+    choices = sorted(str(k) for k in known)
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(choices) or 'none'}"
 
 
 def _kind(value: Any) -> str:

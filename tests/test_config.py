@@ -116,3 +116,30 @@ def test_invalid_config_names_key_and_line(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ConfigError) as raised:
         Config.from_yaml(Path("config.yaml") if write(tmp_path, text) else None, env=ENV)
     assert str(raised.value) == message
+
+
+TODAY = datetime.now(timezone.utc).date()
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        # A future start bound filters out every record: tables would silently be emptied.
+        ("2205-01-01", f"2205-01-01 is in the future (today is {TODAY}); nothing would be read"),
+        (str(TODAY + timedelta(days=2)), f"{TODAY + timedelta(days=2)} is in the future (today is {TODAY}); nothing would be read"),
+        ("'9999-12-31T23:00:00-01:00'", f"9999-12-31T23:00:00-01:00 is in the future (today is {TODAY}); nothing would be read"),
+        ("'0001-01-01T00:00:00+01:00'", "0001-01-01T00:00:00+01:00 is before 1970-01-01; use a date on or after it"),
+        ("1969-12-31", "1969-12-31 is before 1970-01-01; use a date on or after it"),
+    ],
+)
+def test_start_date_out_of_range_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, GOOD.replace("start_date: 2024-01-01", f"start_date: {start}"))
+    with pytest.raises(ConfigError) as raised:
+        Config.from_yaml(Path("config.yaml"), env=ENV)
+    assert str(raised.value) == f"config.yaml:3: source.start_date: {message}"
+
+
+def test_start_date_today_is_accepted(tmp_path: Path) -> None:
+    config = Config.from_yaml(write(tmp_path, GOOD.replace("2024-01-01", str(TODAY))), env=ENV)
+    assert config.source.start_date.date() == TODAY
