@@ -31,7 +31,7 @@ class StreamPlan:
     mode: str
     table: str
     partitions: tuple[PartitionPlan, ...]
-    parent: "StreamPlan | None"  # read in full from start_date to enumerate the child's requests
+    parent: "StreamPlan | None"  # read in full (from start_date unless parent.bounded is false) to enumerate the child's requests
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,19 +86,20 @@ def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -
 
 
 def _stream_plan(
-    config: Config, spec: Spec, stream: StreamSpec, mode: str, saved: dict[str, str], lookback: timedelta
+    config: Config, spec: Spec, stream: StreamSpec, mode: str, saved: dict[str, str], lookback: timedelta,
+    *, bounded: bool = True,
 ) -> StreamPlan:
     start = config.source.start_date
     parent = None
     if stream.parent:
         parent_stream = spec.streams[stream.parent.stream]
-        parent = _stream_plan(config, spec, parent_stream, "full_refresh", {}, timedelta(0))
+        parent = _stream_plan(config, spec, parent_stream, "full_refresh", {}, timedelta(0), bounded=stream.parent.bounded)
     partitions = []
     dimensions = stream.partitions
     for combo in itertools.product(*(d.values for d in dimensions)) if dimensions else [()]:
         key = ",".join(f"{d.name}={_text(v)}" for d, v in zip(dimensions, combo))
         lower = None
-        if stream.cursor:
+        if stream.cursor and bounded:
             lower = start
             if key in saved:
                 lower = max(start, datetime.fromisoformat(saved[key]) - lookback)

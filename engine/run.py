@@ -19,6 +19,7 @@ from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
 from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, validate_selection
+from .deletes import PendingDeletes
 from .records import RecordReader
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from .spec import Spec, StreamSpec
@@ -104,6 +105,9 @@ class StreamSync:
         self.columns = ColumnMap(self.state.get("columns"), reserved=LOAD_COLUMNS)
         self.rows = RowBuilder(self.columns, plan.api.flatten_depth)
         self.reader = RecordReader(plan.api, self.stream)
+        # A replace load rebuilds the table, so only incremental loads need to delete what the filter drops.
+        drop = self.stream.on_filter_miss == "delete" and not self.replace
+        self.deletes = PendingDeletes(self.columns, self.stream.primary_key) if drop else None
 
     def run(self) -> StreamSummary:
         """Sync the stream; on any error the partial load is abandoned and the table is as before."""
@@ -150,10 +154,14 @@ class StreamSync:
                 if value is not None and (newest is None or value > newest):
                     newest = value
                 if not self.reader.keep(record):
+                    if self.deletes is not None:
+                        self.deletes.add(record)
                     continue
+                if self.deletes is not None:
+                    self.deletes.discard(record)
                 self.summary.rows += 1
                 self.rows.add(record, received_at)
-                if len(self.rows) >= BATCH_ROWS:
+                if len(self.rows) + len(self.deletes or ()) >= BATCH_ROWS:
                     if self.stream.cursor and self.stream.cursor.sort and newest:
                         # Sorted ascending: everything up to `newest` is in this batch or before it.
                         self._advance(partition.key, newest)
@@ -194,13 +202,18 @@ class StreamSync:
         )
 
     def _flush(self) -> None:
-        if not len(self.rows):
+        if not len(self.rows) and not self.deletes:
             return
         batch, columns = self.rows.take(
             {"uuid_ts": datetime.now(timezone.utc), "context_sources_job_run_id": self.job_run_id, "context_sources_task_run_id": self.task_run_id}
         )
+        deletes = self.deletes.take() if self.deletes is not None else None
         # A replace load only becomes visible at finish(): until then the saved state must stay the old one.
-        self.load.write(batch, columns, self.state if self.replace else self._state())
+        state = self.state if self.replace else self._state()
+        if deletes is None:
+            self.load.write(batch, columns, state)
+        else:
+            self.load.write(batch, columns, state, deletes=deletes)
 
     def _state(self) -> dict[str, Any]:
         return {"cursor": dict(self.cursors), "columns": self.columns.to_state()}

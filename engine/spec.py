@@ -16,6 +16,7 @@ from .yaml_source import Reader, load_yaml
 
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
+FILTER_MISS_ACTIONS = ("skip", "delete")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -115,6 +116,7 @@ class ParentSpec:
 
     stream: str
     fields: dict[str, str]  # parent record field -> child column
+    bounded: bool = True  # False: the parent is read in full, not from start_date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +133,7 @@ class StreamSpec:
     partitions: tuple[PartitionDimension, ...]
     parent: ParentSpec | None
     record_filter: str | None
+    on_filter_miss: str = "skip"  # delete: an incremental read removes the key of a record the filter drops
     include: dict[str, dict[str, str]]
     pagination: PaginationSpec
     rate_limit: str | None
@@ -312,7 +315,11 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
     parent = None
     if r.has("parent"):
         p = r.child("parent")
-        parent = ParentSpec(stream=p.get("stream", str, required=True), fields=dict(p.get("fields", dict, required=True)))
+        parent = ParentSpec(
+            stream=p.get("stream", str, required=True),
+            fields=dict(p.get("fields", dict, required=True)),
+            bounded=p.get("bounded", bool, True),
+        )
         p.done()
     partitions = tuple(_partition(r, i, item, api) for i, item in enumerate(r.get("partitions", list, [])))
     include = r.get("include", dict, {})
@@ -327,6 +334,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         partitions=partitions,
         parent=parent,
         record_filter=_jmespath(r, "record_filter", None),
+        on_filter_miss=_on_filter_miss(r),
         include={str(rel): {str(a): str(c) for a, c in cols.items()} for rel, cols in include.items()},
         pagination=_pagination(r.child("pagination")) if r.has("pagination") else api.pagination,
         rate_limit=r.get("rate_limit", str, None),
@@ -340,6 +348,16 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
     if "{parent." in stream.path and parent is None:
         raise r.fail("path", "uses {parent.…} but the stream has no parent")
     return stream
+
+
+def _on_filter_miss(r: Reader) -> str:
+    """`skip` (default) or `delete`; delete needs a record_filter to miss."""
+    action = r.get("on_filter_miss", str, "skip")
+    if action not in FILTER_MISS_ACTIONS:
+        raise r.fail("on_filter_miss", f"{action!r} is not one of {', '.join(FILTER_MISS_ACTIONS)}")
+    if action == "delete" and not r.has("record_filter"):
+        raise r.fail("on_filter_miss", "delete needs a record_filter")
+    return action
 
 
 def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:

@@ -290,3 +290,10 @@ def upsert_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp
         exp.alias_(exp.CurrentTimestamp(), ident("updated_at")),
     )
     return merge(prefix + STATE_TABLE, row, [c.name for c in STATE_COLUMNS], ["stream"], None, schema=schema)
+
+
+def delete_keys(target: str, keys: str, primary_key: Sequence[str], *, schema: str | None = None) -> exp.Delete:
+    """DELETE the rows of `target` whose primary key appears in `keys` (a staged table of key columns)."""
+    match = exp.and_(*(col(k, "t").eq(col(k, "k")) for k in primary_key))
+    found = exp.select(exp.Literal.number(1)).from_(table(keys, alias="k")).where(match)
+    return exp.delete(table(target, schema, alias="t"), where=exp.Exists(this=found))

@@ -27,7 +27,8 @@ def control(sim: Simulator, method: str, path: str, query: dict[str, str], body:
         return 200, {"resource": args["resource"], "start_date": args.get("start_date"), "records": records}
     if path == "/_sim/mutate" and method == "POST":
         changed = sim.mutate(args["resource"], update=_int(args.get("update")), create=_int(args.get("create")),
-                             delete=_int(args.get("delete")))
+                             delete=_int(args.get("delete")), suppress=_int(args.get("suppress")),
+                             lift=_int(args.get("lift")))
         return 200, {"resource": args["resource"], "clock": iso(sim.store.clock_us), **changed}
     if path == "/_sim/faults" and method == "POST":
         current = sim.faults.config

@@ -90,6 +90,14 @@ class Profiles:
         self.version[i] += 1
         self._changed()
 
+    def set_suppression(self, id_: str, at: int | None, clock: int) -> None:
+        """Add a global suppression at `at`, or lift it (None): a lift also moves `updated` to `clock`."""
+        i = self.index[id_]
+        self.suppressed_at[i] = -1 if at is None else at
+        if at is None:
+            self.updated[i] = clock
+        self._changed()
+
     def delete(self, id_: str) -> None:
         """Forget a profile."""
         del self.index[id_]
@@ -249,12 +257,12 @@ class Profiles:
                 joined_us: int | None = None) -> Raw:
         """`render` as JSON text, cached: paging re-serves the same profiles and building one costs ~100 µs."""
         wanted = fields.get("profile")
-        return self._encoded(i, self.version[i], self.updated[i], base, None if wanted is None else tuple(wanted),
-                             extra, joined_us)
+        return self._encoded(i, self.version[i], self.updated[i], self.suppressed_at[i], base,
+                             None if wanted is None else tuple(wanted), extra, joined_us)
 
-    def _encode(self, i: int, version: int, updated: int, base: str, wanted: tuple[str, ...] | None,
+    def _encode(self, i: int, version: int, updated: int, suppressed_at: int, base: str, wanted: tuple[str, ...] | None,
                 extra: tuple[str, ...], joined_us: int | None) -> Raw:
-        # version and updated only key the cache; the text is built from the current row.
+        # version, updated and suppressed_at only key the cache; the text is built from the current row.
         head, tail = _shell(base, joined_us is not None)
         id_ = self.ids[i]
         attrs = encode(self._attributes(i, wanted, extra, joined_us))

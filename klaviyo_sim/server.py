@@ -106,9 +106,14 @@ class Simulator:
         """Records a correct sync of klx resource `resource` from `start_date` must land."""
         return self.store.truth(resource, start_date)
 
-    def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0) -> dict[str, list[str]]:
-        """Change N records at the sim clock (+60 s per call); returns affected ids by action."""
-        return self.store.mutate(resource, update=update, create=create, delete=delete)
+    def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0, suppress: int = 0,
+               lift: int = 0) -> dict[str, list[str]]:
+        """Change N records at the sim clock (+60 s per call); returns affected ids by action.
+
+        Profiles also take `suppress` (new global suppressions, `updated` unchanged) and `lift`
+        (suppressions removed, `updated` moves); see Store.mutate.
+        """
+        return self.store.mutate(resource, update=update, create=create, delete=delete, suppress=suppress, lift=lift)
 
     def clock(self) -> datetime:
         """The sim clock (starts at `now`, +60 s per mutate call)."""

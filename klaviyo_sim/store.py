@@ -60,13 +60,21 @@ class Store:
             return self.events
         return self.small.tables[type_]
 
-    def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0) -> dict[str, list[str]]:
-        """Update/create/delete records at the sim clock, which first advances 60 s (so cursors move past now)."""
+    def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0, suppress: int = 0,
+               lift: int = 0) -> dict[str, list[str]]:
+        """Update/create/delete records at the sim clock, which first advances 60 s (so cursors move past now).
+
+        Profiles only: `suppress` adds a global email suppression (UNSUBSCRIBE) and, as observed on live
+        Klaviyo, leaves `updated` alone (API-NOTES §3.5); `lift` removes one, which is a consent change that
+        moves `updated` [inference: a resubscribe writes the profile].
+        """
         if resource not in MUTABLE:
             raise ValueError(f"cannot mutate {resource!r}; mutable: {', '.join(sorted(MUTABLE))}")
         type_ = MUTABLE[resource]
         if type_ == "event" and (update or delete):
             raise ValueError("events are immutable in Klaviyo: only create is supported")
+        if type_ != "profile" and (suppress or lift):
+            raise ValueError("only profiles carry suppressions")
         with self.lock:
             self.mutations += 1
             self.clock_us += CLOCK_STEP
@@ -74,6 +82,8 @@ class Store:
             rng = random.Random(mix(self.seed, self.mutations, 13))
             table = self.table(type_)
             out: dict[str, list[str]] = {"updated": [], "created": [], "deleted": []}
+            if suppress or lift:
+                out.update(self._suppressions(rng, suppress, lift, clock))
             if type_ == "event":
                 out["created"] = [self.events.create(clock // US) for _ in range(create)]
                 return out
@@ -90,6 +100,19 @@ class Store:
             for k in range(create):
                 out["created"].append(self._create(type_, 100_000 + self.mutations * 1000 + k, clock))
             return out
+
+    def _suppressions(self, rng: random.Random, suppress: int, lift: int, clock: int) -> dict[str, list[str]]:
+        p = self.profiles
+        live = sorted(p.index)
+        suppressed = [pid for pid in live if p.suppressed_at[p.index[pid]] >= 0]
+        free = [pid for pid in live if p.suppressed_at[p.index[pid]] < 0]
+        lifted = rng.sample(suppressed, min(lift, len(suppressed)))
+        added = rng.sample(free, min(suppress, len(free)))
+        for pid in lifted:
+            p.set_suppression(pid, None, clock)
+        for pid in added:
+            p.set_suppression(pid, clock, clock)
+        return {"lifted": lifted, "suppressed": added}
 
     def _create(self, type_: str, i: int, clock: int) -> str:
         if type_ == "profile":
@@ -145,8 +168,9 @@ class Store:
             return [{"id": ev.event_id(g, ts), "cursor": iso(ts * US)} for ts, g in zip(ev.ts, ev.gs)
                     if ts * US >= start]
         if resource == "segments_profiles":
+            # Current membership of every segment, whatever its `updated` (a full-refresh picture).
             out = []
-            for seg in self._truth("segments", start):
+            for seg in self._truth("segments", -(2**62)):
                 members = self.members[seg["id"]]
                 for _, pid in members.ordered("id"):
                     out.append({"segment_id": seg["id"], "id": pid, "cursor": None})

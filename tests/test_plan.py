@@ -86,7 +86,8 @@ def test_child_stream_reads_its_parent_in_full_and_runs_after_it(tmp_path: Path)
     assert [s.stream.name for s in plan.streams] == ["segments", "segments_profiles"]
     child = plan.streams[1]
     assert child.parent.stream.name == "segments"
-    assert child.parent.partitions[0].params["filter"] == "greater-than(updated,2023-12-31T23:59:59+00:00)"
+    # parent.bounded: false in the Klaviyo spec: every segment, not only those updated since start_date.
+    assert child.parent.partitions[0].params == {"page[size]": "10", "sort": "updated"}
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,12 @@ __all__ = ["Column", "ColumnType", "Destination", "TableLoad", "TableSpec"]
 class TableLoad(Protocol):
     """One stream's load into one table; see Destination.begin."""
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any]) -> None:
-        """Evolve the table to `columns`, MERGE `batch` on the key and save `state`, in one transaction."""
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> None:
+        """Evolve the table to `columns`, MERGE `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
+
+        `deletes` (primary-key columns only, the table's types) comes after the MERGE: a key the source
+        dropped since it was last read goes, even if an older copy of it is in `batch`.
+        """
 
     def finish(self, state: dict[str, Any]) -> None:
         """Make the load visible (a replace swaps the new contents in) and save `state`, in one transaction."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 DIALECT = "duckdb"
 SHADOW_SUFFIX = "__klx_shadow"  # replace loads fill <table>__klx_shadow, then swap it in
 _BATCH_VIEW = "__klx_batch"  # the Arrow batch, registered as a view for the MERGE to read
+_DELETES_VIEW = "__klx_deletes"  # keys to delete, registered for the DELETE to read
 
 
 @destination("duckdb")
@@ -82,13 +83,13 @@ class DuckDBDestination:
             raise
 
     @contextlib.contextmanager
-    def registered(self, batch: pa.Table) -> Iterator[str]:
+    def registered(self, batch: pa.Table, name: str = _BATCH_VIEW) -> Iterator[str]:
         """`batch` as a view named by the yielded name, for one statement to read in bulk."""
-        self._con.register(_BATCH_VIEW, batch)
+        self._con.register(name, batch)
         try:
-            yield _BATCH_VIEW
+            yield name
         finally:
-            self._con.unregister(_BATCH_VIEW)
+            self._con.unregister(name)
 
     def rollback(self) -> None:
         """Roll back the open transaction, if any."""
@@ -144,8 +145,8 @@ class DuckDBLoad:
                 like = sql.create_table_like(self._into, table.name, schema=schema)
                 dest.execute("CREATE TABLE", self._into, like)
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any]) -> None:
-        """Evolve the table to `columns`, MERGE `batch` on the key and save `state`, in one transaction."""
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> None:
+        """Evolve the table to `columns`, MERGE `batch` on the key, DELETE `deletes` and save `state`, in one transaction."""
         known = {c.name for c in columns}
         unknown = [name for name in batch.column_names if name not in known]
         needed = [*self._table.primary_key, *([self._table.cursor] if self._table.cursor else [])]
@@ -156,11 +157,15 @@ class DuckDBLoad:
         self._columns = list(columns)
         dest = self._dest
         staged = batch.append_column(sql.SEQ_COLUMN, pa.array(range(batch.num_rows), pa.int64()))
+        gone = deletes if deletes is not None and deletes.num_rows else None
         # Registered outside the transaction: an aborted transaction refuses to unregister it.
-        with dest.registered(staged) as view, dest.transaction():
+        with dest.registered(staged) as view, dest.registered(gone or batch, _DELETES_VIEW) as keys, dest.transaction():
             types = self._evolve(batch, columns)
             if batch.num_rows:
                 self._merge(view, [Column(name=n, type=types[n]) for n in batch.column_names])
+            if gone is not None and self._table.primary_key:
+                delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema)
+                dest.execute("DELETE", self._into, delete)
             dest.save_state(self._stream, state)
 
     def finish(self, state: dict[str, Any]) -> None:
