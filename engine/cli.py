@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import KlxError
+from .errors import CleanFormatter, KlxError, clean, scrub
 
 def build_parser() -> argparse.ArgumentParser:
     """The klx argument parser with every subcommand."""
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `klx demo`, then copy config.example.yaml and run `klx run config.yaml`.",
     )
     parser.add_argument("--version", action="version", version=f"klx {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request and retry")
+    _global_flags(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run one sync", description="Run one sync of the resources selected in CONFIG.")
@@ -48,21 +49,42 @@ def build_parser() -> argparse.ArgumentParser:
         sim = commands.add_parser("sim", help="serve the local Klaviyo simulator", description="Serve a local Klaviyo API simulator on 127.0.0.1.")
         sim_cli.add_arguments(sim)
         sim.set_defaults(handler=sim_cli.run)
+    for subcommand in commands.choices.values():
+        # Also after the subcommand (`klx run config.yaml -v`); SUPPRESS keeps a flag given before it.
+        _global_flags(subcommand, default=argparse.SUPPRESS)
     return parser
+
+
+def _global_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every request and retry")
+    parser.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `klx` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(CleanFormatter(handler.formatter))
     try:
         return args.handler(args)
     except KlxError as err:
+        _traceback(args)
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted; committed batches are kept, the rest is rolled back", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: one line unless --debug
+        _traceback(args)
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"internal error: {clean(f'{type(err).__name__}: {err}', 300)}{hint}", file=sys.stderr)
+        return 1
+
+
+def _traceback(args: argparse.Namespace) -> None:
+    if args.debug:
+        print("\n".join(scrub(line) for line in traceback.format_exc().splitlines()), file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

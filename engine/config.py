@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, register_secret
 from .yaml_source import Reader, load_yaml
 
 SYNC_MODES = ("full_refresh", "incremental")
@@ -32,6 +32,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)  # masked in every KlxError and log line from now on
 
     def reveal(self) -> str:
         """The secret itself; call only where it is sent."""

@@ -1,6 +1,58 @@
-"""Errors a user can act on; only cli.py catches them."""
+"""Errors a user can act on (only cli.py catches them), and the one place any message is made safe to print."""
 
 from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import quote
+
+MESSAGE_CHARS = 600  # any KlxError message is one line of at most this many characters
+_SECRETS: set[str] = set()
+# Terminal escape sequences (CSI, OSC) whole, then any other control or bidi/invisible formatting character.
+_UNSAFE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def register_secret(value: str) -> None:
+    """Mask `value` (and its URL-encoded form) in every message from now on."""
+    if len(value) >= 4:  # a shorter "secret" would mask ordinary text
+        _SECRETS.update({value, quote(value, safe="")})
+
+
+def mask(text: str) -> str:
+    """`text` with every registered secret replaced by ***."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def scrub(text: str) -> str:
+    """`text` with secrets masked and every control character or escape sequence (newlines too) replaced by a space."""
+    return _UNSAFE.sub(" ", mask(str(text)))
+
+
+def clean(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` on one line for a terminal or log: scrubbed, spaces collapsed, at most `limit` characters."""
+    text = " ".join(scrub(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class CleanFormatter(logging.Formatter):
+    """Wraps a log formatter: every record becomes one clean line (a URL or detail from the API can hold anything)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's text with the message cleaned; traceback lines (logged only with --debug) scrubbed."""
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg, copy.args, copy.exc_info, copy.exc_text = clean(record.getMessage(), 2000), None, None, None
+        text = self.inner.format(copy)
+        if record.exc_info:
+            text += "\n" + "\n".join(scrub(line) for line in self.inner.formatException(record.exc_info).splitlines())
+        return text
 
 
 class KlxError(Exception):
@@ -9,13 +61,15 @@ class KlxError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        message = clean(message)
         super().__init__(message)
         self.message = message
-        self.where = where
-        self.hint = hint
+        self.where = clean(where) if where else where
+        self.hint = clean(hint) if hint else hint
 
     def __str__(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+        # Cleaned again: code may have appended to .message after construction.
+        text = f"{self.where}: {clean(self.message)}" if self.where else clean(self.message)
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
@@ -51,7 +105,7 @@ class ApiError(KlxError):
         super().__init__(message, where=where, hint=hint)
         self.status = status
         self.stream = stream
-        self.url = url
+        self.url = clean(url) if url else url
 
 
 class WarehouseError(KlxError):

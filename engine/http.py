@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import email.utils
+import http.client
+import json
 import logging
+import math
 import random
+import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 import jmespath
 import requests
+import urllib3
 
 from .config import Secret
-from .errors import ApiError
+from .errors import ApiError, clean
 from .spec import ApiSpec, RateTier
 
 log = logging.getLogger("klx.http")
+CONNECT_SECONDS = 10.0
+CHUNK_BYTES = 64 * 1024
+DETAIL_CHARS = 300  # an API's error detail is shown on one line of at most this many characters
+WATCH_SECONDS = 0.1  # how often request deadlines are checked
 
 
 class RateBudget:
@@ -59,9 +70,17 @@ class Page:
 
 
 class HttpClient:
-    """Sends GETs for all streams of one API; thread-safe apart from the Session (one per thread later)."""
+    """Sends GETs for all streams of one API; safe to call from several threads."""
 
-    def __init__(self, api: ApiSpec, api_key: Secret, base_url: str | None = None, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        api: ApiSpec,
+        api_key: Secret,
+        base_url: str | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api = api
         self.base_url = (base_url or api.base_url).rstrip("/")
         self.secret = api_key
@@ -71,11 +90,17 @@ class HttpClient:
             raise ApiError(f"base URL {_host(self.base_url)} is not an absolute http(s) URL") from None
         self.session = requests.Session()
         self.session.headers.update(api.headers)
+        for adapter in self.session.adapters.values():
+            # Pools that note which connection each request uses, so a deadline or close() can cut it.
+            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         # The key is added per request, and only for the base URL's origin: never on the session, where
         # a next link or redirect to another host (or to http://) would carry it along.
         self.auth = {api.auth_header: api.auth_value.format(api_key=api_key.reveal())}
         self.budgets: dict[str, RateBudget] = {}
-        self.sleep = sleep
+        self.watchdog = _Watchdog()
+        # Real waits happen on an event, so close() (Ctrl-C) ends them at once; tests inject their own sleep.
+        self.sleep = self._pause if sleep is time.sleep else sleep
+        self.clock = clock
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
 
     def url_for(self, path_or_url: str) -> str:
@@ -85,41 +110,93 @@ class HttpClient:
     def get(
         self, url: str, params: dict[str, str], *, stream: str, endpoint: str, tier: str | None, scopes: tuple[str, ...] = ()
     ) -> Page:
-        """GET and parse JSON, retrying what the spec calls transient; ApiError on anything else."""
+        """GET and parse JSON, retrying what the spec calls transient within its time budget; ApiError on anything else."""
         retry = self.api.retry
         shown = self.redact(url, params)
         self._check_origin(url, stream)
-        for attempt in range(1, retry.max_attempts + 1):
+        started = self.clock()
+        attempt = 0
+        while True:
+            attempt += 1
             if tier:
                 self._budget(endpoint, tier).acquire()
-            last = attempt == retry.max_attempts
+            self._check_open(stream)
+            timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
-                response = self.session.get(url, params=params, headers=self.auth, timeout=(10, 120), allow_redirects=False)
+                return self._attempt(url, params, stream, shown, scopes, max(timeout, 0.001))
+            except _Transient as failure:
+                wait = self._wait(attempt, failure.retry_after)
+                spent = self.clock() - started
+                if attempt >= retry.max_attempts or spent + wait > retry.total_seconds or self.watchdog.closed.is_set():
+                    error = failure.error
+                    if attempt > 1:
+                        error.message += f" (gave up after {attempt} attempts in {spent:.0f}s)"
+                    raise error from failure.__cause__
+                log.warning("%s on GET %s; retry %d/%d in %.1fs", failure.why, shown, attempt, retry.max_attempts - 1, wait)
+                self.sleep(wait)
+
+    def _attempt(self, url: str, params: dict[str, str], stream: str, shown: str, scopes: tuple[str, ...], timeout: float) -> Page:
+        """One request: a Page, an ApiError, or _Transient for what may be retried."""
+        name = self.api.name
+        flight = self.watchdog.start(timeout)
+        try:
+            try:
+                response = self.session.get(
+                    url, params=params, headers=self.auth, timeout=(min(CONNECT_SECONDS, timeout), timeout), allow_redirects=False, stream=True
+                )
+                with response:
+                    if 300 <= response.status_code < 400:
+                        raise self._redirected(response, stream, shown)
+                    body = self._read(response, stream, shown)
             except requests.exceptions.InvalidHeader:
                 # Its message quotes the header value, i.e. the key: never chain it.
                 raise ApiError(f"the {self.api.auth_header} header is not a valid HTTP header value (stream {stream})", stream=stream) from None
-            except (requests.ConnectionError, requests.Timeout) as err:
-                if last:
-                    raise ApiError(f"{self.api.name} unreachable on GET {shown} (stream {stream}): {type(err).__name__}", stream=stream, url=shown) from err
-                self._backoff(attempt, None, f"{type(err).__name__}", shown)
-                continue
-            if response.status_code in retry.statuses and not last:
-                self._backoff(attempt, response, f"HTTP {response.status_code}", shown)
-                continue
-            if 300 <= response.status_code < 400:
-                raise self._redirected(response, stream, shown)
-            if response.status_code >= 400:
-                raise self._error(response, stream, shown, scopes)
-            try:
-                body = response.json()
-            except ValueError as err:
-                # A 200 whose body was cut off mid-transfer: the same request is safe to repeat.
-                if last:
-                    raise ApiError(f"{self.api.name} sent an unreadable JSON body on GET {shown} (stream {stream})", stream=stream, url=shown) from err
-                self._backoff(attempt, None, "unreadable JSON body", shown)
-                continue
-            return Page(body=body, url=shown, received_at=time.time())
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as err:
+                raise ApiError(f"{name}: cannot send GET {shown} (stream {stream}): {type(err).__name__}", stream=stream, url=shown) from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as err:
+                if flight.reason == "closed":
+                    why, message = "stopped", f"GET {shown} (stream {stream}) stopped: klx is shutting down"
+                elif flight.reason == "deadline" or isinstance(err, requests.exceptions.ReadTimeout):
+                    why, message = f"no answer within {timeout:.3g}s", f"{name} did not answer GET {shown} within {timeout:.3g}s (stream {stream})"
+                elif isinstance(err, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
+                    why, message = "response cut short", f"{name} cut the response to GET {shown} short (stream {stream})"
+                else:
+                    why = type(err).__name__
+                    message = f"{name} unreachable on GET {shown} (stream {stream}): {why}"
+                raise _Transient(why, ApiError(message, stream=stream, url=shown)) from err
+        finally:
+            self.watchdog.finish(flight)
+        status = response.status_code
+        if status in self.api.retry.statuses:
+            header = self.api.retry.retry_after_header
+            raise _Transient(f"HTTP {status}", self._error(status, response.reason, body, stream, shown, scopes),
+                             retry_after_seconds(response.headers.get(header) if header else None))
+        if status >= 400:
+            raise self._error(status, response.reason, body, stream, shown, scopes)
+        try:
+            parsed = json.loads(body)
+        except RecursionError:
+            raise ApiError(f"{name} sent JSON nested too deeply to read on GET {shown} (stream {stream})", stream=stream, url=shown) from None
+        except ValueError as err:
+            # A 200 whose body was cut off mid-transfer: the same request is safe to repeat.
+            message = f"{name} sent an unreadable JSON body on GET {shown} (stream {stream})"
+            raise _Transient("unreadable JSON body", ApiError(message, stream=stream, url=shown)) from err
+        return Page(body=parsed, url=shown, received_at=time.time())
+
+    def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
+        """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold)."""
+        limit = int(self.api.max_response_mb * 1024 * 1024)
+        body = bytearray()
+        for chunk in response.iter_content(CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(
+                    f"{self.api.name} sent a response larger than {self.api.max_response_mb:g} MB on GET {shown} (stream {stream})",
+                    stream=stream,
+                    url=shown,
+                    hint="raise api.max_response_mb in the spec if such pages are expected",
+                )
+        return bytes(body)
 
     def redact(self, url: str, params: dict[str, str]) -> str:
         """The URL for messages: no secret, query decoded for reading."""
@@ -129,8 +206,17 @@ class HttpClient:
         return text.replace(self.secret.reveal(), "***")
 
     def close(self) -> None:
-        """Close the session."""
+        """Cut every request in flight (their threads end at once), end any wait, close the session."""
+        self.watchdog.close()
         self.session.close()
+
+    def _pause(self, seconds: float) -> None:
+        if self.watchdog.closed.wait(seconds):
+            raise ApiError("stopped while waiting to retry: klx is shutting down")
+
+    def _check_open(self, stream: str) -> None:
+        if self.watchdog.closed.is_set():
+            raise ApiError(f"stream {stream} stopped: klx is shutting down", stream=stream)
 
     def _check_origin(self, url: str, stream: str) -> None:
         try:
@@ -156,43 +242,152 @@ class HttpClient:
 
     def _budget(self, endpoint: str, tier: str) -> RateBudget:
         if endpoint not in self.budgets:
-            self.budgets[endpoint] = RateBudget(self.api.rate_limit_tiers[tier])
+            self.budgets[endpoint] = RateBudget(self.api.rate_limit_tiers[tier], sleep=self.sleep)
         return self.budgets[endpoint]
 
-    def _backoff(self, attempt: int, response: requests.Response | None, why: str, shown: str) -> None:
-        retry = self.api.retry
-        wait = min(2.0 ** (attempt - 1), 60.0) * (0.5 + random.random() / 2)
-        if response is not None and retry.retry_after_header:
-            header = response.headers.get(retry.retry_after_header)
-            if header is not None:
-                try:
-                    wait = float(header) + random.random() * 0.25
-                except ValueError:
-                    pass
-        wait = min(wait, retry.max_wait_seconds)
-        log.warning("%s on GET %s; retry %d/%d in %.1fs", why, shown, attempt, retry.max_attempts - 1, wait)
-        self.sleep(wait)
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before the next attempt: the server's Retry-After, else exponential backoff; within [0, max_wait_seconds]."""
+        if retry_after is None:
+            wait = min(2.0 ** (attempt - 1), 60.0) * (0.5 + random.random() / 2)
+        else:
+            wait = retry_after + random.random() * 0.25
+        return min(max(wait, 0.0), self.api.retry.max_wait_seconds)
 
-    def _error(self, response: requests.Response, stream: str, shown: str, scopes: tuple[str, ...]) -> ApiError:
+    def _error(self, status: int, reason: str, body: bytes, stream: str, shown: str, scopes: tuple[str, ...]) -> ApiError:
         detail = None
         try:
-            detail = self.detail.search(response.json()) if self.detail else None
-        except ValueError:
-            detail = None
-        detail = str(detail) if detail else (response.text[:200].strip() or response.reason)
-        detail = detail.replace(self.secret.reveal(), "***")
+            detail = self.detail.search(json.loads(body)) if self.detail else None
+        except (ValueError, RecursionError):
+            detail = None  # an HTML or cut-off error page: its text is shown instead
+        if not detail:
+            detail = body[:DETAIL_CHARS * 4].decode("utf-8", "replace").strip() or reason or "no detail"
         hint = None
-        if response.status_code == 401:
+        if status == 401:
             hint = "check source.api_key: the API did not accept the key"
-        elif response.status_code == 403:
+        elif status == 403:
             hint = f"the key lacks a scope this stream needs: {', '.join(scopes) or 'see the API docs'}"
         return ApiError(
-            f"{self.api.name} {response.status_code} on GET {shown} (stream {stream}): {detail}",
-            status=response.status_code,
+            f"{self.api.name} {status} on GET {shown} (stream {stream}): {clean(str(detail), DETAIL_CHARS)}",
+            status=status,
             stream=stream,
             url=shown,
             hint=hint,
         )
+
+
+class _Transient(Exception):
+    """A failed attempt worth repeating; `error` is raised when no retry is left."""
+
+    def __init__(self, why: str, error: ApiError, retry_after: float | None = None) -> None:
+        super().__init__(why)
+        self.why, self.error, self.retry_after = why, error, retry_after
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP-date); None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return None if math.isnan(seconds) else seconds
+
+
+_current = threading.local()  # the _Flight of the request this thread is sending
+
+
+class _Flight:
+    """One request in flight: its deadline, the connection it uses, and why it was cut (if it was)."""
+
+    __slots__ = ("deadline", "conn", "reason")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.conn, self.reason = deadline, None, None
+
+    def cut(self, reason: str) -> None:
+        """Shut the socket down: a thread blocked reading it wakes at once (closing it would not)."""
+        self.reason = self.reason or reason
+        sock = getattr(self.conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Watchdog:
+    """Cuts a request still running at its deadline (connect + whole body), and every request on close()."""
+
+    def __init__(self) -> None:
+        self.flights: set[_Flight] = set()
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, seconds: float) -> _Flight:
+        """Watch the request this thread is about to send."""
+        flight = _Flight(time.monotonic() + seconds)
+        with self.lock:
+            self.flights.add(flight)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._watch, name="klx-deadlines", daemon=True)
+                self.thread.start()
+        _current.flight = flight
+        return flight
+
+    def finish(self, flight: _Flight) -> None:
+        """Stop watching `flight`."""
+        _current.flight = None
+        with self.lock:
+            self.flights.discard(flight)
+
+    def close(self) -> None:
+        """Cut every request in flight and refuse new ones."""
+        self.closed.set()
+        with self.lock:
+            for flight in self.flights:
+                flight.cut("closed")
+
+    def _watch(self) -> None:
+        # A socket timeout only bounds each read: a server trickling one byte at a time never hits it.
+        while not self.closed.wait(WATCH_SECONDS):
+            with self.lock:
+                if not self.flights:
+                    self.thread = None
+                    return
+                now = time.monotonic()
+                for flight in self.flights:
+                    if flight.deadline <= now:
+                        flight.cut("deadline")
+
+
+class _TracksConnection:
+    """Pool mixin: notes the connection a request gets on the thread's _Flight."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        flight = getattr(_current, "flight", None)
+        if flight is not None:
+            flight.conn = conn
+            if flight.reason:
+                flight.cut(flight.reason)
+        return conn
+
+
+class _HTTPPool(_TracksConnection, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_TracksConnection, urllib3.HTTPSConnectionPool):
+    pass
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

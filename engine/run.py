@@ -187,7 +187,8 @@ class StreamSync:
         """
         paginator = build_paginator(stream.pagination)
         request: Request | None = first_request(paginator, Request(self.http.url_for(path), dict(params)))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"klx-{stream.name}") as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"klx-{stream.name}")
+        try:
             pending = pool.submit(self._get, stream, request)
             while pending is not None:
                 page = pending.result()
@@ -195,6 +196,9 @@ class StreamSync:
                 request = paginator.next_request(request, page.body, len(raw))
                 pending = pool.submit(self._get, stream, request) if request is not None else None
                 yield page, list(reader.records(page.body, raw, extra))
+        finally:
+            # Never wait for a request still in flight (Ctrl-C, a failed batch): HttpClient.close() cuts it.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _get(self, stream: StreamSpec, request: Request) -> Page:
         return self.http.get(

@@ -51,6 +51,8 @@ class RetrySpec:
     max_attempts: int
     retry_after_header: str | None
     max_wait_seconds: float
+    request_timeout_seconds: float = 120.0  # one attempt: connect and the whole body
+    total_seconds: float = 300.0  # all attempts and waits of one request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +86,7 @@ class ApiSpec:
     rate_limit_tiers: dict[str, RateTier]
     retry: RetrySpec
     where: str
+    max_response_mb: float = 256.0  # decoded size of one response body
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,6 +222,7 @@ def _api(r: Reader) -> ApiSpec:
         rate_limit_tiers=tiers,
         retry=_retry(r.child("retry", {})),
         where=r.where,
+        max_response_mb=_positive(r, "max_response_mb", 256),
     )
     auth.done()
     sort.done()
@@ -263,12 +267,21 @@ def _retry(r: Reader) -> RetrySpec:
         statuses=tuple(r.get("statuses", list, [429, 500, 502, 503, 504])),
         max_attempts=r.get("max_attempts", int, 5),
         retry_after_header=r.get("retry_after_header", str, "Retry-After"),
-        max_wait_seconds=float(r.get("max_wait_seconds", (int, float), 600)),
+        max_wait_seconds=float(r.get("max_wait_seconds", (int, float), 60)),
+        request_timeout_seconds=_positive(r, "request_timeout_seconds", 120),
+        total_seconds=_positive(r, "total_seconds", 300),
     )
     r.done()
     if retry.max_attempts < 1:
         raise r.fail("max_attempts", "must be at least 1")
     return retry
+
+
+def _positive(r: Reader, key: str, default: float) -> float:
+    value = r.get(key, (int, float), default)
+    if isinstance(value, bool) or not 0 < value < float("inf"):
+        raise r.fail(key, "must be a positive number")
+    return float(value)
 
 
 def _resolve_extends(name: str, raw: dict, streams: Reader, chain: list[str]) -> dict:

@@ -1,0 +1,106 @@
+"""The klx command under hostile conditions: Ctrl-C during a hung request, hangs, unexpected errors, --debug."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import cli
+from engine.cli import main
+from tests.hostile_api import HostileApi, metric, send, wait_for
+from tests.klx_testing import ROOT, rows, write_config
+
+KEY = "pk_cli_0123456789abcdefghijkl"
+
+
+def first_page_then_hang(api_holder: list[HostileApi]):
+    """Page 1 holds three metrics and links to page 2, which never answers."""
+
+    def respond(handler, hit) -> None:
+        if "page=2" in hit.path:
+            api_holder[0].hang()
+        else:
+            send(handler, 200, {"data": [metric(1), metric(2), metric(3)], "links": {"next": f"{api_holder[0].url}/api/metrics?page=2"}})
+
+    return respond
+
+
+def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path) -> None:
+    holder: list[HostileApi] = []
+    with HostileApi(first_page_then_hang(holder)) as api:
+        holder.append(api)
+        database = tmp_path / "x.duckdb"
+        config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
+        env = {**os.environ, "KLAVIYO_API_KEY": KEY}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for(lambda: len(api.hits) == 2, 30)  # page 2 is hanging now
+            time.sleep(0.2)
+            sent = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    assert err == "interrupted; committed batches are kept, the rest is rolled back\n"
+    assert took < 3
+    # The three records of page 1 were in the open batch: rolled back, no table appeared.
+    assert rows(database, "select table_name from information_schema.tables where table_name like '%metrics%'") == []
+
+
+def test_an_unexpected_error_is_one_line_without_traceback(monkeypatch, capsys, tmp_path: Path) -> None:
+    def broken(args):
+        raise ZeroDivisionError(f"division by zero \x1b[31m{KEY}")
+
+    from engine.config import Secret
+
+    Secret(KEY)  # the run would have loaded it
+    monkeypatch.setattr(cli, "_run", broken)
+    assert main(["run", str(tmp_path / "c.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "internal error: ZeroDivisionError: division by zero *** (run with --debug for the traceback)\n"
+    assert "Traceback" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("argv", [["--debug", "run", "{config}"], ["run", "{config}", "--debug"], ["-v", "run", "{config}", "--debug"]])
+def test_debug_shows_the_traceback_of_an_unexpected_error_masked(argv: list[str], monkeypatch, capsys, tmp_path: Path) -> None:
+    def broken(args):
+        raise ZeroDivisionError(f"boom {KEY}")
+
+    from engine.config import Secret
+
+    Secret(KEY)
+    monkeypatch.setattr(cli, "_run", broken)
+    config = tmp_path / "c.yaml"
+    assert main([a.format(config=config) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith("ZeroDivisionError: boom ***\ninternal error: ZeroDivisionError: boom ***\n")
+    assert KEY not in err
+
+
+def test_debug_shows_the_traceback_of_a_klx_error(capsys, tmp_path: Path) -> None:
+    assert main(["run", str(tmp_path / "missing.yaml"), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith(f"error: {tmp_path / 'missing.yaml'}: cannot read {tmp_path / 'missing.yaml'}: No such file or directory\n")
+
+
+@pytest.mark.parametrize("argv", [["-v", "run", "{config}"], ["run", "{config}", "-v"], ["run", "-v", "{config}"]])
+def test_verbose_works_before_and_after_the_subcommand(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args([a.format(config="c.yaml") for a in argv])
+    assert (args.verbose, args.debug) == (True, False)
+
+
+def test_flags_default_off_without_them() -> None:
+    args = cli.build_parser().parse_args(["run", "c.yaml"])
+    assert (args.verbose, args.debug) == (False, False)
