@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, register_secret
 from .yaml_source import Reader, load_yaml
@@ -19,6 +20,9 @@ MIN_CRON_GAP = timedelta(minutes=15)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Earliest start_date: cursors before the Unix epoch are not data, and bounds moved back from year 1 overflow.
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DATE_SHAPED = re.compile(r"^\d{4}-\d\d-\d\d\b")
+# Re-reading more than ten years behind a saved cursor is a full refresh in disguise (and bounds overflow).
+MAX_LOOKBACK_DAYS = 3650
 _INTERVAL = re.compile(r"^(\d+)\s*(m|min|minutes?|h|hours?|d|days?)$")
 # RudderStack's Basic schedule offered exactly these intervals; each divides a day, so the grid anchored
 # at start_time is the same every day.
@@ -136,8 +140,9 @@ def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
     base_url = r.get("base_url", str, None)
     if base_url is not None:
         base_url = _expand(base_url, r, "base_url", env).rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", base_url):
-            raise r.fail("base_url", f"{base_url!r} is not an http(s) URL")
+        problem = url_problem(base_url)
+        if problem:
+            raise r.fail("base_url", problem)
     spec = r.get("spec", str, None)
     spec_path = (path.parent / spec) if spec else default_spec_path()
     source = SourceConfig(
@@ -149,6 +154,22 @@ def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
     )
     r.done()
     return source
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with `url` as a base URL (scheme and host, optionally a path), or None."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return f"{url!r} contains a space or control character"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL (like https://a.example.com)"
+    if parts.query or parts.fragment:
+        return f"{url!r} must not have a query or fragment"
+    try:
+        parts.port
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return None
 
 
 def default_spec_path() -> Path:
@@ -165,6 +186,8 @@ def _parse_start(value: str | date, r: Reader) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError as err:
+            if _DATE_SHAPED.match(value.strip()):  # 2024-13-01: say which part is wrong
+                raise r.fail("start_date", f"{value!r} is not a valid date: {err}") from err
             raise r.fail("start_date", f"{value!r} is not a date (use YYYY-MM-DD or an ISO-8601 datetime)") from err
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
@@ -267,8 +290,8 @@ def _resources(r: Reader) -> tuple[ResourceConfig, ...]:
             sub = r.child(name)
             mode = sub.get("sync_mode", str, required=True)
             days = sub.get("lookback_days", int, None)
-            if days is not None and days < 0:
-                raise sub.fail("lookback_days", "must be zero or more")
+            if days is not None and not 0 <= days <= MAX_LOOKBACK_DAYS:
+                raise sub.fail("lookback_days", f"{days} is not between 0 and {MAX_LOOKBACK_DAYS} (ten years)")
             lookback = timedelta(days=days) if days is not None else None
             sub.done()
             mode_reader, mode_key = sub, "sync_mode"

@@ -81,6 +81,8 @@ def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -
             )
     selected = [r.name for r in config.resources]
     for name in only:
+        if name in spec.streams and name not in selected:
+            raise ConfigError(f"--streams: {name!r} is not selected under resources in {config.path}; selected: {', '.join(selected)}")
         if name not in selected:
             raise ConfigError(f"--streams: {name!r} is not among the resources in {config.path}; {did_you_mean(name, selected)}")
 

@@ -46,32 +46,67 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
     return result
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    # PyYAML raises a bare ValueError for 2024-13-01; keep the text so the reader of that key can say why.
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return loader.construct_scalar(node)
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+# PyYAML's words for the usual hand-editing mistakes, in plain words.
+_PLAIN_PROBLEMS = (
+    ("expected <block end>", "bad indentation: this line does not line up with the keys above it"),
+    ("found character '\\t'", "a tab character; YAML indents with spaces only"),
+    ("mapping values are not allowed here", "unexpected ':' on this line (wrong indentation, or a value containing ': ' that needs quotes)"),
+    ("could not find expected ':'", "expected 'key: value' (is a ':' missing, or is this line indented wrongly?)"),
+    ("did not find expected key", "bad indentation or a stray line: expected another 'key: value' here"),
+    ("did not find expected '-' indicator", "bad indentation: this line does not line up with the list items above it"),
+)
 
 
 def load_yaml(path: Path, error: type[KlxError] = KlxError) -> Any:
     """Parse a YAML file; mappings come back as Located dicts carrying file:line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise error(f"cannot read {path}: {err.strerror}", where=str(path)) from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise error(f"not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8", where=f"{path}:{line}") from err
     return loads_yaml(text, str(path), error)
 
 
 def loads_yaml(text: str, name: str, error: type[KlxError] = KlxError) -> Any:
     """Parse YAML text named `name` (used in file:line)."""
-    loader = _Loader(text)
-    loader.name = name
+    loader = None
     try:
+        loader = _Loader(text)
+        loader.name = name
         return loader.get_single_data()
     except KlxError as err:
         raise error(err.message, where=err.where) from err
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
+        problem = str(err.problem)
+        # A key without ':' is reported where the scan gave up; the line that lacks it is the context.
+        missing_colon = problem.startswith("could not find expected ':'") and err.context_mark
+        mark = err.context_mark if missing_colon else (err.problem_mark or err.context_mark)
         line = f"{name}:{mark.line + 1}" if mark else name
-        raise error(f"invalid YAML: {err.problem}", where=line) from err
+        plain = next((words for start, words in _PLAIN_PROBLEMS if problem.startswith(start)), None)
+        raise error(f"invalid YAML: {plain or problem}", where=line) from err
+    except yaml.reader.ReaderError as err:  # a control character: the reader reports a character offset
+        line = text.count("\n", 0, err.position) + 1
+        raise error(f"invalid YAML: control character #x{err.character:04x} is not allowed", where=f"{name}:{line}") from err
+    except RecursionError as err:
+        raise error("invalid YAML: nested too deeply", where=name) from err
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class Reader:
@@ -79,6 +114,8 @@ class Reader:
 
     def __init__(self, mapping: Any, context: str, error: type[KlxError], where: str) -> None:
         if not isinstance(mapping, dict):
+            if not context:
+                raise error(f"expected a mapping of 'key: value' lines, got {_kind(mapping)}", where=where)
             raise error(f"{context}: expected a mapping, got {_kind(mapping)}", where=where)
         self.mapping = mapping
         self.context = context
@@ -108,6 +145,10 @@ class Reader:
         self._seen.add(key)
         if key not in self.mapping:
             if required or default is ...:
+                # A misspelt key is the likelier mistake: name it rather than the key it stands for.
+                typo = difflib.get_close_matches(key, [str(k) for k in self.mapping if k not in self._seen], n=1, cutoff=0.6)
+                if typo:
+                    raise self.fail(typo[0], f"unknown key; did you mean {key!r}?")
                 raise self.error(f"{self.name(key)}: required", where=self.where)
             return default
         value = self.mapping[key]
@@ -133,7 +174,7 @@ class Reader:
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """'did you mean 'x'?' for the closest of `known`, else the list of known names."""
     choices = sorted(str(k) for k in known)
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
     return f"known: {', '.join(choices) or 'none'}"

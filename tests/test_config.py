@@ -100,13 +100,13 @@ INVALID_CONFIGS = [
      "config.yaml:7: destination.table_prefix: 'kl-' must be letters, digits and _ (not starting with a digit)"),
     (GOOD + "extra: 1\n", "config.yaml:13: extra: unknown key; known: destination, resources, schedule, source"),
     (GOOD.replace("  base_url", "  x").replace("  start_date: 2024-01-01\n", "  start_date: 2024-01-01\n  base_url: ftp://x\n"),
-     "config.yaml:4: source.base_url: 'ftp://x' is not an http(s) URL"),
+     "config.yaml:4: source.base_url: 'ftp://x' is not an http(s) URL (like https://a.example.com)"),
     (GOOD.replace("resources:\n  profiles: incremental\n  metrics: full_refresh\n", "resources: {}\n"),
      "config.yaml:10: resources: select at least one resource"),
     (GOOD.replace("  profiles: incremental\n", "  profiles: {sync_mode: incremental, lookback_days: -1}\n"),
-     "config.yaml:11: resources.profiles.lookback_days: must be zero or more"),
+     "config.yaml:11: resources.profiles.lookback_days: -1 is not between 0 and 3650 (ten years)"),
     ("source: [1]\n", "config.yaml:1: source: expected a mapping, got a list"),
-    ("source:\n  api_key: x\n  start_date: 2024-01-01\n bad: indent\n", "config.yaml:4: invalid YAML: expected <block end>, but found '<block mapping start>'"),
+    ("source:\n  api_key: x\n  start_date: 2024-01-01\n bad: indent\n", "config.yaml:4: invalid YAML: bad indentation: this line does not line up with the keys above it"),
 ]
 
 

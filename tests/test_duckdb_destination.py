@@ -355,7 +355,7 @@ def test_build_destination_opens_duckdb_in_the_given_schema(tmp_path: Path) -> N
         (Config({"path": ":memory:"}, type="duckbd"),
          "config.yaml:9: destination.type: unknown 'duckbd'; known: duckdb"),
         (Config({"path": ":memory:", "shema": "x"}),
-         "config.yaml:11: destination.shema: unknown option for 'duckdb'; known: path, schema"),
+         "config.yaml:11: destination.shema: unknown option for 'duckdb'; did you mean 'schema'?"),
         (Config({}), "config.yaml:9: destination.path: required for 'duckdb'"),
         (Config({"path": 3}), "config.yaml:10: destination.path: must be a string"),
     ],

@@ -108,5 +108,5 @@ def test_unsupported_selection_is_a_config_error(tmp_path: Path, monkeypatch: py
 
 
 def test_streams_option_must_name_selected_resources(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--streams: 'events' is not among the resources"):
+    with pytest.raises(ConfigError, match=r"--streams: 'events' is not selected under resources"):
         plan_of(tmp_path, "  profiles: incremental\n", only=("events",))

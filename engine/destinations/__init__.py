@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from engine.destinations.base import Destination
 from engine.errors import ConfigError
+from engine.yaml_source import did_you_mean
 
 
 class DestinationConfig(Protocol):
@@ -64,10 +65,9 @@ def check_options(config: DestinationConfig, allowed: tuple[str, ...], required:
     """Raise ConfigError for an unknown or missing option of destination `config.type`."""
     for key in config.options:
         if key not in allowed:
-            raise ConfigError(
-                f"destination.{key}: unknown option for {config.type!r}; known: {', '.join(allowed)}",
-                where=option_where(config, key),
-            )
+            near = did_you_mean(key, (*allowed, "type", "table_prefix"))
+            known = near if near.startswith("did you mean") else f"known: {', '.join(allowed)}"
+            raise ConfigError(f"destination.{key}: unknown option for {config.type!r}; {known}", where=option_where(config, key))
     for key in required:
         if config.options.get(key) in (None, ""):
             raise ConfigError(f"destination.{key}: required for {config.type!r}", where=config.where)
