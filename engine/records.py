@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 
 from .errors import ApiError
 from .spec import ApiSpec, StreamSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the API sent that cannot be stored, and why (counted and warned about, never loaded)."""
+
+    reason: str
 
 
 class RecordReader:
@@ -33,17 +43,36 @@ class RecordReader:
             )
         return records
 
-    def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Normalised records with `extra` columns (parent keys, partitions) set; see keep() for the filter."""
+    def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
+        """Normalised records with `extra` columns (parent keys, partitions) set, or Rejected for an unusable item."""
         included = self._included(body) if self.jsonapi and self.stream.include else {}
         for item in raw:
+            if not isinstance(item, dict):
+                yield Rejected(f"a record that is {_kind(item)}, not an object")
+                continue
             record = self._normalise(item, included) if self.jsonapi else dict(item)
+            if isinstance(record, Rejected):
+                yield record
+                continue
             record.update(extra)
             yield record
 
     def keep(self, record: dict[str, Any]) -> bool:
         """Whether the stream's record filter keeps `record` (the cursor moves over every record read)."""
-        return self.filter is None or bool(self.filter.search(record))
+        if self.filter is None:
+            return True
+        try:
+            return bool(self.filter.search(record))
+        except JMESPathError:  # e.g. a function given a value of the wrong type: the filter cannot keep it
+            return False
+
+    def key_problem(self, record: dict[str, Any]) -> str | None:
+        """Why `record` has no usable primary key (missing, null, empty, or not a string or number), or None."""
+        for field in self.stream.primary_key:
+            problem = value_problem(record.get(field))
+            if problem:
+                return f"primary key {field} is {problem}"
+        return None
 
     def cursor_value(self, record: dict[str, Any]) -> datetime | None:
         """The record's cursor as an aware UTC datetime (None when absent or unparseable)."""
@@ -53,16 +82,23 @@ class RecordReader:
 
     def _included(self, body: Any) -> dict[tuple[str, str], dict[str, Any]]:
         found = self.included_path.search(body) if self.included_path else None
-        return {(r.get("type"), r.get("id")): r for r in found or [] if isinstance(r, dict)}
+        if not isinstance(found, list):
+            return {}
+        return {_ref(r): r for r in found if isinstance(r, dict) and _ref(r) is not None}
 
-    def _normalise(self, resource: Any, included: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    def _normalise(self, resource: dict[str, Any], included: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any] | Rejected:
         # JSON:API: id and attributes at the top; a to-one relationship becomes <rel>_id and a
         # to-many one <rel>_ids; attributes resolved from included[] where the spec asks.
-        if not isinstance(resource, dict) or "id" not in resource:
-            raise ApiError(f"stream {self.stream.name}: a record without an id: {str(resource)[:120]}", stream=self.stream.name)
-        record: dict[str, Any] = {"id": resource["id"]}
-        record.update(resource.get("attributes") or {})
-        for name, relationship in (resource.get("relationships") or {}).items():
+        attributes = resource.get("attributes")
+        if attributes is not None and not isinstance(attributes, dict):
+            return Rejected(f"attributes is {_kind(attributes)}, not an object")
+        record: dict[str, Any] = dict(attributes or {})
+        if "id" in record:
+            # The resource's own id identifies it; an attribute of that name is kept beside it.
+            record["attributes_id"] = record.pop("id")
+        record = {"id": resource.get("id"), **record}
+        relationships = resource.get("relationships")
+        for name, relationship in relationships.items() if isinstance(relationships, dict) else ():
             if not isinstance(relationship, dict) or "data" not in relationship:
                 continue
             data = relationship["data"]
@@ -72,11 +108,36 @@ class RecordReader:
             record.setdefault(f"{name}_id", data.get("id") if isinstance(data, dict) else None)
             wanted = self.stream.include.get(name)
             if wanted:
-                target = included.get((data.get("type"), data.get("id"))) if isinstance(data, dict) else None
-                attributes = (target or {}).get("attributes") or {}
+                target = included.get(_ref(data)) if isinstance(data, dict) else None
+                found = (target or {}).get("attributes")
+                found = found if isinstance(found, dict) else {}
                 for attribute, column in wanted.items():
-                    record.setdefault(column, attributes.get(attribute))
+                    record.setdefault(column, found.get(attribute))
         return record
+
+
+def value_problem(value: Any) -> str | None:
+    """Why `value` cannot identify a record (as a key or in a request path), or None when it can."""
+    if value is None:
+        return "missing or null"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"{_kind(value)}, not a string or number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r}, not a finite number"
+    if isinstance(value, str) and not value.strip():
+        return "an empty string"
+    return None
+
+
+def _ref(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """The (type, id) a JSON:API resource or resource identifier names, when both are scalars."""
+    kind, ident = resource.get("type"), resource.get("id")
+    return (kind, ident) if isinstance(kind, str) and isinstance(ident, (str, int)) else None
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -89,9 +150,15 @@ def parse_datetime(value: Any) -> datetime | None:
         except ValueError:
             return None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        parsed = datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            parsed = datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # out of range, or NaN
+            return None
     else:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 or 9999-12-31T23:59:59-01:00: not a UTC instant Python holds
+        return None

@@ -25,6 +25,7 @@ LOAD_COLUMNS: dict[str, ColumnType] = {
 MAX_NAME = 63  # PostgreSQL's identifier limit, the strictest of the supported warehouses
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 _NUMERIC = (ColumnType.BIGINT, ColumnType.DOUBLE)
+_BIGINT_RANGE = range(-(2**63), 2**63)  # a larger integer is stored as its exact decimal text
 
 
 def snake(name: str) -> str:
@@ -43,7 +44,7 @@ def value_type(value: Any) -> ColumnType | None:
     if isinstance(value, bool):
         return ColumnType.BOOLEAN
     if isinstance(value, int):
-        return ColumnType.BIGINT
+        return ColumnType.BIGINT if value in _BIGINT_RANGE else ColumnType.TEXT
     if isinstance(value, float):
         return ColumnType.DOUBLE
     if isinstance(value, str):
@@ -162,11 +163,50 @@ def _convert(value: Any, kind: ColumnType) -> Any:
     if kind is ColumnType.TIMESTAMP:
         return parse_datetime(value)
     if kind is ColumnType.JSON:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return dumps(value)
     if kind is ColumnType.TEXT:
         if isinstance(value, str):
             return value
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return dumps(value)
     if kind is ColumnType.DOUBLE:
         return float(value)
     return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of `value`, however deeply it nests (json.dumps recurses and stops near 1,000 levels)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        return _dumps_iteratively(value)
+
+
+def _dumps_iteratively(value: Any) -> str:
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif isinstance(item, dict) and item:
+            out.append("{")
+            stack.append(_Text("}"))
+            for i, (key, child) in enumerate(reversed(item.items())):
+                stack.append(child)
+                stack.append(_Text(json.dumps(str(key), ensure_ascii=False) + ":"))
+                if i < len(item) - 1:
+                    stack.append(_Text(","))
+        elif isinstance(item, list) and item:
+            out.append("[")
+            stack.append(_Text("]"))
+            for i, child in enumerate(reversed(item)):
+                stack.append(child)
+                if i < len(item) - 1:
+                    stack.append(_Text(","))
+        else:
+            out.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+    return "".join(out)
+
+
+class _Text(str):
+    """Literal JSON punctuation on _dumps_iteratively's stack (a plain str there is a value to encode)."""

@@ -116,3 +116,28 @@ def test_long_names_are_shortened_deterministically() -> None:
     assert len(name) <= 63
     rows2, _, _ = build([{"id": "a", "properties": {key: 1}}])
     assert name in rows2
+
+
+def test_integers_beyond_64_bits_are_exact_text() -> None:
+    rows, types, _ = build([{"id": "a", "n": 2**63 - 1, "m": -(2**63)}, {"id": "b", "n": 2**63, "m": -(2**63) - 1}])
+    assert (types["n"], rows["n"]) == (ColumnType.TEXT, ["9223372036854775807", "9223372036854775808"])
+    assert (types["m"], rows["m"]) == (ColumnType.TEXT, ["-9223372036854775808", "-9223372036854775809"])
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_datetime_outside_what_utc_can_hold_is_text(value: str) -> None:
+    rows, types, _ = build([{"id": "a", "at": value}])
+    assert (types["at"], rows["at"]) == (ColumnType.TEXT, [value])
+
+
+def test_a_value_nested_5000_deep_is_stored_as_its_json() -> None:
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["k"] = {}
+        inner = inner["k"]
+    inner["k"] = [1, "x", None]
+    rows, types, _ = build([{"id": "a", "deep": {"a": {"b": deep}}}])
+    assert types["deep_a_b"] is ColumnType.JSON
+    (text,) = rows["deep_a_b"]
+    assert text == '{"k":' * 5001 + '[1,"x",null]' + "}" * 5001
