@@ -189,6 +189,11 @@ def count_values(name: str, column: str, *, schema: str | None = None) -> exp.Se
     return exp.select(exp.Count(this=col(column))).from_(table(name, schema))
 
 
+def count_rows(name: str, *, schema: str | None = None) -> exp.Select:
+    """SELECT COUNT(*): how many rows a table holds."""
+    return exp.select(exp.Count(this=exp.Star())).from_(table(name, schema))
+
+
 def table_columns() -> exp.Select:
     """(column_name, data_type) of one table from information_schema; parameters: schema, table name."""
     info = exp.table_(ident("columns"), db=ident("information_schema"))

@@ -36,6 +36,9 @@ class Destination(Protocol):
     def read_state(self, stream: str) -> dict[str, Any] | None:
         """The state last saved for `stream`, or None."""
 
+    def count_rows(self, table: str) -> int:
+        """How many rows `table` holds; 0 when it does not exist (the empty-refresh guard asks)."""
+
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
 

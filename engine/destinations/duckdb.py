@@ -13,6 +13,7 @@ from engine import sql
 from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where
 from engine.schema import Column, ColumnType, TableSpec
 from engine.errors import ConfigError, WarehouseError
+from engine.state import decode_state
 
 if TYPE_CHECKING:
     import duckdb
@@ -108,7 +109,14 @@ class DuckDBDestination:
             return None
         query = sql.select_state(self.table_prefix, schema=self.schema)
         found = self.execute("READ STATE", state_table, query, (stream,))
-        return json.loads(found[0][0]) if found else None
+        return decode_state(found[0][0], stream=stream, table=f"{self.schema}.{state_table}") if found else None
+
+    def count_rows(self, table: str) -> int:
+        """How many rows `table` holds; 0 when it does not exist."""
+        if not self.columns_of(table):
+            return 0
+        [(count,)] = self.execute("COUNT ROWS", table, sql.count_rows(table, schema=self.schema))
+        return count
 
     def save_state(self, stream: str, state: dict[str, Any]) -> None:
         """Upsert the state row of `stream`; runs inside the caller's transaction."""

@@ -1,0 +1,111 @@
+"""A stream's saved state (cursors and column map): its format, version and validation when read back."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import WarehouseError
+from .rows import LOAD_COLUMNS
+from .schema import ColumnType
+
+# Format written by this klx. A state without "version" is the original format, read as version 1.
+STATE_VERSION = 1
+_TYPES = frozenset(t.value for t in ColumnType)
+
+
+class StateError(WarehouseError):
+    """A saved state row klx cannot use: corrupt, written by hand, or by a newer klx (exit 4, the warehouse's content)."""
+
+
+def encode_state(cursors: dict[str, str], columns: list[list[Any]]) -> dict[str, Any]:
+    """The state to save for one stream, stamped with this klx's format version."""
+    return {"version": STATE_VERSION, "cursor": dict(cursors), "columns": columns}
+
+
+def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
+    """The state saved for `stream` in `table`, validated; one StateError naming both when it is unusable.
+
+    Cursor values come back as ISO datetimes in UTC, so planning can compare and subtract them.
+    """
+
+    def fail(what: str, hint: str | None = None) -> StateError:
+        return StateError(
+            f"state of stream {stream} in table {table}: {what}",
+            hint=hint or f"delete that row (stream = '{stream}') to sync the stream again from start_date",
+        )
+
+    try:
+        state = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise fail(f"not JSON ({_short(err)})") from err
+    if not isinstance(state, dict):
+        raise fail(f"{_kind(state)}, not a JSON object")
+    version = state.get("version", STATE_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise fail(f"version {_short(version)} is not a positive whole number")
+    if version > STATE_VERSION:
+        raise fail(
+            f"written by a newer klx (state format {version}; this klx reads up to {STATE_VERSION}); left as it is",
+            hint="upgrade klx to run this stream",
+        )
+    cursors = state.get("cursor", {})
+    if not isinstance(cursors, dict):
+        raise fail(f"cursor is {_kind(cursors)}, not an object of partition -> ISO datetime")
+    if "cursor" in state:
+        state["cursor"] = {key: _cursor(key, value, fail) for key, value in cursors.items()}
+    _columns(state.get("columns", []), fail)
+    return state
+
+
+def _cursor(key: str, value: Any, fail: Any) -> str:
+    shown = f"cursor[{json.dumps(key)}]"
+    parsed = None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise fail(f"{shown} is {_short(value)}, not an ISO datetime")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        parsed = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        parsed = None
+    if parsed is None or parsed.year < 1900:  # planning subtracts the lookback from it
+        raise fail(f"{shown} is {_short(value)}, outside the datetimes klx saves")
+    return parsed.isoformat()
+
+
+def _columns(columns: Any, fail: Any) -> None:
+    if not isinstance(columns, list):
+        raise fail(f"columns is {_kind(columns)}, not a list of [path, column, type]")
+    paths: set[tuple[str, ...]] = set()
+    names: set[str] = set()
+    for i, entry in enumerate(columns):
+        if not (isinstance(entry, list) and len(entry) == 3):
+            raise fail(f"columns[{i}] is {_short(entry)}, not [path, column, type]")
+        path, name, kind = entry
+        if not (isinstance(path, list) and path and all(isinstance(p, str) for p in path)):
+            raise fail(f"columns[{i}] path {_short(path)} is not a non-empty list of strings")
+        if not isinstance(name, str) or not name or name in LOAD_COLUMNS:
+            raise fail(f"columns[{i}] column {_short(name)} is not a name klx gives a field")
+        if kind is not None and kind not in _TYPES:
+            raise fail(f"columns[{i}] type {_short(kind)} is not one of {', '.join(sorted(_TYPES))}")
+        if tuple(path) in paths or name in names:
+            raise fail(f"columns[{i}] repeats path {_short(path)} or column {name!r}")
+        paths.add(tuple(path))
+        names.add(name)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = " ".join((str(value) if isinstance(value, Exception) else repr(value)).split())
+    return text if len(text) <= 100 else text[:97] + "..."

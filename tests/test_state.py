@@ -1,0 +1,75 @@
+"""Saved stream state: versioned when written, validated when read, one clear error naming table and stream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.state import STATE_VERSION, StateError, decode_state, encode_state
+
+GOOD_COLUMNS = [[["id"], "id", "text"], [["location", "city"], "location_city", None]]
+HINT = "delete that row (stream = 'profiles') to sync the stream again from start_date"
+
+
+def decode(value: object) -> dict:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return decode_state(text, stream="profiles", table="main.kl_klx_state")
+
+
+def test_state_is_saved_with_its_format_version() -> None:
+    state = encode_state({"": "2026-01-01T00:00:00+00:00"}, GOOD_COLUMNS)
+    assert state == {"version": STATE_VERSION, "cursor": {"": "2026-01-01T00:00:00+00:00"}, "columns": GOOD_COLUMNS}
+    assert decode(state) == state
+
+
+def test_the_original_unversioned_state_is_read() -> None:
+    state = {"cursor": {"channel=email": "2026-01-01T00:00:00+00:00"}, "columns": GOOD_COLUMNS}
+    assert decode(state) == state
+
+
+def test_cursors_come_back_in_utc() -> None:
+    assert decode({"cursor": {"": "2026-01-01T02:00:00+02:00", "x": "2026-01-01T00:00:00"}})["cursor"] == {
+        "": "2026-01-01T00:00:00+00:00", "x": "2026-01-01T00:00:00+00:00"
+    }
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("{not json", "not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        ("", "not JSON (Expecting value: line 1 column 1 (char 0))"),
+        ("[1, 2]", "a list, not a JSON object"),
+        ('"cursor"', "a string, not a JSON object"),
+        ("null", "null, not a JSON object"),
+        ({"cursor": "2026-01-01"}, "cursor is a string, not an object of partition -> ISO datetime"),
+        ({"cursor": [["", "2026-01-01"]]}, "cursor is a list, not an object of partition -> ISO datetime"),
+        ({"cursor": {"": "yesterday"}}, "cursor[\"\"] is 'yesterday', not an ISO datetime"),
+        ({"cursor": {"": 1767225600}}, "cursor[\"\"] is 1767225600, not an ISO datetime"),
+        ({"cursor": {"a": "0001-01-01T00:00:00+01:00"}}, "cursor[\"a\"] is '0001-01-01T00:00:00+01:00', outside the datetimes klx saves"),
+        ({"columns": {"id": "text"}}, "columns is an object, not a list of [path, column, type]"),
+        ({"columns": [["id", "id"]]}, "columns[0] is ['id', 'id'], not [path, column, type]"),
+        ({"columns": [[[], "id", "text"]]}, "columns[0] path [] is not a non-empty list of strings"),
+        ({"columns": [[["id"], 5, "text"]]}, "columns[0] column 5 is not a name klx gives a field"),
+        ({"columns": [[["x"], "received_at", "text"]]}, "columns[0] column 'received_at' is not a name klx gives a field"),
+        ({"columns": [[["id"], "id", "uuid"]]}, "columns[0] type 'uuid' is not one of bigint, boolean, double, json, text, timestamp"),
+        ({"columns": [[["a"], "x", None], [["b"], "x", None]]}, "columns[1] repeats path ['b'] or column 'x'"),
+        ({"version": "1"}, "version '1' is not a positive whole number"),
+        ({"version": 0}, "version 0 is not a positive whole number"),
+    ],
+)
+def test_an_unusable_state_is_one_error_naming_the_table_and_stream(text: object, problem: str) -> None:
+    with pytest.raises(StateError) as raised:
+        decode(text)
+    assert str(raised.value) == f"state of stream profiles in table main.kl_klx_state: {problem}\n  hint: {HINT}"
+    assert raised.value.exit_code == 4
+
+
+def test_a_state_from_a_newer_klx_is_refused_not_overwritten() -> None:
+    with pytest.raises(StateError) as raised:
+        decode({"version": STATE_VERSION + 1, "cursor": {}, "anything": "new"})
+    assert str(raised.value) == (
+        "state of stream profiles in table main.kl_klx_state: written by a newer klx "
+        f"(state format {STATE_VERSION + 1}; this klx reads up to {STATE_VERSION}); left as it is\n"
+        "  hint: upgrade klx to run this stream"
+    )
