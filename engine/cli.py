@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="path to config.yaml (see config.example.yaml)")
     run.add_argument("--streams", default="", help="comma-separated resources to sync (default: all selected in the config)")
     run.add_argument("--full-refresh", action="store_true", help="ignore saved cursors and replace every table's contents")
+    run.add_argument("--allow-empty", action="store_true", help="let a full refresh replace a table that has rows with an empty one")
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser(
@@ -93,8 +94,8 @@ def _run(args: argparse.Namespace) -> int:
 
     config = Config.from_yaml(args.config)
     only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    sync_once(config, only=only, full_refresh=args.full_refresh)
-    return 0
+    summary = sync_once(config, only=only, full_refresh=args.full_refresh, allow_empty=args.allow_empty)
+    return summary.exit_code
 
 
 def _demo(args: argparse.Namespace) -> int:

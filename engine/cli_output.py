@@ -2,27 +2,55 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 from .run import RunSummary, StreamSummary
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+MAX_LINE = 500  # characters of one failed stream's reason
 
 
 class SummaryPrinter:
-    """Prints each stream's line as it finishes (the header before the first one), then the total."""
+    """Prints each stream's line as it finishes (the header before the first one), then the total and failures."""
 
     def __init__(self) -> None:
         self.started = False
 
     def stream(self, s: StreamSummary) -> None:
-        """One stream's summary line."""
+        """One stream's summary line; a failed stream or rejected records are noted after the figures."""
         if not self.started:
             print(f"{'stream':<20} {'mode':<13} {'events':>9} {'rows':>9} {'pages':>7} {'seconds':>8}")
             self.started = True
-        print(f"{s.stream:<20} {s.mode:<13} {s.events:>9} {s.rows:>9} {s.pages:>7} {s.seconds:>8.2f}", flush=True)
+        notes = (["FAILED"] if s.failed else []) + ([f"{s.rejected} rejected"] if s.rejected else [])
+        note = f"  {', '.join(notes)}" if notes else ""
+        print(f"{s.stream:<20} {s.mode:<13} {s.events:>9} {s.rows:>9} {s.pages:>7} {s.seconds:>8.2f}{note}", flush=True)
 
     def total(self, summary: RunSummary) -> None:
-        """The run's total line and its rate."""
+        """The run's total line and its rate; then one line on stderr per failed stream, saying why."""
         seconds = sum(s.seconds for s in summary.streams)
         rows = sum(s.rows for s in summary.streams)
         pages = sum(s.pages for s in summary.streams)
         print(f"{'total':<20} {'':<13} {summary.events:>9} {rows:>9} {pages:>7} {seconds:>8.2f}")
         rate = summary.events / seconds if seconds else 0.0
-        print(f"run {summary.job_run_id}: {summary.events} events in {seconds:.1f}s ({rate:,.0f} events/s)")
+        counts = [
+            f"{n} {what}"
+            for n, what in ((len(summary.failed), "streams failed"), (summary.rejected, "records rejected"), (len(summary.warnings), "warnings"))
+            if n
+        ]
+        tail = f"; {', '.join(counts)}" if counts else ""
+        print(f"run {summary.job_run_id}: {summary.events} events in {seconds:.1f}s ({rate:,.0f} events/s){tail}", flush=True)
+        for s in summary.failed:
+            print(failure_line(s), file=sys.stderr)
+
+
+def failure_line(s: StreamSummary) -> str:
+    """`error: stream NAME failed: why (hint: what to do)` on one line, without control characters."""
+    err = s.error
+    text = f"{err.where}: {err.message}" if err.where else err.message
+    if err.hint:
+        text += f" (hint: {err.hint})"
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if len(text) > MAX_LINE:
+        text = text[: MAX_LINE - 3] + "..."
+    return f"error: stream {s.stream} failed: {text}"

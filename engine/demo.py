@@ -48,4 +48,4 @@ def demo(config_path: Path | None, *, scale: float, seed: int) -> int:
     print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select count(*) from {prefix}rudder_profiles'))\"")
     print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select metric_name, count(*) from {prefix}rudder_events group by 1 order by 2 desc'))\"")
     print("Run it again for an incremental sync; the simulator stopped, the data stays.")
-    return 0
+    return summary.exit_code

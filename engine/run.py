@@ -15,18 +15,30 @@ from urllib.parse import quote
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
+from .errors import ApiError, KlxError
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
 from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, validate_selection
 from .deletes import PendingDeletes
-from .records import RecordReader
+from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from .spec import Spec, StreamSpec
+from .state import StateError, encode_state
 
 log = logging.getLogger("klx.run")
 BATCH_ROWS = 5000  # rows per warehouse transaction: bounds memory, keeps commits frequent
 _PARENT_REF = re.compile(r"\{parent\.([^}]+)\}")
+# A stream stops when more than 1 in REJECT_RATIO records it read were rejected (once REJECT_MIN are):
+# a few bad records are skipped with a warning, a systematic problem (a renamed key field) is an error.
+REJECT_RATIO, REJECT_MIN = 10, 10
+MAX_WARNINGS = 20  # per stream in the summary; every warning is also logged
+
+
+class EmptyReplaceRefused(KlxError):
+    """A full refresh read no rows for a table that has some; the table and state are kept."""
+
+    exit_code = 6
 
 
 @dataclass(slots=True)
@@ -40,6 +52,14 @@ class StreamSummary:
     rows: int = 0  # records that passed the stream's filters and were loaded
     pages: int = 0
     seconds: float = 0.0
+    rejected: int = 0  # records read but not stored: no usable primary key, or not a record at all
+    warnings: list[str] = field(default_factory=list)
+    error: KlxError | None = None  # why the stream failed; its committed batches are kept
+
+    @property
+    def failed(self) -> bool:
+        """Whether the stream stopped on an error."""
+        return self.error is not None
 
 
 @dataclass(slots=True)
@@ -55,17 +75,43 @@ class RunSummary:
         """Records returned by the API over all streams."""
         return sum(s.events for s in self.streams)
 
+    @property
+    def failed(self) -> list[StreamSummary]:
+        """The streams that stopped on an error."""
+        return [s for s in self.streams if s.failed]
+
+    @property
+    def rejected(self) -> int:
+        """Records read but not stored, over all streams."""
+        return sum(s.rejected for s in self.streams)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every stream's warnings, each prefixed with its stream."""
+        return [f"{s.stream}: {w}" for s in self.streams for w in s.warnings]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every stream synced, else the exit code of the first failed stream's error."""
+        failed = self.failed
+        return failed[0].error.exit_code if failed else 0
+
 
 def run(
     config: Config,
     *,
     only: tuple[str, ...] = (),
     full_refresh: bool = False,
+    allow_empty: bool = False,
     now: datetime | None = None,
     on_stream: Callable[[StreamSummary], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunSummary:
-    """One sync of the selected resources; returns what it did. Streams run one after another."""
+    """One sync of the selected resources; returns what it did. Streams run one after another.
+
+    A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
+    API that refuses the key (401) stops the whole run, since every stream would fail the same way.
+    """
     spec = Spec.from_yaml(config.source.spec)
     validate_selection(config, spec, only)  # a config error must not create or touch the destination
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
@@ -73,11 +119,22 @@ def run(
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
-        states = {name: destination.read_state(name) for name in names}
+        states: dict[str, dict[str, Any] | None] = {}
+        unreadable: dict[str, StateError] = {}
+        for name in names:
+            try:
+                states[name] = destination.read_state(name)
+            except StateError as err:  # that stream fails; its state row is left for the user to look at
+                unreadable[name] = err
         plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh)
         summary = RunSummary(job_run_id=str(uuid.uuid4()), started_at=started)
         for stream_plan in plan.streams:
-            result = StreamSync(plan, stream_plan, http, destination, states.get(stream_plan.stream.name), summary.job_run_id).run()
+            name = stream_plan.stream.name
+            if name in unreadable:
+                result = StreamSummary(stream=name, mode=stream_plan.mode, table=stream_plan.table, error=unreadable[name])
+            else:
+                sync = StreamSync(plan, stream_plan, http, destination, states.get(name), summary.job_run_id, allow_empty=allow_empty)
+                result = sync.run()
             summary.streams.append(result)
             if on_stream:
                 on_stream(result)
@@ -91,7 +148,15 @@ class StreamSync:
     """Reads one stream's partitions page by page and loads them in bounded batches."""
 
     def __init__(
-        self, plan: SyncPlan, stream_plan: StreamPlan, http: HttpClient, destination: Destination, state: dict[str, Any] | None, job_run_id: str
+        self,
+        plan: SyncPlan,
+        stream_plan: StreamPlan,
+        http: HttpClient,
+        destination: Destination,
+        state: dict[str, Any] | None,
+        job_run_id: str,
+        *,
+        allow_empty: bool = False,
     ) -> None:
         self.plan, self.sp, self.http, self.destination = plan, stream_plan, http, destination
         self.stream = stream_plan.stream
@@ -108,40 +173,98 @@ class StreamSync:
         # A replace load rebuilds the table, so only incremental loads need to delete what the filter drops.
         drop = self.stream.on_filter_miss == "delete" and not self.replace
         self.deletes = PendingDeletes(self.columns, self.stream.primary_key) if drop else None
+        self.allow_empty = allow_empty
+        self.first_rejection: str | None = None
 
     def run(self) -> StreamSummary:
-        """Sync the stream; on any error the partial load is abandoned and the table is as before."""
+        """Sync the stream; on an error the partial load is abandoned, the table is as before and the summary says why.
+
+        An incremental stream keeps the batches it committed before the error (rows and cursor together).
+        """
         began = time.monotonic()
+        try:
+            self._sync()
+        except ApiError as err:
+            if err.status == 401:  # the key itself is refused: every other stream would fail the same way
+                raise
+            self.summary.error = err
+        except KlxError as err:
+            self.summary.error = err
+        finally:
+            self.summary.seconds = time.monotonic() - began
+        if self.summary.rejected:
+            message = f"{self.summary.rejected} records rejected and not stored (first: {self.first_rejection})"
+            log.warning("stream %s: %s", self.stream.name, message)
+            self.summary.warnings.append(message)
+        return self.summary
+
+    def _sync(self) -> None:
         key = tuple(self.columns.name((k,)) for k in self.stream.primary_key)
         cursor = self.columns.name(tuple(self.stream.cursor.field.split("."))) if self.stream.cursor else None
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor)
         self.load = self.destination.begin(self.stream.name, table, replace=self.replace)
         try:
-            for partition, path, extra in self._partitions():
-                self._read_partition(partition, path, extra)
+            for partition, path, extra, parent in self._partitions():
+                try:
+                    self._read_partition(partition, path, extra)
+                except ApiError as err:
+                    if parent is None or err.status not in self.stream.parent.skip_statuses:
+                        raise
+                    # Listed a moment ago, gone now (e.g. deleted between listing and reading): skip it.
+                    self._warn(f"parent {parent} skipped: {self.plan.api.name} answered {err.status} on GET {err.url}")
             self._flush()
+            if self.replace and not self.summary.rows and not self.allow_empty:
+                self._refuse_empty_replace()
             self.load.finish(self._state())
         except BaseException:
             self.load.abort()
             raise
-        self.summary.seconds = time.monotonic() - began
-        return self.summary
 
-    def _partitions(self) -> Iterator[tuple[PartitionPlan, str, dict[str, Any]]]:
+    def _refuse_empty_replace(self) -> None:
+        kept = self.destination.count_rows(self.sp.table)
+        if kept:
+            raise EmptyReplaceRefused(
+                f"stream {self.stream.name}: the full refresh read no rows, so table {self.sp.table} keeps its "
+                f"{kept} rows and the stream its state",
+                hint="a start_date in the future or a lost API scope empties a stream; if the source really is empty, run again with `klx run --allow-empty`",
+            )
+
+    def _partitions(self) -> Iterator[tuple[PartitionPlan, str, dict[str, Any], str | None]]:
+        """Each request sequence: partition, path, the columns its records carry, and the parent it reads (child streams)."""
         if self.sp.parent is None:
             for partition in self.sp.partitions:
-                yield partition, self.stream.path, dict(partition.columns)
+                yield partition, self.stream.path, dict(partition.columns), None
             return
         # A child stream: one request sequence per parent record, which carries the parent's keys.
         parent_stream = self.sp.parent.stream
         parent_reader = RecordReader(self.plan.api, parent_stream)
         for parent_partition in self.sp.parent.partitions:
-            for _, parents in self._pages(parent_stream, parent_stream.path, parent_partition.params, parent_reader, {}):
-                for parent in filter(parent_reader.keep, parents):
-                    path = _PARENT_REF.sub(lambda m: quote(str(parent.get(m.group(1), "")), safe=""), self.stream.path)
+            for page, parents in self._pages(parent_stream, parent_stream.path, parent_partition.params, parent_reader, {}):
+                for parent in parents:
+                    if isinstance(parent, Rejected) or not parent_reader.keep(parent):
+                        continue
+                    path, label = self._child_path(parent, parent_stream, page.url)
+                    if path is None:
+                        continue
                     extra = {column: parent.get(source) for source, column in self.stream.parent.fields.items()}
                     for partition in self.sp.partitions:
-                        yield partition, path, {**partition.columns, **extra}
+                        yield partition, path, {**partition.columns, **extra}, label
+
+    def _child_path(self, parent: dict[str, Any], parent_stream: StreamSpec, url: str) -> tuple[str | None, str]:
+        """The child's request path for one parent record, or None (with a warning) when a value cannot go in a path."""
+        values = {}
+        for field_name in _PARENT_REF.findall(self.stream.path):
+            value = parent.get(field_name)
+            problem = value_problem(value)
+            if problem is None and str(value).strip() in (".", ".."):
+                problem = f"{value!r}, a path segment that would change the request path"
+            if problem:
+                self._warn(f"a {parent_stream.name} record from GET {url} skipped: {field_name} is {problem}")
+                return None, ""
+            # Encoded whole: a "/" or "?" in an id stays inside its path segment.
+            values[field_name] = quote(str(value), safe="")
+        label = ", ".join(f"{name}={value}" for name, value in values.items())
+        return _PARENT_REF.sub(lambda m: values[m.group(1)], self.stream.path), f"{parent_stream.name} {label}"
 
     def _read_partition(self, partition: PartitionPlan, path: str, extra: dict[str, Any]) -> None:
         newest = None
@@ -150,12 +273,19 @@ class StreamSync:
             self.summary.events += len(records)
             received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
             for record in records:
+                if isinstance(record, Rejected):
+                    self._reject(record.reason, page.url)
+                    continue
                 value = self.reader.cursor_value(record)
                 if value is not None and (newest is None or value > newest):
                     newest = value
                 if not self.reader.keep(record):
-                    if self.deletes is not None:
+                    if self.deletes is not None and self.reader.key_problem(record) is None:
                         self.deletes.add(record)
+                    continue
+                problem = self.reader.key_problem(record)
+                if problem:
+                    self._reject(problem, page.url)
                     continue
                 if self.deletes is not None:
                     self.deletes.discard(record)
@@ -166,8 +296,31 @@ class StreamSync:
                         # Sorted ascending: everything up to `newest` is in this batch or before it.
                         self._advance(partition.key, newest)
                     self._flush()
+            self._check_rejections(page.url)
         if self.stream.cursor and newest:
             self._advance(partition.key, newest)
+
+    def _reject(self, reason: str, url: str) -> None:
+        self.summary.rejected += 1
+        self.first_rejection = self.first_rejection or reason
+        if self.summary.rejected <= 5:  # enough to see the pattern without flooding the log
+            self._warn(f"a record from GET {url} rejected: {reason}")
+
+    def _check_rejections(self, url: str) -> None:
+        rejected, read = self.summary.rejected, self.summary.events
+        if rejected >= REJECT_MIN and rejected * REJECT_RATIO > read:
+            raise ApiError(
+                f"stream {self.stream.name}: {rejected} of the {read} records read were rejected "
+                f"(first: {self.first_rejection}); the stream stops rather than load a fraction of them",
+                stream=self.stream.name,
+                url=url,
+                hint="check the stream's primary_key in the spec against what the API now returns",
+            )
+
+    def _warn(self, message: str) -> None:
+        log.warning("stream %s: %s", self.stream.name, message)
+        if len(self.summary.warnings) < MAX_WARNINGS:
+            self.summary.warnings.append(message)
 
     def _advance(self, key: str, newest: datetime) -> None:
         # Never save a cursor later than the run's start: the API holds future-dated records, and a
@@ -220,4 +373,4 @@ class StreamSync:
             self.load.write(batch, columns, state, deletes=deletes)
 
     def _state(self) -> dict[str, Any]:
-        return {"cursor": dict(self.cursors), "columns": self.columns.to_state()}
+        return encode_state(self.cursors, self.columns.to_state())

@@ -120,6 +120,7 @@ class ParentSpec:
     stream: str
     fields: dict[str, str]  # parent record field -> child column
     bounded: bool = True  # False: the parent is read in full, not from start_date
+    skip_statuses: tuple[int, ...] = ()  # a child request answered so means the parent is gone: skip it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,6 +333,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
             stream=p.get("stream", str, required=True),
             fields=dict(p.get("fields", dict, required=True)),
             bounded=p.get("bounded", bool, True),
+            skip_statuses=_statuses(p, "skip_statuses"),
         )
         p.done()
     partitions = tuple(_partition(r, i, item, api) for i, item in enumerate(r.get("partitions", list, [])))
@@ -371,6 +373,13 @@ def _on_filter_miss(r: Reader) -> str:
     if action == "delete" and not r.has("record_filter"):
         raise r.fail("on_filter_miss", "delete needs a record_filter")
     return action
+
+
+def _statuses(r: Reader, key: str) -> tuple[int, ...]:
+    statuses = r.get(key, list, [])
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses):
+        raise r.fail(key, "must be a list of HTTP error statuses (400-599)")
+    return tuple(statuses)
 
 
 def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:

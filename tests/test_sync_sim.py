@@ -153,8 +153,8 @@ def test_a_failed_stream_keeps_its_table_and_cursor(sim: Simulator, tmp_path: Pa
         return real_get(self, url, params, **kw)
 
     monkeypatch.setattr(HttpClient, "get", failing_get)
-    with pytest.raises(ApiError):
-        sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=1))
+    (failed,) = sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=1)).failed
+    assert failed.stream == "profiles" and failed.error.status == 500
     assert table(database, "profiles") == table_before
     assert state(database, "profiles") == state_before
 
