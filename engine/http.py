@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jmespath
 import requests
@@ -30,13 +30,19 @@ CONNECT_SECONDS = 10.0
 CHUNK_BYTES = 64 * 1024
 DETAIL_CHARS = 300  # an API's error detail is shown on one line of at most this many characters
 WATCH_SECONDS = 0.1  # how often request deadlines are checked
+# Seconds added to each rate window: a request sent at the end of one of our windows may reach the API
+# late and be counted in its next fixed window together with the following burst.
+WINDOW_MARGIN = 0.25
 
 
 class RateBudget:
     """Sliding-window budget of one endpoint: at most `burst` requests a second and `steady` a minute."""
 
-    def __init__(self, tier: RateTier, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.windows = ((1.0, tier.burst), (60.0, tier.steady))
+    def __init__(
+        self, tier: RateTier, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep, margin: float = 0.0
+    ) -> None:
+        # `margin` widens both windows: the API counts a request when it arrives, later than we sent it.
+        self.windows = ((1.0 + margin, tier.burst), (60.0 + margin, tier.steady))
         self.sent: deque[float] = deque()
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
@@ -46,7 +52,7 @@ class RateBudget:
         while True:
             with self.lock:
                 now = self.clock()
-                while self.sent and now - self.sent[0] >= 60.0:
+                while self.sent and now - self.sent[0] >= self.windows[1][0]:
                     self.sent.popleft()
                 wait = 0.0
                 for span, limit in self.windows:
@@ -118,8 +124,8 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            if tier:
-                self._budget(endpoint, tier).acquire()
+            for budget in self._budgets(url, params, endpoint, tier):
+                budget.acquire()
             self._check_open(stream)
             timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
@@ -240,10 +246,19 @@ class HttpClient:
             url=shown,
         )
 
-    def _budget(self, endpoint: str, tier: str) -> RateBudget:
-        if endpoint not in self.budgets:
-            self.budgets[endpoint] = RateBudget(self.api.rate_limit_tiers[tier], sleep=self.sleep)
-        return self.budgets[endpoint]
+    def _budgets(self, url: str, params: dict[str, str], endpoint: str, tier: str | None) -> list[RateBudget]:
+        """The endpoint's own budget plus every named bucket the request's parameters select (spec `rate_limit_buckets`).
+
+        A named bucket is shared by every path that selects it; next links carry their parameters in the URL.
+        """
+        wanted = [(f"path:{endpoint}", tier)] if tier else []
+        if self.api.rate_limit_buckets:
+            query = {**dict(parse_qsl(urlsplit(url).query)), **params}
+            wanted += [(f"bucket:{b.name}", b.tier) for b in self.api.rate_limit_buckets if b.matches(query)]
+        for key, name in wanted:
+            if key not in self.budgets:
+                self.budgets[key] = RateBudget(self.api.rate_limit_tiers[name], sleep=self.sleep, margin=WINDOW_MARGIN)
+        return [self.budgets[key] for key, _ in wanted]
 
     def _wait(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before the next attempt: the server's Retry-After, else exponential backoff; within [0, max_wait_seconds]."""

@@ -64,6 +64,20 @@ class RateTier:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateBucket:
+    """A named budget shared by every request whose `param` lists `contains` (on top of its endpoint's tier)."""
+
+    name: str
+    tier: str
+    param: str
+    contains: str
+
+    def matches(self, params: dict[str, str]) -> bool:
+        """Whether a request with these query parameters counts against this bucket."""
+        return self.contains in (params.get(self.param) or "").split(",")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiSpec:
     """What all streams of one API share."""
 
@@ -87,6 +101,7 @@ class ApiSpec:
     retry: RetrySpec
     where: str
     max_response_mb: float = 256.0  # decoded size of one response body
+    rate_limit_buckets: tuple[RateBucket, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +239,7 @@ def _api(r: Reader) -> ApiSpec:
         retry=_retry(r.child("retry", {})),
         where=r.where,
         max_response_mb=_positive(r, "max_response_mb", 256),
+        rate_limit_buckets=_buckets(r.child("rate_limit_buckets", {}), tiers),
     )
     auth.done()
     sort.done()
@@ -235,6 +251,25 @@ def _api(r: Reader) -> ApiSpec:
     if "{stream}" not in api.table:
         raise r.fail("table", "must contain {stream}")
     return api
+
+
+def _buckets(r: Reader, tiers: dict[str, RateTier]) -> tuple[RateBucket, ...]:
+    """`rate_limit_buckets`: name -> tier, param, contains."""
+    buckets = []
+    for name in r.mapping:
+        b = r.child(name)
+        bucket = RateBucket(
+            name=str(name),
+            tier=b.get("tier", str, required=True),
+            param=b.get("param", str, required=True),
+            contains=b.get("contains", str, required=True),
+        )
+        b.done()
+        r.get(name, dict)
+        if bucket.tier not in tiers:
+            raise b.fail("tier", f"unknown tier {bucket.tier!r}; known: {', '.join(sorted(tiers)) or 'none'}")
+        buckets.append(bucket)
+    return tuple(buckets)
 
 
 def _pagination(r: Reader) -> PaginationSpec:

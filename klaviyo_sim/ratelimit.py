@@ -36,6 +36,7 @@ class RateLimiter:
         self.enforce, self.clock = enforce, clock
         self._windows: dict[tuple[str, int], _Window] = {}
         self._lock = threading.Lock()
+        self.refused = 0  # 429s answered so far (benchmarks and tests read it)
 
     def _window(self, bucket: str, length: int, now: float) -> _Window:
         win = self._windows.get((bucket, length))
@@ -56,6 +57,7 @@ class RateLimiter:
                     if win.count >= limit:
                         wait = max(wait, win.start + length - now)
             if wait > 0 and self.enforce:
+                self.refused += 1
                 return Verdict(allowed=False, retry_after=max(1, math.ceil(wait)), limit=0, remaining=0, reset=0)
             for win, _, _ in pairs:
                 win.count += 1
