@@ -7,12 +7,14 @@ simulator of the same seed with the same mutation applied (tests/cassette_scenar
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.expected_rows import assert_load_columns, assert_rows_match, expected_rows
 from tests.cassette_scenarios import cases, cassette_name, mutation, run_times, simulator
 from tests.klx_testing import ROOT, START_DATE, key_of, rows, sync, write_config
 
@@ -40,7 +42,19 @@ def partition_of(resource: str, row: dict[str, Any]) -> str:
     return ""
 
 
-def replay(resource: str, mode: str, tmp_path: Path) -> tuple[Path, list[list[dict]], list[list[dict]], datetime]:
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What replaying one cassette did, and the simulator's truth before and after its change."""
+
+    database: Path
+    truths: list[list[dict]]  # the resource's truth (ids and cursors) at each run
+    read: list[list[dict]]  # the truth of what the stream reads (its cursor moves over these)
+    contents: list[dict[tuple, dict[str, Any]]]  # the expected rows at each run
+    job_run_ids: set[str]
+    last: datetime
+
+
+def replay(resource: str, mode: str, tmp_path: Path) -> Replay:
     """Replay the cassette's runs; the truth (of this resource and of what it reads) before and after the change."""
     sim = simulator()
     database = tmp_path / "klx.duckdb"
@@ -48,7 +62,8 @@ def replay(resource: str, mode: str, tmp_path: Path) -> tuple[Path, list[list[di
     first, _ = run_times(sim)
     reads = READS.get(resource, resource)
     truths, read = [sim.truth(resource, START_DATE)], [sim.truth(reads, START_DATE)]
-    sync(config, sim.api_key, now=first)
+    contents = [expected_rows(sim, resource, START_DATE)]
+    jobs = {sync(config, sim.api_key, now=first).job_run_id}
     last = first
     change = mutation(resource, mode)
     if change is not None:
@@ -56,15 +71,17 @@ def replay(resource: str, mode: str, tmp_path: Path) -> tuple[Path, list[list[di
         last = run_times(sim)[1]
         truths.append(sim.truth(resource, START_DATE))
         read.append(sim.truth(reads, START_DATE))
-        sync(config, sim.api_key, now=last)
-    return database, truths, read, last
+        contents.append(expected_rows(sim, resource, START_DATE))
+        jobs.add(sync(config, sim.api_key, now=last).job_run_id)
+    return Replay(database, truths, read, contents, jobs, last)
 
 
 @pytest.mark.vcr
 @pytest.mark.parametrize("case", CASES, ids=[cassette_name(*c) for c in CASES], indirect=True)
 def test_cassette_replay_lands_exact_rows_columns_and_state(case: tuple[str, str], tmp_path: Path, golden) -> None:
     resource, mode = case
-    database, truths, read, last = replay(resource, mode, tmp_path)
+    played = replay(resource, mode, tmp_path)
+    database, truths, read, last = played.database, played.truths, played.read, played.last
     table = f"kl_rudder_{resource}"
     landed = rows(database, f'select * from "{table}"')
 
@@ -76,6 +93,11 @@ def test_cassette_replay_lands_exact_rows_columns_and_state(case: tuple[str, str
     cursor = CURSOR.get(resource, "updated")
     if cursor:
         assert {key_of(resource, r): r[cursor] for r in landed} == {k: datetime.fromisoformat(t["cursor"]) for k, t in expected.items()}
+
+    # Every column of every row is the source's value: the latest content, or the last one read before deletion.
+    content = played.contents[-1] if mode == "full_refresh" else {**played.contents[0], **played.contents[-1]}
+    assert_rows_match(table, landed, content, lambda r: key_of(resource, r))
+    assert_load_columns(table, landed, played.job_run_ids)
 
     # Columns, in order, with their types: reviewed as golden files.
     columns = rows(database, "select column_name, data_type from information_schema.columns where table_name = ? order by ordinal_position", [table])

@@ -11,6 +11,7 @@ import pytest
 from engine.errors import ApiError
 from engine.http import HttpClient
 from klaviyo_sim import Simulator
+from tests.expected_rows import assert_load_columns, assert_rows_match, expected_rows
 from tests.klx_testing import ALL_RESOURCES, SIM_NOW, START_DATE, default_modes, key_of, rows, sync, write_config
 
 CURSOR = {"campaigns": "updated_at", "events": "datetime"}
@@ -40,6 +41,7 @@ def state(database: Path, stream: str) -> dict:
 def test_all_ten_resources_land_exactly_the_simulators_truth(sim: Simulator, tmp_path: Path) -> None:
     config, database = setup(sim, tmp_path)
     summary = sync(config, sim.api_key, now=SIM_NOW)
+    expected = {resource: expected_rows(sim, resource, START_DATE) for resource in ALL_RESOURCES}
     assert [s.stream for s in summary.streams][-1] == "segments_profiles"  # the child runs after its parent
     for resource in ALL_RESOURCES:
         truth = sim.truth(resource, START_DATE)
@@ -48,8 +50,11 @@ def test_all_ten_resources_land_exactly_the_simulators_truth(sim: Simulator, tmp
         assert len(truth) > 0, resource
         cursor = CURSOR.get(resource, "updated")
         if resource not in ("metrics", "segments_profiles"):
-            expected = {key_of(resource, t): datetime.fromisoformat(t["cursor"]) for t in truth}
-            assert {key_of(resource, r): r[cursor] for r in landed} == expected, resource
+            cursors = {key_of(resource, t): datetime.fromisoformat(t["cursor"]) for t in truth}
+            assert {key_of(resource, r): r[cursor] for r in landed} == cursors, resource
+        # Every column of every row: flattened attributes, JSON, relationships, partition, parent, included.
+        assert_rows_match(resource, landed, expected[resource], lambda r: key_of(resource, r))
+        assert_load_columns(resource, landed, {summary.job_run_id})
 
 
 def test_summary_counts_every_record_the_api_returned_as_an_event(sim: Simulator, tmp_path: Path) -> None:
@@ -66,11 +71,19 @@ def test_summary_counts_every_record_the_api_returned_as_an_event(sim: Simulator
 
 def test_incremental_run_takes_exactly_the_changes(sim: Simulator, tmp_path: Path) -> None:
     config, database = setup(sim, tmp_path)
-    sync(config, sim.api_key, now=SIM_NOW)
+    first = sync(config, sim.api_key, now=SIM_NOW)
     before = {r: {key_of(r, x) for x in table(database, r, "id")} for r in MUTABLE}
+    contents = {r: expected_rows(sim, r, START_DATE) for r in ALL_RESOURCES}
     changed = {r: sim.mutate(r, update=3, create=2, delete=1) for r in MUTABLE}
     changed["events"] = sim.mutate("events", create=4)
     second = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    for resource, mode in default_modes().items():
+        # Updated rows hold their new values in every column; rows deleted at the source keep their last ones.
+        latest = expected_rows(sim, resource, START_DATE)
+        expected = latest if mode == "full_refresh" else {**contents[resource], **latest}
+        landed = table(database, resource)
+        assert_rows_match(resource, landed, expected, lambda r: key_of(resource, r))
+        assert_load_columns(resource, landed, {first.job_run_id, second.job_run_id})
     for resource, change in changed.items():
         touched = table(database, resource, "id, context_sources_job_run_id")
         rewritten = {r["id"] for r in touched if r["context_sources_job_run_id"] == second.job_run_id}
