@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from engine.config import Config
 from engine.run import RunSummary, run
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"  # ../shared beside the checkout: OpenAPI files, recorded payloads, notes
 SIM_NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)  # the simulator's "now" in tests and cassettes
 START_DATE = "2024-01-01"
 ALL_RESOURCES = (
@@ -63,3 +66,19 @@ def key_of(resource: str, record: dict[str, Any]) -> tuple:
 def with_base_url(config: Config, base_url: str) -> Config:
     """`config` pointed at another base URL."""
     return dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=base_url))
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (CI=true, as CI services set it), where nothing important may skip."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def shared_file(path: Path) -> Path:
+    """`path`, which lives outside the repo (../shared): skip when it is missing, but fail under CI=true."""
+    if not path.exists():
+        message = f"{path} is missing (../shared is not beside this checkout)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true runs every test, so lay ../shared out", pytrace=False)
+        pytest.skip(message)
+    return path
+

@@ -11,9 +11,10 @@ import pytest
 from engine.errors import ApiError
 from engine.records import RecordReader
 from engine.spec import Spec
+from tests.klx_testing import SHARED, shared_file
 
 SPEC = Spec.from_yaml(Path(__file__).parent.parent / "specs" / "klaviyo.yaml")
-RECORDED = Path(__file__).parent.parent.parent / "shared" / "klaviyo" / "fixtures" / "recorded"
+RECORDED = SHARED / "klaviyo" / "fixtures" / "recorded"
 
 
 def read(stream: str, body: dict, extra: dict | None = None) -> list[dict]:
@@ -21,9 +22,8 @@ def read(stream: str, body: dict, extra: dict | None = None) -> list[dict]:
     return [r for r in reader.records(body, reader.page_records(body, "/x"), extra or {}) if reader.keep(r)]
 
 
-@pytest.mark.skipif(not RECORDED.exists(), reason="shared/klaviyo fixtures are not beside this checkout")
 def test_recorded_profiles_page_normalises() -> None:
-    body = json.loads((RECORDED / "read-profiles-1-first-page.json").read_text())
+    body = json.loads(shared_file(RECORDED / "read-profiles-1-first-page.json").read_text())
     (record,) = read("profiles", body)
     assert record["id"] == "01HSXWNWF52J5PJG45BW383RMV"
     assert record["email"] == "jennifer@gmail.com"
@@ -31,9 +31,8 @@ def test_recorded_profiles_page_normalises() -> None:
     assert "lists_id" not in record  # links-only relationships carry no data
 
 
-@pytest.mark.skipif(not RECORDED.exists(), reason="shared/klaviyo fixtures are not beside this checkout")
 def test_recorded_campaigns_page_keeps_microsecond_cursor_and_message_ids() -> None:
-    body = json.loads((RECORDED / "read-campaigns.json").read_text())
+    body = json.loads(shared_file(RECORDED / "read-campaigns.json").read_text())
     reader = RecordReader(SPEC.api, SPEC.streams["campaigns"])
     (record,) = list(reader.records(body, reader.page_records(body, "/x"), {"channel": "email"}))
     assert record["campaign-messages_ids"] == ["01JCPFHB2F7J0J2R2HC8GNNC3Z"]
