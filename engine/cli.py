@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(CleanFormatter(handler.formatter))
+        if not isinstance(handler.formatter, CleanFormatter):
+            handler.setFormatter(CleanFormatter(handler.formatter))
     try:
         return args.handler(args)
     except KlxError as err:
