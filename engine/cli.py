@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         if not isinstance(handler.formatter, CleanFormatter):
             handler.setFormatter(CleanFormatter(handler.formatter))
+    logging.getLogger("klx").setLevel(logging.DEBUG if args.debug else logging.NOTSET)
     try:
         return args.handler(args)
     except KlxError as err:

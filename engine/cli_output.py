@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import logging
 import sys
 
+from .errors import clean
 from .run import RunSummary, StreamSummary
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+log = logging.getLogger("klx.summary")
 MAX_LINE = 500  # characters of one failed stream's reason
 
 
@@ -41,6 +42,8 @@ class SummaryPrinter:
         tail = f"; {', '.join(counts)}" if counts else ""
         print(f"run {summary.job_run_id}: {summary.events} events in {seconds:.1f}s ({rate:,.0f} events/s){tail}", flush=True)
         for s in summary.failed:
+            # Shown only with --debug (it turns the klx loggers to DEBUG); the formatter masks and scrubs it.
+            log.debug("stream %s failed", s.stream, exc_info=(type(s.error), s.error, s.error.__traceback__))
             print(failure_line(s), file=sys.stderr)
 
 
@@ -50,7 +53,4 @@ def failure_line(s: StreamSummary) -> str:
     text = f"{err.where}: {err.message}" if err.where else err.message
     if err.hint:
         text += f" (hint: {err.hint})"
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    if len(text) > MAX_LINE:
-        text = text[: MAX_LINE - 3] + "..."
-    return f"error: stream {s.stream} failed: {text}"
+    return f"error: stream {s.stream} failed: {clean(text, MAX_LINE)}"

@@ -151,5 +151,5 @@ def test_a_redirect_carrying_the_key_elsewhere_shows_it_nowhere(tmp_path: Path, 
             result = klx_here(tmp_path, config, KEY, FLAGS[0])
         assert elsewhere.hits == []
     assert result.returncode == 3
-    assert f"error: Klaviyo 307 on GET /api/metrics (stream metrics): redirected to {elsewhere.url}; klx does not follow redirects\n" in result.stderr
+    assert f"error: stream metrics failed: Klaviyo 307 on GET /api/metrics (stream metrics): redirected to {elsewhere.url}; klx does not follow redirects\n" in result.stderr
     assert leaks(KEY, tmp_path, result) == []
