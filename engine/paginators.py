@@ -7,9 +7,11 @@ from typing import Any, Callable, Protocol
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import jmespath
+import jmespath.exceptions
 
 from .errors import ApiError, SpecError
 from .spec import PaginationSpec
+from .yaml_source import did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +46,35 @@ def build_paginator(spec: PaginationSpec) -> Paginator:
     """A fresh paginator (they hold per-stream state) for `spec`."""
     if spec.type not in PAGINATORS:
         known = ", ".join(sorted(PAGINATORS))
-        raise SpecError(f"pagination.type: unknown {spec.type!r}; known: {known}", where=spec.where)
+        raise SpecError(f"{spec.context}.type: unknown {spec.type!r}; known: {known}", where=spec.where)
     return PAGINATORS[spec.type](spec)
 
 
-def _option(spec: PaginationSpec, key: str, default: Any = ...) -> Any:
-    if key in spec.options:
-        return spec.options[key]
-    if default is ...:
-        raise SpecError(f"pagination.{key}: required for type {spec.type}", where=spec.where)
-    return default
+def _option(spec: PaginationSpec, key: str, default: Any = ..., *, low: int | None = None) -> Any:
+    """Option `key`, of the default's type (str, or int >= low); a SpecError naming its line otherwise."""
+    known = _OPTIONS[spec.type]
+    for name in spec.options:
+        if name not in known:
+            raise _fail(spec, name, f"unknown option for type {spec.type}; {did_you_mean(name, known)}")
+    if key not in spec.options:
+        if default is ...:
+            raise SpecError(f"{spec.context}.{key}: required for type {spec.type}", where=spec.where)
+        return default
+    value = spec.options[key]
+    if low is None and (not isinstance(value, str) or not value):
+        raise _fail(spec, key, f"expected a non-empty string, got {value!r}")
+    if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise _fail(spec, key, f"expected an integer of at least {low}, got {value!r}")
+    return value
+
+
+def _fail(spec: PaginationSpec, key: str, message: str) -> SpecError:
+    at = getattr(spec.options, "at", None)
+    return SpecError(f"{spec.context}.{key}: {message}", where=at(key) if at else spec.where)
+
+
+# Each paginator's options, so a misspelt one is refused instead of ignored.
+_OPTIONS = {"next_link": ("next",), "offset": ("offset_param", "limit_param", "limit"), "page_number": ("page_param", "start")}
 
 
 @paginator("next_link")
@@ -68,7 +89,12 @@ class NextLinkPaginator:
     @classmethod
     def from_spec(cls, spec: PaginationSpec) -> "NextLinkPaginator":
         """Options: next (jmespath to the next URL)."""
-        return cls(str(_option(spec, "next")))
+        expression = _option(spec, "next")
+        try:
+            jmespath.compile(expression)
+        except jmespath.exceptions.JMESPathError as err:
+            raise _fail(spec, "next", f"invalid jmespath {expression!r}: {err}") from err
+        return cls(expression)
 
     def next_request(self, request: Request, page: Any, records: int) -> Request | None:
         """The URL at `next` (absolute, or relative to the request's URL), split into its path and query."""
@@ -98,9 +124,7 @@ class OffsetPaginator:
     @classmethod
     def from_spec(cls, spec: PaginationSpec) -> "OffsetPaginator":
         """Options: offset_param, limit_param, limit."""
-        return cls(
-            str(_option(spec, "offset_param", "offset")), str(_option(spec, "limit_param", "limit")), int(_option(spec, "limit", 100))
-        )
+        return cls(_option(spec, "offset_param", "offset"), _option(spec, "limit_param", "limit"), _option(spec, "limit", 100, low=1))
 
     def first(self, request: Request) -> Request:
         """The first request with offset 0."""
@@ -124,7 +148,7 @@ class PageNumberPaginator:
     @classmethod
     def from_spec(cls, spec: PaginationSpec) -> "PageNumberPaginator":
         """Options: page_param, start (first page number)."""
-        return cls(str(_option(spec, "page_param", "page")), int(_option(spec, "start", 1)))
+        return cls(_option(spec, "page_param", "page"), _option(spec, "start", 1, low=0))
 
     def first(self, request: Request) -> Request:
         """The first request with the first page number."""

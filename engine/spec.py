@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -11,14 +12,18 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from .config import url_problem
 from .errors import SpecError
-from .yaml_source import Reader, load_yaml
+from .yaml_source import Reader, did_you_mean, load_yaml
 
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
 FILTER_MISS_ACTIONS = ("skip", "delete")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_DURATION = timedelta(days=3650)  # lookbacks and granularities beyond ten years are mistakes (and overflow)
+MAX_PAGE_SIZE = 100_000
+_PATH_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,8 +31,9 @@ class PaginationSpec:
     """Which paginator and its options (see paginators.py)."""
 
     type: str
-    options: dict[str, Any]
+    options: dict[str, Any]  # a Located mapping when loaded from YAML: each option keeps its line
     where: str
+    context: str = "pagination"  # dotted name in messages: api.pagination, streams.<name>.pagination
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +142,7 @@ class ParentSpec:
     fields: dict[str, str]  # parent record field -> child column
     bounded: bool = True  # False: the parent is read in full, not from start_date
     skip_statuses: tuple[int, ...] = ()  # a child request answered so means the parent is gone: skip it
+    where: str = ""  # file:line of parent.stream
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,10 +189,29 @@ class Spec:
             merged = _resolve_extends(name, raw_streams, streams_reader, [])
             streams[name] = _stream(name, Reader(merged, f"streams.{name}", SpecError, streams_reader.at(name)), api)
             streams_reader.get(name, dict)
-        for stream in streams.values():
-            if stream.parent and stream.parent.stream not in streams:
-                raise SpecError(f"streams.{stream.name}.parent.stream: unknown stream {stream.parent.stream!r}", where=stream.where)
+        _check_parents(streams)
         return cls(api=api, streams=streams, path=path)
+
+
+def _check_parents(streams: dict[str, "StreamSpec"]) -> None:
+    """Every parent exists, no stream is its own ancestor, and parents nest one level (run.py reads them so)."""
+    for stream in streams.values():
+        if stream.parent is None:
+            continue
+        name = f"streams.{stream.name}.parent.stream"
+        where = stream.parent.where or stream.where
+        if stream.parent.stream not in streams:
+            raise SpecError(f"{name}: unknown stream {stream.parent.stream!r}; {did_you_mean(stream.parent.stream, streams)}", where=where)
+        chain = [stream.name]
+        current = streams[stream.parent.stream]
+        while current.parent is not None and current.name not in chain and current.parent.stream in streams:
+            chain.append(current.name)
+            current = streams[current.parent.stream]
+        if current.name in chain:
+            raise SpecError(f"{name}: parents form a loop: {' -> '.join(chain + [current.name])}", where=where)
+        parent = streams[stream.parent.stream]
+        if parent.parent is not None:
+            raise SpecError(f"{name}: {parent.name!r} has a parent itself; parents nest one level only", where=where)
 
 
 def parse_duration(text: Any, reader: Reader, key: str) -> timedelta:
@@ -193,7 +219,10 @@ def parse_duration(text: Any, reader: Reader, key: str) -> timedelta:
     match = _DURATION.match(str(text).strip())
     if not match:
         raise reader.fail(key, f"{text!r} is not a duration like 1s, 15m, 6h or 3d")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    amount, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
+    if amount > MAX_DURATION / timedelta(**{unit: 1}):
+        raise reader.fail(key, f"{text!r} is longer than {MAX_DURATION.days} days")
+    return timedelta(**{unit: amount})
 
 
 def _jmespath(reader: Reader, key: str, default: Any = ...) -> str | None:
@@ -214,22 +243,22 @@ def _api(r: Reader) -> ApiSpec:
     tiers = {}
     for tier in tiers_reader.mapping:
         t = tiers_reader.child(tier)
-        tiers[tier] = RateTier(burst=t.get("burst", int, required=True), steady=t.get("steady", int, required=True))
+        tiers[tier] = RateTier(burst=_int(t, "burst", ..., 1, 1_000_000), steady=_int(t, "steady", ..., 1, 60_000_000))
         t.done()
         tiers_reader.get(tier, dict)
     sort = r.child("sort", {})
     api = ApiSpec(
         name=r.get("name", str, required=True),
-        base_url=r.get("base_url", str, required=True).rstrip("/"),
-        auth_header=auth.get("header", str, required=True),
-        auth_value=auth.get("value", str, required=True),
-        headers={str(k): str(v) for k, v in headers.items()},
+        base_url=_base_url(r),
+        auth_header=_header_text(auth, "header", auth.get("header", str, required=True)),
+        auth_value=_template(auth, "value", ..., {"api_key"}),
+        headers={str(k): _header_text(r, "headers", v, k, headers) for k, v in headers.items()},
         records=_jmespath(r, "records", "@"),
         record_format=r.get("record_format", str, "plain"),
         included=_jmespath(r, "included", None),
         error_detail=_jmespath(r, "error_detail", None),
-        table=r.get("table", str, "{stream}"),
-        flatten_depth=r.get("flatten_depth", int, 3),
+        table=_template(r, "table", "{stream}", {"stream"}),
+        flatten_depth=_int(r, "flatten_depth", 3, 0, 10),
         pagination=_pagination(r.child("pagination")),
         page_size_param=r.get("page_size_param", str, None),
         sort_param=sort.get("param", str, None),
@@ -244,12 +273,8 @@ def _api(r: Reader) -> ApiSpec:
     auth.done()
     sort.done()
     r.done()
-    if "{api_key}" not in api.auth_value:
-        raise r.fail("auth", "auth.value must contain {api_key}")
     if api.record_format not in ("plain", "jsonapi"):
         raise r.fail("record_format", f"{api.record_format!r} is not one of jsonapi, plain")
-    if "{stream}" not in api.table:
-        raise r.fail("table", "must contain {stream}")
     return api
 
 
@@ -273,37 +298,41 @@ def _buckets(r: Reader, tiers: dict[str, RateTier]) -> tuple[RateBucket, ...]:
 
 
 def _pagination(r: Reader) -> PaginationSpec:
+    from .paginators import build_paginator  # paginators.py reads PaginationSpec from here
+
     kind = r.get("type", str, required=True)
-    options = {k: v for k, v in r.mapping.items() if k != "type"}
+    options = type(r.mapping)({k: v for k, v in r.mapping.items() if k != "type"})
+    if hasattr(r.mapping, "key_where"):
+        options.where, options.key_where = r.mapping.where, dict(r.mapping.key_where)
     for key in options:
         r.get(key, (str, int))
-    return PaginationSpec(type=kind, options=options, where=r.where)
+    pagination = PaginationSpec(type=kind, options=options, where=r.where, context=r.context)
+    # Built once here so a bad paginator stops the load, not the run after earlier streams synced.
+    build_paginator(pagination)
+    return pagination
 
 
 def _filter(r: Reader) -> FilterSyntax:
     operators = r.get("operators", dict, required=True)
     syntax = FilterSyntax(
         param=r.get("param", str, required=True),
-        predicate=r.get("predicate", str, required=True),
-        combine=r.get("combine", str, "{predicates}"),
+        predicate=_template(r, "predicate", ..., {"op", "field", "value"}),
+        combine=_template(r, "combine", "{predicates}", {"predicates"}),
         separator=r.get("separator", str, ","),
         operators={str(k): str(v) for k, v in operators.items()},
         datetime_format=r.get("datetime_format", str, "%Y-%m-%dT%H:%M:%SZ"),
         string_quote=r.get("string_quote", str, "'"),
     )
     r.done()
-    for needed in ("{op}", "{field}", "{value}"):
-        if needed not in syntax.predicate:
-            raise r.fail("predicate", f"must contain {needed}")
     return syntax
 
 
 def _retry(r: Reader) -> RetrySpec:
     retry = RetrySpec(
-        statuses=tuple(r.get("statuses", list, [429, 500, 502, 503, 504])),
-        max_attempts=r.get("max_attempts", int, 5),
+        statuses=_retry_statuses(r),
+        max_attempts=_int(r, "max_attempts", 5, 1, 100),
         retry_after_header=r.get("retry_after_header", str, "Retry-After"),
-        max_wait_seconds=float(r.get("max_wait_seconds", (int, float), 60)),
+        max_wait_seconds=_number(r, "max_wait_seconds", 60, 0, 3600),
         request_timeout_seconds=_positive(r, "request_timeout_seconds", 120),
         total_seconds=_positive(r, "total_seconds", 300),
     )
@@ -354,29 +383,33 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
     cursor = _cursor(r.child("cursor"), api) if r.has("cursor") else None
     if "incremental" in modes and cursor is None:
         raise r.fail("sync_modes", "incremental needs a cursor")
-    params = r.get("params", dict, {})
-    page_size = r.get("page_size", int, None)
-    if page_size is not None and (page_size < 1 or api.page_size_param is None):
-        raise r.fail("page_size", "must be at least 1 and needs api.page_size_param")
+    params = _scalar_map(r, "params")
+    page_size = _int(r, "page_size", None, 1, MAX_PAGE_SIZE)
+    if page_size is not None and api.page_size_param is None:
+        raise r.fail("page_size", "needs api.page_size_param")
     pk = r.get("primary_key", list, required=True)
-    if not pk or not all(isinstance(k, str) for k in pk):
-        raise r.fail("primary_key", "must be a non-empty list of column names")
+    if not pk or not all(isinstance(k, str) and k for k in pk) or len(set(pk)) != len(pk):
+        raise r.fail("primary_key", "must be a non-empty list of distinct column names")
     parent = None
     if r.has("parent"):
         p = r.child("parent")
         parent = ParentSpec(
             stream=p.get("stream", str, required=True),
-            fields=dict(p.get("fields", dict, required=True)),
+            fields=_string_map(p, "fields", ...),
             bounded=p.get("bounded", bool, True),
             skip_statuses=_statuses(p, "skip_statuses"),
+            where=p.at("stream"),
         )
         p.done()
     partitions = tuple(_partition(r, i, item, api) for i, item in enumerate(r.get("partitions", list, [])))
-    include = r.get("include", dict, {})
+    names = [d.name for d in partitions]
+    if len(set(names)) != len(names):
+        raise r.fail("partitions", "two partitions share a name (each keeps its own cursor by name)")
+    include = _include(r)
     stream = StreamSpec(
         name=name,
         path=r.get("path", str, required=True),
-        params={str(k): str(v) for k, v in params.items()},
+        params=params,
         page_size=page_size,
         primary_key=tuple(pk),
         cursor=cursor,
@@ -385,19 +418,50 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         parent=parent,
         record_filter=_jmespath(r, "record_filter", None),
         on_filter_miss=_on_filter_miss(r),
-        include={str(rel): {str(a): str(c) for a, c in cols.items()} for rel, cols in include.items()},
+        include=include,
         pagination=_pagination(r.child("pagination")) if r.has("pagination") else api.pagination,
         rate_limit=r.get("rate_limit", str, None),
-        scopes=tuple(r.get("scopes", list, [])),
+        scopes=_strings(r, "scopes"),
         where=r.where,
     )
     r.done()
     if stream.rate_limit is not None and stream.rate_limit not in api.rate_limit_tiers:
         known = ", ".join(sorted(api.rate_limit_tiers)) or "none"
         raise r.fail("rate_limit", f"unknown tier {stream.rate_limit!r}; known: {known}")
-    if "{parent." in stream.path and parent is None:
-        raise r.fail("path", "uses {parent.…} but the stream has no parent")
+    _check_path(r, stream.path, parent)
+    _check_primary_key(r, api, stream)
     return stream
+
+
+def _check_path(r: Reader, path: str, parent: ParentSpec | None) -> None:
+    """A path starts with / and its only placeholders are {parent.<field>} of an existing parent."""
+    if not path.startswith("/"):
+        raise r.fail("path", f"{path!r} must start with / (the base URL comes from api.base_url)")
+    for name in _PATH_PLACEHOLDER.findall(path):
+        field = name.removeprefix("parent.")
+        if not name.startswith("parent.") or not field.strip():
+            raise r.fail("path", f"unknown placeholder {{{name}}}; only {{parent.<field>}} is filled")
+        if parent is None:
+            raise r.fail("path", f"uses {{{name}}} but the stream has no parent")
+    if "{" in _PATH_PLACEHOLDER.sub("", path) or "}" in _PATH_PLACEHOLDER.sub("", path):
+        raise r.fail("path", f"{path!r} has an unmatched brace")
+
+
+def _check_primary_key(r: Reader, api: ApiSpec, stream: "StreamSpec") -> None:
+    """JSON:API records are identified by `id`; other key columns must be ones the spec itself adds.
+
+    A key naming an attribute that a record may lack stores null keys, which match nothing and
+    duplicate rows on every incremental run.
+    """
+    if api.record_format != "jsonapi":
+        return
+    added = {"id"}
+    added.update(stream.parent.fields.values() if stream.parent else ())
+    added.update(d.column for d in stream.partitions if d.column)
+    for column in stream.primary_key:
+        if column not in added:
+            known = ", ".join(sorted(added))
+            raise r.fail("primary_key", f"{column!r} is not a column every record has; use {known} (see specs/README.md)")
 
 
 def _on_filter_miss(r: Reader) -> str:
@@ -418,7 +482,7 @@ def _statuses(r: Reader, key: str) -> tuple[int, ...]:
 
 
 def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:
-    field = r.get("field", str, required=True)
+    field = _jmespath(r, "field")
     lower = r.get("lower", str, "gte")
     if lower not in BOUND_OPERATORS:
         raise r.fail("lower", f"{lower!r} is not one of {', '.join(BOUND_OPERATORS)}")
@@ -442,6 +506,11 @@ def _partition(r: Reader, index: int, item: Any, api: ApiSpec) -> PartitionDimen
     values = p.get("values", list, required=True)
     if not values:
         raise p.fail("values", "must list at least one value")
+    for value in values:
+        if not isinstance(value, (str, int, float, bool)):
+            raise p.fail("values", f"{value!r} is not a string, number or true/false")
+    if len({(type(v), v) for v in values}) != len(values):
+        raise p.fail("values", "lists a value twice")
     f = p.child("filter", None)
     dimension = PartitionDimension(
         name=p.get("name", str, required=True),
@@ -455,3 +524,107 @@ def _partition(r: Reader, index: int, item: Any, api: ApiSpec) -> PartitionDimen
     if dimension.filter_field and (api.filter is None or dimension.op not in api.filter.operators):
         raise p.fail("filter", f"operator {dimension.op!r} is not in api.filter.operators")
     return dimension
+
+
+# Validation helpers: each reads one key and refuses what the engine could not use.
+
+
+def _int(r: Reader, key: str, default: Any, low: int, high: int) -> Any:
+    value = r.get(key, int, default)
+    if r.has(key) and not low <= value <= high:
+        raise r.fail(key, f"{value} is not between {low} and {high}")
+    return value
+
+
+def _number(r: Reader, key: str, default: float, low: float, high: float) -> float:
+    value = r.get(key, (int, float), default)
+    if not low <= value <= high:  # also refuses nan
+        raise r.fail(key, f"{value} is not between {low} and {high}")
+    return float(value)
+
+
+def _retry_statuses(r: Reader) -> tuple[int, ...]:
+    statuses = r.get("statuses", list, [429, 500, 502, 503, 504])
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise r.fail("statuses", f"{status!r} is not an HTTP status (an integer from 100 to 599)")
+    return tuple(statuses)
+
+
+def _strings(r: Reader, key: str) -> tuple[str, ...]:
+    values = r.get(key, list, [])
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise r.fail(key, f"{value!r} is not a non-empty string")
+    return tuple(values)
+
+
+def _inner_fail(r: Reader, key: str, mapping: Any, inner: str, message: str) -> SpecError:
+    """An error about `inner` inside the mapping at `key`, pointing at its own line."""
+    at = getattr(mapping, "at", None)
+    return SpecError(f"{r.name(key)}.{inner}: {message}", where=at(inner) if at else r.at(key))
+
+
+def _string_map(r: Reader, key: str, default: Any = None) -> dict[str, str]:
+    mapping = r.get(key, dict, default if default is ... else {})
+    for k, v in mapping.items():
+        if not isinstance(v, str) or not v:
+            raise _inner_fail(r, key, mapping, k, f"{v!r} is not a non-empty string")
+    return {str(k): v for k, v in mapping.items()}
+
+
+def _scalar_map(r: Reader, key: str) -> dict[str, str]:
+    """Query parameters: values are strings or numbers (a list or mapping would be sent as its repr)."""
+    mapping = r.get(key, dict, {})
+    for k, v in mapping.items():
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise _inner_fail(r, key, mapping, k, f"{v!r} is not a string or number")
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+def _include(r: Reader) -> dict[str, dict[str, str]]:
+    include = r.get("include", dict, {})
+    for relationship, columns in include.items():
+        if not isinstance(columns, dict) or not columns:
+            raise _inner_fail(r, "include", include, relationship, f"expected a mapping of attribute: column, got {columns!r}")
+        for attribute, column in columns.items():
+            if not isinstance(column, str) or not column:
+                where = columns.at(attribute) if hasattr(columns, "at") else r.at("include")
+                raise SpecError(f"{r.name('include')}.{relationship}.{attribute}: {column!r} is not a column name", where=where)
+    return {str(rel): {str(a): c for a, c in cols.items()} for rel, cols in include.items()}
+
+
+def _template(r: Reader, key: str, default: Any, names: set[str]) -> str:
+    """A str.format template using exactly the placeholders `names` (each at least once)."""
+    text = r.get(key, str, default)
+    try:
+        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    except ValueError as err:
+        raise r.fail(key, f"{text!r} has an unmatched brace") from err
+    wanted = ", ".join("{" + n + "}" for n in sorted(names))
+    for field in sorted(used - names):
+        raise r.fail(key, f"unknown placeholder {{{field}}}; use {wanted}")
+    for field in sorted(names - used):
+        raise r.fail(key, f"must contain {{{field}}}")
+    return text
+
+
+def _header_text(r: Reader, key: str, value: Any, name: Any = None, mapping: Any = None) -> str:
+    """A header name or value: a scalar without line breaks or control characters (no header injection)."""
+    def fail(message: str) -> SpecError:
+        return _inner_fail(r, key, mapping, str(name), message) if name is not None else r.fail(key, message)
+
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise fail(f"{value!r} is not a string")
+    text = str(value)
+    if not text.isprintable() or (name is not None and not str(name).isprintable()):
+        raise fail("contains a line break or control character")
+    return text
+
+
+def _base_url(r: Reader) -> str:
+    url = r.get("base_url", str, required=True).rstrip("/")
+    problem = url_problem(url)
+    if problem:
+        raise r.fail("base_url", problem)
+    return url

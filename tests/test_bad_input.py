@@ -142,3 +142,101 @@ def test_bad_config_is_refused_before_anything_is_written(
 ) -> None:
     code, out, err = run_klx(tmp_path, monkeypatch, capsys, config, args=args)
     assert_refused(tmp_path, code, out, err, message)
+
+
+# (text replaced in specs/klaviyo.yaml, replacement, marker, message). The error must point at the
+# first line of the edited spec that contains `marker`: `{line}` in the message.
+BAD_SPECS = [
+    pytest.param("    page_size: 10\n    primary_key: [id]\n    cursor:\n      field: updated\n      lower: gt\n      granularity: 1s\n    sync_modes: [full_refresh, incremental]\n\n  segments_profiles:",
+                 "    page_size: 10\n    primary_key: [id]\n    parent: {stream: segments_profiles, fields: {id: child_id}}\n    cursor:\n      field: updated\n      lower: gt\n      granularity: 1s\n    sync_modes: [full_refresh, incremental]\n\n  segments_profiles:",
+                 "parent: {stream: segments_profiles",
+                 "streams.segments.parent.stream: parents form a loop: segments -> segments_profiles -> segments", id="parent-loop"),
+    pytest.param("      stream: segments\n", "      stream: segments_profiles\n", "stream: segments_profiles",
+                 "streams.segments_profiles.parent.stream: parents form a loop: segments_profiles -> segments_profiles",
+                 id="self-parent"),
+    pytest.param("      stream: segments\n", "      stream: segment\n", "stream: segment",
+                 "streams.segments_profiles.parent.stream: unknown stream 'segment'; did you mean 'segments'?", id="parent-typo"),
+    pytest.param("XS: {burst: 1,", "XS: {burst: 0,", "XS: {burst: 0",
+                 "api.rate_limit_tiers.XS.burst: 0 is not between 1 and 1000000", id="burst-zero"),
+    pytest.param("steady: 15}", "steady: -1}", "steady: -1",
+                 "api.rate_limit_tiers.XS.steady: -1 is not between 1 and 60000000", id="steady-negative"),
+    pytest.param('"/api/segments/{parent.id}/profiles"', '"/api/segments/{segment}/profiles"', "{segment}",
+                 "streams.segments_profiles.path: unknown placeholder {segment}; only {parent.<field>} is filled",
+                 id="path-unknown-placeholder"),
+    pytest.param("    path: /api/lists\n", "    path: /api/lists/{parent.id}\n", "/api/lists/{parent.id}",
+                 "streams.lists.path: uses {parent.id} but the stream has no parent", id="path-parent-without-parent"),
+    pytest.param("    path: /api/lists\n", "    path: /api/lists/{parent.id\n", "/api/lists/{parent.id",
+                 "streams.lists.path: '/api/lists/{parent.id' has an unmatched brace", id="path-unmatched-brace"),
+    pytest.param("  base_url: https://a.klaviyo.com\n", "  base_url: a.klaviyo.com\n", "base_url: a.klaviyo.com",
+                 "api.base_url: 'a.klaviyo.com' is not an http(s) URL (like https://a.example.com)", id="api-base-url-no-scheme"),
+    pytest.param("    next: links.next\n", "    next: 5\n", "next: 5",
+                 "api.pagination.next: expected a non-empty string, got 5", id="pagination-next-number"),
+    pytest.param("    next: links.next\n", "    next: 'links.[next'\n", "next: 'links.[next'",
+                 "api.pagination.next: invalid jmespath 'links.[next': Invalid jmespath expression: Incomplete expression: \"links.[next\" ^", id="pagination-next-bad-jmespath"),
+    pytest.param("    next: links.next\n", "    next: links.next\n    limit: 10\n", "limit: 10",
+                 "api.pagination.limit: unknown option for type next_link; known: next", id="pagination-unknown-option"),
+    pytest.param("    primary_key: [id]\n    sync_modes: [full_refresh]\n",
+                 "    primary_key: [id]\n    sync_modes: [full_refresh]\n    pagination: {type: offset, limit: 0}\n",
+                 "pagination: {type: offset",
+                 "streams.metrics.pagination.limit: expected an integer of at least 1, got 0", id="stream-paginator-bad-limit"),
+    pytest.param("    primary_key: [id]\n    sync_modes: [full_refresh]\n",
+                 "    primary_key: [id]\n    sync_modes: [full_refresh]\n    pagination: {type: cursorish}\n",
+                 "pagination: {type: cursorish",
+                 "streams.metrics.pagination.type: unknown 'cursorish'; known: next_link, offset, page_number",
+                 id="stream-paginator-unknown-type"),
+    pytest.param("    statuses: [429, 500, 502, 503, 504]\n", '    statuses: ["abc"]\n', 'statuses: ["abc"]',
+                 "api.retry.statuses: 'abc' is not an HTTP status (an integer from 100 to 599)", id="statuses-string"),
+    pytest.param("    statuses: [429, 500, 502, 503, 504]\n", "    statuses: [429, 700]\n", "statuses: [429, 700]",
+                 "api.retry.statuses: 700 is not an HTTP status (an integer from 100 to 599)", id="statuses-out-of-range"),
+    pytest.param("  flatten_depth: 3\n", "  flatten_depth: -1\n", "flatten_depth: -1",
+                 "api.flatten_depth: -1 is not between 0 and 10", id="flatten-depth-negative"),
+    pytest.param("    max_wait_seconds: ", "    max_wait_seconds: -1\n    x_unused: ", "max_wait_seconds: -1",
+                 "api.retry.max_wait_seconds: -1 is not between 0 and 3600", id="max-wait-negative"),
+    pytest.param("    max_attempts: 8\n", "    max_attempts: 0\n", "max_attempts: 0",
+                 "api.retry.max_attempts: 0 is not between 1 and 100", id="max-attempts-zero"),
+    pytest.param("    max_attempts: 8\n", "    max_attempts: 100000\n", "max_attempts: 100000",
+                 "api.retry.max_attempts: 100000 is not between 1 and 100", id="max-attempts-huge"),
+    pytest.param("    primary_key: [segment_id, id]\n", "    primary_key: [segment, id]\n", "primary_key: [segment, id]",
+                 "streams.segments_profiles.primary_key: 'segment' is not a column every record has; use id, segment_id "
+                 "(see specs/README.md)", id="primary-key-absent"),
+    pytest.param("        values: [email, sms, mobile_push]\n", "        values: [email, [sms], mobile_push]\n", "values: [email, [sms]",
+                 "streams.campaigns.partitions[0].values: ['sms'] is not a string, number or true/false",
+                 id="partition-value-list"),
+    pytest.param("        values: [email, sms, mobile_push]\n", "        values: [email, sms, email]\n", "values: [email, sms, email]",
+                 "streams.campaigns.partitions[0].values: lists a value twice", id="partition-value-twice"),
+    pytest.param("      metric: {name: metric_name}\n", "      metric: name\n", "metric: name",
+                 "streams.events.include.metric: expected a mapping of attribute: column, got 'name'", id="include-not-mapping"),
+    pytest.param("      metric: {name: metric_name}\n", "      metric: {name: [metric_name]}\n", "metric: {name: [",
+                 "streams.events.include.metric.name: ['metric_name'] is not a column name", id="include-column-list"),
+    pytest.param("    scopes: [flows:read]\n", "    scopes: [flows:read, 5]\n", "scopes: [flows:read, 5]",
+                 "streams.flows.scopes: 5 is not a non-empty string", id="scope-number"),
+    pytest.param("    page_size: 50\n", "    page_size: 1000000\n", "page_size: 1000000",
+                 "streams.flows.page_size: 1000000 is not between 1 and 100000", id="page-size-huge"),
+    pytest.param("    primary_key: [id]\n    sync_modes: [full_refresh]\n", "    primary_kye: [id]\n    sync_modes: [full_refresh]\n",
+                 "primary_kye", "streams.metrics.primary_kye: unknown key; did you mean 'primary_key'?", id="spec-key-typo"),
+    pytest.param('  table: "rudder_{stream}"\n', '  table: "rudder_{stream}_{account}"\n', "table:",
+                 "api.table: unknown placeholder {account}; use {stream}", id="table-unknown-placeholder"),
+    pytest.param('    revision: "2026-07-15"\n', '    revision: "2026-07-15\\nX-Injected: 1"\n', "revision:",
+                 "api.headers.revision: contains a line break or control character", id="header-line-break"),
+    pytest.param("      lookback: 3d\n", "      lookback: 99999999999d\n", "lookback: 99999999999d",
+                 "streams.events.cursor.lookback: '99999999999d' is longer than 3650 days", id="lookback-overflow"),
+    pytest.param('      "fields[metric]": name\n', '      "fields[metric]": [name]\n', '"fields[metric]": [name]',
+                 "streams.events.params.fields[metric]: ['name'] is not a string or number", id="param-list"),
+    pytest.param("  records: data\n", "  records: data\n   record_format: jsonapi\n", "   record_format",
+                 "invalid YAML: unexpected ':' on this line (wrong indentation, or a value containing ': ' that needs quotes)",
+                 id="spec-yaml-indentation"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "marker", "message"), BAD_SPECS)
+def test_bad_spec_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, old: str, new: str, marker: str, message: str
+) -> None:
+    spec = edit(SPEC, old, new)
+    line = next(i for i, row in enumerate(spec.splitlines(), 1) if marker in row)
+    code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, spec=spec)
+    assert_refused(tmp_path, code, out, err, f"spec.yaml:{line}: {message}")
+
+
+def test_there_are_at_least_forty_bad_input_cases() -> None:
+    assert len(BAD_CONFIGS) + len(BAD_SPECS) >= 40

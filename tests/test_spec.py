@@ -78,7 +78,7 @@ INVALID_SPECS = [
      "streams.metrics.sync_modes: incremental needs a cursor"),
     ("  records: data\n", "  records: [data]\n", "records: [data]", "api.records: expected a string, got a list"),
     ("    page_size: 50\n", "    page_size: 0\n", "page_size: 0",
-     "streams.flows.page_size: must be at least 1 and needs api.page_size_param"),
+     "streams.flows.page_size: 0 is not between 1 and 100000"),
 ]
 
 
@@ -97,5 +97,5 @@ def test_invalid_spec_names_file_line_and_key(
 def test_unknown_parent_stream_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _with(tmp_path, "      stream: segments\n", "      stream: segmnts\n")
-    with pytest.raises(SpecError, match=r"^klaviyo.yaml:\d+: streams.segments_profiles.parent.stream: unknown stream 'segmnts'$"):
+    with pytest.raises(SpecError, match=r"^klaviyo.yaml:\d+: streams.segments_profiles.parent.stream: unknown stream 'segmnts'; did you mean 'segments'\?$"):
         Spec.from_yaml(Path("klaviyo.yaml"))
