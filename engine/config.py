@@ -109,7 +109,7 @@ class Config:
         top = Reader(raw, "", ConfigError, str(path))
         config = cls(
             source=_source(top.child("source"), env, path),
-            destination=_destination(top.child("destination"), path.parent),
+            destination=_destination(top.child("destination"), path.parent, env),
             schedule=_schedule(top.child("schedule", {"type": "manual"})),
             resources=_resources(top.child("resources")),
             path=path,
@@ -205,7 +205,11 @@ def _parse_start(value: str | date, r: Reader) -> datetime:
     return utc
 
 
-def _destination(r: Reader, base_dir: Path) -> DestinationConfig:
+# Destination options that may carry a secret: kept in a Secret once ${VAR} is expanded.
+SECRET_OPTIONS = frozenset({"password", "dsn", "private_key", "private_key_passphrase"})
+
+
+def _destination(r: Reader, base_dir: Path, env: dict[str, str]) -> DestinationConfig:
     kind = r.get("type", str, "duckdb")
     prefix = r.get("table_prefix", str, "")
     if prefix and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix):
@@ -216,6 +220,9 @@ def _destination(r: Reader, base_dir: Path) -> DestinationConfig:
         options.key_where = {k: v for k, v in r.mapping.key_where.items() if k not in ("type", "table_prefix")}
     for key, value in r.mapping.items():
         if key not in ("type", "table_prefix"):
+            if isinstance(value, str):
+                value = _expand(value, r, key, env)
+                value = Secret(value) if key in SECRET_OPTIONS else value
             options[key] = value
     return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where, base_dir=base_dir)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from sqlglot import exp
 
+from engine.dialects import DIALECTS, Dialect
 from engine.schema import Column, ColumnType
 
 # Columns the engine adds to a staged batch; API field names never start with "__klx_".
 SEQ_COLUMN = "__klx_seq"  # position of the row in its batch: later rows win ties
 _RANK_COLUMN = "__klx_rank"
+WIDEN_SUFFIX = "__klx_widen"  # the new column a widening by copy fills before it takes the old one's name
 
 STATE_TABLE = "klx_state"  # prefixed with the destination's table_prefix
 STATE_COLUMNS = (
@@ -20,45 +22,11 @@ STATE_COLUMNS = (
 )
 
 
-def _types(dialect: str, names: dict[ColumnType, str]) -> dict[ColumnType, exp.DataType]:
+def _types(dialect: str, names: Mapping[ColumnType, str]) -> dict[ColumnType, exp.DataType]:
     return {ctype: exp.DataType.build(name, dialect=dialect) for ctype, name in names.items()}
 
 
-TYPE_MAP: dict[str, dict[ColumnType, exp.DataType]] = {
-    "duckdb": _types(
-        "duckdb",
-        {
-            ColumnType.BOOLEAN: "BOOLEAN",
-            ColumnType.BIGINT: "BIGINT",
-            ColumnType.DOUBLE: "DOUBLE",
-            ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-            ColumnType.TEXT: "VARCHAR",
-            ColumnType.JSON: "JSON",
-        },
-    ),
-    "postgres": _types(
-        "postgres",
-        {
-            ColumnType.BOOLEAN: "BOOLEAN",
-            ColumnType.BIGINT: "BIGINT",
-            ColumnType.DOUBLE: "DOUBLE PRECISION",
-            ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-            ColumnType.TEXT: "TEXT",
-            ColumnType.JSON: "JSONB",
-        },
-    ),
-    "snowflake": _types(
-        "snowflake",
-        {
-            ColumnType.BOOLEAN: "BOOLEAN",
-            ColumnType.BIGINT: "BIGINT",  # Snowflake's NUMBER(38,0)
-            ColumnType.DOUBLE: "FLOAT",
-            ColumnType.TIMESTAMP: "TIMESTAMP_TZ",
-            ColumnType.TEXT: "VARCHAR",
-            ColumnType.JSON: "VARIANT",
-        },
-    ),
-}
+TYPE_MAP: dict[str, dict[ColumnType, exp.DataType]] = {name: _types(name, d.types) for name, d in DIALECTS.items()}
 
 # Dialects without an entry use sqlglot's own spelling of these.
 _DEFAULT_TYPES = _types(
@@ -72,12 +40,33 @@ _DEFAULT_TYPES = _types(
         ColumnType.JSON: "JSON",
     },
 )
-
-# Where CAST(text AS <json type>) would store a string instead of parsing it.
-_PARSE_JSON_DIALECTS = frozenset({"snowflake", "bigquery", "redshift"})
+_DEFAULT_DIALECT = Dialect(name="", types={}, max_identifier=63)
 
 # Types a column may widen between without going to TEXT.
 _NUMERIC = frozenset({ColumnType.BIGINT, ColumnType.DOUBLE})
+
+# Dialects whose ALTER COLUMN ... TYPE ... USING converts values in place; the others widen by copy.
+_ALTER_USING = frozenset({"duckdb", "postgres"})
+
+# Existing warehouse types (tables klx did not create, e.g. RudderStack's) and the ColumnType whose values
+# they hold as they are. A type missing here is one klx cannot write into without changing it.
+_T = exp.DataType.Type
+FAMILIES: dict[exp.DataType.Type, ColumnType] = {
+    **dict.fromkeys((_T.BOOLEAN,), ColumnType.BOOLEAN),
+    **dict.fromkeys((_T.BIGINT, _T.INT, _T.SMALLINT, _T.TINYINT, _T.MEDIUMINT, _T.UINT, _T.UBIGINT, _T.INT128), ColumnType.BIGINT),
+    **dict.fromkeys((_T.DOUBLE, _T.FLOAT, _T.DECIMAL, _T.BIGDECIMAL), ColumnType.DOUBLE),
+    **dict.fromkeys(
+        (_T.TIMESTAMP, _T.TIMESTAMPTZ, _T.TIMESTAMPLTZ, _T.TIMESTAMPNTZ, _T.DATETIME, _T.TIMESTAMP_S, _T.TIMESTAMP_MS),
+        ColumnType.TIMESTAMP,
+    ),
+    **dict.fromkeys((_T.TEXT, _T.VARCHAR, _T.NVARCHAR, _T.CHAR, _T.NCHAR, _T.BPCHAR, _T.NAME), ColumnType.TEXT),
+    **dict.fromkeys((_T.JSON, _T.JSONB, _T.VARIANT, _T.SUPER, _T.OBJECT), ColumnType.JSON),
+}
+
+
+def rules(dialect: str) -> Dialect:
+    """The data-driven rules of `dialect` (a neutral default for dialects klx does not list)."""
+    return DIALECTS.get(dialect, _DEFAULT_DIALECT)
 
 
 def data_type(ctype: ColumnType, dialect: str) -> exp.DataType:
@@ -91,6 +80,22 @@ def column_type_of(dtype: exp.DataType, dialect: str) -> ColumnType | None:
         if mapped.this == dtype.this:
             return ctype
     return None
+
+
+def family(dtype: exp.DataType) -> ColumnType | None:
+    """The ColumnType whose values an existing column of type `dtype` holds; None when klx cannot write to it.
+
+    DECIMAL with scale 0 (Snowflake's NUMBER(38,0), RudderStack's integers) holds BIGINT values only.
+    """
+    if dtype.this is _T.DECIMAL and len(dtype.expressions) == 2 and dtype.expressions[1].name == "0":
+        return ColumnType.BIGINT
+    return FAMILIES.get(dtype.this)
+
+
+def holds(dtype: exp.DataType, incoming: ColumnType) -> bool:
+    """Whether an existing column of type `dtype` takes `incoming` values as they are (TEXT takes anything)."""
+    kind = family(dtype)
+    return kind is not None and widest(kind, incoming) is kind
 
 
 def widest(current: ColumnType, incoming: ColumnType) -> ColumnType:
@@ -123,11 +128,15 @@ def render(expression: exp.Expr, dialect: str, *, pretty: bool = False) -> str:
     return expression.sql(dialect=dialect, pretty=pretty)
 
 
-def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str) -> exp.Expr:
-    """`value` converted to the warehouse type of `ctype`; JSON text is parsed, not stored as a string."""
-    if ctype is ColumnType.JSON and dialect in _PARSE_JSON_DIALECTS:
+def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str, into: exp.DataType | None = None) -> exp.Expr:
+    """`value` converted to the warehouse type of `ctype` (or to the existing type `into`).
+
+    JSON text is parsed, not stored as a string.
+    """
+    to = into.copy() if into is not None else data_type(ctype, dialect)
+    if ctype is ColumnType.JSON and rules(dialect).parse_json and (into is None or family(into) is ColumnType.JSON):
         return exp.ParseJSON(this=value)
-    return exp.cast(value, data_type(ctype, dialect))
+    return exp.cast(value, to)
 
 
 def create_schema(schema: str) -> exp.Create:
@@ -159,11 +168,27 @@ def add_column(name: str, column: Column, dialect: str, *, schema: str | None = 
     return exp.Alter(this=table(name, schema), kind="TABLE", actions=[definition])
 
 
-def alter_column_type(name: str, column: Column, dialect: str, *, schema: str | None = None) -> exp.Alter:
-    """ALTER TABLE ... ALTER COLUMN ... TYPE ... USING a cast of the old values."""
-    to = data_type(column.type, dialect)
-    change = exp.AlterColumn(this=ident(column.name), dtype=to, using=cast_to(col(column.name), column.type, dialect))
-    return exp.Alter(this=table(name, schema), kind="TABLE", actions=[change])
+def widen_column(name: str, column: Column, dialect: str, *, schema: str | None = None) -> list[exp.Expr]:
+    """Change a column to the wider type of `column`, converting its values.
+
+    In place (ALTER ... USING) where the dialect can; elsewhere (Snowflake, Redshift, BigQuery, Databricks)
+    through a new column: add, copy, drop the old one, rename the new one.
+    """
+    if dialect in _ALTER_USING:
+        to = data_type(column.type, dialect)
+        change = exp.AlterColumn(this=ident(column.name), dtype=to, using=cast_to(col(column.name), column.type, dialect))
+        return [exp.Alter(this=table(name, schema), kind="TABLE", actions=[change])]
+    temporary = rules(dialect).identifier(column.name + WIDEN_SUFFIX)
+    add = add_column(name, Column(name=temporary, type=column.type), dialect, schema=schema)
+    copy = exp.Update(this=table(name, schema), expressions=[col(temporary).eq(cast_to(col(column.name), column.type, dialect))])
+    drop = exp.Drop(tables=[col(column.name)], kind="COLUMN")
+    rename = exp.RenameColumn(this=col(temporary), to=col(column.name))
+    return [
+        add,
+        copy,
+        exp.Alter(this=table(name, schema), kind="TABLE", actions=[drop]),
+        exp.Alter(this=table(name, schema), kind="TABLE", actions=[rename]),
+    ]
 
 
 def drop_table(name: str, *, schema: str | None = None) -> exp.Drop:
@@ -176,12 +201,22 @@ def rename_table(name: str, new_name: str, *, schema: str | None = None) -> exp.
     return exp.Alter(this=table(name, schema), kind="TABLE", actions=[exp.AlterRename(this=table(new_name))])
 
 
-def replace_rows(target: str, source: str, columns: Sequence[str], *, schema: str | None = None) -> list[exp.Expr]:
-    """DELETE every row of `target`, then INSERT the `columns` of every row of `source`."""
-    delete = exp.delete(table(target, schema))
-    rows = exp.select(*(col(c) for c in columns)).from_(table(source, schema))
-    insert = exp.insert(rows, table(target, schema), columns=[ident(c) for c in columns])
-    return [delete, insert]
+def swap_in(shadow: str, target: str, dialect: str, *, target_exists: bool, schema: str | None = None) -> list[exp.Expr]:
+    """Statements that make `shadow` the new `target` (one transaction where DDL is transactional)."""
+    if not target_exists:
+        return [rename_table(shadow, target, schema=schema)]
+    if rules(dialect).swap == "swap":
+        swap = exp.Alter(this=table(target, schema), kind="TABLE", actions=[exp.SwapTable(this=table(shadow, schema))])
+        return [swap, drop_table(shadow, schema=schema)]
+    return [drop_table(target, schema=schema), rename_table(shadow, target, schema=schema)]
+
+
+def create_temporary_table(name: str, columns: Sequence[Column], dialect: str) -> exp.Create:
+    """CREATE TEMPORARY TABLE for a staged batch (JSON travels as text and is parsed by the load)."""
+    staged = [Column(name=c.name, type=ColumnType.TEXT if c.type is ColumnType.JSON else c.type) for c in columns]
+    create = create_table(name, staged, dialect)
+    create.set("properties", exp.Properties(expressions=[exp.TemporaryProperty()]))
+    return create
 
 
 def count_values(name: str, column: str, *, schema: str | None = None) -> exp.Select:
@@ -195,15 +230,26 @@ def count_rows(name: str, *, schema: str | None = None) -> exp.Select:
 
 
 def table_columns() -> exp.Select:
-    """(column_name, data_type) of one table from information_schema; parameters: schema, table name."""
+    """(column_name, data_type, numeric_precision, numeric_scale) of one table; parameters: schema, table name."""
     info = exp.table_(ident("columns"), db=ident("information_schema"))
     where = exp.and_(col("table_schema").eq(exp.Placeholder()), col("table_name").eq(exp.Placeholder()))
     return (
-        exp.select(col("column_name"), col("data_type"))
+        exp.select(col("column_name"), col("data_type"), col("numeric_precision"), col("numeric_scale"))
         .from_(info)
         .where(where)
         .order_by(col("ordinal_position"))
     )
+
+
+def reported_type(data_type: str, precision: int | None, scale: int | None, dialect: str) -> exp.DataType:
+    """The type information_schema reports, parsed; a type sqlglot does not know stays a user-defined type."""
+    try:
+        dtype = exp.DataType.build(data_type, dialect=dialect)
+    except Exception:  # sqlglot raises ParseError or ValueError for names it has never seen
+        return exp.DataType.build(data_type, udt=True)
+    if dtype.this is _T.DECIMAL and precision is not None and scale is not None:
+        return exp.DataType.build(f"DECIMAL({int(precision)}, {int(scale)})")
+    return dtype
 
 
 def staged_rows(
@@ -214,12 +260,15 @@ def staged_rows(
     dialect: str,
     *,
     schema: str | None = None,
+    existing: Mapping[str, exp.DataType] | None = None,
 ) -> exp.Select:
     """One row per primary key from `staging`, cast to the table's types (every row when there is no key).
 
+    A column in `existing` is cast to that type instead: a table klx adopts keeps its own column types.
     The row kept has the greatest cursor; ties go to the later row (SEQ_COLUMN). `staging` must carry SEQ_COLUMN.
     """
-    casts = [exp.alias_(cast_to(col(c.name), c.type, dialect), ident(c.name)) for c in columns]
+    existing = existing or {}
+    casts = [exp.alias_(cast_to(col(c.name), c.type, dialect, existing.get(c.name)), ident(c.name)) for c in columns]
     if not primary_key:
         return exp.select(*casts).from_(table(staging, schema))
     order = [exp.Ordered(this=col(cursor), desc=True, nulls_first=False)] if cursor else []
@@ -268,37 +317,89 @@ def merge(
     )
 
 
+def upsert(
+    target: str,
+    source: exp.Select,
+    columns: Sequence[str],
+    primary_key: Sequence[str],
+    cursor: str | None,
+    dialect: str,
+    *,
+    schema: str | None = None,
+    form: str | None = None,
+) -> list[exp.Expr]:
+    """The statements that upsert `source` into `target` in `dialect`: one MERGE, or DELETE + INSERT.
+
+    DELETE + INSERT (one transaction) removes the target rows the source replaces, then inserts every source
+    row whose key is no longer in the target: the same rows as the MERGE, with no MERGE needed.
+    """
+    if (form or rules(dialect).upsert) == "merge":
+        return [merge(target, source, columns, primary_key, cursor, schema=schema)]
+    # Redshift's DELETE takes no alias: the target's columns are qualified by its full name.
+    def old(name: str) -> exp.Column:
+        return exp.column(ident(name), table=ident(target), db=ident(schema) if schema else None)
+
+    on = exp.and_(*(old(k).eq(col(k, "s")) for k in primary_key))
+    if cursor:
+        on = exp.and_(on, exp.paren(exp.or_(old(cursor).is_(exp.null()), col(cursor, "s") > old(cursor))))
+    delete = exp.delete(table(target, schema)).where(
+        exp.Exists(this=exp.select(exp.Literal.number(1)).from_(source.copy().subquery(ident("s"))).where(on))
+    )
+    present = exp.select(exp.Literal.number(1)).from_(table(target, schema, alias="t"))
+    present = present.where(exp.and_(*(col(k, "t").eq(col(k, "s")) for k in primary_key)))
+    fresh = exp.select(*(col(c, "s") for c in columns)).from_(source.copy().subquery(ident("s")))
+    fresh = fresh.where(exp.not_(exp.Exists(this=present)))
+    insert = exp.insert(fresh, table(target, schema), columns=[ident(c) for c in columns])
+    return [delete, insert]
+
+
 def append(target: str, source: exp.Select, columns: Sequence[str], *, schema: str | None = None) -> exp.Insert:
     """INSERT every row of `source`: the load of a table without a primary key."""
     return exp.insert(source, table(target, schema), columns=[ident(c) for c in columns])
 
 
+def state_table(prefix: str, dialect: str) -> str:
+    """The name of the state table, as `dialect` stores it."""
+    return rules(dialect).identifier(prefix + STATE_TABLE)
+
+
+def _state_columns(dialect: str) -> list[Column]:
+    return [Column(name=rules(dialect).identifier(c.name), type=c.type) for c in STATE_COLUMNS]
+
+
 def create_state_table(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Create:
     """CREATE TABLE IF NOT EXISTS <prefix>klx_state (stream, state, updated_at)."""
-    return create_table(prefix + STATE_TABLE, STATE_COLUMNS, dialect, schema=schema, if_not_exists=True)
+    return create_table(state_table(prefix, dialect), _state_columns(dialect), dialect, schema=schema, if_not_exists=True)
 
 
-def select_state(prefix: str, *, schema: str | None = None) -> exp.Select:
+def select_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Select:
     """The saved state text of one stream; the stream name is parameter 1."""
-    return (
-        exp.select(col("state"))
-        .from_(table(prefix + STATE_TABLE, schema))
-        .where(col("stream").eq(exp.Placeholder()))
-    )
+    stream, state, _ = (c.name for c in _state_columns(dialect))
+    return exp.select(col(state)).from_(table(state_table(prefix, dialect), schema)).where(col(stream).eq(exp.Placeholder()))
 
 
-def upsert_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Merge:
-    """MERGE one stream's state; parameters: stream name, then state JSON text."""
+def upsert_state(prefix: str, dialect: str, *, schema: str | None = None, form: str | None = None) -> list[exp.Expr]:
+    """Upsert one stream's state; parameters: stream name, then state JSON text (each statement binds them)."""
+    stream, state, updated_at = (c.name for c in _state_columns(dialect))
     row = exp.select(
-        exp.alias_(cast_to(exp.Placeholder(), ColumnType.TEXT, dialect), ident("stream")),
-        exp.alias_(cast_to(exp.Placeholder(), ColumnType.TEXT, dialect), ident("state")),
-        exp.alias_(exp.CurrentTimestamp(), ident("updated_at")),
+        exp.alias_(cast_to(exp.Placeholder(), ColumnType.TEXT, dialect), ident(stream)),
+        exp.alias_(cast_to(exp.Placeholder(), ColumnType.TEXT, dialect), ident(state)),
+        exp.alias_(exp.CurrentTimestamp(), ident(updated_at)),
     )
-    return merge(prefix + STATE_TABLE, row, [c.name for c in STATE_COLUMNS], ["stream"], None, schema=schema)
+    return upsert(state_table(prefix, dialect), row, [stream, state, updated_at], [stream], None, dialect, schema=schema, form=form)
+
+
+def state_parameters(statement: exp.Expr, stream: str, state_text: str) -> tuple[str, ...]:
+    """The parameters one statement of upsert_state binds: (stream, state) once per SELECT of the new row."""
+    return (stream, state_text) * (len(list(statement.find_all(exp.Placeholder))) // 2)
 
 
 def delete_keys(target: str, keys: str, primary_key: Sequence[str], *, schema: str | None = None) -> exp.Delete:
-    """DELETE the rows of `target` whose primary key appears in `keys` (a staged table of key columns)."""
-    match = exp.and_(*(col(k, "t").eq(col(k, "k")) for k in primary_key))
+    """DELETE the rows of `target` whose primary key appears in `keys` (a staged table of key columns).
+
+    The target takes no alias (Redshift's DELETE allows none): its columns are qualified by its name.
+    """
+    target_col = lambda name: exp.column(ident(name), table=ident(target), db=ident(schema) if schema else None)  # noqa: E731
+    match = exp.and_(*(target_col(k).eq(col(k, "k")) for k in primary_key))
     found = exp.select(exp.Literal.number(1)).from_(table(keys, alias="k")).where(match)
-    return exp.delete(table(target, schema, alias="t"), where=exp.Exists(this=found))
+    return exp.delete(table(target, schema), where=exp.Exists(this=found))

@@ -1,2 +1,2 @@
 ALTER TABLE "klaviyo"."kl_profiles"
-ADD COLUMN "phone" TEXT
+ADD COLUMN "phone" TEXT;

@@ -6,4 +6,4 @@ CREATE TABLE "klaviyo"."kl_profiles" (
   "subscribed" BOOLEAN,
   "count" BIGINT,
   "properties" JSON
-)
+);

@@ -22,4 +22,4 @@ WHEN MATCHED AND (
   "segment_id" = "s"."segment_id",
   "id" = "s"."id",
   "joined" = "s"."joined"
-WHEN NOT MATCHED THEN INSERT ("segment_id", "id", "joined") VALUES ("s"."segment_id", "s"."id", "s"."joined")
+WHEN NOT MATCHED THEN INSERT ("segment_id", "id", "joined") VALUES ("s"."segment_id", "s"."id", "s"."joined");

@@ -10,4 +10,4 @@ WHEN MATCHED THEN UPDATE SET
   "stream" = "s"."stream",
   "state" = "s"."state",
   "updated_at" = "s"."updated_at"
-WHEN NOT MATCHED THEN INSERT ("stream", "state", "updated_at") VALUES ("s"."stream", "s"."state", "s"."updated_at")
+WHEN NOT MATCHED THEN INSERT ("stream", "state", "updated_at") VALUES ("s"."stream", "s"."state", "s"."updated_at");

@@ -1,1 +1,1 @@
-DROP TABLE IF EXISTS "klaviyo"."kl_profiles__klx_shadow"
+DROP TABLE IF EXISTS "klaviyo"."kl_profiles__klx_shadow";

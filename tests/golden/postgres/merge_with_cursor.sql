@@ -42,4 +42,4 @@ WHEN NOT MATCHED THEN INSERT ("id", "updated", "email", "score", "subscribed", "
   "s"."subscribed",
   "s"."count",
   "s"."properties"
-)
+);

@@ -1,2 +1,2 @@
 ALTER TABLE "klaviyo"."kl_profiles"
-ALTER COLUMN "properties" SET DATA TYPE JSONB USING CAST("properties" AS JSONB)
+ALTER COLUMN "properties" SET DATA TYPE JSONB USING CAST("properties" AS JSONB);

@@ -1,2 +1,2 @@
-ALTER TABLE "klaviyo"."kl_profiles"
-ADD "phone" VARCHAR
+ALTER TABLE "KLAVIYO"."KL_PROFILES"
+ADD "PHONE" VARCHAR;

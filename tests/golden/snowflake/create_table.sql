@@ -1,9 +1,9 @@
-CREATE TABLE "klaviyo"."kl_profiles" (
-  "id" VARCHAR,
-  "updated" TIMESTAMPTZ,
-  "email" VARCHAR,
-  "score" DOUBLE,
-  "subscribed" BOOLEAN,
-  "count" BIGINT,
-  "properties" VARIANT
-)
+CREATE TABLE "KLAVIYO"."KL_PROFILES" (
+  "ID" VARCHAR,
+  "UPDATED" TIMESTAMPTZ,
+  "EMAIL" VARCHAR,
+  "SCORE" DOUBLE,
+  "SUBSCRIBED" BOOLEAN,
+  "COUNT" BIGINT,
+  "PROPERTIES" VARIANT
+);

@@ -1,28 +1,28 @@
-MERGE INTO "klaviyo"."kl_profiles" AS "t"
+MERGE INTO "KLAVIYO"."KL_PROFILES" AS "t"
 USING (
   SELECT
-    "segment_id",
-    "id",
-    "joined"
+    "SEGMENT_ID",
+    "ID",
+    "JOINED"
   FROM (
     SELECT
-      CAST("segment_id" AS VARCHAR) AS "segment_id",
-      CAST("id" AS VARCHAR) AS "id",
-      CAST("joined" AS TIMESTAMPTZ) AS "joined",
+      CAST("SEGMENT_ID" AS VARCHAR) AS "SEGMENT_ID",
+      CAST("ID" AS VARCHAR) AS "ID",
+      CAST("JOINED" AS TIMESTAMPTZ) AS "JOINED",
       ROW_NUMBER() OVER (
-        PARTITION BY "segment_id", "id"
-        ORDER BY "joined" DESC NULLS LAST, "__klx_seq" DESC NULLS LAST
+        PARTITION BY "SEGMENT_ID", "ID"
+        ORDER BY "JOINED" DESC NULLS LAST, "__klx_seq" DESC NULLS LAST
       ) AS "__klx_rank"
     FROM "__klx_batch"
   ) AS "ranked"
   WHERE
     "__klx_rank" = 1
 ) AS "s"
-ON "t"."segment_id" = "s"."segment_id" AND "t"."id" = "s"."id"
+ON "t"."SEGMENT_ID" = "s"."SEGMENT_ID" AND "t"."ID" = "s"."ID"
 WHEN MATCHED AND (
-  "t"."joined" IS NULL OR "s"."joined" > "t"."joined"
+  "t"."JOINED" IS NULL OR "s"."JOINED" > "t"."JOINED"
 ) THEN UPDATE SET
-  "segment_id" = "s"."segment_id",
-  "id" = "s"."id",
-  "joined" = "s"."joined"
-WHEN NOT MATCHED THEN INSERT ("segment_id", "id", "joined") VALUES ("s"."segment_id", "s"."id", "s"."joined")
+  "SEGMENT_ID" = "s"."SEGMENT_ID",
+  "ID" = "s"."ID",
+  "JOINED" = "s"."JOINED"
+WHEN NOT MATCHED THEN INSERT ("SEGMENT_ID", "ID", "JOINED") VALUES ("s"."SEGMENT_ID", "s"."ID", "s"."JOINED");

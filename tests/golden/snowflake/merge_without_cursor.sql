@@ -1,43 +1,43 @@
-MERGE INTO "klaviyo"."kl_profiles" AS "t"
+MERGE INTO "KLAVIYO"."KL_PROFILES" AS "t"
 USING (
   SELECT
-    "id",
-    "updated",
-    "email",
-    "score",
-    "subscribed",
-    "count",
-    "properties"
+    "ID",
+    "UPDATED",
+    "EMAIL",
+    "SCORE",
+    "SUBSCRIBED",
+    "COUNT",
+    "PROPERTIES"
   FROM (
     SELECT
-      CAST("id" AS VARCHAR) AS "id",
-      CAST("updated" AS TIMESTAMPTZ) AS "updated",
-      CAST("email" AS VARCHAR) AS "email",
-      CAST("score" AS DOUBLE) AS "score",
-      CAST("subscribed" AS BOOLEAN) AS "subscribed",
-      CAST("count" AS BIGINT) AS "count",
-      PARSE_JSON("properties") AS "properties",
-      ROW_NUMBER() OVER (PARTITION BY "id" ORDER BY "__klx_seq" DESC NULLS LAST) AS "__klx_rank"
+      CAST("ID" AS VARCHAR) AS "ID",
+      CAST("UPDATED" AS TIMESTAMPTZ) AS "UPDATED",
+      CAST("EMAIL" AS VARCHAR) AS "EMAIL",
+      CAST("SCORE" AS DOUBLE) AS "SCORE",
+      CAST("SUBSCRIBED" AS BOOLEAN) AS "SUBSCRIBED",
+      CAST("COUNT" AS BIGINT) AS "COUNT",
+      PARSE_JSON("PROPERTIES") AS "PROPERTIES",
+      ROW_NUMBER() OVER (PARTITION BY "ID" ORDER BY "__klx_seq" DESC NULLS LAST) AS "__klx_rank"
     FROM "__klx_batch"
   ) AS "ranked"
   WHERE
     "__klx_rank" = 1
 ) AS "s"
-ON "t"."id" = "s"."id"
+ON "t"."ID" = "s"."ID"
 WHEN MATCHED THEN UPDATE SET
-  "id" = "s"."id",
-  "updated" = "s"."updated",
-  "email" = "s"."email",
-  "score" = "s"."score",
-  "subscribed" = "s"."subscribed",
-  "count" = "s"."count",
-  "properties" = "s"."properties"
-WHEN NOT MATCHED THEN INSERT ("id", "updated", "email", "score", "subscribed", "count", "properties") VALUES (
-  "s"."id",
-  "s"."updated",
-  "s"."email",
-  "s"."score",
-  "s"."subscribed",
-  "s"."count",
-  "s"."properties"
-)
+  "ID" = "s"."ID",
+  "UPDATED" = "s"."UPDATED",
+  "EMAIL" = "s"."EMAIL",
+  "SCORE" = "s"."SCORE",
+  "SUBSCRIBED" = "s"."SUBSCRIBED",
+  "COUNT" = "s"."COUNT",
+  "PROPERTIES" = "s"."PROPERTIES"
+WHEN NOT MATCHED THEN INSERT ("ID", "UPDATED", "EMAIL", "SCORE", "SUBSCRIBED", "COUNT", "PROPERTIES") VALUES (
+  "s"."ID",
+  "s"."UPDATED",
+  "s"."EMAIL",
+  "s"."SCORE",
+  "s"."SUBSCRIBED",
+  "s"."COUNT",
+  "s"."PROPERTIES"
+);

@@ -1,5 +1,5 @@
-CREATE TABLE IF NOT EXISTS "klaviyo"."kl_klx_state" (
-  "stream" VARCHAR,
-  "state" VARCHAR,
-  "updated_at" TIMESTAMPTZ
-)
+CREATE TABLE IF NOT EXISTS "KLAVIYO"."KL_KLX_STATE" (
+  "STREAM" VARCHAR,
+  "STATE" VARCHAR,
+  "UPDATED_AT" TIMESTAMPTZ
+);

@@ -1,13 +1,13 @@
-MERGE INTO "klaviyo"."kl_klx_state" AS "t"
+MERGE INTO "KLAVIYO"."KL_KLX_STATE" AS "t"
 USING (
   SELECT
-    CAST(? AS VARCHAR) AS "stream",
-    CAST(? AS VARCHAR) AS "state",
-    CURRENT_TIMESTAMP() AS "updated_at"
+    CAST(? AS VARCHAR) AS "STREAM",
+    CAST(? AS VARCHAR) AS "STATE",
+    CURRENT_TIMESTAMP() AS "UPDATED_AT"
 ) AS "s"
-ON "t"."stream" = "s"."stream"
+ON "t"."STREAM" = "s"."STREAM"
 WHEN MATCHED THEN UPDATE SET
-  "stream" = "s"."stream",
-  "state" = "s"."state",
-  "updated_at" = "s"."updated_at"
-WHEN NOT MATCHED THEN INSERT ("stream", "state", "updated_at") VALUES ("s"."stream", "s"."state", "s"."updated_at")
+  "STREAM" = "s"."STREAM",
+  "STATE" = "s"."STATE",
+  "UPDATED_AT" = "s"."UPDATED_AT"
+WHEN NOT MATCHED THEN INSERT ("STREAM", "STATE", "UPDATED_AT") VALUES ("s"."STREAM", "s"."STATE", "s"."UPDATED_AT");

@@ -1,0 +1,122 @@
+"""PostgreSQL (psycopg 3): COPY each batch into a temporary table, then MERGE it and the state in one transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import pyarrow as pa
+from sqlglot import exp
+
+from engine import sql
+from engine.destinations import DestinationConfig, check_options, destination, option_where
+from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
+from engine.errors import ConfigError, WarehouseError
+from engine.schema import Column, ColumnType
+
+if TYPE_CHECKING:
+    import psycopg
+
+DIALECT = "postgres"
+OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout")
+_MERGE_SINCE = 150000  # MERGE exists from PostgreSQL 15; older servers upsert by DELETE + INSERT
+
+
+@destination("postgres")
+class PostgresDestination(SqlDestination):
+    """A PostgreSQL database; tables live in `schema` (created if missing), state in <prefix>klx_state."""
+
+    dialect = DIALECT
+
+    def __init__(self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "") -> None:
+        import psycopg  # only a PostgreSQL run pays for the driver
+
+        self._psycopg = psycopg
+        self.driver_errors = (psycopg.Error,)
+        self.schema = self.name(schema)
+        self.table_prefix = table_prefix
+        where = _describe(connection, dsn)
+        try:
+            # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
+            self._con = psycopg.connect(dsn or "", autocommit=True, options="-c TimeZone=UTC", **connection)
+        except psycopg.Error as err:
+            raise WarehouseError(
+                f"cannot connect to PostgreSQL {where}: {str(err).strip().splitlines()[0]}",
+                hint="check destination.host, port, user, password and database (or dsn), and that the server accepts connections",
+            ) from err
+        self.upsert_form = "merge" if self._con.info.server_version >= _MERGE_SINCE else "delete_insert"
+        self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+
+    @classmethod
+    def from_config(cls, config: DestinationConfig) -> PostgresDestination:
+        """Validate the connection keys (`dsn`, or host/port/user/password/database) and `schema`, then connect."""
+        check_options(config, allowed=OPTIONS)
+        options = dict(config.options)
+        for key, value in options.items():
+            wanted = int if key in ("port", "connect_timeout") else str
+            if not isinstance(_reveal(value), wanted):
+                raise ConfigError(f"destination.{key}: must be {'a number' if wanted is int else 'a string'}", where=option_where(config, key))
+        if "dsn" not in options and "database" not in options:
+            raise ConfigError("destination.database: required for 'postgres' (or give a dsn)", where=config.where)
+        connection = {
+            {"database": "dbname"}.get(key, key): _reveal(value) for key, value in options.items() if key not in ("dsn", "schema")
+        }
+        dsn = _reveal(options["dsn"]) if "dsn" in options else None
+        return cls(connection=connection, dsn=dsn, schema=options.get("schema", "public"), table_prefix=config.table_prefix)
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        """The open connection, for reading loaded tables (tests)."""
+        return self._con
+
+    def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Execute one statement and fetch its rows."""
+        cursor = self._con.execute(text, list(params) or None)
+        return cursor.fetchall() if cursor.description else []
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT; ROLLBACK on any exception (DDL included: PostgreSQL's DDL is transactional)."""
+        with self._con.transaction():
+            yield
+
+    def rollback(self) -> None:
+        """Nothing to do: psycopg's transaction block has rolled back on the way out."""
+
+    @contextlib.contextmanager
+    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
+        """`batch` COPYed into a temporary table of the session; dropped afterwards."""
+        declared = {c.name: c for c in columns}
+        staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
+        self.execute("DROP TABLE", name, sql.drop_table(name))
+        self.execute("CREATE TABLE", name, sql.create_temporary_table(name, staged, DIALECT))
+        names = [sql.ident(c.name) for c in staged]
+        copy = exp.Copy(this=exp.Schema(this=sql.table(name), expressions=names), kind=True, files=[exp.var("STDIN")])
+        try:
+            with self._con.cursor() as cursor, cursor.copy(sql.render(copy, DIALECT)) as writer:
+                for row in zip(*(column.to_pylist() for column in batch.columns)):
+                    writer.write_row(row)
+        except self._psycopg.Error as err:
+            raise WarehouseError(f"COPY into the staging table of {self.schema} failed: {str(err).strip().splitlines()[0]}") from err
+        try:
+            yield name
+        finally:
+            if not self._con.closed and self._con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
+                self.execute("DROP TABLE", name, sql.drop_table(name))
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._con.close()
+
+
+def _reveal(value: Any) -> Any:
+    """A Secret's value (config wraps passwords and DSNs), anything else as it is."""
+    return value.reveal() if hasattr(value, "reveal") else value
+
+
+def _describe(connection: dict[str, Any], dsn: str | None) -> str:
+    """host:port/database for messages; never the password or the DSN (it may hold one)."""
+    if dsn is not None:
+        return "(destination.dsn)"
+    host, port = connection.get("host", "localhost"), connection.get("port", 5432)
+    return f"at {host}:{port}/{connection.get('dbname', '')}"

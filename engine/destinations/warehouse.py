@@ -1,0 +1,266 @@
+"""What every SQL destination shares: run sqlglot statements, evolve and adopt tables, upsert, state, shadow swaps.
+
+A destination module supplies only its connection: how to run one statement, how to stage a batch as a table,
+and its transactions. Everything a dialect does differently is data in engine/dialects.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, ContextManager, Sequence
+
+import pyarrow as pa
+from sqlglot import exp
+
+from engine import sql
+from engine.errors import WarehouseError
+from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
+from engine.state import decode_state
+
+SHADOW_SUFFIX = "__klx_shadow"  # replace loads fill <table>__klx_shadow, then swap it in
+STAGING_TABLE = "__klx_batch"  # the batch as a table (or view) the upsert reads from
+DELETES_TABLE = "__klx_deletes"  # keys to delete, staged for the DELETE to read
+
+
+class SqlDestination:
+    """Base of the SQL destinations; see base.Destination for what the engine calls."""
+
+    dialect: str
+    schema: str
+    table_prefix: str
+    driver_errors: tuple[type[BaseException], ...] = ()
+    upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
+    _state_ready = False
+
+    # --- what a destination module supplies -------------------------------------------------------------
+    def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Execute one statement and return its rows (empty when it returns none)."""
+        raise NotImplementedError
+
+    def transaction(self) -> ContextManager[None]:
+        """BEGIN … COMMIT; ROLLBACK on any exception."""
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        raise NotImplementedError
+
+    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> ContextManager[str]:
+        """`batch` (typed as `columns`, plus any column not in them as BIGINT) readable as the yielded table name."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------------------
+    def name(self, name: str) -> str:
+        """`name` as this warehouse stores it (case folding, length)."""
+        return sql.rules(self.dialect).identifier(name)
+
+    def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; a refusal becomes a WarehouseError naming table and statement."""
+        try:
+            return self.run_sql(sql.render(statement, self.dialect), list(params))
+        except self.driver_errors as err:
+            raise WarehouseError(f"{kind} on table {self.schema}.{table} failed: {_first_line(err)}") from err
+
+    def execute_ddl(self, statements: Sequence[tuple[str, str, exp.Expr]]) -> None:
+        """Run (kind, table, statement) triples; callers pass DDL only."""
+        for kind, table, statement in statements:
+            self.execute(kind, table, statement)
+
+    def columns_of(self, table: str) -> dict[str, exp.DataType]:
+        """The columns of `table` in order with their types; empty when the table does not exist."""
+        rows = self.execute("READ COLUMNS", table, sql.table_columns(), (self.schema, table))
+        return {row[0]: sql.reported_type(row[1], row[2], row[3], self.dialect) for row in rows}
+
+    def ensure_state_table(self) -> None:
+        """CREATE the state table once per run (outside any transaction: DDL commits on some warehouses)."""
+        if not self._state_ready:
+            table = sql.state_table(self.table_prefix, self.dialect)
+            self.execute("CREATE TABLE", table, sql.create_state_table(self.table_prefix, self.dialect, schema=self.schema))
+            self._state_ready = True
+
+    def read_state(self, stream: str) -> dict[str, Any] | None:
+        """The state last saved for `stream`, or None."""
+        table = sql.state_table(self.table_prefix, self.dialect)
+        if not self.columns_of(table):
+            return None
+        found = self.execute("READ STATE", table, sql.select_state(self.table_prefix, self.dialect, schema=self.schema), (stream,))
+        return decode_state(found[0][0], stream=stream, table=f"{self.schema}.{table}") if found else None
+
+    def count_rows(self, table: str) -> int:
+        """How many rows `table` holds; 0 when it does not exist (the empty-refresh guard asks)."""
+        table = self.name(table)
+        if not self.columns_of(table):
+            return 0
+        [(count,)] = self.execute("COUNT ROWS", table, sql.count_rows(table, schema=self.schema))
+        return count
+
+    def save_state(self, stream: str, state: dict[str, Any]) -> None:
+        """Upsert the state row of `stream`; runs inside the caller's transaction."""
+        table, text = sql.state_table(self.table_prefix, self.dialect), json.dumps(state)
+        for statement in sql.upsert_state(self.table_prefix, self.dialect, schema=self.schema, form=self.upsert_form):
+            self.execute("STATE UPSERT", table, statement, sql.state_parameters(statement, stream, text))
+
+    def begin(self, stream: str, table: TableSpec, *, replace: bool) -> SqlLoad:
+        """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
+        return SqlLoad(self, stream, table, replace=replace)
+
+
+class SqlLoad:
+    """One stream's load; see base.TableLoad."""
+
+    def __init__(self, dest: SqlDestination, stream: str, table: TableSpec, *, replace: bool) -> None:
+        self._dest = dest
+        self._stream = stream
+        self._spec = table
+        self._table = TableSpec(
+            name=dest.name(table.name),
+            primary_key=tuple(dest.name(k) for k in table.primary_key),
+            cursor=dest.name(table.cursor) if table.cursor else None,
+        )
+        self._replace = replace
+        self._target = self._table.name
+        shadow = dest.name(table.name + SHADOW_SUFFIX)
+        self._into = shadow if replace else self._target
+        self._columns: list[Column] = []
+        dest.ensure_state_table()
+        # A full refresh killed before its swap leaves the shadow behind: drop it, whatever this run's mode.
+        dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
+        if replace and dest.columns_of(self._target):
+            # The shadow starts with every column of the target, so no column disappears on swap.
+            dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
+
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> None:
+        """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
+
+        `deletes` (primary-key columns only) comes after the upsert: a key the source dropped since it was
+        last read goes, even if an older copy of it is in `batch`.
+        """
+        known = {c.name for c in columns}
+        unknown = [name for name in batch.column_names if name not in known]
+        needed = [*self._spec.primary_key, *([self._spec.cursor] if self._spec.cursor else [])]
+        missing = [name for name in needed if name not in batch.column_names]
+        if unknown or missing:
+            raise ValueError(f"batch for {self._spec.name}: columns {unknown} not declared, key or cursor {missing} absent")
+        dest = self._dest
+        columns = [Column(name=dest.name(c.name), type=c.type) for c in columns]
+        batch = batch.rename_columns([dest.name(n) for n in batch.column_names])
+        self._columns = columns
+        # A column without a value in this batch travels as text: NULL casts from text into any type.
+        empty = {n for n in batch.column_names if batch.column(n).null_count == batch.num_rows}
+        declared = {c.name: c for c in columns}
+        staged_columns = [Column(name=n, type=ColumnType.TEXT) if n in empty else declared[n] for n in batch.column_names]
+        arrays = [pa.nulls(batch.num_rows, pa.string()) if n in empty else batch.column(n) for n in batch.column_names]
+        arrays.append(pa.array(range(batch.num_rows), pa.int64()))
+        staged = pa.Table.from_arrays(arrays, names=[*batch.column_names, sql.SEQ_COLUMN])
+        ddl_first = not sql.rules(dest.dialect).transactional_ddl
+        gone = deletes if deletes is not None and deletes.num_rows and self._table.primary_key else None
+        with contextlib.ExitStack() as stack:
+            staging = stack.enter_context(dest.staged(staged, staged_columns))
+            keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
+            types = self._evolve(columns, empty) if ddl_first else {}
+            with dest.transaction():
+                if not ddl_first:
+                    types = self._evolve(columns, empty)
+                if batch.num_rows:
+                    self._load(staging, staged_columns, types)
+                if keys is not None:
+                    delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema)
+                    dest.execute("DELETE", self._into, delete)
+                dest.save_state(self._stream, state)
+
+    def _staged_keys(self, deletes: pa.Table) -> ContextManager[str]:
+        """The keys to delete, staged like a batch (their names folded like every column)."""
+        keys = deletes.rename_columns([self._dest.name(n) for n in deletes.column_names])
+        arrow_to_type = {arrow: ctype for ctype, arrow in reversed(list(ARROW_TYPES.items()))}
+        columns = [Column(name=f.name, type=arrow_to_type.get(f.type, ColumnType.TEXT)) for f in keys.schema]
+        return self._dest.staged(keys, columns, DELETES_TABLE)
+
+    def finish(self, state: dict[str, Any]) -> None:
+        """Make the load visible (a replace swaps the shadow in) and save `state`, in one transaction."""
+        dest, schema = self._dest, self._dest.schema
+        ddl: list[tuple[str, str, exp.Expr]] = []
+        if self._replace and dest.columns_of(self._into):
+            exists = bool(dest.columns_of(self._target))
+            swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=exists, schema=schema)
+            ddl = [("SWAP IN", self._target, statement) for statement in swap]
+        elif self._columns and not dest.columns_of(self._target):
+            ddl = [("CREATE TABLE", self._target, sql.create_table(self._target, self._columns, dest.dialect, schema=schema))]
+        if not sql.rules(dest.dialect).transactional_ddl:
+            dest.execute_ddl(ddl)
+            ddl = []
+        with dest.transaction():
+            dest.execute_ddl(ddl)
+            dest.save_state(self._stream, state)
+
+    def abort(self) -> None:
+        """Roll back anything open and drop the shadow; the target table is left as it was."""
+        self._dest.rollback()
+        if self._replace:
+            self._dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=self._dest.schema))
+
+    def _evolve(self, columns: Sequence[Column], empty: set[str]) -> dict[str, exp.DataType]:
+        """Create the table or add and widen its columns; the column type each staged value is cast into.
+
+        An existing column keeps its type when it holds the incoming values (a RudderStack table's TIMESTAMP
+        without time zone, VARCHAR, NUMERIC); otherwise it widens like any klx column. Only a type klx cannot
+        write to at all stops the run. `empty` names the columns without a value in this batch.
+        """
+        dest, into, schema, dialect = self._dest, self._into, self._dest.schema, self._dest.dialect
+        existing = dest.columns_of(into)
+        if not existing:
+            dest.execute("CREATE TABLE", into, sql.create_table(into, columns, dialect, schema=schema))
+        types: dict[str, exp.DataType] = {}
+        for column in columns:
+            dtype = existing.get(column.name)
+            if dtype is None:
+                if existing:
+                    dest.execute("ADD COLUMN", into, sql.add_column(into, column, dialect, schema=schema))
+                types[column.name] = sql.data_type(column.type, dialect)
+            elif column.name in empty or sql.column_type_of(dtype, dialect) is column.type:
+                types[column.name] = dtype  # a batch without values says nothing about the type
+            elif sql.holds(dtype, column.type) and sql.column_type_of(dtype, dialect) is None:
+                types[column.name] = dtype  # a type klx does not create (adopted table) is kept while it fits
+            elif (current := sql.family(dtype)) is None:
+                raise self._conflict(column, dtype)
+            else:
+                count = sql.count_values(into, column.name, schema=schema)
+                [(values,)] = dest.execute("COUNT VALUES", into, count)
+                wanted = column.type if values == 0 else sql.widest(current, column.type)
+                if wanted is current:
+                    types[column.name] = dtype
+                    continue
+                for statement in sql.widen_column(into, Column(name=column.name, type=wanted), dialect, schema=schema):
+                    dest.execute("WIDEN COLUMN", into, statement)
+                types[column.name] = sql.data_type(wanted, dialect)
+        return types
+
+    def _conflict(self, column: Column, dtype: exp.DataType) -> WarehouseError:
+        dialect, schema = self._dest.dialect, self._dest.schema
+        found, wanted = dtype.sql(dialect), sql.data_type(column.type, dialect).sql(dialect)
+        fix = sql.render(sql.widen_column(self._into, column, dialect, schema=schema)[0], dialect)
+        return WarehouseError(
+            f"column {column.name!r} of table {schema}.{self._into} has type {found}, "
+            f"which cannot hold the {column.type.value} values klx loads into it (klx creates {wanted})",
+            hint=f"change the column's type, e.g. {fix}, or drop the column, then sync again",
+        )
+
+    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> None:
+        """Upsert the staged batch into the table, newest cursor per key (append when there is no key)."""
+        dest, table, names = self._dest, self._table, [c.name for c in columns]
+        rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dest.dialect, existing=into)
+        if not table.primary_key:
+            dest.execute("INSERT", self._into, sql.append(self._into, rows, names, schema=dest.schema))
+            return
+        upsert = sql.upsert(self._into, rows, names, table.primary_key, table.cursor, dest.dialect, schema=dest.schema, form=dest.upsert_form)
+        for statement in upsert:
+            dest.execute("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), self._into, statement)
+
+
+def _first_line(err: BaseException) -> str:
+    """A driver's message without the multi-line context some drivers append (LINE 1: …, caret lines)."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,97 @@
+"""What differs between warehouses, as data: types, identifier rules, upsert and swap forms."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from engine.schema import ColumnType
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dialect:
+    """One warehouse's SQL rules; `name` is also the sqlglot dialect."""
+
+    name: str
+    types: Mapping[ColumnType, str]  # the type klx creates for each ColumnType, in this dialect's spelling
+    max_identifier: int  # bytes; longer names are shortened by identifier(), never cut silently by the server
+    upper: bool = False  # Snowflake folds unquoted names to upper case: store them that way so `select id` works
+    parse_json: bool = False  # CAST(text AS <json type>) would store a string: use PARSE_JSON instead
+    upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
+    swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
+    transactional_ddl: bool = True  # False: DDL commits the open transaction, so it runs before BEGIN
+
+    def identifier(self, name: str) -> str:
+        """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
+        name = name.upper() if self.upper else name
+        encoded = name.encode()
+        if len(encoded) <= self.max_identifier:
+            return name
+        digest = hashlib.sha1(encoded).hexdigest()[:8]
+        head = encoded[: self.max_identifier - 9].decode(errors="ignore")  # never split a UTF-8 character
+        return f"{head}_{digest.upper() if self.upper else digest}"
+
+
+def _types(**names: str) -> Mapping[ColumnType, str]:
+    return MappingProxyType({ColumnType[key.upper()]: value for key, value in names.items()})
+
+
+DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect(
+            name="duckdb",
+            types=_types(boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE", timestamp="TIMESTAMPTZ", text="VARCHAR", json="JSON"),
+            max_identifier=255,
+        ),
+        Dialect(
+            name="postgres",
+            types=_types(
+                boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE PRECISION", timestamp="TIMESTAMPTZ", text="TEXT", json="JSONB"
+            ),
+            max_identifier=63,  # NAMEDATALEN - 1; PostgreSQL cuts longer names silently
+        ),
+        Dialect(
+            name="snowflake",
+            types=_types(
+                boolean="BOOLEAN", bigint="BIGINT", double="FLOAT", timestamp="TIMESTAMP_TZ", text="VARCHAR", json="VARIANT"
+            ),
+            max_identifier=255,
+            upper=True,
+            parse_json=True,
+            swap="swap",
+            transactional_ddl=False,
+        ),
+        Dialect(
+            name="bigquery",
+            types=_types(boolean="BOOL", bigint="INT64", double="FLOAT64", timestamp="TIMESTAMP", text="STRING", json="JSON"),
+            max_identifier=300,
+            parse_json=True,
+            transactional_ddl=False,
+        ),
+        Dialect(
+            name="redshift",
+            types=_types(
+                boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE PRECISION", timestamp="TIMESTAMPTZ", text="VARCHAR(65535)", json="SUPER"
+            ),
+            max_identifier=127,
+            parse_json=True,
+            upsert="delete_insert",  # Redshift's MERGE allows one source row per target row and few clauses
+        ),
+        Dialect(
+            name="databricks",
+            types=_types(boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE", timestamp="TIMESTAMP", text="STRING", json="STRING"),
+            max_identifier=255,
+            transactional_ddl=False,
+        ),
+    )
+}
+
+
+def dialect(name: str) -> Dialect:
+    """The rules of dialect `name`; KeyError names the known ones."""
+    if name not in DIALECTS:
+        raise KeyError(f"unknown dialect {name!r}; known: {', '.join(sorted(DIALECTS))}")
+    return DIALECTS[name]

@@ -1,0 +1,2 @@
+ALTER TABLE `klaviyo`.`kl_profiles`
+ADD COLUMN `phone` STRING;

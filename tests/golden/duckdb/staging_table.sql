@@ -1,0 +1,9 @@
+CREATE TEMPORARY TABLE "__klx_batch" (
+  "id" TEXT,
+  "updated" TIMESTAMPTZ,
+  "email" TEXT,
+  "score" DOUBLE,
+  "subscribed" BOOLEAN,
+  "count" BIGINT,
+  "properties" TEXT
+);

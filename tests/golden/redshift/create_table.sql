@@ -1,0 +1,9 @@
+CREATE TABLE "klaviyo"."kl_profiles" (
+  "id" VARCHAR(65535),
+  "updated" TIMESTAMP WITH TIME ZONE,
+  "email" VARCHAR(65535),
+  "score" DOUBLE PRECISION,
+  "subscribed" BOOLEAN,
+  "count" BIGINT,
+  "properties" SUPER
+);

@@ -1,0 +1,156 @@
+"""PostgreSQL: config keys, connection errors, both upsert forms, and the same simulator sync as DuckDB, row for row."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Config
+from engine.destinations import build_destination
+from engine.errors import ConfigError, WarehouseError
+from engine.rows import LOAD_COLUMNS
+from engine.run import run
+from engine.schema import ColumnType
+from engine import sql
+from klaviyo_sim import Simulator
+from tests.klx_testing import ALL_RESOURCES, SIM_NOW, START_DATE, default_modes, key_of, write_config
+from tests.test_sql_destinations import COLUMNS, PROFILES, batch, ts
+from tests.warehouses import POSTGRES, open_warehouse, pg_schema, require_postgres  # noqa: F401  (fixture)
+
+
+def postgres_config(tmp_path: Path, schema: str, resources: dict[str, str], *, base_url: str = "http://127.0.0.1:1",
+                    connection: list[str] | None = None) -> Path:
+    lines = ["source:", "  api_key: ${KLAVIYO_API_KEY}", f"  start_date: {START_DATE}", f"  base_url: {base_url}",
+             "destination:", "  type: postgres", "  table_prefix: kl_", f"  schema: {schema}"]
+    lines += connection or ["  host: 127.0.0.1", "  port: 5432", "  user: postgres", "  password: ${PG_PASSWORD}", "  database: test"]
+    lines += ["resources:", *(f"  {name}: {mode}" for name, mode in resources.items())]
+    path = tmp_path / "postgres.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+ENV = {"KLAVIYO_API_KEY": "pk_test", "PG_PASSWORD": "s3cret-pw"}
+
+
+def test_password_comes_from_an_environment_variable_and_never_shows(tmp_path: Path, pg_schema: str) -> None:
+    config = Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}), env=ENV)
+    assert "s3cret-pw" not in repr(config.destination)
+    dest = build_destination(config.destination)
+    try:
+        assert dest.read_state("lists") is None
+        assert dest.columns_of(sql.state_table("kl_", "postgres")) == {}  # schema created, state table not yet
+    finally:
+        dest.close()
+
+
+def test_unset_password_variable_is_a_config_error(tmp_path: Path) -> None:
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"})
+    with pytest.raises(ConfigError, match=r"postgres.yaml:\d+: destination.password: environment variable PG_PASSWORD is not set"):
+        Config.from_yaml(path, env={"KLAVIYO_API_KEY": "pk_test"})
+
+
+def test_dsn_connects_too(tmp_path: Path, pg_schema: str) -> None:
+    path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"},
+                           connection=["  dsn: postgresql://postgres@127.0.0.1:5432/test"])
+    dest = build_destination(Config.from_yaml(path, env=ENV).destination)
+    dest.close()
+
+
+def test_unreachable_server_is_a_warehouse_error_without_the_password(tmp_path: Path) -> None:
+    require_postgres()
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=[
+        "  host: 127.0.0.1", "  port: 1", "  user: postgres", "  password: ${PG_PASSWORD}", "  database: test", "  connect_timeout: 2"])
+    with pytest.raises(WarehouseError) as raised:
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+    assert str(raised.value).startswith("cannot connect to PostgreSQL at 127.0.0.1:1/test: ")
+    assert "s3cret-pw" not in str(raised.value) + (raised.value.hint or "")
+
+
+def test_missing_database_is_a_config_error(tmp_path: Path) -> None:
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=["  host: 127.0.0.1"])
+    with pytest.raises(ConfigError, match="destination.database: required for 'postgres' \\(or give a dsn\\)"):
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+
+
+def test_servers_before_15_upsert_with_delete_and_insert(tmp_path: Path, pg_schema: str) -> None:
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    wh.dest.upsert_form = "delete_insert"  # what a PostgreSQL 14 server gets
+    for rows in ([{"id": "a", "updated": ts(2), "email": "new"}], [{"id": "a", "updated": ts(1), "email": "stale"},
+                                                                      {"id": "b", "updated": ts(1), "email": "b"}]):
+        load = wh.dest.begin("profiles", PROFILES, replace=False)
+        load.write(batch(COLUMNS, rows), COLUMNS, {"n": len(rows)})
+        load.finish({"n": len(rows)})
+    assert wh.query("select id, email from kl_profiles order by id") == [{"id": "a", "email": "new"}, {"id": "b", "email": "b"}]
+    assert wh.dest.read_state("profiles") == {"n": 2}
+    wh.dest.close()
+
+
+def test_long_table_names_are_shortened_before_postgres_cuts_them(tmp_path: Path, pg_schema: str) -> None:
+    wh = open_warehouse("postgres", tmp_path, pg_schema, prefix="a_rather_long_prefix_")
+    spec = PROFILES.__class__(name="a_rather_long_prefix_segments_profiles_with_a_much_longer_name_than_63", primary_key=("id",), cursor=None)
+    for replace in (False, True):
+        load = wh.dest.begin("s", spec, replace=replace)
+        load.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": None}]), COLUMNS, {})
+        load.finish({})
+    (row,) = wh.query("select table_name from information_schema.tables where table_schema = current_schema() and table_name like '%segments%'")
+    assert len(row["table_name"]) == 63 and row["table_name"] == sql.rules("postgres").identifier(spec.name)
+    wh.dest.close()
+
+
+# The same sync into DuckDB and PostgreSQL
+
+
+def _normalised(rows: list[dict[str, Any]], json_columns: set[str]) -> dict[tuple, dict[str, Any]]:
+    out = {}
+    for row in rows:
+        values = {k: v for k, v in row.items() if k not in LOAD_COLUMNS}
+        for name in json_columns & values.keys():
+            if isinstance(values[name], str):
+                values[name] = json.loads(values[name])
+        out[tuple(str(values[k]) for k in ("segment_id", "id") if k in values)] = values
+    return out
+
+
+def _compare(duck: Any, pg: Any, resource: str) -> None:
+    table = f"kl_rudder_{resource}"
+    json_columns = {n for n, t in duck.dest.columns_of(table).items() if sql.family(t) is ColumnType.JSON}
+    left = _normalised(duck.query(f'select * from "{table}"'), json_columns)
+    right = _normalised(pg.query(f'select * from "{table}"'), json_columns)
+    assert left.keys() == right.keys(), resource
+    assert left == right, resource
+    assert duck.types(table).keys() == pg.types(table).keys(), resource
+
+
+def test_same_simulator_sync_lands_identical_rows_in_duckdb_and_postgres(tmp_path: Path, pg_schema: str) -> None:
+    require_postgres()
+    from tests.warehouses import Warehouse
+
+    with Simulator(seed=5, scale=0.1, now=SIM_NOW) as sim:
+        env = {**ENV, "KLAVIYO_API_KEY": sim.api_key}
+        modes = default_modes()
+        duck_path = write_config(tmp_path, modes, base_url=sim.url, database=tmp_path / "klx.duckdb")
+        pg_path = postgres_config(tmp_path, pg_schema, modes, base_url=sim.url)
+        pg_path = pg_path.rename(tmp_path / "pg.yaml")
+        pg_path.write_text(pg_path.read_text().replace("table_prefix: kl_", "table_prefix: kl_"))
+        for path in (duck_path, pg_path):
+            run(Config.from_yaml(path, env=env), now=SIM_NOW, sleep=lambda s: None)
+        changed = {r: sim.mutate(r, update=3, create=2) for r in ("profiles", "campaigns", "lists")}
+        later = sim.clock() + timedelta(minutes=5)
+        for path in (duck_path, pg_path):
+            run(Config.from_yaml(path, env=env), now=later, sleep=lambda s: None)
+        duck = Warehouse("duckdb", build_destination(Config.from_yaml(duck_path, env=env).destination))
+        pg = Warehouse("postgres", build_destination(Config.from_yaml(pg_path, env=env).destination))
+        try:
+            for resource in ALL_RESOURCES:
+                _compare(duck, pg, resource)
+            for resource, change in changed.items():
+                ids = {r["id"] for r in pg.query(f"select id from kl_rudder_{resource}")}
+                assert set(change["created"]) <= ids, resource
+                assert ids == {key_of(resource, t)[0] for t in sim.truth(resource, START_DATE)}, resource
+        finally:
+            duck.dest.close()
+            pg.dest.close()

@@ -1,0 +1,172 @@
+"""Behaviour every SQL destination shares, run on DuckDB and on PostgreSQL: upsert, state, swaps, adoption."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from engine.errors import WarehouseError
+from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder
+from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
+from tests.warehouses import Warehouse, pg_schema, warehouse  # noqa: F401  (fixtures)
+
+PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
+COLUMNS = [
+    Column(name="id", type=ColumnType.TEXT),
+    Column(name="updated", type=ColumnType.TIMESTAMP),
+    Column(name="email", type=ColumnType.TEXT),
+]
+
+
+def ts(day: int, hour: int = 0) -> datetime:
+    return datetime(2024, 1, day, hour, tzinfo=timezone.utc)
+
+
+def batch(columns: list[Column], rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns]))
+
+
+def load(wh: Warehouse, data: list[dict[str, Any]], *, columns: list[Column] = COLUMNS, replace: bool = False,
+         state: dict[str, Any] | None = None, table: TableSpec = PROFILES) -> None:
+    run = wh.dest.begin("profiles", table, replace=replace)
+    run.write(batch(columns, data), columns, state or {})
+    run.finish(state or {})
+
+
+def profiles(wh: Warehouse, columns: str = "id, updated, email") -> list[dict[str, Any]]:
+    return wh.query(f"select {columns} from kl_profiles order by id")
+
+
+def test_upsert_keeps_the_greatest_cursor_per_key(warehouse: Warehouse) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(2), "email": "new"}, {"id": "b", "updated": ts(1), "email": "old"}])
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "stale"}, {"id": "b", "updated": ts(3), "email": "newer"},
+                     {"id": "b", "updated": ts(3), "email": "newest"}])
+    assert profiles(warehouse) == [
+        {"id": "a", "updated": ts(2), "email": "new"},
+        {"id": "b", "updated": ts(3), "email": "newest"},
+    ]
+
+
+def test_state_is_saved_with_the_rows_and_read_back(warehouse: Warehouse) -> None:
+    assert warehouse.dest.read_state("profiles") is None
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}], state={"cursor": {"": "2024-01-01"}})
+    assert warehouse.dest.read_state("profiles") == {"cursor": {"": "2024-01-01"}}
+
+
+def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
+    run = warehouse.dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(ValueError):
+        run.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "x"}]).drop(["updated"]), COLUMNS, {"n": 2})
+    run.abort()
+    assert profiles(warehouse) == [{"id": "a", "updated": ts(1), "email": "kept"}]
+    assert warehouse.dest.read_state("profiles") == {"n": 1}
+
+
+def test_full_refresh_swaps_in_only_the_new_rows(warehouse: Warehouse) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}, {"id": "b", "updated": ts(1), "email": None}])
+    load(warehouse, [{"id": "c", "updated": ts(2), "email": "c"}], replace=True)
+    assert [r["id"] for r in profiles(warehouse)] == ["c"]
+    assert "kl_profiles__klx_shadow" not in {r["table_name"] for r in warehouse.query(
+        "select table_name from information_schema.tables")}
+
+
+def test_aborted_full_refresh_leaves_the_old_table(warehouse: Warehouse) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}])
+    run = warehouse.dest.begin("profiles", PROFILES, replace=True)
+    run.write(batch(COLUMNS, [{"id": "z", "updated": ts(5), "email": None}]), COLUMNS, {})
+    run.abort()
+    assert [r["id"] for r in profiles(warehouse)] == ["a"]
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+def test_leftover_shadow_of_a_killed_full_refresh_is_dropped_at_the_next_run(warehouse: Warehouse, mode: str) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}])
+    warehouse.run("create table kl_profiles__klx_shadow (id varchar, junk varchar)")
+    load(warehouse, [{"id": "b", "updated": ts(2), "email": None}], replace=mode == "full_refresh")
+    tables = {r["table_name"] for r in warehouse.query("select table_name from information_schema.tables")}
+    assert "kl_profiles__klx_shadow" not in tables
+    assert "junk" not in warehouse.types("kl_profiles")
+
+
+def test_columns_widen_bigint_to_double_to_text(warehouse: Warehouse) -> None:
+    base = [*COLUMNS[:2]]
+    load(warehouse, [{"id": "a", "updated": ts(1), "n": 1}], columns=[*base, Column(name="n", type=ColumnType.BIGINT)])
+    load(warehouse, [{"id": "b", "updated": ts(1), "n": 1.5}], columns=[*base, Column(name="n", type=ColumnType.DOUBLE)])
+    load(warehouse, [{"id": "c", "updated": ts(1), "n": "x"}], columns=[*base, Column(name="n", type=ColumnType.TEXT)])
+    values = [r["n"] for r in warehouse.query("select n from kl_profiles order by id")]
+    assert float(values[0]) == 1 and values[1:] == ["1.5", "x"]  # 1.0 reads '1' on PostgreSQL, '1.0' on DuckDB
+
+
+def test_json_values_are_stored_as_json(warehouse: Warehouse) -> None:
+    columns = [*COLUMNS[:2], Column(name="props", type=ColumnType.JSON)]
+    load(warehouse, [{"id": "a", "updated": ts(1), "props": json.dumps({"k": [1, "two"]})}], columns=columns)
+    (row,) = warehouse.query("select props from kl_profiles")
+    stored = row["props"] if isinstance(row["props"], dict) else json.loads(row["props"])
+    assert stored == {"k": [1, "two"]}
+
+
+def test_hostile_field_names_round_trip_without_injection(warehouse: Warehouse) -> None:
+    records = [{"id": "a", "ID": "upper", 'a"; DROP TABLE x; --': "evil", "prénom 名前": "unicode", "x" * 300: 1,
+                "updated": "2024-01-01T00:00:00+00:00"}]
+    names = ColumnMap(None, reserved=LOAD_COLUMNS)
+    builder = RowBuilder(names, depth=2)
+    for record in records:
+        builder.add(record, ts(1))
+    data, columns = builder.take({"uuid_ts": ts(1), "context_sources_job_run_id": "j", "context_sources_task_run_id": "t"})
+    warehouse.run("create table x (keep int)")
+    load(warehouse, data.to_pylist(), columns=columns, table=PROFILES)
+    (row,) = warehouse.query("select * from kl_profiles")
+    landed = {k: v for k, v in row.items() if k not in LOAD_COLUMNS}
+    assert landed == {"id": "a", "id_2": "upper", "a_drop_table_x": "evil", "pr_nom": "unicode",
+                      names.name(("x" * 300,)): 1, "updated": ts(1)}
+    assert warehouse.query("select count(*) as n from x") == [{"n": 0}]  # the table named in the field still exists
+
+
+# Adopting RudderStack tables
+
+
+RUDDER_PROFILES = """create table kl_profiles (
+    id varchar(512), updated timestamp, email text, score numeric, count numeric(18, 0),
+    received_at timestamp, uuid_ts timestamp, legacy_column text
+)"""
+
+
+def test_rudderstack_table_is_adopted_with_its_types_and_extra_columns(warehouse: Warehouse) -> None:
+    warehouse.run(RUDDER_PROFILES)
+    warehouse.run("insert into kl_profiles (id, updated, email, legacy_column) values ('old', '2023-05-01 10:00:00', 'o', 'kept')")
+    before = warehouse.types("kl_profiles")
+    columns = [*COLUMNS, Column(name="score", type=ColumnType.DOUBLE), Column(name="count", type=ColumnType.BIGINT)]
+    load(warehouse, [{"id": "a", "updated": ts(2, 13), "email": "e", "score": 1.25, "count": 7}], columns=columns)
+    load(warehouse, [{"id": "a", "updated": ts(3, 9), "email": "e2", "score": 2.5, "count": 8}], columns=columns)
+    assert warehouse.types("kl_profiles") == before
+    rows = warehouse.query("select id, updated, email, score, count, legacy_column from kl_profiles order by id")
+    # TIMESTAMP without time zone holds the UTC wall time, as RudderStack wrote it.
+    assert rows == [
+        {"id": "a", "updated": datetime(2024, 1, 3, 9), "email": "e2", "score": Decimal("2.5") if warehouse.kind == "postgres" else 2.5,
+         "count": Decimal(8) if warehouse.kind == "postgres" else 8, "legacy_column": None},
+        {"id": "old", "updated": datetime(2023, 5, 1, 10), "email": "o", "score": None, "count": None, "legacy_column": "kept"},
+    ]
+
+
+def test_full_refresh_of_an_adopted_table_keeps_its_columns_and_types(warehouse: Warehouse) -> None:
+    warehouse.run(RUDDER_PROFILES)
+    before = warehouse.types("kl_profiles")
+    load(warehouse, [{"id": "a", "updated": ts(2), "email": "e"}], replace=True)
+    assert warehouse.types("kl_profiles") == before
+    assert profiles(warehouse) == [{"id": "a", "updated": datetime(2024, 1, 2), "email": "e"}]
+
+
+def test_a_real_type_conflict_names_table_column_both_types_and_the_fix(warehouse: Warehouse) -> None:
+    warehouse.run("create table kl_profiles (id varchar, updated date, email varchar)")
+    with pytest.raises(WarehouseError) as raised:
+        load(warehouse, [{"id": "a", "updated": ts(2), "email": "e"}])
+    message = str(raised.value)
+    assert "column 'updated' of table" in message and "kl_profiles has type DATE" in message
+    assert "timestamp values" in message and "TIMESTAMPTZ" in message
+    assert "ALTER TABLE" in raised.value.hint and '"updated"' in raised.value.hint
