@@ -170,3 +170,13 @@ def test_a_real_type_conflict_names_table_column_both_types_and_the_fix(warehous
     assert "column 'updated' of table" in message and "kl_profiles has type DATE" in message
     assert "timestamp values" in message and "TIMESTAMPTZ" in message
     assert "ALTER TABLE" in raised.value.hint and '"updated"' in raised.value.hint
+
+
+def test_deleted_keys_leave_the_table_in_the_same_transaction(warehouse: Warehouse) -> None:
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}, {"id": "b", "updated": ts(1), "email": None}])
+    run = warehouse.dest.begin("profiles", PROFILES, replace=False)
+    gone = pa.table({"id": pa.array(["a"], pa.string())})
+    run.write(batch(COLUMNS, [{"id": "c", "updated": ts(2), "email": None}]), COLUMNS, {"n": 2}, deletes=gone)
+    run.finish({"n": 2})
+    assert [r["id"] for r in profiles(warehouse)] == ["b", "c"]
+    assert warehouse.dest.read_state("profiles") == {"n": 2}
