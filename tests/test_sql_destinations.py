@@ -54,8 +54,8 @@ def test_upsert_keeps_the_greatest_cursor_per_key(warehouse: Warehouse) -> None:
 
 def test_state_is_saved_with_the_rows_and_read_back(warehouse: Warehouse) -> None:
     assert warehouse.dest.read_state("profiles") is None
-    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}], state={"cursor": {"": "2024-01-01"}})
-    assert warehouse.dest.read_state("profiles") == {"cursor": {"": "2024-01-01"}}
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": None}], state={"cursor": {"": "2024-01-01T00:00:00+00:00"}})
+    assert warehouse.dest.read_state("profiles") == {"cursor": {"": "2024-01-01T00:00:00+00:00"}}
 
 
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
