@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jmespath
 import requests
+import requests.adapters
 import urllib3
 
 from .config import Secret
@@ -96,9 +97,8 @@ class HttpClient:
             raise ApiError(f"base URL {_host(self.base_url)} is not an absolute http(s) URL") from None
         self.session = requests.Session()
         self.session.headers.update(api.headers)
-        for adapter in self.session.adapters.values():
-            # Pools that note which connection each request uses, so a deadline or close() can cut it.
-            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _Adapter())
         # The key is added per request, and only for the base URL's origin: never on the session, where
         # a next link or redirect to another host (or to http://) would carry it along.
         self.auth = {api.auth_header: api.auth_value.format(api_key=api_key.reveal())}
@@ -173,6 +173,7 @@ class HttpClient:
         finally:
             self.watchdog.finish(flight)
         status = response.status_code
+        log.info("GET %s (stream %s): %d, %d bytes in %.2fs", shown, stream, status, len(body), timeout - (flight.deadline - time.monotonic()))
         if status in self.api.retry.statuses:
             header = self.api.retry.retry_after_header
             raise _Transient(f"HTTP {status}", self._error(status, response.reason, body, stream, shown, scopes),
@@ -403,6 +404,24 @@ class _HTTPPool(_TracksConnection, urllib3.HTTPConnectionPool):
 
 class _HTTPSPool(_TracksConnection, urllib3.HTTPSConnectionPool):
     pass
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """Uses pools that note which connection each request gets, so a deadline or close() can cut it."""
+
+    POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """requests' pool manager with the tracking pools."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(self.POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        """The same through an HTTP(S) proxy (HTTPS_PROXY); SOCKS keeps its own pools and socket timeouts only."""
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(self.POOLS)
+        return manager
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

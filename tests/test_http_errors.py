@@ -322,7 +322,7 @@ def test_every_retry_is_logged_once_with_its_wait(caplog: pytest.LogCaptureFixtu
     with always(503, klaviyo_error(503, "down")) as api:
         with pytest.raises(ApiError):
             get(client(api.url, clock, max_attempts=3))
-    logged = [r.getMessage() for r in caplog.records if r.name == "klx.http"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "klx.http" and r.levelname == "WARNING"]
     assert logged == [f"HTTP 503 on GET /api/metrics?page[size]=10; retry {n}/2 in {w:.1f}s" for n, w in zip((1, 2), clock.slept)]
 
 
@@ -354,3 +354,18 @@ def test_request_limits_are_read_from_the_spec(tmp_path) -> None:
     path.write_text(text.replace(anchor, anchor + "    request_timeout_seconds: 30\n    total_seconds: 90\n", 1).replace("  records: data\n", "  records: data\n  max_response_mb: 16\n", 1))
     api = Spec.from_yaml(path).api
     assert (api.retry.request_timeout_seconds, api.retry.total_seconds, api.retry.max_wait_seconds, api.max_response_mb) == (30, 90, 60, 16)
+
+
+def test_with_verbose_every_request_is_logged_with_its_status_and_size(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="klx.http")
+    with always(200, {"data": []}) as api:
+        get(client(api.url))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "klx.http"]
+    assert re.fullmatch(r"GET /api/metrics\?page\[size\]=10 \(stream metrics\): 200, 12 bytes in \d+\.\d\ds", line)
+
+
+def test_requests_through_an_http_proxy_are_cut_the_same_way() -> None:
+    from engine.http import _Adapter, _HTTPSPool
+
+    manager = _Adapter().proxy_manager_for("http://127.0.0.1:3128")
+    assert manager.pool_classes_by_scheme["https"] is _HTTPSPool

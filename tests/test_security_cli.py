@@ -52,7 +52,7 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
             process.kill()
     assert process.returncode == 130
     assert err == "interrupted; committed batches are kept, the rest is rolled back\n"
-    assert took < 3
+    assert took < 5  # the hung request is cut, not waited for (its deadline is 120 s)
     # The three records of page 1 were in the open batch: rolled back, no table appeared.
     assert rows(database, "select table_name from information_schema.tables where table_name like '%metrics%'") == []
 
@@ -104,3 +104,14 @@ def test_verbose_works_before_and_after_the_subcommand(argv: list[str]) -> None:
 def test_flags_default_off_without_them() -> None:
     args = cli.build_parser().parse_args(["run", "c.yaml"])
     assert (args.verbose, args.debug) == (False, False)
+
+
+def test_log_lines_are_cleaned_and_masked() -> None:
+    import logging
+
+    from engine.config import Secret
+    from engine.errors import CleanFormatter
+
+    Secret(KEY)
+    record = logging.LogRecord("klx.http", logging.WARNING, __file__, 1, "retry %s\x1b[2J\nFAKE LINE", (KEY,), None)
+    assert CleanFormatter(logging.Formatter("%(levelname)s %(message)s")).format(record) == "WARNING retry *** FAKE LINE"

@@ -88,7 +88,7 @@ def test_a_succeeding_sync_shows_the_key_nowhere(sim: Simulator, tmp_path: Path,
                           database=tmp_path / "klx.duckdb", spec=fast_spec(tmp_path, attempts=4))
     result = (klx if flags[0] == "after" else klx_here)(tmp_path, config, KEY, flags)  # one real process, one fast
     assert result.returncode == 0, result.stderr
-    assert "retry 3/3" in result.stderr  # -v really logged
+    assert "retry 3/3" in result.stderr and "GET /api/profiles?" in result.stderr  # -v really logged
     assert leaks(KEY, tmp_path, result) == []
 
 
