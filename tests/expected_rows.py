@@ -19,13 +19,20 @@ from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
+import yaml
+
 from klaviyo_sim import Simulator
 from klaviyo_sim.jsonapi import dumps
+from tests.klx_testing import ROOT
 
 FLATTEN_DEPTH = 3  # README: nested objects are flattened up to three levels
 LOAD_COLUMNS = ("received_at", "uuid_ts", "context_sources_job_run_id", "context_sources_task_run_id")
 BASE = "http://truth.invalid"  # links in in-process answers point here; no request ever goes to it
 PROFILE_FIELDS = {"additional-fields[profile]": "subscriptions,predictive_analytics"}
+# What a stream's records are read from when it keeps only some (its events count all of them).
+READS = {"global_exclusions": "profiles"}
+# Endpoints without page[size] serve a fixed page (API-NOTES §3.7: metrics 200).
+FIXED_PAGE_SIZES = {"metrics": 200}
 ARCHIVED = tuple({"filter": f"equals(archived,{a})"} for a in ("false", "true"))
 
 
@@ -62,6 +69,7 @@ class Fetched:
     obj: dict[str, Any]
     parent_id: str | None
     included: dict[tuple[str, str], dict[str, Any]]
+    sequence: tuple[str | None, int]  # (parent id, partition index): the request sequence that served it
 
 
 class Truth:
@@ -70,12 +78,18 @@ class Truth:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self._fetched: dict[str, dict[tuple, Fetched]] = {}
+        self._sequences: dict[str, list[tuple[str | None, int]]] = {}
 
     def fetched(self, resource: str) -> dict[tuple, Fetched]:
         """Every record of `resource` the simulator serves, by primary key."""
         if resource not in self._fetched:
             self._fetched[resource] = self._fetch(resource)
         return self._fetched[resource]
+
+    def sequences(self, resource: str) -> list[tuple[str | None, int]]:
+        """Every request sequence of `resource` (parent id, partition index), empty ones included."""
+        self.fetched(resource)
+        return self._sequences[resource]
 
     def attributes(self, resource: str, id_: str) -> dict[str, Any]:
         """The attributes of one record of another resource (for included columns)."""
@@ -85,15 +99,17 @@ class Truth:
         source = SOURCES[resource]
         parents = [k[0] for k in self.fetched(source.parent)] if source.parent else [None]
         out: dict[tuple, Fetched] = {}
+        self._sequences[resource] = []
         for parent_id in parents:
             path = source.path.replace("{id}", parent_id or "")
-            for partition in source.partitions:
+            for index, partition in enumerate(source.partitions):
+                self._sequences[resource].append((parent_id, index))
                 for body in self._pages(path, {**source.params, **partition}):
                     included = {(r["type"], r["id"]): r for r in body.get("included", [])}
                     for obj in body["data"]:
                         key = (parent_id, obj["id"]) if parent_id else (obj["id"],)
                         assert key not in out, f"the simulator served {resource} {key} twice"
-                        out[key] = Fetched(obj, parent_id, included)
+                        out[key] = Fetched(obj, parent_id, included, (parent_id, index))
         return out
 
     def _pages(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -166,11 +182,39 @@ def row_of(record: Fetched, extra: dict[str, Any]) -> dict[tuple[str, ...], Any]
     return dict(flatten(top, ()))
 
 
+def truth_keys(sim: Simulator, resource: str, start_date: str) -> list[tuple]:
+    """The primary keys of the simulator's truth for `resource`."""
+    return [tuple(t[k] for k in ("segment_id", "id") if k in t) for t in sim.truth(resource, start_date)]
+
+
+def expected_figures(sim: Simulator, resource: str, start_date: str) -> tuple[int, int, int]:
+    """(events, rows, pages) a first sync of `resource` from `start_date` reports in its summary.
+
+    Events are the records the API returned (global exclusions read every profile), rows the records
+    kept, pages one per `page_size` records of each request sequence, and one for an empty sequence.
+    """
+    truth = Truth(sim)
+    fetched = truth.fetched(resource)
+    read = set(truth_keys(sim, READS.get(resource, resource), start_date))
+    size = page_size(resource)
+    per_sequence = Counter(f.sequence for k, f in fetched.items() if k in read)
+    pages = sum(max(1, -(-per_sequence[s] // size)) for s in truth.sequences(resource))
+    return sum(per_sequence.values()), len(truth_keys(sim, resource, start_date)), pages
+
+
+def page_size(resource: str) -> int:
+    """Records per page klx asks for (specs/klaviyo.yaml), or the API's fixed size where it takes none."""
+    streams = yaml.safe_load((ROOT / "specs" / "klaviyo.yaml").read_text())["streams"]
+    stream = streams[resource]
+    size = stream.get("page_size") or streams.get(stream.get("extends"), {}).get("page_size")
+    return size or FIXED_PAGE_SIZES[resource]
+
+
 def expected_rows(sim: Simulator, resource: str, start_date: str) -> dict[tuple, dict[str, Any]]:
     """Key -> {column: source value} for every record a correct sync of `resource` lands now."""
     truth = Truth(sim)
     fetched = truth.fetched(resource)
-    wanted = [tuple(t[k] for k in ("segment_id", "id") if k in t) for t in sim.truth(resource, start_date)]
+    wanted = truth_keys(sim, resource, start_date)
     missing = [k for k in wanted if k not in fetched]
     assert not missing, f"the simulator's truth names {resource} {missing[:3]} that its API does not serve"
     extra = EXTRA_COLUMNS.get(resource, lambda r, t: {})

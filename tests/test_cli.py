@@ -8,7 +8,8 @@ import pytest
 
 from engine.cli import main
 from klaviyo_sim import Simulator
-from tests.klx_testing import SIM_NOW, write_config
+from tests.expected_rows import expected_figures
+from tests.klx_testing import SIM_NOW, START_DATE, write_config
 
 SECRET = "pk_wrong_0123456789abcdefghijkl"
 
@@ -20,14 +21,19 @@ def sim():
 
 
 def test_run_prints_a_summary_per_stream_and_exits_0(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
-    config = write_config(tmp_path, {"lists": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    modes = {"campaigns": "incremental", "global_exclusions": "incremental", "lists": "incremental", "metrics": "full_refresh"}
+    config = write_config(tmp_path, modes, base_url=sim.url, database=tmp_path / "x.duckdb")
     monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["stream", "mode", "events", "rows", "pages", "seconds"]
-    assert [line.split()[:2] for line in out[1:3]] == [["lists", "incremental"], ["metrics", "full_refresh"]]
-    assert out[3].startswith("total")
-    assert out[4].startswith("run ") and "events in" in out[4]
+    # Exact figures from the simulator's truth: events are records returned (global exclusions read every
+    # profile and keep the suppressed ones), pages one per page_size of each partition (campaigns have six).
+    expected = {name: expected_figures(sim, name, START_DATE) for name in modes}
+    assert [line.split()[:5] for line in out[1:5]] == [[name, mode, *map(str, expected[name])] for name, mode in modes.items()]
+    totals = [sum(figures[i] for figures in expected.values()) for i in range(3)]
+    assert out[5].split()[:4] == ["total", *map(str, totals)]
+    assert out[6].startswith("run ") and f": {totals[0]} events in " in out[6]
 
 
 def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ApiError
-from engine.records import RecordReader
+from engine.records import RecordReader, parse_datetime
 from engine.spec import Spec
 from tests.klx_testing import SHARED, shared_file
 
@@ -74,3 +75,31 @@ def test_a_body_without_records_is_an_api_error() -> None:
     reader = RecordReader(SPEC.api, SPEC.streams["profiles"])
     with pytest.raises(ApiError, match=r"the response to GET /api/profiles \(stream profiles\) has no record list at 'data'"):
         reader.page_records({"errors": []}, "/api/profiles")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (1717509600, datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)),
+    (1717509600.25, datetime(2024, 6, 4, 14, 0, 0, 250000, tzinfo=timezone.utc)),
+    (0, datetime(1970, 1, 1, tzinfo=timezone.utc)),
+    ("2024-06-04T16:00:00+02:00", datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)),
+    ("2024-06-04T14:00:00", datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)),
+    ("2024-06-04", datetime(2024, 6, 4, tzinfo=timezone.utc)),
+])
+def test_epoch_seconds_and_iso_strings_parse_to_the_same_utc_instant(value, expected: datetime) -> None:
+    parsed = parse_datetime(value)
+    assert parsed == expected and parsed.tzinfo is timezone.utc
+
+
+@pytest.mark.parametrize("value", [True, None, "yesterday", "", [1717509600], {"t": 1}, float("nan")])
+def test_what_is_not_a_time_parses_to_none(value) -> None:
+    assert parse_datetime(value) is None
+
+
+def test_an_epoch_seconds_cursor_moves_the_cursor() -> None:
+    events = SPEC.streams["events"]
+    epoch = dataclasses.replace(events, cursor=dataclasses.replace(events.cursor, field="timestamp"))
+    reader = RecordReader(SPEC.api, epoch)
+    body = {"data": [{"type": "event", "id": "e1", "attributes": {"timestamp": 1717509600, "datetime": "2024-06-04T14:00:00+00:00"}}]}
+    (record,) = reader.records(body, reader.page_records(body, "/x"), {})
+    assert reader.cursor_value(record) == datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)
+

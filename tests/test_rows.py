@@ -118,6 +118,18 @@ def test_long_names_are_shortened_deterministically() -> None:
     assert name in rows2
 
 
+def test_a_long_name_is_cut_to_63_characters_ending_in_a_hash_of_the_whole_name() -> None:
+    columns = ColumnMap(None, reserved=LOAD_COLUMNS)
+    key = "a_really_long_property_name_that_keeps_going_and_going_past_the_limit"
+    # 54 characters of the name, "_", the first 8 hex digits of the SHA-1 of the whole name.
+    assert columns.name(("properties", key)) == "properties_a_really_long_property_name_that_keeps_goin_3e5d21dc"
+    assert columns.name(("properties", key + "_x")) == "properties_a_really_long_property_name_that_keeps_goin_9a44aff2"
+    assert columns.name(("properties", "a" * 52)) == "properties_" + "a" * 52  # exactly 63: kept whole
+    # A clash at the limit: the name is cut so that its suffix still fits.
+    assert columns.name(("properties_" + "a" * 52,)) == "properties_" + "a" * 50 + "_2"
+    assert all(len(name) <= 63 for name in columns.columns.values())
+
+
 def test_integers_beyond_64_bits_are_exact_text() -> None:
     rows, types, _ = build([{"id": "a", "n": 2**63 - 1, "m": -(2**63)}, {"id": "b", "n": 2**63, "m": -(2**63) - 1}])
     assert (types["n"], rows["n"]) == (ColumnType.TEXT, ["9223372036854775807", "9223372036854775808"])
