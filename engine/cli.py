@@ -12,6 +12,9 @@ from typing import Sequence
 from . import __version__
 from .errors import CleanFormatter, KlxError, clean, scrub
 
+LOG_FORMATS = ("text", "json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The klx argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _global_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every request and retry")
     parser.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
+    log_format = "text" if default is False else default
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=log_format, help="text (default) or json: one JSON object a line, for orchestrators")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,18 +101,22 @@ def _run(args: argparse.Namespace) -> int:
 
     config = Config.from_yaml(args.config)
     only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    summary = sync_once(config, only=only, full_refresh=args.full_refresh, allow_empty=args.allow_empty)
+    summary = sync_once(
+        config, only=only, full_refresh=args.full_refresh, allow_empty=args.allow_empty,
+        log_format=args.log_format, verbose=args.verbose, report=args.report,
+    )
     return summary.exit_code
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    return demo(args.config, scale=args.scale, seed=args.seed)
+    return demo(args.config, scale=args.scale, seed=args.seed, log_format=args.log_format, verbose=args.verbose)
 
 
 def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
-    """init (and the operating commands that follow): each command's logic lives in engine/commands/."""
+    """init, schedule and the other operating commands; each command's logic lives in engine/commands/."""
+    commands.choices["run"].add_argument("--report", type=Path, metavar="FILE", help="write what the run did (per stream) as JSON to FILE")
     init = commands.add_parser("init", help="write a starter config.yaml", description="Write the documented example config as a starter config.yaml.")
     init.add_argument("path", type=Path, nargs="?", default=Path("config.yaml"), help="file or folder to write (default: config.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -123,6 +132,11 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     schedule.add_argument("--now", action="store_true", help="also sync once right away")
     schedule.set_defaults(handler=_schedule)
 
+    runs = commands.add_parser("runs", help="list recent runs", description="List the recent runs recorded in <prefix>klx_runs, newest first.")
+    runs.add_argument("config", type=Path, help="path to config.yaml")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.set_defaults(handler=_runs)
+
 
 def _init(args: argparse.Namespace) -> int:
     from .starter import init
@@ -137,7 +151,13 @@ def _schedule(args: argparse.Namespace) -> int:
 
     if args.next is not None:
         return schedule.print_next(args.config, args.next)
-    return schedule.serve(args.config, run_now=args.now)
+    return schedule.serve(args.config, run_now=args.now, log_format=args.log_format, verbose=args.verbose)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .commands.runs import list_runs
+
+    return list_runs(args.config, limit=args.limit, as_json=args.log_format == "json")
 
 
 if __name__ == "__main__":  # pragma: no cover

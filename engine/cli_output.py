@@ -1,50 +1,58 @@
-"""The run summary as printed on the terminal."""
+"""The run summary as printed at the end of every run, and the run list of `klx runs`."""
 
 from __future__ import annotations
 
+import json
 import logging
-import sys
+from typing import TextIO
 
 from .errors import clean
+from .history import RunRecord
 from .run import RunSummary, StreamSummary
 
 log = logging.getLogger("klx.summary")
 MAX_LINE = 500  # characters of one failed stream's reason
+_HEADER = (
+    f"{'stream':<20} {'mode':<13} {'status':<7} {'events':>9} {'rows':>9} {'inserted':>9} {'updated':>9} "
+    f"{'pages':>7} {'requests':>8} {'retries':>7} {'429s':>5} {'waited':>7} {'seconds':>8}"
+)
 
 
-class SummaryPrinter:
-    """Prints each stream's line as it finishes (the header before the first one), then the total and failures."""
-
-    def __init__(self) -> None:
-        self.started = False
-
-    def stream(self, s: StreamSummary) -> None:
-        """One stream's summary line; a failed stream or rejected records are noted after the figures."""
-        if not self.started:
-            print(f"{'stream':<20} {'mode':<13} {'events':>9} {'rows':>9} {'pages':>7} {'seconds':>8}")
-            self.started = True
-        notes = (["FAILED"] if s.failed else []) + ([f"{s.rejected} rejected"] if s.rejected else [])
-        note = f"  {', '.join(notes)}" if notes else ""
-        print(f"{s.stream:<20} {s.mode:<13} {s.events:>9} {s.rows:>9} {s.pages:>7} {s.seconds:>8.2f}{note}", flush=True)
-
-    def total(self, summary: RunSummary) -> None:
-        """The run's total line and its rate; then one line on stderr per failed stream, saying why."""
-        seconds = sum(s.seconds for s in summary.streams)
-        rows = sum(s.rows for s in summary.streams)
-        pages = sum(s.pages for s in summary.streams)
-        print(f"{'total':<20} {'':<13} {summary.events:>9} {rows:>9} {pages:>7} {seconds:>8.2f}")
-        rate = summary.events / seconds if seconds else 0.0
-        counts = [
-            f"{n} {what}"
-            for n, what in ((len(summary.failed), "streams failed"), (summary.rejected, "records rejected"), (len(summary.warnings), "warnings"))
-            if n
-        ]
-        tail = f"; {', '.join(counts)}" if counts else ""
-        print(f"run {summary.job_run_id}: {summary.events} events in {seconds:.1f}s ({rate:,.0f} events/s){tail}", flush=True)
-        for s in summary.failed:
-            # Shown only with --debug (it turns the klx loggers to DEBUG); the formatter masks and scrubs it.
-            log.debug("stream %s failed", s.stream, exc_info=(type(s.error), s.error, s.error.__traceback__))
-            print(failure_line(s), file=sys.stderr)
+def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summary: RunSummary | None = None) -> None:
+    """The final summary: per stream and total, rows inserted vs updated, columns added; JSON with --log-format json."""
+    if log_format == "json":
+        print(json.dumps({"event": "summary", **record.to_json()}), file=out, flush=True)
+        return
+    print(_HEADER, file=out)
+    for s in record.streams:
+        note = f"  {s.rejected} rejected" if s.rejected else ""
+        print(
+            f"{s.stream:<20} {s.mode:<13} {s.status:<7} {s.records:>9} {s.rows:>9} {s.inserted:>9} {s.updated:>9} "
+            f"{s.pages:>7} {s.requests:>8} {s.retries:>7} {s.http_429:>5} {s.waited_seconds:>6.1f}s {s.seconds:>8.2f}{note}",
+            file=out,
+        )
+    streams = record.streams
+    seconds = sum(s.seconds for s in streams)
+    print(
+        f"{'total':<20} {'':<13} {'':<7} {record.records:>9} {sum(s.rows for s in streams):>9} {sum(s.inserted for s in streams):>9} "
+        f"{sum(s.updated for s in streams):>9} {sum(s.pages for s in streams):>7} {sum(s.requests for s in streams):>8} "
+        f"{sum(s.retries for s in streams):>7} {sum(s.http_429 for s in streams):>5} {sum(s.waited_seconds for s in streams):>6.1f}s {seconds:>8.2f}",
+        file=out,
+    )
+    rate = record.records / seconds if seconds else 0.0
+    failed = sum(s.status == "failed" for s in streams)
+    warnings = len(summary.warnings) if summary is not None else 0
+    counts = [
+        f"{n} {what}"
+        for n, what in ((failed, "streams failed"), (sum(s.rejected for s in streams), "records rejected"), (warnings, "warnings"))
+        if n
+    ]
+    tail = f"; {', '.join(counts)}" if counts else ""
+    print(f"run {record.run_id} {record.status}: {record.records} events in {seconds:.1f}s ({rate:,.0f} events/s){tail}", file=out)
+    for s in streams:
+        if s.columns_added:
+            print(f"  {s.stream}: columns added: {', '.join(s.columns_added)}", file=out)
+    out.flush()
 
 
 def failure_line(s: StreamSummary) -> str:
@@ -54,3 +62,26 @@ def failure_line(s: StreamSummary) -> str:
     if err.hint:
         text += f" (hint: {err.hint})"
     return f"error: stream {s.stream} failed: {clean(text, MAX_LINE)}"
+
+
+def print_failures(summary: RunSummary, err: TextIO) -> None:
+    """One line per failed stream, saying why; with --debug its traceback first."""
+    for s in summary.failed:
+        # Shown only with --debug (it turns the klx loggers to DEBUG); the formatter masks and scrubs it.
+        log.debug("stream %s failed", s.stream, exc_info=(type(s.error), s.error, s.error.__traceback__))
+        print(failure_line(s), file=err)
+
+
+def print_runs(records: list[RunRecord], out: TextIO) -> None:
+    """`klx runs`: one line per run, newest first, then its failed streams' errors."""
+    print(f"{'run_id':<36} {'started (UTC)':<19} {'seconds':>8} {'status':<11} {'streams':>7} {'events':>9} {'rows':>9} {'requests':>8} {'429s':>5}", file=out)
+    for r in records:
+        seconds = (r.ended_at - r.started_at).total_seconds()
+        print(
+            f"{r.run_id:<36} {r.started_at:%Y-%m-%d %H:%M:%S} {seconds:>8.1f} {r.status:<11} {len(r.streams):>7} {r.records:>9} "
+            f"{sum(s.rows for s in r.streams):>9} {sum(s.requests for s in r.streams):>8} {sum(s.http_429 for s in r.streams):>5}",
+            file=out,
+        )
+        for s in r.streams:
+            if s.error:
+                print(f"  {s.stream} failed: {s.error}", file=out)

@@ -6,15 +6,14 @@ import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cli_output import SummaryPrinter
 from .config import Config
 from .errors import ConfigError
 from .destinations import config_relative
-from .run import run
+from .commands.sync import sync_once
 from .starter import example_config_path
 
 
-def demo(config_path: Path | None, *, scale: float, seed: int) -> int:
+def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str = "text", verbose: bool = False) -> int:
     """Serve the simulator on a free local port, sync every configured resource, stop the simulator.
 
     Without `config_path` the bundled config.example.yaml is used, its database in the current folder.
@@ -36,9 +35,7 @@ def demo(config_path: Path | None, *, scale: float, seed: int) -> int:
         config = dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=sim.url))
         if bundled:  # the example's relative database path lands here, not inside the installed package
             config = dataclasses.replace(config, destination=dataclasses.replace(config.destination, base_dir=Path(".")))
-        printer = SummaryPrinter()
-        summary = run(config, on_stream=printer.stream)
-        printer.total(summary)
+        summary = sync_once(config, lock=False, log_format=log_format, verbose=verbose)
     finally:
         sim.stop()
     database = config_relative(config.destination, config.destination.options.get("path", "klaviyo.duckdb"))

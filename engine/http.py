@@ -24,6 +24,7 @@ import urllib3
 
 from .config import Secret
 from .errors import ApiError, clean
+from .events import NO_EVENTS, RunEvents
 from .spec import ApiSpec, RateTier
 
 log = logging.getLogger("klx.http")
@@ -48,8 +49,9 @@ class RateBudget:
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
 
-    def acquire(self) -> None:
-        """Wait until one more request fits both windows, then count it."""
+    def acquire(self) -> float:
+        """Wait until one more request fits both windows, then count it; the seconds waited."""
+        waited = 0.0
         while True:
             with self.lock:
                 now = self.clock()
@@ -63,7 +65,8 @@ class RateBudget:
                         wait = max(wait, inside[-limit] + span - now)
                 if wait <= 0:
                     self.sent.append(now)
-                    return
+                    return waited
+            waited += wait
             self.sleep(wait)
 
 
@@ -107,6 +110,7 @@ class HttpClient:
         # Real waits happen on an event, so close() (Ctrl-C) ends them at once; tests inject their own sleep.
         self.sleep = self._pause if sleep is time.sleep else sleep
         self.clock = clock
+        self.events: RunEvents = NO_EVENTS  # run.py sets its observer: requests, retries, rate-limit waits
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
 
     def url_for(self, path_or_url: str) -> str:
@@ -125,7 +129,7 @@ class HttpClient:
         while True:
             attempt += 1
             for budget in self._budgets(url, params, endpoint, tier):
-                budget.acquire()
+                self.events.throttled(stream, budget.acquire())
             self._check_open(stream)
             timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
@@ -139,11 +143,13 @@ class HttpClient:
                         error.message += f" (gave up after {attempt} attempts in {spent:.0f}s)"
                     raise error from failure.__cause__
                 log.warning("%s on GET %s; retry %d/%d in %.1fs", failure.why, shown, attempt, retry.max_attempts - 1, wait)
+                self.events.retry(stream, failure.why, wait)
                 self.sleep(wait)
 
     def _attempt(self, url: str, params: dict[str, str], stream: str, shown: str, scopes: tuple[str, ...], timeout: float) -> Page:
         """One request: a Page, an ApiError, or _Transient for what may be retried."""
         name = self.api.name
+        began = time.monotonic()
         flight = self.watchdog.start(timeout)
         try:
             try:
@@ -169,11 +175,13 @@ class HttpClient:
                 else:
                     why = type(err).__name__
                     message = f"{name} unreachable on GET {shown} (stream {stream}): {why}"
+                self.events.request(stream, shown, None, time.monotonic() - began)
                 raise _Transient(why, ApiError(message, stream=stream, url=shown)) from err
         finally:
             self.watchdog.finish(flight)
         status = response.status_code
         log.info("GET %s (stream %s): %d, %d bytes in %.2fs", shown, stream, status, len(body), timeout - (flight.deadline - time.monotonic()))
+        self.events.request(stream, shown, status, time.monotonic() - began)
         if status in self.api.retry.statuses:
             header = self.api.retry.retry_after_header
             raise _Transient(f"HTTP {status}", self._error(status, response.reason, body, stream, shown, scopes),

@@ -16,6 +16,7 @@ from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
 from .errors import ApiError, KlxError
+from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
@@ -60,6 +61,9 @@ class StreamSummary:
     def failed(self) -> bool:
         """Whether the stream stopped on an error."""
         return self.error is not None
+    inserted: int = 0  # rows new to the table
+    updated: int = 0  # rows whose key was there and whose cursor advanced
+    columns_added: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -106,6 +110,8 @@ def run(
     now: datetime | None = None,
     on_stream: Callable[[StreamSummary], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    events: RunEvents | None = None,
+    job_run_id: str | None = None,
 ) -> RunSummary:
     """One sync of the selected resources; returns what it did. Streams run one after another.
 
@@ -117,6 +123,7 @@ def run(
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
+    http.events = events = events or NO_EVENTS
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
         states: dict[str, dict[str, Any] | None] = {}
@@ -127,15 +134,18 @@ def run(
             except StateError as err:  # that stream fails; its state row is left for the user to look at
                 unreadable[name] = err
         plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh)
-        summary = RunSummary(job_run_id=str(uuid.uuid4()), started_at=started)
+        summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
+        events.planned([(p.stream.name, p.mode) for p in plan.streams])
         for stream_plan in plan.streams:
             name = stream_plan.stream.name
+            events.started(name)
             if name in unreadable:
                 result = StreamSummary(stream=name, mode=stream_plan.mode, table=stream_plan.table, error=unreadable[name])
             else:
                 sync = StreamSync(plan, stream_plan, http, destination, states.get(name), summary.job_run_id, allow_empty=allow_empty)
                 result = sync.run()
             summary.streams.append(result)
+            events.finished(result)
             if on_stream:
                 on_stream(result)
         return summary
@@ -271,6 +281,7 @@ class StreamSync:
         for page, records in self._pages(self.stream, path, partition.params, self.reader, extra):
             self.summary.pages += 1
             self.summary.events += len(records)
+            self.http.events.page(self.stream.name, len(records))
             received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
             for record in records:
                 if isinstance(record, Rejected):
@@ -368,9 +379,13 @@ class StreamSync:
         # A replace load only becomes visible at finish(): until then the saved state must stay the old one.
         state = self.state if self.replace else self._state()
         if deletes is None:
-            self.load.write(batch, columns, state)
+            counts = self.load.write(batch, columns, state)
         else:
-            self.load.write(batch, columns, state, deletes=deletes)
+            counts = self.load.write(batch, columns, state, deletes=deletes)
+        if counts is not None:
+            self.summary.inserted += counts.inserted
+            self.summary.updated += counts.updated
+            self.summary.columns_added += [c for c in counts.columns_added if c not in self.summary.columns_added]
 
     def _state(self) -> dict[str, Any]:
         return encode_state(self.cursors, self.columns.to_state())

@@ -403,3 +403,86 @@ def delete_keys(target: str, keys: str, primary_key: Sequence[str], *, schema: s
     match = exp.and_(*(target_col(k).eq(col(k, "k")) for k in primary_key))
     found = exp.select(exp.Literal.number(1)).from_(table(keys, alias="k")).where(match)
     return exp.delete(table(target, schema), where=exp.Exists(this=found))
+
+
+# Run history: one row per stream of each run (klx runs, klx_runs in the warehouse).
+RUNS_TABLE = "klx_runs"  # prefixed with the destination's table_prefix
+RUNS_COLUMNS = (
+    Column(name="run_id", type=ColumnType.TEXT),
+    Column(name="started_at", type=ColumnType.TIMESTAMP),
+    Column(name="ended_at", type=ColumnType.TIMESTAMP),
+    Column(name="run_status", type=ColumnType.TEXT),  # succeeded | failed | interrupted
+    Column(name="stream", type=ColumnType.TEXT),
+    Column(name="mode", type=ColumnType.TEXT),
+    Column(name="status", type=ColumnType.TEXT),  # done | failed | queued (never ran)
+    Column(name="records", type=ColumnType.BIGINT),
+    Column(name="rows", type=ColumnType.BIGINT),
+    Column(name="rejected", type=ColumnType.BIGINT),
+    Column(name="inserted", type=ColumnType.BIGINT),
+    Column(name="updated", type=ColumnType.BIGINT),
+    Column(name="columns_added", type=ColumnType.TEXT),  # JSON list
+    Column(name="pages", type=ColumnType.BIGINT),
+    Column(name="requests", type=ColumnType.BIGINT),
+    Column(name="retries", type=ColumnType.BIGINT),
+    Column(name="http_429", type=ColumnType.BIGINT),
+    Column(name="waited_seconds", type=ColumnType.DOUBLE),
+    Column(name="seconds", type=ColumnType.DOUBLE),
+    Column(name="error", type=ColumnType.TEXT),
+)
+
+
+def runs_table(prefix: str, dialect: str) -> str:
+    """The name of the run history table, as `dialect` stores it."""
+    return rules(dialect).identifier(prefix + RUNS_TABLE)
+
+
+def create_runs_table(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Create:
+    """CREATE TABLE IF NOT EXISTS <prefix>klx_runs."""
+    columns = [Column(name=rules(dialect).identifier(c.name), type=c.type) for c in RUNS_COLUMNS]
+    return create_table(runs_table(prefix, dialect), columns, dialect, schema=schema, if_not_exists=True)
+
+
+def insert_run_row(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Insert:
+    """INSERT one stream's row of a run; one parameter per RUNS_COLUMNS entry, in order."""
+    name = rules(dialect).identifier
+    values = exp.select(*(exp.alias_(cast_to(exp.Placeholder(), c.type, dialect), ident(name(c.name))) for c in RUNS_COLUMNS))
+    return exp.insert(values, table(runs_table(prefix, dialect), schema), columns=[ident(name(c.name)) for c in RUNS_COLUMNS])
+
+
+def select_runs(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Select:
+    """Every row of the runs whose run_id is among the newest N (parameter 1), newest first, in RUNS_COLUMNS order."""
+    name = rules(dialect).identifier
+    runs = table(runs_table(prefix, dialect), schema)
+    run_id, started = col(name("run_id")), col(name("started_at"))
+    newest = (
+        exp.select(run_id.copy()).from_(runs.copy()).group_by(run_id.copy())
+        .order_by(exp.Ordered(this=exp.Max(this=started.copy()), desc=True)).limit(exp.Placeholder())
+    )
+    # Timestamps as text: drivers differ in the Python objects they make of TIMESTAMPTZ (DuckDB needs pytz).
+    shown = [exp.cast(col(name(c.name)), exp.DataType.build("TEXT")) if c.type is ColumnType.TIMESTAMP else col(name(c.name))
+             for c in RUNS_COLUMNS]
+    return (
+        exp.select(*shown).from_(runs)
+        .where(run_id.copy().isin(query=newest))
+        .order_by(exp.Ordered(this=started.copy(), desc=True), run_id.copy())
+    )
+
+
+def delete_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Delete:
+    """DELETE one stream's saved state; the stream name is parameter 1."""
+    stream = col(rules(dialect).identifier("stream"))
+    return exp.delete(table(state_table(prefix, dialect), schema), where=stream.eq(exp.Placeholder()))
+
+
+def count_updates(
+    target: str, source: exp.Select, primary_key: Sequence[str], cursor: str | None, *, schema: str | None = None
+) -> exp.Select:
+    """How many rows of `source` the upsert will change in `target`: key present and (no cursor or a newer one).
+
+    The same condition as merge()'s WHEN MATCHED, counted before it runs: portable, unlike affected-row counts.
+    """
+    on = exp.and_(*(col(k, "t").eq(col(k, "s")) for k in primary_key))
+    query = exp.select(exp.Count(this=exp.Star())).from_(source.subquery(ident("s"))).join(table(target, schema, alias="t"), on=on)
+    if cursor:
+        query = query.where(exp.or_(col(cursor, "t").is_(exp.null()), col(cursor, "s") > col(cursor, "t")))
+    return query

@@ -26,14 +26,16 @@ def test_run_prints_a_summary_per_stream_and_exits_0(sim: Simulator, tmp_path: P
     monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["stream", "mode", "events", "rows", "pages", "seconds"]
+    assert out[0].split() == ["stream", "mode", "status", "events", "rows", "inserted", "updated", "pages", "requests", "retries", "429s", "waited", "seconds"]
     # Exact figures from the simulator's truth: events are records returned (global exclusions read every
     # profile and keep the suppressed ones), pages one per page_size of each partition (campaigns have six).
     expected = {name: expected_figures(sim, name, START_DATE) for name in modes}
-    assert [line.split()[:5] for line in out[1:5]] == [[name, mode, *map(str, expected[name])] for name, mode in modes.items()]
+    lines = [line.split() for line in out[1:5]]
+    assert [[s[0], s[1], s[2], s[3], s[4], s[7]] for s in lines] == [[name, mode, "done", *map(str, expected[name])] for name, mode in modes.items()]
     totals = [sum(figures[i] for figures in expected.values()) for i in range(3)]
-    assert out[5].split()[:4] == ["total", *map(str, totals)]
-    assert out[6].startswith("run ") and f": {totals[0]} events in " in out[6]
+    total = out[5].split()
+    assert [total[0], total[1], total[2], total[5]] == ["total", *map(str, totals)]
+    assert out[6].startswith("run ") and f" succeeded: {totals[0]} events in " in out[6]
 
 
 def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -82,7 +84,7 @@ def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -
     assert capsys.readouterr().err == "error: config.yaml:5: destination.type: unknown 'oracle'; known: duckdb, postgres\n"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"], ["init", "--help"], ["schedule", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"], ["init", "--help"], ["schedule", "--help"], ["runs", "--help"]])
 def test_every_command_has_help(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)

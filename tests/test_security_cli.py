@@ -51,7 +51,8 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
         finally:
             process.kill()
     assert process.returncode == 130
-    assert err == "interrupted; committed batches are kept, the rest is rolled back\n"
+    # stderr also carries the progress log lines (a pipe is not a terminal); the last line is the verdict.
+    assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
     assert took < 5  # the hung request is cut, not waited for (its deadline is 120 s)
     # The three records of page 1 were in the open batch: rolled back, no table appeared.
     assert rows(database, "select table_name from information_schema.tables where table_name like '%metrics%'") == []

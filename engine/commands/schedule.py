@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from ..config import Config
+from . import config_without_secrets
 from ..errors import KlxError
 from ..lock import LockedError
 from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
@@ -17,7 +17,7 @@ from .sync import sync_once
 
 def print_next(config_path: Path, count: int, now: datetime | None = None) -> int:
     """Print the next `count` run times of the config's schedule."""
-    config = Config.from_yaml(config_path, env=_NoEnv())
+    config = config_without_secrets(config_path)
     clock_now = now or RealClock(Stop()).now()
     next_run(config.schedule, clock_now)  # a manual schedule refuses here
     for moment in next_runs(config.schedule, clock_now, count):
@@ -26,12 +26,13 @@ def print_next(config_path: Path, count: int, now: datetime | None = None) -> in
 
 
 def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None = None, stop: Stop | None = None,
-          sync: Callable[[Config], object] = sync_once, max_runs: int | None = None) -> int:
+          sync: Callable[[Config], object] | None = None, max_runs: int | None = None, log_format: str = "text", verbose: bool = False) -> int:
     """Run syncs on the schedule until stopped. Exit 0 when stopped between syncs, 130 when a sync was interrupted."""
     stop = stop or Stop()
     clock = clock or RealClock(stop)
-    next_run(Config.from_yaml(config_path, env=_NoEnv()).schedule, clock.now())  # a manual schedule refuses first
+    next_run(config_without_secrets(config_path).schedule, clock.now())  # a manual schedule refuses first
     config = Config.from_yaml(config_path)
+    sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose))
     interrupted = False
     syncing = False
 
@@ -75,16 +76,3 @@ def _describe(config: Config) -> str:
     minutes = int(s.every.total_seconds() // 60)
     every = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
     return f"every {every} from {s.start_time:%H:%M} UTC"
-
-
-class _NoEnv(dict):
-    """--next needs no secrets: the environment, with a placeholder for every unset ${VAR}."""
-
-    def __init__(self) -> None:
-        super().__init__(os.environ)
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: str) -> str:
-        return self.get(key) or "unset"

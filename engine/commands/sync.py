@@ -1,19 +1,87 @@
-"""One sync as `klx run` and each scheduled tick do it: under the config's lock, with the summary printed."""
+"""One sync as `klx run`, `klx demo` and each scheduled tick do it: under the config's lock, with live
+progress, the final summary (always, also when the run fails), a row per stream in <prefix>klx_runs
+and, on request, a JSON report."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
 
-from ..cli_output import SummaryPrinter
+from ..cli_output import print_failures, print_summary
 from ..config import Config
+from ..destinations import build_destination
+from ..errors import KlxError
+from ..history import RunRecord, record_of
 from ..lock import RunLock
+from ..progress import Progress, choose_view
 from ..run import RunSummary, run
 
 
-def sync_once(config: Config, **run_options: Any) -> RunSummary:
-    """Run one sync holding the lock of `config` and its table prefix; LockedError if another process holds it."""
-    printer = SummaryPrinter()
-    with RunLock.for_config(config.path, config.destination.table_prefix):
-        summary = run(config, on_stream=printer.stream, **run_options)
-    printer.total(summary)
-    return summary
+def sync_once(
+    config: Config,
+    *,
+    log_format: str = "text",
+    verbose: bool = False,
+    report: Path | None = None,
+    lock: bool = True,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    **run_options: Any,
+) -> RunSummary:
+    """Run one sync; LockedError (before anything runs) if another process holds the config's lock."""
+    out, err = out or sys.stdout, err or sys.stderr
+    guard = RunLock.for_config(config.path, config.destination.table_prefix) if lock else None
+    if guard is not None:
+        guard.acquire()
+    try:
+        return _sync(config, log_format=log_format, verbose=verbose, report=report, out=out, err=err, **run_options)
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None, out: TextIO, err: TextIO, **run_options: Any) -> RunSummary:
+    view = choose_view(log_format, out, err, verbose=verbose)
+    progress = Progress(view, verbose=verbose)
+    run_id = str(uuid.uuid4())
+    started = datetime.now(timezone.utc)
+    status, error, summary = "failed", None, None
+    view.start(progress)
+    try:
+        summary = run(config, events=progress, job_run_id=run_id, **run_options)
+        status = "failed" if summary.failed else "succeeded"
+        return summary
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted: committed batches are kept, the rest was rolled back"
+        progress.fail_running(KlxError(error))
+        raise
+    except KlxError as failure:
+        error = str(failure).splitlines()[0]
+        progress.fail_running(failure)
+        raise
+    finally:
+        view.stop()
+        record = record_of(progress, run_id=run_id, started_at=started, ended_at=datetime.now(timezone.utc), status=status, error=error)
+        if record.streams:  # a run refused before planning (bad config or spec) did nothing to summarise
+            print_summary(record, out, log_format, summary)
+            if summary is not None:
+                print_failures(summary, err)
+            _keep(config, record, err)
+        if report is not None:
+            report.write_text(json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def _keep(config: Config, record: RunRecord, err: TextIO) -> None:
+    """Append the run to <prefix>klx_runs; a warehouse that refuses is reported, not fatal (the run's own error wins)."""
+    try:
+        destination = build_destination(config.destination)
+        try:
+            destination.append_run(record.rows())
+        finally:
+            destination.close()
+    except KlxError as failure:
+        print(f"warning: run {record.run_id} not recorded in {config.destination.table_prefix}klx_runs: {failure}", file=err)

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 import pyarrow as pa
 
 from engine.schema import Column, ColumnType, TableSpec
 
-__all__ = ["Column", "ColumnType", "Destination", "TableLoad", "TableSpec"]
+__all__ = ["Column", "ColumnType", "Destination", "TableLoad", "TableSpec", "WriteCounts"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteCounts:
+    """What one write did to the table: rows new to it, rows whose key existed and changed, columns it gained."""
+
+    inserted: int
+    updated: int
+    columns_added: tuple[str, ...] = field(default=())
 
 
 class TableLoad(Protocol):
     """One stream's load into one table; see Destination.begin."""
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> None:
-        """Evolve the table to `columns`, MERGE `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts | None:
+        """Evolve the table to `columns`, MERGE `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction; what changed.
 
         `deletes` (primary-key columns only, the table's types) comes after the MERGE: a key the source
         dropped since it was last read goes, even if an older copy of it is in `batch`.
@@ -38,6 +48,17 @@ class Destination(Protocol):
 
     def count_rows(self, table: str) -> int:
         """How many rows `table` holds; 0 when it does not exist (the empty-refresh guard asks)."""
+    def append_run(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append one run's rows (one per stream, in sql.RUNS_COLUMNS order) to <prefix>klx_runs."""
+
+    def read_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The rows of the newest `limit` runs, newest first (column name -> value)."""
+
+    def delete_state(self, stream: str) -> None:
+        """Forget the state saved for `stream`."""
+
+    def columns_of(self, table: str) -> dict[str, Any]:
+        """The columns of `table` in order (name -> warehouse type); empty when it does not exist."""
 
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""

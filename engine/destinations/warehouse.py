@@ -14,6 +14,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine import sql
+from engine.destinations.base import WriteCounts
 from engine.errors import WarehouseError
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from engine.state import decode_state
@@ -105,6 +106,30 @@ class SqlDestination:
         for statement in sql.upsert_state(self.table_prefix, self.dialect, schema=self.schema, form=self.upsert_form):
             self.execute("STATE UPSERT", table, statement, sql.state_parameters(statement, stream, text))
 
+    # --- operating klx: run history and state reset (engine/commands) ----------------------------------------
+    def append_run(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append a run's rows (one per stream, in sql.RUNS_COLUMNS order) to <prefix>klx_runs, in one transaction."""
+        runs = sql.runs_table(self.table_prefix, self.dialect)
+        self.execute_ddl([("CREATE TABLE", runs, sql.create_runs_table(self.table_prefix, self.dialect, schema=self.schema))])
+        with self.transaction():
+            for row in rows:
+                self.execute("INSERT RUN", runs, sql.insert_run_row(self.table_prefix, self.dialect, schema=self.schema), row)
+
+    def read_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The rows of the newest `limit` runs, newest first; empty before the first run."""
+        runs = sql.runs_table(self.table_prefix, self.dialect)
+        if not self.columns_of(runs):
+            return []
+        found = self.execute("READ RUNS", runs, sql.select_runs(self.table_prefix, self.dialect, schema=self.schema), (limit,))
+        return [dict(zip((c.name for c in sql.RUNS_COLUMNS), row)) for row in found]
+
+    def delete_state(self, stream: str) -> None:
+        """Forget `stream`'s saved state (cursors, column names): its next run starts from start_date."""
+        table = sql.state_table(self.table_prefix, self.dialect)
+        if self.columns_of(table):
+            with self.transaction():
+                self.execute("DELETE STATE", table, sql.delete_state(self.table_prefix, self.dialect, schema=self.schema), (stream,))
+
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> SqlLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
         return SqlLoad(self, stream, table, replace=replace)
@@ -134,8 +159,10 @@ class SqlLoad:
             # The shadow starts with every column of the target, so no column disappears on swap.
             dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> None:
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts:
         """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
+
+        Returns what the batch changed: rows inserted, rows updated (key present, cursor advanced), columns added.
 
         `deletes` (primary-key columns only) comes after the upsert: a key the source dropped since it was
         last read goes, even if an older copy of it is in `batch`.
@@ -159,6 +186,8 @@ class SqlLoad:
         staged = pa.Table.from_arrays(arrays, names=[*batch.column_names, sql.SEQ_COLUMN])
         ddl_first = not sql.rules(dest.dialect).transactional_ddl
         gone = deletes if deletes is not None and deletes.num_rows and self._table.primary_key else None
+        had = dest.columns_of(self._into)
+        updated = 0
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
@@ -166,12 +195,20 @@ class SqlLoad:
             with dest.transaction():
                 if not ddl_first:
                     types = self._evolve(columns, empty)
+                before = self._count() if had else 0
                 if batch.num_rows:
-                    self._load(staging, staged_columns, types)
+                    updated = self._load(staging, staged_columns, types)
+                inserted = self._count() - before if batch.num_rows else 0
                 if keys is not None:
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema)
                     dest.execute("DELETE", self._into, delete)
                 dest.save_state(self._stream, state)
+        added = tuple(c.name for c in columns if c.name not in had) if had else ()
+        return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
+
+    def _count(self) -> int:
+        [(rows,)] = self._dest.execute("COUNT ROWS", self._into, sql.count_rows(self._into, schema=self._dest.schema))
+        return rows
 
     def _staged_keys(self, deletes: pa.Table) -> ContextManager[str]:
         """The keys to delete, staged like a batch (their names folded like every column)."""
@@ -249,16 +286,19 @@ class SqlLoad:
             hint=f"change the column's type, e.g. {fix}, or drop the column, then sync again",
         )
 
-    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> None:
-        """Upsert the staged batch into the table, newest cursor per key (append when there is no key)."""
+    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> int:
+        """Upsert the staged batch into the table, newest cursor per key (append when there is no key); rows updated."""
         dest, table, names = self._dest, self._table, [c.name for c in columns]
         rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dest.dialect, existing=into)
         if not table.primary_key:
             dest.execute("INSERT", self._into, sql.append(self._into, rows, names, schema=dest.schema))
-            return
+            return 0
+        count = sql.count_updates(self._into, rows.copy(), table.primary_key, table.cursor, schema=dest.schema)
+        [(updated,)] = dest.execute("COUNT UPDATES", self._into, count)
         upsert = sql.upsert(self._into, rows, names, table.primary_key, table.cursor, dest.dialect, schema=dest.schema, form=dest.upsert_form)
         for statement in upsert:
             dest.execute("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), self._into, statement)
+        return updated
 
 
 def _first_line(err: BaseException) -> str:
