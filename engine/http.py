@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ CONNECT_SECONDS = 10.0
 CHUNK_BYTES = 64 * 1024
 DETAIL_CHARS = 300  # an API's error detail is shown on one line of at most this many characters
 WATCH_SECONDS = 0.1  # how often request deadlines are checked
+TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 # Seconds added to each rate window: a request sent at the end of one of our windows may reach the API
 # late and be counted in its next fixed window together with the following burst.
 WINDOW_MARGIN = 0.25
@@ -165,7 +167,18 @@ class HttpClient:
                 raise ApiError(f"the {self.api.auth_header} header is not a valid HTTP header value (stream {stream})", stream=stream) from None
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as err:
                 raise ApiError(f"{name}: cannot send GET {shown} (stream {stream}): {type(err).__name__}", stream=stream, url=shown) from None
-            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as err:
+            except requests.exceptions.SSLError as err:
+                # A certificate problem does not go away by retrying; say so at once.
+                raise ApiError(
+                    f"{name}: TLS failed on GET {shown} (stream {stream}): {_ssl_reason(err)}",
+                    stream=stream,
+                    url=shown,
+                    hint="behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA certificate",
+                ) from None
+            except Exception as err:
+                # Cutting a socket from the watchdog can surface as almost any exception in this thread.
+                if isinstance(err, ApiError) or not (flight.reason or isinstance(err, TRANSPORT_ERRORS)):
+                    raise
                 if flight.reason == "closed":
                     why, message = "stopped", f"GET {shown} (stream {stream}) stopped: klx is shutting down"
                 elif flight.reason == "deadline" or isinstance(err, requests.exceptions.ReadTimeout):
@@ -340,9 +353,10 @@ class _Flight:
         """Shut the socket down: a thread blocked reading it wakes at once (closing it would not)."""
         self.reason = self.reason or reason
         sock = getattr(self.conn, "sock", None)
-        if sock is not None:
+        if isinstance(sock, socket.socket):
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # socket.socket's own shutdown: SSLSocket.shutdown would also drop the TLS object under the reader.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -430,6 +444,21 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = dict(self.POOLS)
         return manager
+
+
+def _ssl_reason(err: requests.exceptions.SSLError) -> str:
+    """The innermost ssl error's reason (e.g. CERTIFICATE_VERIFY_FAILED), not requests' nested repr."""
+    cause: BaseException | None = err
+    for _ in range(10):  # requests wraps urllib3's MaxRetryError, which wraps ssl's error
+        if cause is None:
+            break
+        if isinstance(cause, ssl.SSLError):
+            return cause.reason or type(cause).__name__
+        inner = getattr(cause, "reason", None)
+        cause = cause.__cause__ or (inner if isinstance(inner, BaseException) else None) or (
+            cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        )
+    return "SSLError"
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

@@ -369,3 +369,13 @@ def test_requests_through_an_http_proxy_are_cut_the_same_way() -> None:
 
     manager = _Adapter().proxy_manager_for("http://127.0.0.1:3128")
     assert manager.pool_classes_by_scheme["https"] is _HTTPSPool
+
+
+def test_a_tls_failure_is_not_retried_and_names_its_reason() -> None:
+    clock = Clock()
+    with always(200, {"data": []}) as api:  # plain HTTP: the TLS handshake fails
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url.replace("http://", "https://"), clock))
+    assert clock.slept == []
+    assert re.fullmatch(r"Klaviyo: TLS failed on GET /api/metrics\?page\[size\]=10 \(stream metrics\): [A-Z_]+\n"
+                        r"  hint: behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA certificate", str(raised.value)), str(raised.value)
