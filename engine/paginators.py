@@ -11,7 +11,7 @@ import jmespath.exceptions
 
 from .errors import ApiError, SpecError
 from .spec import PaginationSpec
-from .yaml_source import did_you_mean
+from .yaml_source import did_you_mean, show
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +62,9 @@ def _option(spec: PaginationSpec, key: str, default: Any = ..., *, low: int | No
         return default
     value = spec.options[key]
     if low is None and (not isinstance(value, str) or not value):
-        raise _fail(spec, key, f"expected a non-empty string, got {value!r}")
+        raise _fail(spec, key, f"expected a non-empty string, got {show(value)}")
     if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise _fail(spec, key, f"expected an integer of at least {low}, got {value!r}")
+        raise _fail(spec, key, f"expected an integer of at least {low}, got {show(value)}")
     return value
 
 

@@ -14,7 +14,7 @@ from jmespath.exceptions import JMESPathError
 
 from .config import url_problem
 from .errors import SpecError
-from .yaml_source import Reader, did_you_mean, load_yaml
+from .yaml_source import Reader, did_you_mean, load_yaml, show
 
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
@@ -354,11 +354,13 @@ def _resolve_extends(name: str, raw: dict, streams: Reader, chain: list[str]) ->
     body = raw[name]
     if not isinstance(body, dict):
         raise streams.fail(name, "expected a mapping")
-    parent_name = body.get("extends")
-    if parent_name is None:
+    if "extends" not in body:
         return body
+    parent_name = body["extends"]
+    if not isinstance(parent_name, str):
+        raise SpecError(f"streams.{name}.extends: expected a stream name, got {show(parent_name)}", where=body.at("extends"))
     if parent_name not in raw:
-        raise SpecError(f"streams.{name}.extends: unknown stream {parent_name!r}", where=body.at("extends"))
+        raise SpecError(f"streams.{name}.extends: unknown stream {parent_name!r}; {did_you_mean(parent_name, raw)}", where=body.at("extends"))
     if parent_name in chain or parent_name == name:
         raise SpecError(f"streams.{name}.extends: cycle through {parent_name!r}", where=body.at("extends"))
     base = _resolve_extends(parent_name, raw, streams, chain + [name])
@@ -368,7 +370,7 @@ def _resolve_extends(name: str, raw: dict, streams: Reader, chain: list[str]) ->
     for key, value in body.items():
         if key == "extends":
             continue
-        if key == "params" and isinstance(value, dict):
+        if key == "params" and isinstance(value, dict) and isinstance(base.get("params", {}), dict):
             merged[key] = {**base.get("params", {}), **value}
         else:
             merged[key] = value
@@ -508,7 +510,7 @@ def _partition(r: Reader, index: int, item: Any, api: ApiSpec) -> PartitionDimen
         raise p.fail("values", "must list at least one value")
     for value in values:
         if not isinstance(value, (str, int, float, bool)):
-            raise p.fail("values", f"{value!r} is not a string, number or true/false")
+            raise p.fail("values", f"{show(value)} is not a string, number or true/false")
     if len({(type(v), v) for v in values}) != len(values):
         raise p.fail("values", "lists a value twice")
     f = p.child("filter", None)
@@ -547,7 +549,7 @@ def _retry_statuses(r: Reader) -> tuple[int, ...]:
     statuses = r.get("statuses", list, [429, 500, 502, 503, 504])
     for status in statuses:
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-            raise r.fail("statuses", f"{status!r} is not an HTTP status (an integer from 100 to 599)")
+            raise r.fail("statuses", f"{show(status)} is not an HTTP status (an integer from 100 to 599)")
     return tuple(statuses)
 
 
@@ -555,7 +557,7 @@ def _strings(r: Reader, key: str) -> tuple[str, ...]:
     values = r.get(key, list, [])
     for value in values:
         if not isinstance(value, str) or not value:
-            raise r.fail(key, f"{value!r} is not a non-empty string")
+            raise r.fail(key, f"{show(value)} is not a non-empty string")
     return tuple(values)
 
 
@@ -569,7 +571,7 @@ def _string_map(r: Reader, key: str, default: Any = None) -> dict[str, str]:
     mapping = r.get(key, dict, default if default is ... else {})
     for k, v in mapping.items():
         if not isinstance(v, str) or not v:
-            raise _inner_fail(r, key, mapping, k, f"{v!r} is not a non-empty string")
+            raise _inner_fail(r, key, mapping, k, f"{show(v)} is not a non-empty string")
     return {str(k): v for k, v in mapping.items()}
 
 
@@ -578,7 +580,7 @@ def _scalar_map(r: Reader, key: str) -> dict[str, str]:
     mapping = r.get(key, dict, {})
     for k, v in mapping.items():
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            raise _inner_fail(r, key, mapping, k, f"{v!r} is not a string or number")
+            raise _inner_fail(r, key, mapping, k, f"{show(v)} is not a string or number")
     return {str(k): str(v) for k, v in mapping.items()}
 
 
@@ -586,11 +588,11 @@ def _include(r: Reader) -> dict[str, dict[str, str]]:
     include = r.get("include", dict, {})
     for relationship, columns in include.items():
         if not isinstance(columns, dict) or not columns:
-            raise _inner_fail(r, "include", include, relationship, f"expected a mapping of attribute: column, got {columns!r}")
+            raise _inner_fail(r, "include", include, relationship, f"expected a mapping of attribute: column, got {show(columns)}")
         for attribute, column in columns.items():
             if not isinstance(column, str) or not column:
                 where = columns.at(attribute) if hasattr(columns, "at") else r.at("include")
-                raise SpecError(f"{r.name('include')}.{relationship}.{attribute}: {column!r} is not a column name", where=where)
+                raise SpecError(f"{r.name('include')}.{relationship}.{attribute}: {show(column)} is not a column name", where=where)
     return {str(rel): {str(a): c for a, c in cols.items()} for rel, cols in include.items()}
 
 
@@ -615,7 +617,7 @@ def _header_text(r: Reader, key: str, value: Any, name: Any = None, mapping: Any
         return _inner_fail(r, key, mapping, str(name), message) if name is not None else r.fail(key, message)
 
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise fail(f"{value!r} is not a string")
+        raise fail(f"{show(value)} is not a string")
     text = str(value)
     if not text.isprintable() or (name is not None and not str(name).isprintable()):
         raise fail("contains a line break or control character")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import difflib
+import reprlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -180,6 +181,15 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"known: {', '.join(choices) or 'none'}"
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 80, 80
+
+
+def show(value: Any) -> str:
+    """repr() for messages, bounded: a value built from YAML aliases can be enormous."""
+    return _SHORT.repr(value)
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing (null)"
@@ -187,7 +197,7 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {show(value)}"
 
 
 def _names(kinds: tuple[type, ...]) -> str:

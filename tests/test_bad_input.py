@@ -222,6 +222,18 @@ BAD_SPECS = [
                  "streams.events.cursor.lookback: '99999999999d' is longer than 3650 days", id="lookback-overflow"),
     pytest.param('      "fields[metric]": name\n', '      "fields[metric]": [name]\n', '"fields[metric]": [name]',
                  "streams.events.params.fields[metric]: ['name'] is not a string or number", id="param-list"),
+    pytest.param("    extends: profiles\n", "    extends: [profiles]\n", "extends: [profiles]",
+                 "streams.global_exclusions.extends: expected a stream name, got ['profiles']", id="extends-not-a-name"),
+    pytest.param("    extends: profiles\n", "    extends: profile\n", "extends: profile",
+                 "streams.global_exclusions.extends: unknown stream 'profile'; did you mean 'profiles'?", id="extends-typo"),
+    pytest.param('    params:\n      "additional-fields[profile]": subscriptions\n', "    params:  # a list\n      - subscriptions\n",
+                 "params:  # a list",
+                 "streams.global_exclusions.params: expected a mapping, got a list", id="params-not-mapping"),
+    pytest.param("        values: [email, sms, mobile_push]\n",
+                 "        values: [&a [x, x, x, x, x, x, x, x], &b [*a, *a, *a, *a, *a, *a, *a, *a], &c [*b, *b, *b, *b, *b, *b, *b, *b],"
+                 " &d [*c, *c, *c, *c, *c, *c, *c, *c], &e [*d, *d, *d, *d, *d, *d, *d, *d], &f [*e, *e, *e, *e, *e, *e, *e, *e]]\n",
+                 "values: [&a", "streams.campaigns.partitions[0].values: ['x', 'x', 'x', 'x', 'x', 'x', ...] is not a string, number or "
+                 "true/false", id="yaml-alias-bomb"),
     pytest.param("  records: data\n", "  records: data\n   record_format: jsonapi\n", "   record_format",
                  "invalid YAML: unexpected ':' on this line (wrong indentation, or a value containing ': ' that needs quotes)",
                  id="spec-yaml-indentation"),

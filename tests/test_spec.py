@@ -99,3 +99,33 @@ def test_unknown_parent_stream_is_named(tmp_path: Path, monkeypatch: pytest.Monk
     _with(tmp_path, "      stream: segments\n", "      stream: segmnts\n")
     with pytest.raises(SpecError, match=r"^klaviyo.yaml:\d+: streams.segments_profiles.parent.stream: unknown stream 'segmnts'; did you mean 'segments'\?$"):
         Spec.from_yaml(Path("klaviyo.yaml"))
+
+
+def test_plain_records_may_use_any_primary_key(tmp_path: Path) -> None:
+    # The id-or-added-column rule is for JSON:API, whose records carry their identity in `id`;
+    # a plain API's records are stored as they come, so any field can be the key.
+    path = _with(tmp_path, "  record_format: jsonapi\n", "  record_format: plain\n")
+    path.write_text(path.read_text().replace("    primary_key: [segment_id, id]\n", "    primary_key: [segment_id, email]\n"))
+    assert Spec.from_yaml(path).streams["segments_profiles"].primary_key == ("segment_id", "email")
+
+
+def test_child_key_may_use_parent_and_partition_columns() -> None:
+    spec = Spec.from_yaml(SPEC)
+    assert spec.streams["segments_profiles"].primary_key == ("segment_id", "id")
+    assert "channel" in {d.column for d in spec.streams["campaigns"].partitions}
+
+
+def test_parents_nest_one_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = SPEC.read_text() + (
+        "\n  segment_profile_tags:\n    path: /api/tags\n    parent: {stream: segments_profiles, fields: {id: profile_id}}\n"
+        "    primary_key: [profile_id, id]\n"
+    )
+    (tmp_path / "klaviyo.yaml").write_text(text)
+    line = text.splitlines().index("    parent: {stream: segments_profiles, fields: {id: profile_id}}") + 1
+    with pytest.raises(SpecError) as raised:
+        Spec.from_yaml(Path("klaviyo.yaml"))
+    assert str(raised.value) == (
+        f"klaviyo.yaml:{line}: streams.segment_profile_tags.parent.stream: 'segments_profiles' has a parent itself; "
+        "parents nest one level only"
+    )
