@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from .derive import Derivations, flat, pick
 from .errors import ApiError
 from .spec import ApiSpec, StreamSpec
 
@@ -31,6 +32,7 @@ class RecordReader:
         self.included_path = jmespath.compile(api.included) if api.included else None
         self.filter = jmespath.compile(stream.record_filter) if stream.record_filter else None
         self.cursor = jmespath.compile(stream.cursor.field) if stream.cursor else None
+        self.derive = Derivations(stream.derived) if stream.derived else None
 
     def page_records(self, body: Any, url: str) -> list[Any]:
         """The raw records of one page; an ApiError when the body has no record list."""
@@ -45,7 +47,7 @@ class RecordReader:
 
     def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
         """Normalised records with `extra` columns (parent keys, partitions) set, or Rejected for an unusable item."""
-        included = self._included(body) if self.jsonapi and self.stream.include else {}
+        included = self._included(body) if self.jsonapi and (self.stream.include or self.derive) else {}
         for item in raw:
             if not isinstance(item, dict):
                 yield Rejected(f"a record that is {_kind(item)}, not an object")
@@ -54,6 +56,8 @@ class RecordReader:
             if isinstance(record, Rejected):
                 yield record
                 continue
+            if self.derive and not self.jsonapi:
+                self.derive.apply(record, {})
             record.update(extra)
             yield record
 
@@ -98,21 +102,28 @@ class RecordReader:
             record["attributes_id"] = record.pop("id")
         record = {"id": resource.get("id"), **record}
         relationships = resource.get("relationships")
+        related: dict[str, Any] = {}  # relationship -> included resource(s), for derived columns
         for name, relationship in relationships.items() if isinstance(relationships, dict) else ():
             if not isinstance(relationship, dict) or "data" not in relationship:
                 continue
             data = relationship["data"]
+            wanted = self.stream.include.get(name)
             if isinstance(data, list):
                 record.setdefault(f"{name}_ids", [d.get("id") for d in data if isinstance(d, dict)])
+                if wanted or self.derive:
+                    targets = [flat(included.get(_ref(d))) for d in data if isinstance(d, dict)]
+                    related[name] = [t for t in targets if t is not None]
+                    # A to-many include maps each attribute to a JSON array, one value per included resource.
+                    for attribute, column in (wanted or {}).items():
+                        record.setdefault(column, [pick(t, attribute) for t in related[name]])
                 continue
             record.setdefault(f"{name}_id", data.get("id") if isinstance(data, dict) else None)
-            wanted = self.stream.include.get(name)
-            if wanted:
-                target = included.get(_ref(data)) if isinstance(data, dict) else None
-                found = (target or {}).get("attributes")
-                found = found if isinstance(found, dict) else {}
-                for attribute, column in wanted.items():
-                    record.setdefault(column, found.get(attribute))
+            if wanted or self.derive:
+                related[name] = flat(included.get(_ref(data))) if isinstance(data, dict) else None
+                for attribute, column in (wanted or {}).items():
+                    record.setdefault(column, pick(related[name], attribute))
+        if self.derive:
+            self.derive.apply(record, related)
         return record
 
 

@@ -161,6 +161,7 @@ class StreamSpec:
     record_filter: str | None
     on_filter_miss: str = "skip"  # delete: an incremental read removes the key of a record the filter drops
     include: dict[str, dict[str, str]]
+    derived: dict[str, str] | None = None  # column -> jmespath over the record and `included` (engine/derive.py)
     pagination: PaginationSpec
     rate_limit: str | None
     scopes: tuple[str, ...]
@@ -421,6 +422,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         record_filter=_jmespath(r, "record_filter", None),
         on_filter_miss=_on_filter_miss(r),
         include=include,
+        derived=_derived(r),
         pagination=_pagination(r.child("pagination")) if r.has("pagination") else api.pagination,
         rate_limit=r.get("rate_limit", str, None),
         scopes=_strings(r, "scopes"),
@@ -464,6 +466,15 @@ def _check_primary_key(r: Reader, api: ApiSpec, stream: "StreamSpec") -> None:
         if column not in added:
             known = ", ".join(sorted(added))
             raise r.fail("primary_key", f"{column!r} is not a column every record has; use {known} (see specs/README.md)")
+
+
+def _derived(r: Reader) -> dict[str, str] | None:
+    """`derived`: column -> jmespath, each compiled now so a typo stops the load at its line."""
+    if not r.has("derived"):
+        return None
+    d = r.child("derived")
+    columns = {str(column): _jmespath(d, column) for column in d.mapping}
+    return columns or None
 
 
 def _on_filter_miss(r: Reader) -> str:

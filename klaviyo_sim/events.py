@@ -16,6 +16,12 @@ _LOW56 = (1 << 56) - 1
 # Relative weights per metric name (Received/Opened Email dominate real accounts).
 WEIGHTS = {"Received Email": 30, "Opened Email": 20, "Clicked Email": 8, "Viewed Product": 12,
            "Active on Site": 10, "Placed Order": 5, "Ordered Product": 5, "Started Checkout": 4}
+# Since 2026-07-15 /api/events also returns events whose metric cannot be resolved (a deleted metric):
+# about 1% of events point at this metric id, which /api/metrics does not list (API-NOTES §3.3, §6).
+ORPHAN_METRIC = "Xdeld1"
+ORPHAN_SHARE = 0.01
+# Share of email/SMS/push events sent by a flow: they carry $flow and the flow message as $message.
+FLOW_SHARE = 0.35
 PRODUCTS = [("Classic Tee", 24.0), ("Running Shoes", 89.5), ("Wool Beanie", 19.99), ("Denim Jacket", 120.0),
             ("Yoga Mat", 35.25), ("Water Bottle", 14.0)]
 
@@ -24,8 +30,10 @@ class Events:
     """Sorted by (datetime second, generation index g); ids are ULIDs whose order matches that."""
 
     def __init__(self, seed: int, count: int, now_us: int, metrics: list[tuple[str, str]],
-                 profile_ids: list[str], campaigns: list[tuple[str, str, str]]) -> None:
+                 profile_ids: list[str], campaigns: list[tuple[str, str, str]],
+                 flows: list[tuple[str, str]] | None = None) -> None:
         self.seed, self.metrics, self.profile_ids, self.campaigns = seed, metrics, profile_ids, campaigns
+        self.flows = flows or []  # (flow id, flow message id)
         weights = [WEIGHTS.get(name, 1) for _, name in metrics]
         total, acc, self.cumulative = sum(weights), 0, []
         for w in weights:
@@ -75,9 +83,17 @@ class Events:
             value = value * 32 + _CROCK[char]
         return (value & ((1 << 80) - 1)) >> 56, (value >> 80) // 1000
 
-    def metric_of(self, g: int) -> tuple[str, str]:
-        """(metric id, metric name)."""
+    def metric_of(self, g: int) -> tuple[str, str | None]:
+        """(metric id, metric name); an orphan event's metric has no name (it no longer exists)."""
+        if unit(self.seed, g, 12) < ORPHAN_SHARE:
+            return ORPHAN_METRIC, None
         return self.metrics[bisect.bisect_left(self.cumulative, unit(self.seed, g, 3))]
+
+    def flow_of(self, g: int) -> tuple[str, str] | None:
+        """(flow id, flow message id) when a flow sent this message event, else None."""
+        if not self.flows or unit(self.seed, g, 13) >= FLOW_SHARE:
+            return None
+        return self.flows[mix(self.seed, g, 14) % len(self.flows)]
 
     def profile_of(self, g: int) -> str:
         """Profile id the event belongs to."""
@@ -94,8 +110,11 @@ class Events:
                 return ts * US
             if name == "timestamp":
                 return ts
-            if name in ("metric_id", "metric"):
+            if name == "metric_id":
                 return self.metric_of(g)[0]
+            if name == "metric":  # has(metric): only events whose metric resolves
+                mid, metric = self.metric_of(g)
+                return mid if metric is not None else None
             if name in ("profile_id", "profile"):
                 return self.profile_of(g)
             return None
@@ -114,10 +133,11 @@ class Events:
                 "campaign-message": ("campaign-message", mid)}
         return resource(base, "attribution", aid, None, rels)
 
-    def properties(self, g: int, ts: int, metric: str) -> dict:
+    def properties(self, g: int, ts: int, metric: str | None) -> dict:
         """event_properties: `$`-keys, spaced keys, nested objects (API-NOTES §3.3)."""
         rng = random.Random(mix(self.seed, g, 7))
         props: dict = {"$event_id": f"{ts}:{g}"}
+        metric = metric or ""
         if metric in ("Placed Order", "Ordered Product", "Started Checkout"):
             items = [rng.choice(PRODUCTS) for _ in range(rng.randrange(1, 4))]
             value = round(sum(p for _, p in items), 2)
@@ -130,6 +150,11 @@ class Events:
                 else ("", "", "")
             props.update({"Campaign Name": name, "Subject": f"{name} - don't miss out", "$message": mid,
                           "Email Domain": rng.choice(["gmail.com", "yahoo.com"]), "$value": 0.0})
+            flow = self.flow_of(g)
+            if flow is not None:
+                # A flow's message: $flow names the flow, $message the flow message; no campaign.
+                del props["Campaign Name"]
+                props.update({"$flow": flow[0], "$message": flow[1]})
             if metric == "Clicked Email":
                 props["URL"] = "https://example-shop.com/sale?utm_source=klaviyo"
         elif metric == "Viewed Product":

@@ -194,7 +194,9 @@ class Query:
         if self.ep.type == "member":
             return self.store.profiles.render(handle, self.base, self.fields, self.extra,
                                               joined_us=self.table.joined[handle])
-        return self.table.render(handle, self.base, self.fields)
+        if self.ep.type == "event":
+            return self.table.render(handle, self.base, self.fields)
+        return self.table.render(handle, self.base, self.fields, self.includes)
 
     def encoded(self, handle: int) -> Raw:
         """One profile or segment member as cached JSON text (profiles dominate sync traffic)."""

@@ -37,8 +37,10 @@ class Store:
         metrics = [(mid, row["attributes"]["name"]) for mid, row in self.small.tables["metric"].rows.items()]
         campaigns = [(cid, row["rels"]["campaign-messages"][0][1], row["attributes"]["name"])
                      for cid, row in self.small.tables["campaign"].rows.items()]
+        flows = [(fid, "M" + row["rels"]["flow-actions"][0][1]) for fid, row in self.small.tables["flow"].rows.items()
+                 if row["rels"]["flow-actions"]]
         self.events = Events(seed, round(10_000 * scale), self.now_us, metrics, list(self.profiles.ids) or ["-"],
-                             campaigns)
+                             campaigns, flows)
 
     def _add_segment_members(self, sid: str, k: int, joined_at: int | None = None) -> None:
         rng = random.Random(mix(self.seed, k, 11))

@@ -9,6 +9,9 @@ from typing import Any, Protocol
 from klaviyo_sim.jsonapi import iso, resource, sparse
 
 Key = tuple[Any, str]
+# Relationships whose `data` live Klaviyo sends only when `include` names them: the recorded campaigns page
+# (fixtures/recorded/read-campaigns.json) has campaign-messages data without include but tags as links only.
+DATA_ONLY_WHEN_INCLUDED = ("tags",)
 
 
 class Table(Protocol):
@@ -67,10 +70,14 @@ class SmallTable:
         """Field accessor used by filters."""
         return handle["keys"].get
 
-    def render(self, handle: dict, base: str, fields: dict[str, list[str]]) -> dict:
-        """The JSON:API resource object."""
+    def render(self, handle: dict, base: str, fields: dict[str, list[str]], includes: list[str] | None = None) -> dict:
+        """The JSON:API resource object; some relationships carry `data` only when `includes` names them."""
         attrs = sparse(handle["attributes"], fields.get(self.type))
-        return resource(base, self.type, handle["id"], attrs, handle.get("rels"))
+        rels = handle.get("rels")
+        if rels:
+            rels = {name: None if name in DATA_ONLY_WHEN_INCLUDED and name not in (includes or ()) else data
+                    for name, data in rels.items()}
+        return resource(base, self.type, handle["id"], attrs, rels)
 
 
 def walk(table: Table, field: str, desc: bool, after: Key | None, low: object, high: object,

@@ -87,7 +87,7 @@ def test_child_stream_reads_its_parent_in_full_and_runs_after_it(tmp_path: Path)
     child = plan.streams[1]
     assert child.parent.stream.name == "segments"
     # parent.bounded: false in the Klaviyo spec: every segment, not only those updated since start_date.
-    assert child.parent.partitions[0].params == {"page[size]": "10", "sort": "updated"}
+    assert child.parent.partitions[0].params == {"include": "tags", "page[size]": "10", "sort": "updated"}
 
 
 @pytest.mark.parametrize(

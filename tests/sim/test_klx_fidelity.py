@@ -15,7 +15,7 @@ from tests.klx_testing import SIM_NOW, START_DATE, rows, sync, write_config
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator(seed=5, scale=1.0, now=SIM_NOW) as simulator:
+    with Simulator(seed=5, scale=0.3, now=SIM_NOW) as simulator:
         yield simulator
 
 
@@ -78,3 +78,71 @@ def test_segments_profiles_holds_every_segment_whatever_the_start_date(sim: Simu
     assert {s["id"] for s in old} <= {segment for segment, _ in landed}
     # The segments table itself still starts at the start date.
     assert {r["id"] for r in table(database, "segments", "id")} == {t["id"] for t in sim.truth("segments", start)}
+
+
+TAGGED = {"campaigns": "campaign", "flows": "flow", "lists": "list", "segments": "segment"}
+
+
+def test_simulator_sends_tag_ids_only_when_include_asks_for_them(sim: Simulator) -> None:
+    from klaviyo_sim.testing import get
+
+    plain = get(sim, "/api/lists").json()["data"]
+    asked = get(sim, "/api/lists", {"include": "tags"}).json()
+    assert all("data" not in r["relationships"]["tags"] for r in plain)
+    assert any(r["relationships"]["tags"]["data"] for r in asked["data"])
+    assert {i["type"] for i in asked["included"]} == {"tag"}
+
+
+def test_tags_land_as_id_and_name_arrays_on_every_tagged_resource(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {name: "full_refresh" for name in TAGGED})
+    sync(config, sim.api_key, now=SIM_NOW)
+    small = sim.store.small.tables
+    names = {tid: row["attributes"]["name"] for tid, row in small["tag"].rows.items()}
+    tagged = 0
+    for resource, type_ in TAGGED.items():
+        landed = {r["id"]: (json.loads(r["tags_ids"]), json.loads(r["tag_names"])) for r in table(database, resource, "id, tags_ids, tag_names")}
+        expected = {}
+        for t in sim.truth(resource, START_DATE):
+            ids = [tid for _, tid in small[type_].rows[t["id"]]["rels"]["tags"]]
+            expected[t["id"]] = (ids, [names[i] for i in ids])
+        assert landed == expected, resource
+        tagged += sum(1 for ids, _ in expected.values() if ids)
+    assert tagged > 10
+
+
+def test_campaigns_carry_their_messages_sender(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {"campaigns": "full_refresh"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    landed = {r["id"]: (r["from_email_0"], r["from_label_0"], r["reply_to_email_0"], r["channel"])
+              for r in table(database, "campaigns", "id, from_email_0, from_label_0, reply_to_email_0, channel")}
+    expected = {}
+    for t in sim.truth("campaigns", START_DATE):
+        (_, message_id), = sim.store.small.tables["campaign"].rows[t["id"]]["rels"]["campaign-messages"]
+        definition = sim.store.small.messages[message_id]["attributes"]["definition"]
+        content = definition["content"]
+        expected[t["id"]] = (content.get("from_email"), content.get("from_label"), content.get("reply_to_email"), definition["channel"])
+    assert landed == expected
+    assert {e[0] for e in expected.values() if e[3] == "email"} == {"store@example-shop.com"}
+    assert all(e[0] is None for e in expected.values() if e[3] != "email")
+
+
+def test_events_carry_rudderstacks_flow_campaign_and_profile_columns(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {"events": "full_refresh"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    columns = "id, flow_id, flow_message_id, campaign_id, profile_email, metric_id, metric_name"
+    landed = {r["id"]: tuple(r.values())[1:] for r in table(database, "events", columns)}
+    events, profiles = sim.store.events, sim.store.profiles
+    expected = {}
+    for t in sim.truth("events", START_DATE):
+        g, ts = events.handle(t["id"])
+        metric_id, metric = events.metric_of(g)
+        props = events.properties(g, ts, metric)
+        flow = props.get("$flow")
+        email = profiles.email(profiles.index[events.profile_of(g)])
+        expected[t["id"]] = (flow, props["$message"] if flow else None, None if flow else props.get("$message"), email, metric_id, metric)
+    assert landed == expected
+    assert sum(1 for e in expected.values() if e[0]) > 100  # flow-sent messages
+    assert sum(1 for e in expected.values() if e[2]) > 100  # campaign-sent messages
+    # Events whose metric no longer resolves are kept, with a null metric_name (revision 2026-07-15).
+    orphans = [e for e in expected.values() if e[5] is None]
+    assert orphans and all(e[4] for e in orphans)
