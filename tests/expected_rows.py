@@ -46,18 +46,20 @@ class Source:
     parent: str | None = None  # the resource whose records' ids fill {id} in `path`
 
 
+# Tag ids are served only with include=tags (as on live Klaviyo), so the sources ask for them.
+TAGS = {"include": "tags"}
 SOURCES: dict[str, Source] = {
-    "campaigns": Source("/api/campaigns", {"include": "campaign-messages"}, tuple(
+    "campaigns": Source("/api/campaigns", {"include": "campaign-messages,tags"}, tuple(
         {"filter": f"equals(messages.channel,'{c}'),equals(archived,{a})"}
         for c in ("email", "sms", "mobile_push") for a in ("false", "true"))),
     "email_templates": Source("/api/templates"),
-    "events": Source("/api/events", {"page[size]": "1000"}),
-    "flows": Source("/api/flows", partitions=ARCHIVED),
+    "events": Source("/api/events", {"page[size]": "1000", "include": "attributions,metric,profile"}),
+    "flows": Source("/api/flows", {"include": "flow-actions,tags"}, partitions=ARCHIVED),
     "global_exclusions": Source("/api/profiles", {"additional-fields[profile]": "subscriptions"}),
-    "lists": Source("/api/lists"),
+    "lists": Source("/api/lists", TAGS),
     "metrics": Source("/api/metrics"),
     "profiles": Source("/api/profiles", PROFILE_FIELDS),
-    "segments": Source("/api/segments"),
+    "segments": Source("/api/segments", TAGS),
     "segments_profiles": Source("/api/segments/{id}/profiles", PROFILE_FIELDS, parent="segments"),
 }
 
@@ -126,17 +128,33 @@ class Truth:
             query = urlsplit(next_url).query
 
 
+def tag_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
+    """tag_names: the names of the record's tags, in relationship order, from the included tags."""
+    tags = record.obj["relationships"]["tags"]["data"]
+    return {"tag_names": [record.included[(t["type"], t["id"])]["attributes"]["name"] for t in tags]}
+
+
 def campaign_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
-    """The channel partition column: the channel of the campaign's (one) message."""
+    """The channel partition column and RudderStack's sender of the campaign's (one) message."""
     (message,) = record.obj["relationships"]["campaign-messages"]["data"]
     definition = record.included[(message["type"], message["id"])]["attributes"]["definition"]
-    return {"channel": definition["channel"]}
+    content = definition["content"]
+    sender = {f"{field}_0": content.get(field) for field in ("from_email", "from_label", "reply_to_email")}
+    return {"channel": definition["channel"], **sender, **tag_columns(record, truth)}
 
 
 def event_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
-    """metric_name: the name of the event's metric, as /api/metrics lists it."""
+    """metric_name as /api/metrics lists it (null for a metric it no longer lists), the email of the
+    event's profile, and RudderStack's flow/campaign columns: a flow sets $flow and its message as $message."""
     metric = record.obj["relationships"]["metric"]["data"]
-    return {"metric_name": truth.attributes("metrics", metric["id"])["name"]}
+    known = truth.fetched("metrics").get((metric["id"],))
+    profile = record.included.get(("profile", record.obj["relationships"]["profile"]["data"]["id"]))
+    props = record.obj["attributes"]["event_properties"]
+    flow = props.get("$flow")
+    return {"metric_name": known.obj["attributes"]["name"] if known else None,
+            "profile_email": profile["attributes"]["email"] if profile else None,  # a deleted profile is not included
+            "flow_id": flow, "flow_message_id": props.get("$message") if flow else None,
+            "campaign_id": None if flow else props.get("$message")}
 
 
 def segment_member_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
@@ -148,6 +166,9 @@ def segment_member_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
 EXTRA_COLUMNS: dict[str, Callable[[Fetched, Truth], dict[str, Any]]] = {
     "campaigns": campaign_columns,
     "events": event_columns,
+    "flows": tag_columns,
+    "lists": tag_columns,
+    "segments": tag_columns,
     "segments_profiles": segment_member_columns,
 }
 
