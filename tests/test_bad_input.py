@@ -252,3 +252,21 @@ def test_bad_spec_is_refused_before_anything_is_written(
 
 def test_there_are_at_least_forty_bad_input_cases() -> None:
     assert len(BAD_CONFIGS) + len(BAD_SPECS) >= 40
+
+
+def test_schedule_refuses_a_bad_resource_before_its_first_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.commands import schedule as schedule_cmd
+    from engine.errors import ConfigError
+    from engine.schedule import Stop
+    from tests.test_schedule import FakeClock, at
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test_0123456789abcdef")
+    Path("config.yaml").write_text(edit(CONFIG, "  segments: incremental\n", "  segment: incremental\n") + "schedule:\n  type: basic\n  every: 15m\n")
+    Path("spec.yaml").write_text(SPEC)
+    ticks: list = []
+    stop = Stop()
+    with pytest.raises(ConfigError) as raised:
+        schedule_cmd.serve(Path("config.yaml"), clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=ticks.append, max_runs=1)
+    assert str(raised.value) == "config.yaml:12: resources.segment: unknown resource; did you mean 'segments'?"
+    assert ticks == []
