@@ -162,7 +162,11 @@ def _utc(now: Callable[[], datetime]) -> str:
 
 
 class LogView(View):
-    """Off a terminal: a timestamped line when a stream starts and ends, and per running stream every 10 s."""
+    """Off a terminal: a timestamped line per running stream every 10 s, on stderr.
+
+    Starts and ends are not logged: the final summary on stdout says how each stream ended, and stderr
+    stays the error's alone for a run shorter than the heartbeat.
+    """
 
     def __init__(self, out: TextIO, *, wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc), every: float = HEARTBEAT_SECONDS) -> None:
         self.out, self.wall, self.every = out, wall, every
@@ -183,16 +187,6 @@ class LogView(View):
             text += f" {key}={value}"
         print(text, file=self.out, flush=True)
 
-    def started(self, progress: Progress, s: StreamProgress) -> None:
-        """Log the start."""
-        self.emit("started", s, progress)
-
-    def finished(self, progress: Progress, s: StreamProgress) -> None:
-        """Log the end, with the error when it failed."""
-        if s.error:
-            self.emit("failed", s, progress, error=json.dumps(s.error))
-        else:
-            self.emit("done", s, progress)
 
     def request(self, s: StreamProgress, url: str, status: int | None, seconds: float) -> None:
         """-v in text: http.py's own log line (klx.http, INFO) already shows each request."""
@@ -222,7 +216,11 @@ class LogView(View):
 
 
 class JsonView(LogView):
-    """--log-format json: the same events as LogView, one JSON object a line."""
+    """--log-format json: one JSON object a line on stdout: each stream's start and end, the heartbeat, the summary."""
+
+    def started(self, progress: Progress, s: StreamProgress) -> None:
+        """Log the start."""
+        self.emit("started", s, progress)
 
     def emit(self, event: str, s: StreamProgress | None, progress: Progress | None, **extra: Any) -> None:
         """Write one JSON line."""

@@ -30,14 +30,20 @@ def klx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def summary_lines(stdout: str) -> dict[str, list[str]]:
-    """The per-stream lines of the printed summary: stream -> [mode, events, rows, pages, seconds]."""
+    """The per-stream lines of the printed summary: stream -> [mode, events, rows, pages, seconds].
+
+    The summary's columns are stream, mode, status, events, rows, inserted, updated, pages, requests,
+    retries, 429s, waited, seconds; every stream printed here must be done.
+    """
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["stream", "mode"])
     out = {}
     for line in lines[start + 1:]:
         if line.startswith("total"):
             return out
-        name, *figures = line.split()
+        name, mode, status, events, kept, _inserted, _updated, pages, *_, seconds = line.split()
+        assert status == "done", line
+        figures = [mode, events, kept, pages, seconds]
         out[name] = figures
     raise AssertionError(f"no total line in:\n{stdout}")
 
@@ -77,7 +83,7 @@ def test_klx_demo_from_an_empty_folder_lands_exactly_the_simulators_data(tmp_pat
     second, again = demo_once(tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     if again == now:
-        (job,) = re.findall(r"^run ([0-9a-f-]{36}):", second.stdout, re.M)
+        (job,) = re.findall(r"^run ([0-9a-f-]{36}) succeeded:", second.stdout, re.M)
         for resource in ALL_RESOURCES:
             landed = rows(database, f'select context_sources_job_run_id as job from "kl_rudder_{resource}"')
             rewritten = [r for r in landed if r["job"] == job]
