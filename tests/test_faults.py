@@ -46,6 +46,8 @@ def kill_after_requests(sim: Simulator, process: subprocess.Popen, requests: int
 
 
 def assert_tables_equal_truth(sim: Simulator, database: Path) -> None:
+    tables = {r["table_name"] for r in rows(database, "select table_name from information_schema.tables")}
+    assert not [t for t in tables if t.endswith("__klx_shadow")], "a killed full refresh's shadow table survived"
     for resource in ALL_RESOURCES:
         truth = sim.truth(resource, START_DATE)
         landed = rows(database, f'select * from "kl_rudder_{resource}"')
