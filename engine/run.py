@@ -36,6 +36,15 @@ REJECT_RATIO, REJECT_MIN = 10, 10
 MAX_WARNINGS = 20  # per stream in the summary; every warning is also logged
 
 
+def _stops_the_run(err: ApiError) -> bool:
+    """Whether every later stream would fail the same way: the key is refused, or the API cannot be reached.
+
+    A transport failure (connection refused or reset, no answer) surfaces only once the request's whole
+    retry budget is spent; waiting that long again for each remaining stream would help no one.
+    """
+    return err.status == 401 or (err.status is None and isinstance(err.__cause__, OSError))
+
+
 class EmptyReplaceRefused(KlxError):
     """A full refresh read no rows for a table that has some; the table and state are kept."""
 
@@ -116,7 +125,7 @@ def run(
     """One sync of the selected resources; returns what it did. Streams run one after another.
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
-    API that refuses the key (401) stops the whole run, since every stream would fail the same way.
+    API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
     """
     spec = Spec.from_yaml(config.source.spec)
     validate_selection(config, spec, only)  # a config error must not create or touch the destination
@@ -195,7 +204,7 @@ class StreamSync:
         try:
             self._sync()
         except ApiError as err:
-            if err.status == 401:  # the key itself is refused: every other stream would fail the same way
+            if _stops_the_run(err):
                 raise
             self.summary.error = err
         except KlxError as err:

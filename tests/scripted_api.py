@@ -98,6 +98,11 @@ class ScriptedApi:
 
     def write_spec(self, folder: Path) -> Path:
         """The spec file describing this API."""
-        path = folder / "acme.yaml"
-        path.write_text(SPEC)
-        return path
+        return write_spec(folder)
+
+
+def write_spec(folder: Path) -> Path:
+    """The spec file describing the scripted API (its base_url is the config's to set)."""
+    path = folder / "acme.yaml"
+    path.write_text(SPEC)
+    return path

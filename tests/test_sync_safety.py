@@ -11,7 +11,7 @@ import pytest
 
 from engine.errors import ApiError
 from engine.run import EmptyReplaceRefused, RunSummary
-from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
+from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page, write_spec
 from tests.klx_testing import rows, sync, write_config
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -226,3 +226,19 @@ def test_odd_relationship_shapes_never_crash(api: ScriptedApi, tmp_path: Path, r
     config, database = setup(api, tmp_path, {"items": "incremental"})
     assert run_once(config).exit_code == 0
     assert [r["id"] for r in table(database, "items")] == ["a"]
+
+
+def test_an_unreachable_api_stops_the_run_after_the_first_stream(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = tmp_path / "acme.duckdb"
+    spec = write_spec(tmp_path)
+    config = write_config(tmp_path, {"items": "incremental", "groups": "full_refresh"}, base_url=f"http://127.0.0.1:{port}",
+                          database=database, spec=spec)
+    with caplog.at_level(logging.WARNING), pytest.raises(ApiError) as raised:
+        run_once(config)
+    assert raised.value.message.startswith("Acme unreachable on GET /items (stream items): ConnectionError")
+    assert not [m for m in caplog.messages if "/groups" in m]  # the second stream never waited on it
