@@ -86,7 +86,11 @@ def test_a_succeeding_sync_shows_the_key_nowhere(sim: Simulator, tmp_path: Path,
     sim.faults.queue(["503", "reset", "truncated"])  # retries get logged with -v
     config = write_config(tmp_path, {"lists": "incremental", "metrics": "full_refresh", "profiles": "incremental"}, base_url=sim.url,
                           database=tmp_path / "klx.duckdb", spec=fast_spec(tmp_path, attempts=4))
-    result = (klx if flags[0] == "after" else klx_here)(tmp_path, config, KEY, flags)  # one real process, one fast
+    if flags[0] == "after":  # one real process, writing a --report too; one fast, in this process
+        result = klx(tmp_path, config, KEY, [*flags, "--report", "report.json"])
+        assert (tmp_path / "report.json").exists()
+    else:
+        result = klx_here(tmp_path, config, KEY, flags)
     assert result.returncode == 0, result.stderr
     assert "retry 3/3" in result.stderr and "GET /api/profiles?" in result.stderr  # -v really logged
     assert leaks(KEY, tmp_path, result) == []
