@@ -287,7 +287,9 @@ class StreamSync:
 
     def _read_partition(self, partition: PartitionPlan, path: str, extra: dict[str, Any]) -> None:
         newest = None
+        read = 0
         for page, records in self._pages(self.stream, path, partition.params, self.reader, extra):
+            read += len(records)
             self.summary.pages += 1
             self.summary.events += len(records)
             self.http.events.page(self.stream.name, len(records))
@@ -319,6 +321,10 @@ class StreamSync:
             self._check_rejections(page.url)
         if self.stream.cursor and newest:
             self._advance(partition.key, newest)
+        elif self.stream.cursor and not read and partition.lower_bound is not None:
+            # Nothing at or after the bound existed when the run started: the next run starts there
+            # instead of at start_date again (an empty partition would otherwise never get a cursor).
+            self._advance(partition.key, self.plan.started_at)
 
     def _reject(self, reason: str, url: str) -> None:
         self.summary.rejected += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date as _date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from .yaml_source import Reader, did_you_mean, load_yaml, show
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
 FILTER_MISS_ACTIONS = ("skip", "delete")
+_REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_DURATION = timedelta(days=3650)  # lookbacks and granularities beyond ten years are mistakes (and overflow)
@@ -108,6 +109,8 @@ class ApiSpec:
     where: str
     max_response_mb: float = 256.0  # decoded size of one response body
     rate_limit_buckets: tuple[RateBucket, ...] = ()
+    revision_header: str | None = None  # the header whose ISO-date value `params_since` is checked against
+    revision_where: str = ""  # file:line of that header's value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -270,6 +273,8 @@ def _api(r: Reader) -> ApiSpec:
         where=r.where,
         max_response_mb=_positive(r, "max_response_mb", 256),
         rate_limit_buckets=_buckets(r.child("rate_limit_buckets", {}), tiers),
+        revision_header=_revision_header(r, headers),
+        revision_where=_revision_where(r, headers),
     )
     auth.done()
     sort.done()
@@ -277,6 +282,40 @@ def _api(r: Reader) -> ApiSpec:
     if api.record_format not in ("plain", "jsonapi"):
         raise r.fail("record_format", f"{api.record_format!r} is not one of jsonapi, plain")
     return api
+
+
+def _revision_header(r: Reader, headers: dict) -> str | None:
+    """`revision_header`: a header of `headers` whose value is an API version date (YYYY-MM-DD[...])."""
+    name = r.get("revision_header", str, None)
+    if name is not None and (name not in headers or not _REVISION.match(str(headers[name]))):
+        raise r.fail("revision_header", f"{name!r} must name one of api.headers whose value starts with a YYYY-MM-DD date")
+    return name
+
+
+def _revision_where(r: Reader, headers: dict) -> str:
+    name = r.mapping.get("revision_header")
+    at = getattr(headers, "at", None)
+    return at(name) if at is not None and name in headers else r.at("headers") if r.has("headers") else r.where
+
+
+def _params_since(r: Reader, api: ApiSpec, sent: set[str]) -> None:
+    """`params_since`: {parameter: first revision that accepts it}; refuse a spec whose revision is older."""
+    if not r.has("params_since"):
+        return
+    since = r.child("params_since")
+    if api.revision_header is None:
+        raise r.fail("params_since", "needs api.revision_header (which header carries the revision)")
+    current = str(api.headers[api.revision_header])[:10]
+    for param in since.mapping:
+        needed = str(since.get(param, (str, _date)))
+        if not _REVISION.match(needed):
+            raise since.fail(param, f"{needed!r} is not a YYYY-MM-DD revision")
+        if param in sent and current < needed[:10]:
+            raise since.fail(
+                param,
+                f"{param} needs revision {needed} or later, but api.headers.{api.revision_header} is {current} "
+                f"({api.revision_where}); raise the revision or stop sending {param}",
+            )
 
 
 def _buckets(r: Reader, tiers: dict[str, RateTier]) -> tuple[RateBucket, ...]:
@@ -428,6 +467,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         scopes=_strings(r, "scopes"),
         where=r.where,
     )
+    _params_since(r, api, set(stream.params) | ({api.page_size_param} if page_size is not None and api.page_size_param else set()))
     r.done()
     if stream.rate_limit is not None and stream.rate_limit not in api.rate_limit_tiers:
         known = ", ".join(sorted(api.rate_limit_tiers)) or "none"

@@ -26,6 +26,10 @@ KNOWN_REVISIONS = ("2023-02-22", "2023-06-15", "2023-07-15", "2023-08-15", "2023
                    "2023-12-15", "2024-02-15", "2024-05-15", "2024-06-15", "2024-07-15", "2024-10-15",
                    "2025-01-15", "2025-04-15", "2025-07-15", "2025-10-15", "2026-01-15", "2026-04-15", REVISION)
 _REVISION = re.compile(r"(\d{4}-\d{2}-\d{2})(\.pre)?$")
+# Query parameters younger than some accepted revisions (API-NOTES §6): an older revision refuses them.
+PARAMS_SINCE = {("/api/campaigns", "page[size]"): "2026-04-15", ("/api/templates", "page[size]"): "2026-04-15",
+                ("/api/lists", "page[size]"): "2026-04-15", ("/api/segments", "page[size]"): "2026-04-15",
+                ("/api/events", "page[size]"): "2026-01-15"}
 JSONAPI = "application/vnd.api+json"
 
 
@@ -132,7 +136,12 @@ class Simulator:
             if method != "GET":
                 raise errors.ApiError(status=405, code="method_not_allowed", title="Method not allowed.",
                                       detail=f'Method "{method}" not allowed.', meta=None)
-            op, _, _ = route(path)
+            op, ep, _ = route(path)
+            revision = headers.get("revision", "").strip()[:10]
+            for name, _ in parse_qsl(raw_query, keep_blank_values=True):
+                if revision < PARAMS_SINCE.get((op.path, name), revision):
+                    raise errors.unsupported_page_size(ep.type) if name == "page[size]" else errors.invalid(
+                        f"'{name}' is not a valid query parameter for this resource.", parameter=name)
             buckets = [(op.path, op.burst, op.steady)]
             if "predictive_analytics" in dict(parse_qsl(raw_query)).get("additional-fields[profile]", ""):
                 buckets.append(PREDICTIVE)

@@ -50,3 +50,41 @@ def test_on_filter_miss_delete_needs_a_record_filter(tmp_path: Path, monkeypatch
 def test_parent_bounded_must_be_a_boolean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fails(tmp_path, monkeypatch, "      bounded: false\n", "      bounded: never\n", "bounded: never",
            "streams.segments_profiles.parent.bounded: expected true/false, got str 'never'")
+
+
+def test_an_older_revision_than_a_sent_parameter_needs_is_refused_at_the_parameter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Changing only the revision line: campaigns' page[size] exists from 2026-04-15 (API-NOTES §6).
+    monkeypatch.chdir(tmp_path)
+    text = _with(tmp_path, 'revision: "2026-07-15"', 'revision: "2026-01-15"').read_text()
+    lines = text.splitlines()
+    header = next(i for i, row in enumerate(lines, 1) if 'revision: "2026-01-15"' in row)
+    since = next(i for i, row in enumerate(lines, 1) if 'params_since: {"page[size]": "2026-04-15"}' in row)
+    with pytest.raises(SpecError) as raised:
+        Spec.from_yaml(Path("klaviyo.yaml"))
+    assert str(raised.value) == (
+        f"klaviyo.yaml:{since}: streams.campaigns.params_since.page[size]: page[size] needs revision 2026-04-15 or later, "
+        f"but api.headers.revision is 2026-01-15 (klaviyo.yaml:{header}); raise the revision or stop sending page[size]"
+    )
+
+
+def test_events_page_of_1000_needs_2026_01_15(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _with(tmp_path, 'revision: "2026-07-15"', 'revision: "2025-10-15"')
+    text = path.read_text()
+    for stream in ("campaigns", "email_templates", "lists", "segments"):  # drop page[size] where 2026-04-15 is needed
+        text = text.replace('    params_since: {"page[size]": "2026-04-15"}\n', "", 1)
+    text = text.replace("    page_size: 100\n    params:\n      # What RudderStack", "    params:\n      # What RudderStack")
+    text = text.replace("    page_size: 10\n", "")
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"^klaviyo.yaml:\d+: streams.events.params_since.page\[size\]: page\[size\] needs revision 2026-01-15 or later"):
+        Spec.from_yaml(Path("klaviyo.yaml"))
+
+
+def test_params_since_needs_a_revision_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "  revision_header: revision\n", "", 'params_since: {"page[size]": "2026-04-15"}',
+           "streams.campaigns.params_since: needs api.revision_header")
+
+
+def test_revision_header_must_name_a_dated_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "  revision_header: revision\n", "  revision_header: accept\n", "revision_header: accept",
+           "api.revision_header: 'accept' must name one of api.headers whose value starts with a YYYY-MM-DD date")

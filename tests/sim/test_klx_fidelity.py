@@ -146,3 +146,32 @@ def test_events_carry_rudderstacks_flow_campaign_and_profile_columns(sim: Simula
     # Events whose metric no longer resolves are kept, with a null metric_name (revision 2026-07-15).
     orphans = [e for e in expected.values() if e[5] is None]
     assert orphans and all(e[4] for e in orphans)
+
+
+def test_a_partition_that_returned_nothing_keeps_the_runs_start_as_its_cursor(sim: Simulator, tmp_path: Path) -> None:
+    start = (SIM_NOW - timedelta(days=2)).date().isoformat()
+    assert not sim.truth("flows", start), "no flow may have changed in the last two days"
+    config, database = config_for(tmp_path, sim, {"flows": "incremental"}, start)
+    sync(config, sim.api_key, now=SIM_NOW)
+    assert state(database, "flows")["cursor"] == {"archived=false": SIM_NOW.isoformat(), "archived=true": SIM_NOW.isoformat()}
+    sim.request_log.clear()
+    later = SIM_NOW + timedelta(hours=6)
+    sync(config, sim.api_key, now=later)
+    filters = sorted(q["filter"] for _, path, q in sim.request_log if path == "/api/flows")
+    # The second run reads from the first run's start, not from start_date again.
+    assert filters == ["and(greater-or-equal(updated,2026-11-01T00:00:00+00:00),equals(archived,false))",
+                       "and(greater-or-equal(updated,2026-11-01T00:00:00+00:00),equals(archived,true))"]
+    assert state(database, "flows")["cursor"] == {"archived=false": later.isoformat(), "archived=true": later.isoformat()}
+
+
+@pytest.mark.parametrize(("path", "since"), [("/api/campaigns", "2026-04-15"), ("/api/lists", "2026-04-15"), ("/api/events", "2026-01-15")])
+def test_simulator_refuses_page_size_before_the_revision_that_added_it(sim: Simulator, path: str, since: str) -> None:
+    from klaviyo_sim.testing import HEADERS, get
+
+    params = {"page[size]": "10"}
+    if path == "/api/campaigns":
+        params["filter"] = "equals(messages.channel,'email')"
+    older = get(sim, path, params, {**HEADERS, "revision": "2025-10-15"})
+    assert older.status_code == 400
+    assert older.json()["errors"][0]["source"] == {"pointer": "/data/attributes/page_size"}
+    assert get(sim, path, params, {**HEADERS, "revision": since}).status_code == 200
