@@ -147,8 +147,8 @@ def test_bad_config_is_refused_before_anything_is_written(
 # (text replaced in specs/klaviyo.yaml, replacement, marker, message). The error must point at the
 # first line of the edited spec that contains `marker`: `{line}` in the message.
 BAD_SPECS = [
-    pytest.param("      tags: {name: tag_names}\n    primary_key: [id]\n    cursor:\n      field: updated\n      lower: gt\n      granularity: 1s\n    sync_modes: [full_refresh, incremental]\n\n  segments_profiles:",
-                 "      tags: {name: tag_names}\n    primary_key: [id]\n    parent: {stream: segments_profiles, fields: {id: child_id}}\n    cursor:\n      field: updated\n      lower: gt\n      granularity: 1s\n    sync_modes: [full_refresh, incremental]\n\n  segments_profiles:",
+    pytest.param("  segments:\n    path: /api/segments\n",
+                 "  segments:\n    path: /api/segments\n    parent: {stream: segments_profiles, fields: {id: child_id}}\n",
                  "parent: {stream: segments_profiles",
                  "streams.segments.parent.stream: parents form a loop: segments -> segments_profiles -> segments", id="parent-loop"),
     pytest.param("      stream: segments\n", "      stream: segments_profiles\n", "stream: segments_profiles",
