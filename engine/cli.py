@@ -137,6 +137,25 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
     runs.set_defaults(handler=_runs)
 
+    discover = commands.add_parser(
+        "discover", help="list the resources the spec offers", description="List each resource of the spec: sync modes, key, cursor, endpoint, rate limit, scopes."
+    )
+    discover.add_argument("config", type=Path, nargs="?", help="config.yaml (default: the bundled Klaviyo spec, no config needed)")
+    discover.add_argument("--columns", action="store_true", help="also list each selected table's columns as last loaded")
+    discover.set_defaults(handler=_discover)
+
+    state = commands.add_parser("state", help="show or reset saved cursors", description="Show the saved cursors of each stream, or reset them.")
+    state.add_argument("action", choices=("show", "reset"), help="show: print cursors; reset: forget them (the next run reads from start_date)")
+    state.add_argument("config", type=Path, help="path to config.yaml")
+    state.add_argument("--streams", default="", help="comma-separated resources (default: every resource in the config)")
+    state.set_defaults(handler=_state)
+
+    check = commands.add_parser(
+        "check", help="check config, key, scopes and destination", description="Check the config and spec, the API key, each resource's scope and the destination; one line per check."
+    )
+    check.add_argument("config", type=Path, help="path to config.yaml")
+    check.set_defaults(handler=_check)
+
 
 def _init(args: argparse.Namespace) -> int:
     from .starter import init
@@ -158,6 +177,27 @@ def _runs(args: argparse.Namespace) -> int:
     from .commands.runs import list_runs
 
     return list_runs(args.config, limit=args.limit, as_json=args.log_format == "json")
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from .commands.discover import discover
+
+    return discover(args.config, columns=args.columns)
+
+
+def _state(args: argparse.Namespace) -> int:
+    from .commands import state
+
+    only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    if args.action == "show":
+        return state.show(args.config, only, as_json=args.log_format == "json")
+    return state.reset(args.config, only)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .commands.check import check
+
+    return check(args.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,69 @@
+"""`klx discover`: what the spec offers (resource, sync modes, key, cursor, endpoint, rate limit, scopes),
+and with --columns each table's columns as last loaded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..config import default_spec_path
+from ..destinations import build_destination
+from ..spec import ApiSpec, Spec, StreamSpec
+from . import config_without_secrets
+
+
+def rate_limit(api: ApiSpec, stream: StreamSpec) -> str:
+    """The stream's endpoint tier with its numbers, plus any named bucket its own parameters select."""
+    if not stream.rate_limit:
+        return "-"
+    tier = api.rate_limit_tiers[stream.rate_limit]
+    text = f"{stream.rate_limit} ({tier.burst}/s, {tier.steady}/m)"
+    buckets = [b.name for b in api.rate_limit_buckets if b.matches(stream.params)]
+    return text + "".join(f" + {name}" for name in buckets)
+
+
+def resource_rows(spec: Spec) -> list[tuple[str, ...]]:
+    """One row per resource: resource, sync modes, key, cursor, endpoint, rate limit, scopes."""
+    rows = []
+    for name in sorted(spec.streams):
+        s = spec.streams[name]
+        endpoint = s.path if s.parent is None else f"{s.path} (per {s.parent.stream})"
+        cursor = s.cursor.field if s.cursor else "-"
+        rows.append((name, ", ".join(s.sync_modes), ", ".join(s.primary_key), cursor, endpoint, rate_limit(spec.api, s), ", ".join(s.scopes) or "-"))
+    return rows
+
+
+def discover(config_path: Path | None, *, columns: bool = False, out: TextIO | None = None) -> int:
+    """Print the resource table of the config's spec (the bundled one without a config); --columns needs a config."""
+    out = out or sys.stdout
+    config = config_without_secrets(config_path) if config_path is not None else None
+    spec = Spec.from_yaml(config.source.spec if config else default_spec_path())
+    header = ("resource", "sync modes", "key", "cursor", "endpoint", "rate limit", "scopes")
+    rows = resource_rows(spec)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+    if not columns:
+        return 0
+    if config is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("--columns reads the tables a config loads into: pass the config, e.g. klx discover config.yaml --columns")
+    selected = [r.name for r in config.resources]
+    destination = build_destination(config.destination)
+    try:
+        for name in selected:
+            table = config.destination.table_prefix + spec.api.table.format(stream=name)
+            found = destination.columns_of(table)
+            print(file=out)
+            if not found:
+                print(f"{table}: not loaded yet", file=out)
+                continue
+            print(f"{table} ({len(found)} columns)", file=out)
+            for column, dtype in found.items():
+                shown = dtype.sql(destination.dialect) if hasattr(dtype, "sql") else str(dtype)
+                print(f"  {column:<40} {shown}", file=out)
+    finally:
+        destination.close()
+    return 0

@@ -1,0 +1,154 @@
+"""klx check, discover and state against the simulator: exact lines and exit codes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from engine.cli import main
+from klaviyo_sim import Simulator
+from tests.hostile_api import HostileApi, send
+from tests.klx_testing import SIM_NOW, default_modes, rows, write_config
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(seed=11, scale=0.03, now=SIM_NOW) as simulator:
+        yield simulator
+
+
+def test_discover_lists_every_resource_of_the_bundled_spec_without_a_config(capsys) -> None:
+    assert main(["discover"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["resource", "sync", "modes", "key", "cursor", "endpoint", "rate", "limit", "scopes"]
+    by_name = {line.split()[0]: line for line in lines[1:]}
+    assert sorted(by_name) == sorted(default_modes())
+    assert by_name["metrics"].split() == ["metrics", "full_refresh", "id", "-", "/api/metrics", "M", "(10/s,", "150/m)", "metrics:read"]
+    assert "/api/segments/{parent.id}/profiles (per segments)" in by_name["segments_profiles"]
+    assert "+ predictive_analytics" in by_name["profiles"] and "profiles:read, segments:read" in by_name["segments_profiles"]
+
+
+def test_discover_columns_lists_each_tables_columns_as_last_loaded(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config), "--streams", "metrics"]) == 0
+    capsys.readouterr()
+    assert main(["discover", str(config), "--columns"]) == 0
+    out = capsys.readouterr().out
+    loaded = rows(tmp_path / "x.duckdb", "select column_name from information_schema.columns where table_name = 'kl_rudder_metrics' order by ordinal_position")
+    assert f"kl_rudder_metrics ({len(loaded)} columns)" in out
+    assert all(f"  {r['column_name']} " in out for r in loaded)
+    assert "kl_rudder_lists: not loaded yet" in out
+
+
+def test_discover_columns_needs_a_config(capsys) -> None:
+    assert main(["discover", "--columns"]) == 2
+    assert capsys.readouterr().err == "error: --columns reads the tables a config loads into: pass the config, e.g. klx discover config.yaml --columns\n"
+
+
+def test_state_show_and_reset_move_only_the_chosen_streams_back_to_start_date(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    database = tmp_path / "x.duckdb"
+    config = write_config(tmp_path, {"lists": "incremental", "segments": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=database)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["state", "show", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "lists: no saved state; the next run reads from start_date 2024-01-01T00:00:00+00:00"
+    assert main(["run", str(config)]) == 0
+    capsys.readouterr()
+    newest = max(r["updated"] for r in rows(database, "select updated from kl_rudder_lists"))
+    assert main(["state", "show", str(config), "--streams", "lists,metrics"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("lists: ") and out[0].endswith(" column names kept; cursor per partition:")
+    assert out[1] == f"  (whole stream): {newest.isoformat()}"
+    assert out[2].startswith("metrics: no cursor (full refresh or nothing read yet); ")
+    assert main(["state", "reset", str(config), "--streams", "lists"]) == 0
+    assert capsys.readouterr().out == "lists: cursor reset; the next run reads from start_date 2024-01-01\n"
+    assert main(["state", "show", str(config), "--streams", "lists,segments", "--log-format", "json"]) == 0
+    import json
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["lists"]["cursor"] == {} and shown["segments"]["cursor"] != {}
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config), "--streams", "lists", "--log-format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    (lists,) = summary["streams"]
+    assert lists["records"] == len(sim.truth("lists", "2024-01-01"))  # read again from start_date
+    assert (lists["inserted"], lists["updated"]) == (0, 0)  # same rows: nothing changed
+
+
+def test_state_with_an_unknown_stream_exits_2(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url=None, database=tmp_path / "x.duckdb")
+    assert main(["state", "show", str(config), "--streams", "list"]) == 2
+    assert capsys.readouterr().err.startswith("error: --streams: 'list' is not among the resources in ")
+
+
+def test_check_passes_every_line_against_the_simulator(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, default_modes(), base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["check", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"ok   config and spec          {config}: 10 resources; spec klaviyo.yaml"
+    assert lines[1] == f"ok   API key                  {sim.url} accepted the key (GET /api/campaigns)"
+    assert [line.split()[:3] for line in lines[2:12]] == [["ok", "scope", name] for name in default_modes()]
+    assert lines[-1] == f"ok   destination              duckdb {tmp_path / 'x.duckdb'} opened and writable"
+    assert rows(tmp_path / "x.duckdb", "select * from kl_klx_state") == []  # the write was rolled back
+
+
+def test_check_names_a_refused_key_and_exits_3(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_wrong_key_000000000000000000")
+    assert main(["check", str(config)]) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("FAIL API key                  Klaviyo 401 on GET /api/lists")
+    assert lines[1].endswith("(hint: check source.api_key: the API did not accept the key)")
+    assert lines[2].startswith("ok   destination")
+
+
+def test_check_names_the_missing_scope_of_one_resource(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    def respond(handler, hit) -> None:
+        parts = urlsplit(hit.path)
+        if parts.path == "/api/lists":
+            send(handler, 403, {"errors": [{"status": 403, "detail": "You do not have permission to perform this action."}]})
+            return
+        reply = sim.handle_api("GET", parts.path, parts.query, hit.headers, api.url)
+        send(handler, reply.status, reply.body, dict(reply.headers))
+
+    with HostileApi(respond) as api:
+        config = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=api.url, database=tmp_path / "x.duckdb")
+        monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+        assert main(["check", str(config)]) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:4] == [
+        f"ok   API key                  {api.url} accepted the key (GET /api/metrics)",
+        "ok   scope metrics            metrics:read",
+        "FAIL scope lists              403 on GET /api/lists: the key lacks lists:read",
+    ]
+
+
+def test_check_fails_in_seconds_naming_an_unreachable_host(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test_0000000000000000000000")
+    began = time.monotonic()
+    assert main(["check", str(config)]) == 3
+    took = time.monotonic() - began
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "FAIL API key                  cannot reach 127.0.0.1:9: connection refused"
+    assert not any("scope" in line for line in lines)  # no point probing scopes of a host that is not there
+    assert took < 10
+
+
+def test_check_reports_a_destination_it_cannot_open(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "no" / "such" / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["check", str(config)]) == 4
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith(f"FAIL destination              cannot open DuckDB database {str(tmp_path / 'no' / 'such' / 'x.duckdb')!r}")
+
+
+def test_check_stops_at_a_bad_config_with_exit_2(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  path: x.duckdb\nresources:\n  profiles: incremantal\n")
+    assert main(["check", str(config)]) == 2
+    assert capsys.readouterr().out == f"FAIL config and spec          {config}:7: resources.profiles: 'incremantal' is not one of full_refresh, incremental\n"
