@@ -35,13 +35,14 @@ def kill_after_requests(sim: Simulator, process: subprocess.Popen, requests: int
     """SIGKILL `process` once the simulator has seen `requests` more API requests; False if it finished first."""
     target = len(sim.request_log) + requests
     deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        if len(sim.request_log) >= target:
+    while process.poll() is None:
+        if len(sim.request_log) >= target or time.monotonic() > deadline:
             process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.communicate()
+            assert time.monotonic() <= deadline, f"klx run took over {timeout:.0f}s; killed"
             return True
         time.sleep(0.005)
-    process.communicate(timeout=timeout)
+    process.communicate()
     return False
 
 
