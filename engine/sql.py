@@ -229,16 +229,16 @@ def count_rows(name: str, *, schema: str | None = None) -> exp.Select:
     return exp.select(exp.Count(this=exp.Star())).from_(table(name, schema))
 
 
-def table_columns() -> exp.Select:
-    """(column_name, data_type, numeric_precision, numeric_scale) of one table; parameters: schema, table name."""
-    info = exp.table_(ident("columns"), db=ident("information_schema"))
-    where = exp.and_(col("table_schema").eq(exp.Placeholder()), col("table_name").eq(exp.Placeholder()))
-    return (
-        exp.select(col("column_name"), col("data_type"), col("numeric_precision"), col("numeric_scale"))
-        .from_(info)
-        .where(where)
-        .order_by(col("ordinal_position"))
-    )
+def table_columns(dialect: str = "") -> exp.Select:
+    """(column_name, data_type, numeric_precision, numeric_scale) of one table; parameters: schema, table name.
+
+    Names are folded like every identifier: on Snowflake information_schema is INFORMATION_SCHEMA.
+    """
+    name = rules(dialect).identifier
+    info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
+    where = exp.and_(col(name("table_schema")).eq(exp.Placeholder()), col(name("table_name")).eq(exp.Placeholder()))
+    wanted = ("column_name", "data_type", "numeric_precision", "numeric_scale")
+    return exp.select(*(col(name(c)) for c in wanted)).from_(info).where(where).order_by(col(name("ordinal_position")))
 
 
 def reported_type(data_type: str, precision: int | None, scale: int | None, dialect: str) -> exp.DataType:
@@ -394,14 +394,16 @@ def state_parameters(statement: exp.Expr, stream: str, state_text: str) -> tuple
     return (stream, state_text) * (len(list(statement.find_all(exp.Placeholder))) // 2)
 
 
-def delete_keys(target: str, keys: str, primary_key: Sequence[str], *, schema: str | None = None) -> exp.Delete:
+def delete_keys(
+    target: str, keys: str, primary_key: Sequence[str], *, schema: str | None = None, keys_schema: str | None = None
+) -> exp.Delete:
     """DELETE the rows of `target` whose primary key appears in `keys` (a staged table of key columns).
 
     The target takes no alias (Redshift's DELETE allows none): its columns are qualified by its name.
     """
     target_col = lambda name: exp.column(ident(name), table=ident(target), db=ident(schema) if schema else None)  # noqa: E731
     match = exp.and_(*(target_col(k).eq(col(k, "k")) for k in primary_key))
-    found = exp.select(exp.Literal.number(1)).from_(table(keys, alias="k")).where(match)
+    found = exp.select(exp.Literal.number(1)).from_(table(keys, keys_schema, alias="k")).where(match)
     return exp.delete(table(target, schema), where=exp.Exists(this=found))
 
 

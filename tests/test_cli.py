@@ -81,7 +81,7 @@ def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -
     monkeypatch.chdir(tmp_path)
     Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  type: oracle\nresources:\n  metrics: full_refresh\n")
     assert main(["run", "config.yaml"]) == 2
-    assert capsys.readouterr().err == "error: config.yaml:5: destination.type: unknown 'oracle'; known: duckdb, postgres\n"
+    assert capsys.readouterr().err == "error: config.yaml:5: destination.type: unknown 'oracle'; known: duckdb, postgres, snowflake\n"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"], ["init", "--help"], ["schedule", "--help"], ["runs", "--help"], ["discover", "--help"], ["state", "--help"], ["check", "--help"]])

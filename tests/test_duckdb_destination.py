@@ -353,7 +353,7 @@ def test_build_destination_opens_duckdb_in_the_given_schema(tmp_path: Path) -> N
     ("config", "message"),
     [
         (Config({"path": ":memory:"}, type="duckbd"),
-         "config.yaml:9: destination.type: unknown 'duckbd'; known: duckdb, postgres"),
+         "config.yaml:9: destination.type: unknown 'duckbd'; known: duckdb, postgres, snowflake"),
         (Config({"path": ":memory:", "shema": "x"}),
          "config.yaml:11: destination.shema: unknown option for 'duckdb'; did you mean 'schema'?"),
         (Config({}), "config.yaml:9: destination.path: required for 'duckdb'"),

@@ -76,3 +76,4 @@ def check_options(config: DestinationConfig, allowed: tuple[str, ...], required:
 # Each module registers itself; its driver is imported only when a destination of its type is built.
 from engine.destinations import duckdb as _duckdb  # noqa: E402,F401
 from engine.destinations import postgres as _postgres  # noqa: E402,F401
+from engine.destinations import snowflake as _snowflake  # noqa: E402,F401

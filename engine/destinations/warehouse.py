@@ -31,6 +31,7 @@ class SqlDestination:
     schema: str
     table_prefix: str
     driver_errors: tuple[type[BaseException], ...] = ()
+    staging_schema: str | None = None  # where staged() tables live; None: the session's own (temporary tables)
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
     _state_ready = False
 
@@ -74,7 +75,7 @@ class SqlDestination:
 
     def columns_of(self, table: str) -> dict[str, exp.DataType]:
         """The columns of `table` in order with their types; empty when the table does not exist."""
-        rows = self.execute("READ COLUMNS", table, sql.table_columns(), (self.schema, table))
+        rows = self.execute("READ COLUMNS", table, sql.table_columns(self.dialect), (self.schema, table))
         return {row[0]: sql.reported_type(row[1], row[2], row[3], self.dialect) for row in rows}
 
     def ensure_state_table(self) -> None:
@@ -200,7 +201,7 @@ class SqlLoad:
                     updated = self._load(staging, staged_columns, types)
                 inserted = self._count() - before if batch.num_rows else 0
                 if keys is not None:
-                    delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema)
+                    delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
                     dest.execute("DELETE", self._into, delete)
                 dest.save_state(self._stream, state)
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
@@ -289,7 +290,7 @@ class SqlLoad:
     def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> int:
         """Upsert the staged batch into the table, newest cursor per key (append when there is no key); rows updated."""
         dest, table, names = self._dest, self._table, [c.name for c in columns]
-        rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dest.dialect, existing=into)
+        rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dest.dialect, schema=dest.staging_schema, existing=into)
         if not table.primary_key:
             dest.execute("INSERT", self._into, sql.append(self._into, rows, names, schema=dest.schema))
             return 0
@@ -302,5 +303,11 @@ class SqlLoad:
 
 
 def _first_line(err: BaseException) -> str:
-    """A driver's message without the multi-line context some drivers append (LINE 1: …, caret lines)."""
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """A driver's message on one line, without the context some drivers append (LINE 1: …, caret lines).
+
+    A first line ending in ':' (Snowflake's "SQL compilation error:") keeps the line that says what.
+    """
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]

@@ -1,0 +1,184 @@
+"""Snowflake (snowflake-connector-python): batches PUT as Parquet into a temporary stage and COPY INTO a staging
+table, then the data MERGE and the state MERGE in one transaction; DDL always runs before it, since it commits."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from engine import sql
+from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where
+from engine.destinations.warehouse import STAGING_TABLE, SqlDestination, _first_line
+from engine.errors import ConfigError, WarehouseError
+from engine.schema import Column, ColumnType
+
+if TYPE_CHECKING:
+    import snowflake.connector
+
+DIALECT = "snowflake"
+OPTIONS = (
+    "account", "user", "password", "private_key_path", "private_key_passphrase",
+    "warehouse", "database", "schema", "role",
+)
+STAGE = "klx_stage"  # a temporary stage: it lives as long as the session, nothing to clean up
+
+
+@destination("snowflake")
+class SnowflakeDestination(SqlDestination):
+    """A Snowflake database; tables live in `schema` (created if missing), state in <PREFIX>KLX_STATE."""
+
+    dialect = DIALECT
+
+    def __init__(self, *, connection: dict[str, Any], schema: str, table_prefix: str = "") -> None:
+        import snowflake.connector  # only a Snowflake run pays for the driver
+
+        self._driver = snowflake.connector
+        self.driver_errors = (snowflake.connector.Error,)
+        self.schema = self.name(schema)
+        self.staging_schema = self.schema
+        self.table_prefix = table_prefix
+        try:
+            # autocommit off: a DML statement opens a transaction that lasts until commit() (DDL commits too,
+            # which is why the loader runs DDL first). Sessions in UTC for adopted TIMESTAMP_NTZ columns.
+            self._con = snowflake.connector.connect(
+                **connection,
+                paramstyle="qmark",
+                autocommit=False,
+                application="klx",
+                session_parameters={"TIMEZONE": "UTC", "QUERY_TAG": "klx"},
+            )
+        except snowflake.connector.Error as err:
+            raise WarehouseError(
+                f"cannot connect to Snowflake account {connection.get('account')!r} as {connection.get('user')!r}: {_first_line(err)}",
+                hint="check destination.account, user and password (or private_key_path), warehouse, database and role",
+            ) from err
+        self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+        self._stage_ready = False
+
+    @classmethod
+    def from_config(cls, config: DestinationConfig) -> SnowflakeDestination:
+        """Validate account/user with a password or a key pair, warehouse/database/schema/role; then connect."""
+        check_options(config, allowed=OPTIONS, required=("account", "user", "database"))
+        options = {key: _reveal(value) for key, value in config.options.items()}
+        for key, value in options.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"destination.{key}: must be a string", where=option_where(config, key))
+        if ("password" in options) == ("private_key_path" in options):
+            raise ConfigError("destination: give either password or private_key_path for 'snowflake'", where=config.where)
+        connection = {k: v for k, v in options.items() if k not in ("schema", "private_key_path", "private_key_passphrase")}
+        if "private_key_path" in options:
+            path = config_relative(config, options["private_key_path"])
+            connection["private_key"] = _private_key(path, options.get("private_key_passphrase"), option_where(config, "private_key_path"))
+        return cls(connection=connection, schema=options.get("schema", "PUBLIC"), table_prefix=config.table_prefix)
+
+    @property
+    def connection(self) -> snowflake.connector.SnowflakeConnection:
+        """The open connection (tests)."""
+        return self._con
+
+    def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Execute one statement and fetch its rows."""
+        with self._con.cursor() as cursor:
+            cursor.execute(text, list(params) or None)
+            return cursor.fetchall() if cursor.description else []
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements since the last commit, and those in the block, committed together; rolled back on error."""
+        try:
+            yield
+            self._con.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        with contextlib.suppress(self._driver.Error):
+            self._con.rollback()
+
+    @contextlib.contextmanager
+    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
+        """`batch` as Parquet, PUT into the session's temporary stage and COPYed INTO a transient table.
+
+        The table (not TEMPORARY: fakesnow cannot COPY into one) is named after the prefix, replaced by the next
+        batch and dropped after this one. JSON columns travel as text; the upsert parses them into VARIANT.
+        """
+        declared = {c.name: c for c in columns}
+        staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
+        table = self.name(self.table_prefix + name.strip("_"))
+        if not self._stage_ready:
+            self.execute("CREATE STAGE", STAGE, create_stage(self.schema))
+            self._stage_ready = True
+        create = sql.create_temporary_table(table, staged, DIALECT)
+        create.set("this", exp.Schema(this=sql.table(table, self.schema), expressions=create.this.expressions))
+        create.set("properties", exp.Properties(expressions=[exp.TransientProperty()]))
+        create.set("replace", True)
+        self.execute("CREATE TABLE", table, create)
+        with tempfile.TemporaryDirectory(prefix="klx-") as folder:
+            path = Path(folder) / f"{uuid.uuid4().hex}.parquet"
+            pq.write_table(batch, path)
+            self.execute("PUT", table, put(path, self.schema))
+            self.execute("COPY INTO", table, copy_into(table, path.name, self.schema))
+        try:
+            yield table
+        finally:
+            self.execute("DROP TABLE", table, sql.drop_table(table, schema=self.schema))
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._con.close()
+
+
+def stage_ref(schema: str, file: str | None = None) -> exp.Var:
+    """@"SCHEMA"."KLX_STAGE"[/file]: the stage as COPY and PUT name it (identifiers quoted like every other)."""
+    stage = "@" + sql.render(sql.table(sql.rules(DIALECT).identifier(STAGE), schema), DIALECT)
+    return exp.var(f"{stage}/{file}" if file else stage)
+
+
+def create_stage(schema: str) -> exp.Create:
+    """CREATE TEMPORARY STAGE IF NOT EXISTS in `schema`."""
+    stage = sql.table(sql.rules(DIALECT).identifier(STAGE), schema)
+    return exp.Create(this=stage, kind="STAGE", exists=True, properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+
+
+def put(path: Path, schema: str) -> exp.Put:
+    """PUT one local Parquet file into the stage, as it is (Parquet is compressed already)."""
+    options = [exp.Property(this=exp.var("AUTO_COMPRESS"), value=exp.false()), exp.Property(this=exp.var("OVERWRITE"), value=exp.true())]
+    return exp.Put(this=exp.Literal.string(path.resolve().as_uri()), target=stage_ref(schema), properties=exp.Properties(expressions=options))
+
+
+def copy_into(table: str, file: str, schema: str) -> exp.Copy:
+    """COPY INTO `table` one staged Parquet file (`file`: a name klx made), columns matched by name, then purged."""
+    params = [
+        exp.CopyParameter(this=exp.var("FILE_FORMAT"), expressions=[exp.Property(this=exp.var("TYPE"), value=exp.var("PARQUET"))]),
+        exp.CopyParameter(this=exp.var("MATCH_BY_COLUMN_NAME"), expression=exp.var("CASE_SENSITIVE")),
+        exp.CopyParameter(this=exp.var("PURGE"), expression=exp.true()),
+    ]
+    return exp.Copy(this=sql.table(table, schema), kind=True, files=[exp.Table(this=stage_ref(schema, file))], params=params)
+
+
+def _private_key(path: str, passphrase: str | None, where: str) -> bytes:
+    """The key pair's private key as DER bytes, what the connector takes; read from a PEM file."""
+    from cryptography.hazmat.primitives import serialization  # a dependency of the connector
+
+    try:
+        pem = Path(path).read_bytes()
+        key = serialization.load_pem_private_key(pem, password=passphrase.encode() if passphrase else None)
+    except (OSError, ValueError, TypeError) as err:
+        raise ConfigError(f"destination.private_key_path: cannot read a PEM private key from {path!r} ({type(err).__name__})", where=where) from err
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _reveal(value: Any) -> Any:
+    """A Secret's value (config wraps passwords), anything else as it is."""
+    return value.reveal() if hasattr(value, "reveal") else value
+
+

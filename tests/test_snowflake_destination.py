@@ -1,0 +1,199 @@
+"""Snowflake: the real connector code path, run against fakesnow where it emulates; golden SQL where it cannot.
+
+fakesnow (0.12) cannot run ALTER TABLE ... SWAP WITH, and each MERGE it emulates commits what came before
+(it creates a helper table, which is DDL): the swap and the one-transaction order are checked on the
+statements the destination sends instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from engine.config import Config
+from engine.destinations import build_destination
+from engine.errors import ConfigError, WarehouseError
+from engine.schema import Column, ColumnType, TableSpec
+from tests.test_sql_destinations import COLUMNS, PROFILES, batch, ts
+
+fakesnow = pytest.importorskip("fakesnow", reason="fakesnow is not installed (pip install -e '.[test]')")
+
+
+def config_file(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "snowflake.yaml"
+    path.write_text("\n".join([
+        "source:", "  api_key: pk_x", "  start_date: 2024-01-01", "destination:", "  type: snowflake", "  table_prefix: kl_",
+        *lines, "resources:", "  lists: incremental",
+    ]) + "\n")
+    return path
+
+
+ACCOUNT = ["  account: acme-xy123", "  user: KLX", "  password: ${SNOWFLAKE_PASSWORD}", "  warehouse: LOADING",
+           "  database: RAW", "  schema: klaviyo", "  role: LOADER"]
+
+
+class Recorder:
+    """Every statement the destination sends, in order."""
+
+    def __init__(self, dest: Any) -> None:
+        self.statements: list[str] = []
+        self.commits = 0
+        run_sql, con = dest.run_sql, dest.connection
+        commit = con.commit
+
+        def recording(text: str, params: Any) -> Any:
+            self.statements.append(text)
+            return run_sql(text, params)
+
+        def committing() -> None:
+            self.statements.append("<COMMIT>")
+            commit()
+
+        dest.run_sql = recording
+        con.commit = committing
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Iterator[Any]:
+    with fakesnow.patch():
+        config = Config.from_yaml(config_file(tmp_path, ACCOUNT), env={"SNOWFLAKE_PASSWORD": "pw-secret"})
+        destination = build_destination(config.destination)
+        yield destination
+        destination.close()
+
+
+def load(dest: Any, rows: list[dict[str, Any]], *, columns: list[Column] = COLUMNS, replace: bool = False,
+         state: dict[str, Any] | None = None) -> None:
+    run = dest.begin("profiles", PROFILES, replace=replace)
+    run.write(batch(columns, rows), columns, state or {})
+    run.finish(state or {})
+
+
+def query(dest: Any, text: str) -> list[tuple]:
+    with dest.connection.cursor() as cursor:
+        return cursor.execute(text).fetchall()
+
+
+def test_rows_land_in_upper_case_tables_with_the_newest_cursor_per_key(dest: Any) -> None:
+    load(dest, [{"id": "a", "updated": ts(2), "email": "new"}, {"id": "b", "updated": ts(1), "email": "old"}], state={"n": 1})
+    load(dest, [{"id": "a", "updated": ts(1), "email": "stale"}, {"id": "b", "updated": ts(3), "email": "newer"}], state={"n": 2})
+    rows = query(dest, "select id, email from klaviyo.kl_profiles order by id")  # unquoted: upper-case names
+    assert rows == [("a", "new"), ("b", "newer")]
+    assert dest.read_state("profiles") == {"n": 2}
+    assert query(dest, "select count(*) from klaviyo.kl_klx_state") == [(1,)]
+
+
+def test_json_columns_are_parsed_into_variant(dest: Any) -> None:
+    columns = [*COLUMNS[:2], Column(name="props", type=ColumnType.JSON)]
+    load(dest, [{"id": "a", "updated": ts(1), "props": json.dumps({"k": [1, "two"]})}], columns=columns)
+    (props,) = query(dest, "select props:k[1]::varchar from klaviyo.kl_profiles")[0]
+    assert props == "two"
+    assert dest.columns_of("KL_PROFILES")["PROPS"].sql("snowflake") == "VARIANT"
+
+
+def test_columns_widen_by_add_copy_drop_rename(dest: Any) -> None:
+    base = COLUMNS[:2]
+    load(dest, [{"id": "a", "updated": ts(1), "n": 1}], columns=[*base, Column(name="n", type=ColumnType.BIGINT)])
+    load(dest, [{"id": "b", "updated": ts(1), "n": 2.5}], columns=[*base, Column(name="n", type=ColumnType.DOUBLE)])
+    assert query(dest, "select n from klaviyo.kl_profiles order by id") == [(1.0,), (2.5,)]
+    assert dest.columns_of("KL_PROFILES")["N"].sql("snowflake") in ("FLOAT", "DOUBLE")
+    assert "N__KLX_WIDEN" not in dest.columns_of("KL_PROFILES")
+
+
+def test_first_full_refresh_renames_the_shadow_into_place(dest: Any) -> None:
+    load(dest, [{"id": "a", "updated": ts(1), "email": None}], replace=True)
+    assert query(dest, "select id from klaviyo.kl_profiles") == [("a",)]
+    tables = {r[0] for r in query(dest, "select table_name from information_schema.tables where table_schema = 'KLAVIYO'")}
+    assert tables == {"KL_PROFILES", "KL_KLX_STATE"}  # no shadow, no staging table left
+
+
+def test_a_full_refresh_over_a_table_swaps_with_it_then_saves_state(dest: Any) -> None:
+    load(dest, [{"id": "a", "updated": ts(1), "email": None}])
+    recorder = Recorder(dest)
+    run = dest.begin("profiles", PROFILES, replace=True)
+    run.write(batch(COLUMNS, [{"id": "b", "updated": ts(1), "email": None}]), COLUMNS, {})
+    with pytest.raises(WarehouseError, match="SWAP IN on table KLAVIYO.KL_PROFILES failed"):
+        run.finish({"n": 1})  # fakesnow has no SWAP WITH; the statement is what Snowflake runs
+    swap = [s for s in recorder.statements if "SWAP WITH" in s]
+    assert swap == ['ALTER TABLE "KLAVIYO"."KL_PROFILES" SWAP WITH "KLAVIYO"."KL_PROFILES__KLX_SHADOW"']
+    run.abort()
+
+
+def test_data_and_state_merges_share_one_commit_after_all_ddl(dest: Any) -> None:
+    load(dest, [{"id": "a", "updated": ts(1), "email": None}])
+    recorder = Recorder(dest)
+    columns = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.write(batch(columns, [{"id": "b", "updated": ts(2), "email": None, "phone": "1"}]), columns, {"n": 2})
+    kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements]
+    first_merge = kinds.index("MERGE")
+    assert kinds[first_merge:first_merge + 3] == ["MERGE", "MERGE", "<COMMIT>"]  # data MERGE, state MERGE, one commit
+    assert "ALTER" in kinds[:first_merge] and "ALTER" not in kinds[first_merge:]  # the new column came first
+    assert "PUT" in kinds and "COPY" in kinds
+
+
+def test_failed_load_is_rolled_back_and_the_staging_table_dropped(dest: Any) -> None:
+    load(dest, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
+    bad = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
+    run = dest.begin("profiles", bad, replace=False)
+    with pytest.raises(ValueError):
+        run.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "x"}]).drop(["id"]), COLUMNS, {"n": 2})
+    run.abort()
+    assert query(dest, "select id, email from klaviyo.kl_profiles") == [("a", "kept")]
+    assert dest.read_state("profiles") == {"n": 1}
+
+
+def test_password_or_key_pair_is_required(tmp_path: Path) -> None:
+    lines = [line for line in ACCOUNT if "password" not in line]
+    with pytest.raises(ConfigError, match="destination: give either password or private_key_path for 'snowflake'"):
+        build_destination(Config.from_yaml(config_file(tmp_path, lines), env={}).destination)
+
+
+def test_key_pair_auth_reads_a_pem_key(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"phrase"))
+    (tmp_path / "rsa_key.p8").write_bytes(pem)
+    lines = [line for line in ACCOUNT if "password" not in line]
+    lines += ["  private_key_path: rsa_key.p8", "  private_key_passphrase: ${KEY_PHRASE}"]
+    with fakesnow.patch():
+        dest = build_destination(Config.from_yaml(config_file(tmp_path, lines), env={"KEY_PHRASE": "phrase"}).destination)
+        assert dest.read_state("lists") is None
+        dest.close()
+
+
+def test_unreadable_private_key_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "rsa_key.p8").write_text("not a key")
+    lines = [line for line in ACCOUNT if "password" not in line] + ["  private_key_path: rsa_key.p8"]
+    with pytest.raises(ConfigError, match=r"snowflake.yaml:\d+: destination.private_key_path: cannot read a PEM private key"):
+        build_destination(Config.from_yaml(config_file(tmp_path, lines), env={}).destination)
+
+
+def test_a_snowflake_run_config_never_shows_the_password(tmp_path: Path) -> None:
+    config = Config.from_yaml(config_file(tmp_path, ACCOUNT), env={"SNOWFLAKE_PASSWORD": "pw-secret"})
+    assert "pw-secret" not in repr(config.destination)
+
+
+def test_hostile_field_names_round_trip_without_injection(dest: Any) -> None:
+    from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder
+
+    names = ColumnMap(None, reserved=LOAD_COLUMNS)
+    builder = RowBuilder(names, depth=2)
+    builder.add({"id": "a", "ID": "upper", 'a"; DROP TABLE x; --': "evil", "prénom 名前": "unicode", "x" * 300: 1,
+                 "updated": "2024-01-01T00:00:00+00:00"}, ts(1))
+    data, columns = builder.take({"uuid_ts": ts(1), "context_sources_job_run_id": "j", "context_sources_task_run_id": "t"})
+    query(dest, "create table klaviyo.x (keep int)")
+    load(dest, data.to_pylist(), columns=columns)
+    with dest.connection.cursor() as cursor:
+        cursor.execute("select * from klaviyo.kl_profiles")
+        row = dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+    landed = {k: v for k, v in row.items() if k.lower() not in LOAD_COLUMNS}
+    assert landed == {"ID": "a", "ID_2": "upper", "A_DROP_TABLE_X": "evil", "PR_NOM": "unicode",
+                      names.name(("x" * 300,)).upper(): 1, "UPDATED": ts(1)}
+    assert query(dest, "select count(*) from klaviyo.x") == [(0,)]
