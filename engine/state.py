@@ -33,7 +33,7 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     def fail(what: str, hint: str | None = None) -> StateError:
         return StateError(
             f"state of stream {stream} in table {table}: {what}",
-            hint=hint or f"delete that row (stream = '{stream}') to sync the stream again from start_date",
+            hint=hint or f"`klx state reset CONFIG --streams {stream}` deletes that row; the stream then syncs again from start_date",
         )
 
     try:

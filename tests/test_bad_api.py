@@ -14,7 +14,7 @@ from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
 from tests.klx_testing import write_config
 
 GOOD_ITEMS = page(item("a"), item("b", updated="2025-02-01T00:00:00+00:00"))
-STATE_HINT = "delete that row (stream = 'items') to sync the stream again from start_date"
+STATE_HINT = "`klx state reset CONFIG --streams items` deletes that row; the stream then syncs again from start_date"
 
 
 @pytest.fixture
@@ -180,3 +180,13 @@ def test_a_deleted_parent_is_a_warning_not_a_failure(synced, capsys, caplog: pyt
     assert caplog.messages == ["stream members: parent groups id=g2 skipped: Acme answered 404 on GET /groups/g2/members"]
     assert output.splitlines()[-1].endswith("events/s); 1 warnings")
     assert [row[:2] for row in snapshot(database)["m_acme_members"]] == [("g1", "m1")]
+
+
+def test_the_hints_command_clears_a_foreign_state_row_and_the_stream_syncs_again(synced, capsys) -> None:
+    _, config, database = synced
+    set_state(database, "{oops")
+    assert run_cli(config, capsys, "--streams", "items")[0] == 4
+    assert main(["state", "reset", str(config), "--streams", "items"]) == 0
+    exit_code, errors, _ = run_cli(config, capsys, "--streams", "items")
+    assert (exit_code, errors) == (0, [])
+    assert [row[0] for row in snapshot(database)["kl_acme_items"]] == ["a", "b"]

@@ -9,7 +9,7 @@ import pytest
 from engine.state import STATE_VERSION, StateError, decode_state, encode_state
 
 GOOD_COLUMNS = [[["id"], "id", "text"], [["location", "city"], "location_city", None]]
-HINT = "delete that row (stream = 'profiles') to sync the stream again from start_date"
+HINT = "`klx state reset CONFIG --streams profiles` deletes that row; the stream then syncs again from start_date"
 
 
 def decode(value: object) -> dict:
