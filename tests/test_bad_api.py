@@ -3,32 +3,51 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pytest
 
 from engine.cli import main
 from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
-from tests.klx_testing import write_config
+from tests.klx_testing import sync, write_config
 
 GOOD_ITEMS = page(item("a"), item("b", updated="2025-02-01T00:00:00+00:00"))
 STATE_HINT = "`klx state reset CONFIG --streams items` deletes that row; the stream then syncs again from start_date"
 
 
+GOOD_ROUTES = {"/items": GOOD_ITEMS, "/groups": page(item("g1"), item("g2"))}
+RESOURCES = {"items": "incremental", "groups": "full_refresh"}
+
+
+@pytest.fixture(scope="module")
+def api():
+    with ScriptedApi() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def synced_once(api: ScriptedApi, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding one good sync of items (incremental) and groups (full refresh), made once per module."""
+    folder = tmp_path_factory.mktemp("synced")
+    api.routes.update(GOOD_ROUTES)
+    config = write_config(folder, RESOURCES, base_url=api.url, database=folder / "acme.duckdb", spec=api.write_spec(folder))
+    assert sync(config, API_KEY).failed == []
+    return folder / "acme.duckdb"
+
+
 @pytest.fixture
-def synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A scripted API, a config, and a database holding one good sync of items (incremental) and groups (full refresh)."""
+def synced(api: ScriptedApi, synced_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The scripted API answering well again, a config, and a copy of the synced database."""
     monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-    with ScriptedApi() as api:
-        api.routes["/items"] = GOOD_ITEMS
-        api.routes["/groups"] = page(item("g1"), item("g2"))
-        database = tmp_path / "acme.duckdb"
-        config = write_config(tmp_path, {"items": "incremental", "groups": "full_refresh"}, base_url=api.url,
-                              database=database, spec=api.write_spec(tmp_path))
-        assert main(["run", str(config)]) == 0
-        yield api, config, database
+    api.routes.clear()
+    api.routes.update(GOOD_ROUTES)
+    database = tmp_path / "acme.duckdb"
+    shutil.copyfile(synced_once, database)  # closed, so checkpointed: the file is the whole database
+    config = write_config(tmp_path, RESOURCES, base_url=api.url, database=database, spec=api.write_spec(tmp_path))
+    yield api, config, database
 
 
 def snapshot(database: Path) -> dict[str, list[tuple]]:
