@@ -209,3 +209,18 @@ def test_the_hints_command_clears_a_foreign_state_row_and_the_stream_syncs_again
     exit_code, errors, _ = run_cli(config, capsys, "--streams", "items")
     assert (exit_code, errors) == (0, [])
     assert [row[0] for row in snapshot(database)["kl_acme_items"]] == ["a", "b"]
+
+
+def test_a_few_key_less_records_are_counted_in_the_summary_and_the_run_succeeds(synced, capsys, caplog: pytest.LogCaptureFixture) -> None:
+    api, config, database = synced
+    api.routes["/items"] = page(item("a"), item(None, updated="2025-03-01T00:00:00+00:00"), item("c", updated="2025-03-02T00:00:00+00:00"))
+    exit_code, errors, output = run_cli(config, capsys, "--streams", "items")
+    assert (exit_code, errors) == (0, [])
+    (line,) = [line for line in output.splitlines() if line.startswith("items ")]
+    assert line.split()[:5] == ["items", "incremental", "done", "3", "2"] and line.endswith("  1 rejected")
+    assert [line for line in output.splitlines() if line.startswith("run ")][0].endswith("events/s); 1 records rejected, 2 warnings")
+    assert caplog.messages == [
+        "stream items: a record from GET /items rejected: primary key id is missing or null",
+        "stream items: 1 records rejected and not stored (first: primary key id is missing or null)",
+    ]
+    assert [row[0] for row in snapshot(database)["kl_acme_items"]] == ["a", "b", "c"]
