@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", help="sim 'now' as ISO-8601 UTC (default: current minute)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every /api request")
     parser.add_argument("--rate-limits", action="store_true", help="enforce Klaviyo's per-endpoint 429s")
+    parser.add_argument("--limit-fraction", type=float, default=1.0,
+                        help="cut every rate limit to this share, at least 1 (default 1; 0.25 = a quarter)")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of /api requests that fail")
     parser.add_argument("--fault-kinds", default=",".join(KINDS), help=f"comma list from {', '.join(KINDS)}")
     parser.add_argument("--fault-seed", type=int, default=None, help="seed for fault draws (default: --seed)")
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed if args.fault_seed is None else args.fault_seed,
                          slow_seconds=args.slow_seconds)
     sim = Simulator(seed=args.seed, scale=args.scale, now=now, api_key=args.api_key, latency=args.latency,
-                    rate_limits=args.rate_limits, faults=faults, host=args.host)
+                    rate_limits=args.rate_limits, faults=faults, host=args.host,
+                    limit_fraction=args.limit_fraction)
     url = sim.start(port=args.port)
     print(f"klaviyo_sim serving {url} (seed={args.seed} scale={args.scale} now={sim.now.isoformat()})", flush=True)
     print(f"  key: {args.api_key}   control: {url}/_sim/health   Ctrl-C to stop", flush=True)

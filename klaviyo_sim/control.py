@@ -46,12 +46,19 @@ def control(sim: Simulator, method: str, path: str, query: dict[str, str], body:
             sim.latency = float(args["latency"])
         if "rate_limits" in args:
             sim.rate_limits = str(args["rate_limits"]).lower() in ("1", "true", "yes", "on")
-        return 200, {"latency": sim.latency, "rate_limits": sim.rate_limits}
+        if "limit_fraction" in args:
+            sim.limiter.fraction = float(args["limit_fraction"])
+        return 200, {"latency": sim.latency, "rate_limits": sim.rate_limits, "limit_fraction": sim.limiter.fraction}
+    if path == "/_sim/limits":
+        limiter = sim.limiter
+        return 200, {"fraction": limiter.fraction, "refused": limiter.refused,
+                     "buckets": {name: {"counted": n, "burst": limiter.tiers[name][0], "steady": limiter.tiers[name][1]}
+                                 for name, n in limiter.counted.items()}}
     if path == "/_sim/requests":
         if method == "DELETE":
             sim.request_log.clear()
         return 200, {"requests": [{"method": m, "path": p, "query": q} for m, p, q in sim.request_log]}
     return 404, {"error": f"unknown control endpoint {method} {path}",
                  "endpoints": ["GET /_sim/health", "GET /_sim/truth?resource=&start_date=",
-                               "POST /_sim/mutate", "POST /_sim/faults", "POST /_sim/config",
+                               "POST /_sim/mutate", "POST /_sim/faults", "POST /_sim/config", "GET /_sim/limits",
                                "GET|DELETE /_sim/requests"]}

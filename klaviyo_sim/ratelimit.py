@@ -32,11 +32,19 @@ class Verdict:
 class RateLimiter:
     """Counts every request; refuses only when `enforce` is on (off by default so tests stay fast)."""
 
-    def __init__(self, enforce: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, enforce: bool = False, clock: Callable[[], float] = time.monotonic, fraction: float = 1.0) -> None:
         self.enforce, self.clock = enforce, clock
+        # Every limit cut to this share (at least 1), as when other apps share the account's quota.
+        self.fraction = fraction
         self._windows: dict[tuple[str, int], _Window] = {}
         self._lock = threading.Lock()
         self.refused = 0  # 429s answered so far (benchmarks and tests read it)
+        self.counted: dict[str, int] = {}  # requests counted (not refused) per bucket
+        self.tiers: dict[str, tuple[int, int]] = {}  # each bucket's (burst, steady) after the cut
+
+    def limits(self, burst: int, steady: int) -> tuple[int, int]:
+        """A tier's (burst/s, steady/min) after the cut."""
+        return max(1, int(burst * self.fraction)), max(1, int(steady * self.fraction))
 
     def _window(self, bucket: str, length: int, now: float) -> _Window:
         win = self._windows.get((bucket, length))
@@ -51,6 +59,7 @@ class RateLimiter:
             wait = 0.0
             pairs = []
             for name, burst, steady in buckets:
+                burst, steady = self.tiers[name] = self.limits(burst, steady)
                 for length, limit in ((1, burst), (60, steady)):
                     win = self._window(name, length, now)
                     pairs.append((win, limit, length))
@@ -61,6 +70,8 @@ class RateLimiter:
                 return Verdict(allowed=False, retry_after=max(1, math.ceil(wait)), limit=0, remaining=0, reset=0)
             for win, _, _ in pairs:
                 win.count += 1
+            for name, _, _ in buckets:
+                self.counted[name] = self.counted.get(name, 0) + 1
             # Headers describe the endpoint's steady window (API-NOTES §1.7).
             steady_win, steady_limit, _ = pairs[1]
             reset = max(0, math.ceil(steady_win.start + 60 - now))

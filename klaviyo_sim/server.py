@@ -52,7 +52,7 @@ class Simulator:
 
     def __init__(self, seed: int = 0, scale: float = 1.0, now: datetime | None = None,
                  api_key: str = "pk_sim_demo_key", latency: float = 0.0, rate_limits: bool = False,
-                 faults: FaultConfig | float | None = None, host: str = "127.0.0.1") -> None:
+                 faults: FaultConfig | float | None = None, host: str = "127.0.0.1", limit_fraction: float = 1.0) -> None:
         if now is None:
             now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         if now.tzinfo is None:
@@ -60,7 +60,7 @@ class Simulator:
         self.seed, self.scale, self.now = seed, scale, now.astimezone(timezone.utc)
         self.api_key, self.latency, self.host = api_key, latency, host
         self.store = Store(seed, scale, self.now)
-        self.limiter = RateLimiter(enforce=rate_limits)
+        self.limiter = RateLimiter(enforce=rate_limits, fraction=limit_fraction)
         self.faults = Faults(FaultConfig(rate=faults, seed=seed) if isinstance(faults, (int, float)) else faults)
         self.request_log: list[tuple[str, str, dict[str, str]]] = []
         self.url: str | None = None

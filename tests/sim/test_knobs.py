@@ -96,3 +96,17 @@ def test_latency_and_request_log(small):
 def test_control_endpoint_queues_faults(small):
     assert requests.post(f"{small.url}/_sim/faults", json={"queue": ["503"]}, timeout=5).status_code == 200
     assert get(small, "/api/lists").status_code == 503
+
+
+def test_limit_fraction_cuts_every_limit_and_the_headers_say_so():
+    now = [0.0]
+    limiter = RateLimiter(enforce=True, clock=lambda: now[0], fraction=0.25)
+    buckets = [("/api/profiles", 75, 750), ("predictive_analytics", 10, 150)]
+    verdicts = [limiter.hit(buckets) for _ in range(3)]
+    # A quarter of 10/s is 2/s for the predictive bucket; the headers describe the cut steady window.
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert (verdicts[0].limit, verdicts[0].remaining) == (187, 186)
+    assert limiter.tiers == {"/api/profiles": (18, 187), "predictive_analytics": (2, 37)}
+    assert limiter.counted == {"/api/profiles": 2, "predictive_analytics": 2}
+    now[0] = 1.0
+    assert limiter.hit([("/api/accounts", 1, 15)]).allowed  # never cut below one request
