@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import http.client
 import json
@@ -37,6 +38,8 @@ TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, htt
 # Seconds added to each rate window: a request sent at the end of one of our windows may reach the API
 # late and be counted in its next fixed window together with the following burst.
 WINDOW_MARGIN = 0.25
+# The IETF draft headers describing the endpoint's steady window (limit, remaining, seconds to reset).
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 class RateBudget:
@@ -46,10 +49,30 @@ class RateBudget:
         self, tier: RateTier, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep, margin: float = 0.0
     ) -> None:
         # `margin` widens both windows: the API counts a request when it arrives, later than we sent it.
+        self.tier, self.margin = tier, margin
         self.windows = ((1.0 + margin, tier.burst), (60.0 + margin, tier.steady))
         self.sent: deque[float] = deque()
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
+
+    def scale(self, share: float) -> None:
+        """Pace at `share` of the spec's tier (at least one request per window): the API said the account gets less."""
+        burst, steady = (max(1, int(n * share + 1e-9)) for n in (self.tier.burst, self.tier.steady))
+        with self.lock:
+            self.windows = ((1.0 + self.margin, burst), (60.0 + self.margin, steady))
+
+    def spent_elsewhere(self, used: int, reset: float) -> None:
+        """The API counts `used` requests in its steady window, which ends in `reset` seconds; count any we did not send.
+
+        Others sharing the quota (other apps on the same account) spend it too: their requests are
+        entered as sent at the start of the API's window, so they leave ours when its window resets.
+        """
+        with self.lock:
+            now = self.clock()
+            start = now + reset - self.windows[1][0]
+            ours = sum(1 for t in self.sent if t >= start - 1.0)  # Reset is rounded up to whole seconds
+            for _ in range(used - ours):
+                bisect.insort(self.sent, start)
 
     def acquire(self) -> float:
         """Wait until one more request fits both windows, then count it; the seconds waited."""
@@ -79,6 +102,7 @@ class Page:
     body: Any
     url: str
     received_at: float  # epoch seconds
+    rate: tuple[float, float, float] | None = None  # the RateLimit-* headers: limit, remaining, seconds to reset
 
 
 class HttpClient:
@@ -130,12 +154,16 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            for budget in self._budgets(url, params, endpoint, tier):
+            budgets = self._budgets(url, params, endpoint, tier)
+            for budget in budgets:
                 self.events.throttled(stream, budget.acquire())
             self._check_open(stream)
             timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
-                return self._attempt(url, params, stream, shown, scopes, max(timeout, 0.001))
+                page = self._attempt(url, params, stream, shown, scopes, max(timeout, 0.001))
+                if tier and page.rate:
+                    _follow(page.rate, budgets)
+                return page
             except _Transient as failure:
                 wait = self._wait(attempt, failure.retry_after)
                 spent = self.clock() - started
@@ -209,7 +237,7 @@ class HttpClient:
             # A 200 whose body was cut off mid-transfer: the same request is safe to repeat.
             message = f"{name} sent an unreadable JSON body on GET {shown} (stream {stream})"
             raise _Transient("unreadable JSON body", ApiError(message, stream=stream, url=shown)) from err
-        return Page(body=parsed, url=shown, received_at=time.time())
+        return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers))
 
     def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
         """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold)."""
@@ -318,6 +346,31 @@ class _Transient(Exception):
     def __init__(self, why: str, error: ApiError, retry_after: float | None = None) -> None:
         super().__init__(why)
         self.why, self.error, self.retry_after = why, error, retry_after
+
+
+def _rate_headers(headers: Any) -> tuple[float, float, float] | None:
+    """(limit, remaining, reset) from the RateLimit-* headers; None unless all three are non-negative numbers."""
+    try:
+        values = tuple(float(headers[name]) for name in RATE_HEADERS)
+    except (KeyError, ValueError):
+        return None
+    return values if all(0 <= v < math.inf for v in values) else None
+
+
+def _follow(rate: tuple[float, float, float], budgets: list[RateBudget]) -> None:
+    """Pace by what the API says: its limit may be below the spec's tier, and others may spend the same quota.
+
+    The headers describe the endpoint's own steady window (budgets[0]); a smaller limit there means the
+    account's quota is cut, so every bucket the request counts against is cut by the same share.
+    """
+    limit, remaining, reset = rate
+    own = budgets[0]
+    if limit < 1:
+        return
+    share = min(1.0, limit / own.tier.steady)
+    for budget in budgets:
+        budget.scale(share)
+    own.spent_elsewhere(int(limit - remaining), reset)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -39,3 +39,33 @@ def test_steady_window_makes_requests_wait_for_the_minute() -> None:
         t.now += 0.2  # requests arrive faster than the steady rate allows
     assert len([s for s in sent if s < 60.0]) == 15
     assert sent[15] >= 60.0
+
+
+def test_a_cut_share_paces_both_windows_at_that_share_and_never_below_one() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=150), clock=t.clock, sleep=t.sleep)
+    budget.scale(37 / 150)
+    assert budget.windows == ((1.0, 2), (60.0, 37))
+    budget.scale(0.001)
+    assert budget.windows == ((1.0, 1), (60.0, 1))
+    budget.scale(1.0)
+    assert budget.windows == ((1.0, 10), (60.0, 150))
+
+
+def test_requests_others_spent_wait_until_the_api_window_resets() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget.acquire()
+    # The API counts 15 of 15 used (14 by another app); its window resets in 30 s.
+    budget.spent_elsewhere(15, 30.0)
+    budget.acquire()
+    assert t.now == 30.0
+
+
+def test_no_requests_are_added_when_the_api_counts_only_ours() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    for _ in range(3):
+        budget.acquire()
+    budget.spent_elsewhere(2, 59.0)  # one of ours is still in flight
+    assert len(budget.sent) == 3
