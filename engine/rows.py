@@ -107,54 +107,85 @@ class RowBuilder:
     def __init__(self, columns: ColumnMap, depth: int) -> None:
         self.map = columns
         self.depth = depth
-        self.rows: list[dict[Path, Any]] = []
+        # Column-wise from the start: each path's values, one per row so far (None where a row lacks it).
+        self.values: dict[Path, list[Any]] = {}
+        self.count = 0
         self.received: list[datetime] = []
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.count
 
     def add(self, record: dict[str, Any], received_at: datetime) -> None:
-        """Flatten one record and widen the column types it touches."""
-        flat: dict[Path, Any] = {}
-        types = self.map.types
-        for path, value in self._flatten((), record):
-            if path not in types:
-                self.map.name(path)
-            current = types[path]
-            # TEXT is the widest type: once there, a column needs no more inference (the hot path).
-            if value is not None and current is not ColumnType.TEXT:
-                kind = value_type(value)
-                if kind is not current:
-                    types[path] = widen(current, kind)
-            flat[path] = value
-        self.rows.append(flat)
+        """Flatten one record into the column lists and widen the column types it touches."""
+        self._add((), record, self.count)
+        self.count += 1
         self.received.append(received_at)
 
     def take(self, load: dict[str, Any]) -> tuple[pa.Table, list[Column]]:
         """The collected rows as an Arrow table plus every column the table must have; resets the builder."""
         columns = [Column(name=n, type=self.map.types[p] or ColumnType.TEXT) for p, n in self.map.columns.items()]
         arrays, names = [], []
+        count = self.count
         for path, name in self.map.columns.items():
             kind = self.map.types[path] or ColumnType.TEXT
-            arrays.append(pa.array([_convert(row.get(path), kind) for row in self.rows], type=ARROW_TYPES[kind]))
+            values = self.values.get(path) or []
+            if len(values) < count:
+                values.extend([None] * (count - len(values)))
+            arrays.append(pa.array(_converted(values, kind), type=ARROW_TYPES[kind]))
             names.append(name)
         for name, kind in LOAD_COLUMNS.items():
             value = load.get(name)
-            values = self.received if name == "received_at" else [value] * len(self.rows)
+            values = self.received if name == "received_at" else [value] * count
             arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
             names.append(name)
             columns.append(Column(name=name, type=kind))
-        self.rows, self.received = [], []
+        self.values, self.count, self.received = {}, 0, []
         return pa.Table.from_arrays(arrays, names=names), columns
 
-    def _flatten(self, prefix: Path, record: dict[str, Any]) -> Iterable[tuple[Path, Any]]:
+    def _add(self, prefix: Path, record: dict[str, Any], row: int) -> None:
+        # The hot path of a sync: one pass per record, no intermediate dict, type inference only where a value could widen.
+        values, types, depth = self.values, self.map.types, self.depth
         for key, value in record.items():
-            path = prefix + (str(key),)
+            path = (*prefix, key if key.__class__ is str else str(key))
             # Objects are flattened into <a>_<b>_<c> up to the spec's depth; deeper ones stay JSON.
-            if isinstance(value, dict) and len(path) < self.depth:
-                yield from self._flatten(path, value)
-            else:
-                yield path, value
+            if isinstance(value, dict) and len(path) < depth:
+                self._add(path, value, row)
+                continue
+            column = values.get(path)
+            if column is None:
+                if path not in types:
+                    self.map.name(path)
+                column = values[path] = [None] * row
+            elif len(column) != row:
+                if len(column) > row:  # the same path twice in one record (keys 1 and "1"): the last one wins
+                    column.pop()
+                else:
+                    column.extend([None] * (row - len(column)))
+            column.append(value)
+            if value is None:
+                continue
+            current = types[path]
+            # TEXT is the widest type: once there, a column needs no more inference; nor does a value of
+            # the very Python type that made the column what it is.
+            if current is ColumnType.TEXT or _SETTLED.get(value.__class__, _UNSETTLED) is current:
+                continue
+            kind = value_type(value)
+            if kind is not current:
+                types[path] = widen(current, kind)
+
+
+# Python type -> the column type its values cannot widen: no inference needed (looked up by class, not enum hash).
+_UNSETTLED = object()  # any other Python type: never `is` a column type
+_SETTLED = {bool: ColumnType.BOOLEAN, float: ColumnType.DOUBLE, dict: ColumnType.JSON, list: ColumnType.JSON}
+
+
+def _converted(values: list[Any], kind: ColumnType) -> list[Any]:
+    """`values` (one column, all within `kind`) as Arrow takes them for that type."""
+    if kind is ColumnType.BIGINT or kind is ColumnType.BOOLEAN:
+        return values  # only ints (or only bools) and None: their type never widened
+    if kind is ColumnType.TEXT:
+        return [v if v is None or v.__class__ is str else dumps(v) for v in values]
+    return [_convert(v, kind) for v in values]
 
 
 def _convert(value: Any, kind: ColumnType) -> Any:

@@ -1,0 +1,156 @@
+"""Benchmark (run by hand, not a test): klx's engine alone, µs per record from response bytes to committed DuckDB rows.
+
+    python bench/engine.py --scale 5 --stream events --repeat 3
+
+The simulator serves the stream's pages once (in this process); their bytes are kept in memory. Then:
+
+- end to end: `engine.run.run` syncs the stream (full refresh into a fresh DuckDB file) with HttpClient.get
+  replaced by a replay of those bytes, so everything klx does per record counts and no network does;
+- per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values),
+  records (page -> normalised records, cursor, filter, key check), rows (records -> column lists ->
+  Arrow batches of BATCH_ROWS), duckdb (Arrow batches -> MERGE + state, committed).
+
+Each figure is the best of --repeat runs (the machine may be shared; the best run is the least disturbed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine import run as run_module  # noqa: E402
+from engine.config import Config  # noqa: E402
+from engine.destinations import build_destination  # noqa: E402
+from engine.http import HttpClient, Page, parse_body  # noqa: E402
+from engine.records import RecordReader, Rejected  # noqa: E402
+from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder  # noqa: E402
+from engine.schema import TableSpec  # noqa: E402
+from engine.spec import Spec  # noqa: E402
+from klaviyo_sim import Simulator  # noqa: E402
+from tests.klx_testing import SIM_NOW, write_config  # noqa: E402
+
+API_KEY = "pk_sim_demo_key"
+
+
+def capture(scale: float, stream: str, work: Path) -> list[bytes]:
+    """The raw bodies of every page klx reads for `stream` from a fresh simulator, in order."""
+    bodies: list[bytes] = []
+    original = HttpClient._read
+
+    def keep(self: HttpClient, response: Any, stream_name: str, shown: str) -> bytes:
+        body = original(self, response, stream_name, shown)
+        bodies.append(body)
+        return body
+
+    with Simulator(seed=0, scale=scale, now=SIM_NOW) as sim, mock.patch.object(HttpClient, "_read", keep):
+        config = write_config(work, {stream: "full_refresh"}, base_url=sim.url, database=work / "capture.duckdb", prefix="cap_")
+        run_module.run(Config.from_yaml(config, env={"KLAVIYO_API_KEY": API_KEY}), now=SIM_NOW)
+    return bodies
+
+
+def end_to_end(bodies: list[bytes], stream: str, work: Path, n: int) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, records) of one real run of the stream, its HTTP replaced by the captured bodies."""
+    replay = iter(bodies)
+
+    def get(self: HttpClient, url: str, params: dict[str, str], **_: Any) -> Page:
+        return Page(body=parse_body(next(replay)), url=url, received_at=time.time())
+
+    config = write_config(work, {stream: "full_refresh"}, base_url="http://127.0.0.1:9", database=work / f"e2e{n}.duckdb", prefix=f"e{n}_")
+    with mock.patch.object(HttpClient, "get", get):
+        began, cpu = time.perf_counter(), time.process_time()
+        summary = run_module.run(Config.from_yaml(config, env={"KLAVIYO_API_KEY": API_KEY}), now=SIM_NOW)
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    if summary.failed:
+        raise SystemExit(f"replay failed: {summary.failed[0].error}")
+    return seconds, cpu, summary.events
+
+
+def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[str, float]:
+    """Seconds spent in each stage over all pages."""
+    spec = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml")
+    stream = spec.streams[stream_name]
+    times = dict.fromkeys(("parse", "records", "rows", "duckdb"), 0.0)
+    clock = time.process_time  # CPU seconds of this process (DuckDB's threads included): a loaded machine barely moves them
+
+    began = clock()
+    parsed = [parse_body(b) for b in bodies]
+    times["parse"] = clock() - began
+
+    reader = RecordReader(spec.api, stream)
+    began = clock()
+    pages = []
+    for body in parsed:
+        kept = []
+        for record in reader.records(body, reader.page_records(body, "replay"), {}):
+            if isinstance(record, Rejected):
+                continue
+            reader.cursor_value(record)
+            if reader.keep(record) and reader.key_problem(record) is None:
+                kept.append(record)
+        pages.append(kept)
+    times["records"] = clock() - began
+
+    columns = ColumnMap(None, reserved=LOAD_COLUMNS)
+    rows = RowBuilder(columns, spec.api.flatten_depth)
+    received = datetime.now(timezone.utc)
+    load = {"uuid_ts": received, "context_sources_job_run_id": "bench", "context_sources_task_run_id": "bench"}
+    began = clock()
+    batches = []
+    for kept in pages:
+        for record in kept:
+            rows.add(record, received)
+            if len(rows) >= run_module.BATCH_ROWS:
+                batches.append(rows.take(load))
+    if len(rows):
+        batches.append(rows.take(load))
+    times["rows"] = clock() - began
+
+    config = write_config(work, {stream_name: "full_refresh"}, base_url=None, database=work / f"stage{n}.duckdb", prefix=f"s{n}_")
+    destination = build_destination(Config.from_yaml(config, env={"KLAVIYO_API_KEY": API_KEY}).destination)
+    key = tuple(columns.name((k,)) for k in stream.primary_key)
+    began = clock()
+    table_load = destination.begin(stream_name, TableSpec(name=f"s{n}_{stream_name}", primary_key=key, cursor=None), replace=True)
+    for batch, batch_columns in batches:
+        table_load.write(batch, batch_columns, {})
+    table_load.finish({})
+    times["duckdb"] = clock() - began
+    destination.close()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=5.0, help="simulator scale (1 = 10,000 events)")
+    parser.add_argument("--stream", default="events")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bodies = capture(args.scale, args.stream, work)
+        megabytes = sum(map(len, bodies)) / 1e6
+        runs = [end_to_end(bodies, args.stream, work, n) for n in range(args.repeat)]
+        best_wall, best_cpu, records = min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
+        best = dict.fromkeys(("parse", "records", "rows", "duckdb"), float("inf"))
+        for n in range(args.repeat):
+            for stage, seconds in stages(bodies, args.stream, work, n).items():
+                best[stage] = min(best[stage], seconds)
+    print(f"{args.stream}: {records:,} records in {len(bodies)} pages ({megabytes:.1f} MB), best of {args.repeat}")
+    print(f"  end to end (bytes -> committed DuckDB rows): {best_wall * 1e6 / records:6.1f} µs/record wall "
+          f"({records / best_wall:,.0f} records/s), {best_cpu * 1e6 / records:6.1f} µs/record CPU")
+    for stage, seconds in best.items():
+        print(f"  {stage:<8} {seconds * 1e6 / records:6.1f} µs/record CPU")
+    print(f"  stages summed {sum(best.values()) * 1e6 / records:6.1f} µs/record CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
