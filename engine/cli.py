@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_ops_commands(commands)
 
+    statements = commands.add_parser(
+        "sql", help="print the SQL a run executes", description="Print the DDL, upsert and state statements a first run of CONFIG executes."
+    )
+    statements.add_argument("config", type=Path, help="path to config.yaml")
+    statements.add_argument("--dialect", default=None, help="duckdb, postgres, snowflake, bigquery, redshift or databricks (default: the destination's)")
+    statements.add_argument("--streams", default="", help="comma-separated resources (default: all selected in the config)")
+    statements.set_defaults(handler=_sql)
+
     try:
         from klaviyo_sim import cli as sim_cli
     except ImportError:  # the simulator ships with klx; a stripped install simply has no `klx sim`
@@ -106,6 +114,12 @@ def _run(args: argparse.Namespace) -> int:
         log_format=args.log_format, verbose=args.verbose, report=args.report,
     )
     return summary.exit_code
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from .commands.sql_preview import print_sql
+
+    return print_sql(args.config, dialect=args.dialect, only=tuple(s.strip() for s in args.streams.split(",") if s.strip()))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -385,3 +385,59 @@ def test_a_duckdb_run_imports_no_other_driver() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "[]"
+
+
+# Files other tools can read
+
+
+def test_storage_version_writes_a_file_duckdb_1_2_can_open(tmp_path: Path) -> None:
+    path = tmp_path / "old-readers.duckdb"
+    dest = DuckDBDestination(path=str(path), table_prefix="kl_", storage_version="v1.2.0")
+    load(dest, [profile("a", 1, "a@x")])
+    dest.close()
+    header = path.read_bytes()[:20]
+    # The storage number duckdb 1.2 reads (duckdb 1.x refuses 2.x's, "version number 999").
+    assert header[8:12] == b"DUCK" and int.from_bytes(header[12:20], "little") == 65
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("select tags['storage_version'] from duckdb_databases() where database_name = 'old-readers'").fetchall() == [("v1.2.0+",)]
+        assert con.execute("select id, email from kl_profiles").fetchall() == [("a", "a@x")]
+
+
+def test_default_storage_is_duckdb_2s_own(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    DuckDBDestination(path=str(path)).close()
+    assert int.from_bytes(path.read_bytes()[12:20], "little") == 999
+
+
+def test_unknown_storage_version_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="config.yaml:11: destination.storage_version: '1.2' is not a DuckDB version like v1.2.0"):
+        build_destination(Config({"path": ":memory:", "storage_version": "1.2"}))
+
+
+def test_a_file_held_by_another_process_names_that_process(tmp_path: Path) -> None:
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; con = duckdb.connect({str(path)!r}); print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseError) as raised:
+            DuckDBDestination(path=str(path))
+        assert f"(PID {holder.pid})" in raised.value.hint
+        assert raised.value.hint.startswith("another process holds the DuckDB file open: ")
+        assert "folder" not in raised.value.hint
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_timestamptz_columns_fetch_into_python_with_klxs_own_dependencies(dest: DuckDBDestination) -> None:
+    from importlib.metadata import requires
+
+    assert any(r.startswith("pytz") for r in requires("klx") or [])  # DuckDB hands TIMESTAMPTZ over with pytz zones
+    load(dest, [profile("a", 1)])
+    [(updated,)] = dest.connection.execute("select updated from kl_profiles").fetchall()
+    assert updated == ts(1) and updated.utcoffset().total_seconds() == 0

@@ -1,0 +1,122 @@
+"""`klx sql`: the DDL, upsert and state statements a first run executes, in the configured or any dialect.
+
+The statements come from the same loader a run uses (engine/destinations/warehouse.py), talking to a
+destination that records instead of executing: what is printed is what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TextIO
+
+import pyarrow as pa
+from sqlglot import exp
+
+from ..dialects import DIALECTS
+from ..destinations.warehouse import SqlDestination
+from ..errors import ConfigError
+from ..plan import build_plan
+from ..rows import LOAD_COLUMNS, ColumnMap
+from ..schema import ARROW_TYPES, Column, ColumnType, TableSpec
+from ..spec import Spec
+from ..sql import create_schema, render
+from . import config_without_secrets
+
+DEFAULT_SCHEMA = {"duckdb": "main", "postgres": "public", "snowflake": "PUBLIC"}
+_READS = ("READ", "COUNT")  # what a run asks the warehouse; not printed
+
+
+class RecordingDestination(SqlDestination):
+    """A destination with no tables that records every statement the loader sends instead of running it."""
+
+    def __init__(self, dialect: str, schema: str | None, table_prefix: str) -> None:
+        self.dialect = dialect
+        self.schema = self.name(schema) if schema else schema  # type: ignore[assignment]
+        self.table_prefix = table_prefix
+        self.statements: list[exp.Expr] = []
+        self.tables: dict[str, dict[str, exp.DataType]] = {}  # what the recorded statements created
+        if self.schema:
+            self.statements.append(create_schema(self.schema))
+
+    def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Record `statement`; reads find nothing (no table exists yet), counts find 0."""
+        if kind.startswith(_READS):
+            return [(0,)] if kind.startswith("COUNT") else []
+        self.statements.append(statement)
+        if isinstance(statement, exp.Create) and isinstance(statement.this, exp.Schema):
+            defs = statement.this.expressions
+            self.tables[statement.this.this.name] = {d.name: d.args["kind"] for d in defs if isinstance(d, exp.ColumnDef)}
+        elif isinstance(statement, exp.Alter) and isinstance(rename := statement.args["actions"][0], exp.AlterRename):
+            self.tables[rename.this.name] = self.tables.pop(statement.this.name, {})
+        elif isinstance(statement, exp.Drop) and statement.args.get("kind") == "TABLE":
+            self.tables.pop(statement.args["tables"][0].name, None)
+        return []
+
+    def columns_of(self, table: str) -> dict[str, exp.DataType]:
+        """The columns the recorded statements gave `table`."""
+        return dict(self.tables.get(table, {}))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT, shown as such."""
+        self.statements.append(exp.Transaction())
+        yield
+        self.statements.append(exp.Commit())
+
+    def rollback(self) -> None:
+        """Nothing ran, nothing to undo."""
+
+    @contextlib.contextmanager
+    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = "__klx_batch") -> Iterator[str]:
+        """The batch's staging table, by name: each destination fills it its own bulk way (view, COPY, PUT + COPY)."""
+        yield name
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str, ...] = ()) -> tuple[str, list[tuple[str, list[exp.Expr]]]]:
+    """(dialect, [(stream heading, statements)]) of a first run of `config_path`."""
+    config = config_without_secrets(config_path)
+    dialect = dialect or config.destination.type
+    if dialect not in DIALECTS:
+        raise ConfigError(f"--dialect: unknown {dialect!r}; known: {', '.join(sorted(DIALECTS))}")
+    spec = Spec.from_yaml(config.source.spec)
+    plan = build_plan(config, spec, {}, datetime.now(timezone.utc), only=only)
+    schema = config.destination.options.get("schema") or DEFAULT_SCHEMA.get(dialect)
+    dest = RecordingDestination(dialect, schema, config.destination.table_prefix)
+    out = [("schema", list(dest.statements))] if dest.statements else []
+    for stream_plan in plan.streams:
+        dest.statements = []
+        stream = stream_plan.stream
+        names = ColumnMap(None, reserved=LOAD_COLUMNS)
+        key = tuple(names.name((k,)) for k in stream.primary_key)
+        cursor = names.name(tuple(stream.cursor.field.split("."))) if stream.cursor else None
+        columns = [Column(name=k, type=ColumnType.TEXT) for k in key]
+        if cursor and cursor not in key:
+            columns.append(Column(name=cursor, type=ColumnType.TIMESTAMP))
+        columns += [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
+        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor)
+        load = dest.begin(stream.name, table, replace=stream_plan.mode == "full_refresh")
+        row = pa.Table.from_pylist([{}], schema=pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns]))
+        load.write(row, columns, {})
+        load.finish({})
+        out.append((f"{stream.name} ({stream_plan.mode}) -> {stream_plan.table}", dest.statements))
+    return dialect, out
+
+
+def print_sql(config_path: Path, *, dialect: str | None = None, only: tuple[str, ...] = (), file: TextIO | None = None) -> int:
+    """Print what a first run executes (to stdout by default); exit 0."""
+    file = file or sys.stdout
+    dialect, streams = statements(config_path, dialect=dialect, only=only)
+    print(f"-- klx sql: the statements a first run of {config_path} executes on {dialect}.", file=file)
+    print("-- Values travel as bound parameters (? or %s); the batch is bulk-loaded into __klx_batch first.", file=file)
+    print("-- Columns found in the records are added to CREATE TABLE, or by ALTER TABLE ... ADD on later runs.", file=file)
+    for heading, stream_statements in streams:
+        print(f"\n-- {heading}", file=file)
+        for statement in stream_statements:
+            print(render(statement, dialect, pretty=True) + ";", file=file)
+    return 0

@@ -1,0 +1,77 @@
+"""`klx sql`: what a first run executes, printed in the destination's dialect or any other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from engine.cli import main
+from engine.dialects import DIALECTS
+
+
+def config(tmp_path: Path, destination: list[str]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join([
+        "source:", "  api_key: ${KLAVIYO_API_KEY}", "  start_date: 2024-01-01",
+        "destination:", *destination, "  table_prefix: kl_",
+        "resources:", "  profiles: incremental", "  segments_profiles: full_refresh", "  lists: incremental",
+    ]) + "\n")
+    return path
+
+
+POSTGRES = ["  type: postgres", "  host: db.example.com", "  password: ${PGPASSWORD}", "  database: analytics", "  schema: klaviyo"]
+
+
+def printed(capsys: pytest.CaptureFixture, *args: str) -> str:
+    assert main(["sql", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_prints_the_configured_destinations_statements_without_secrets_or_a_connection(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    out = printed(capsys, str(config(tmp_path, POSTGRES)), "--streams", "profiles")
+    assert out.startswith("-- klx sql: the statements a first run of ")
+    assert 'CREATE SCHEMA IF NOT EXISTS "klaviyo";' in out
+    assert 'CREATE TABLE IF NOT EXISTS "klaviyo"."kl_klx_state"' in out
+    assert 'MERGE INTO "klaviyo"."kl_rudder_profiles" AS "t"' in out
+    assert '"t"."updated" IS NULL OR "s"."updated" > "t"."updated"' in out
+    assert "CAST(%s AS TEXT)" in out  # the state travels as parameters
+    assert "segments_profiles" not in out
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_every_dialects_statements_parse_back(tmp_path: Path, capsys, dialect: str) -> None:
+    out = printed(capsys, str(config(tmp_path, POSTGRES)), "--dialect", dialect)
+    parsed = [p for p in sqlglot.parse(out, read=dialect) if p is not None]
+    creates = [p for p in parsed if isinstance(p, exp.Create) and p.kind == "TABLE"]
+    assert len(creates) >= 4  # state table, two tables, one shadow
+    assert any(isinstance(p, (exp.Merge, exp.Delete)) for p in parsed)
+
+
+def test_full_refresh_fills_a_shadow_and_renames_it_into_place(tmp_path: Path, capsys) -> None:
+    out = printed(capsys, str(config(tmp_path, POSTGRES)), "--streams", "segments_profiles")
+    shadow = out.index('CREATE TABLE "klaviyo"."kl_rudder_segments_profiles__klx_shadow"')
+    rename = out.index('ALTER TABLE "klaviyo"."kl_rudder_segments_profiles__klx_shadow"\nRENAME TO "kl_rudder_segments_profiles"')
+    assert shadow < rename
+
+
+def test_snowflake_names_are_upper_case_and_json_goes_through_parse_json(tmp_path: Path, capsys) -> None:
+    out = printed(capsys, str(config(tmp_path, POSTGRES)), "--dialect", "snowflake", "--streams", "lists")
+    assert 'MERGE INTO "KLAVIYO"."KL_RUDDER_LISTS" AS "t"' in out
+
+
+def test_redshift_upserts_with_delete_and_insert(tmp_path: Path, capsys) -> None:
+    out = printed(capsys, str(config(tmp_path, POSTGRES)), "--dialect", "redshift", "--streams", "lists")
+    assert "MERGE" not in out
+    assert 'DELETE FROM "klaviyo"."kl_rudder_lists"' in out and 'INSERT INTO "klaviyo"."kl_rudder_lists"' in out
+
+
+def test_unknown_dialect_exits_2_naming_the_known_ones(tmp_path: Path, capsys) -> None:
+    assert main(["sql", str(config(tmp_path, POSTGRES)), "--dialect", "oracle"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --dialect: unknown 'oracle'; known: bigquery, databricks, duckdb, postgres, redshift, snowflake\n"
+    )
