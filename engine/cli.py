@@ -170,6 +170,12 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("config", type=Path, help="path to config.yaml")
     check.set_defaults(handler=_check)
 
+    plan = commands.add_parser(
+        "plan", help="estimate requests and time before a run", description="Per selected resource: the requests this run makes and the least time the rate limits allow."
+    )
+    plan.add_argument("config", type=Path, help="path to config.yaml")
+    plan.set_defaults(handler=_plan)
+
 
 def _init(args: argparse.Namespace) -> int:
     from .starter import init
@@ -212,6 +218,12 @@ def _check(args: argparse.Namespace) -> int:
     from .commands.check import check
 
     return check(args.config)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .commands.estimate import print_plan
+
+    return print_plan(args.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,7 +84,7 @@ def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -
     assert capsys.readouterr().err == "error: config.yaml:5: destination.type: unknown 'oracle'; known: duckdb, postgres, snowflake\n"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"], ["init", "--help"], ["schedule", "--help"], ["runs", "--help"], ["discover", "--help"], ["state", "--help"], ["check", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["sim", "--help"], ["init", "--help"], ["schedule", "--help"], ["runs", "--help"], ["discover", "--help"], ["state", "--help"], ["check", "--help"], ["plan", "--help"]])
 def test_every_command_has_help(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)

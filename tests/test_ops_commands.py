@@ -152,3 +152,40 @@ def test_check_stops_at_a_bad_config_with_exit_2(tmp_path: Path, capsys) -> None
     config.write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  path: x.duckdb\nresources:\n  profiles: incremantal\n")
     assert main(["check", str(config)]) == 2
     assert capsys.readouterr().out == f"FAIL config and spec          {config}:7: resources.profiles: 'incremantal' is not one of full_refresh, incremental\n"
+
+
+def test_least_seconds_follow_the_burst_and_steady_windows() -> None:
+    from engine.commands.estimate import least_seconds
+    from engine.spec import RateTier
+
+    m = RateTier(burst=10, steady=150)
+    assert [least_seconds(n, m) for n in (1, 11, 150, 151, 301)] == [0.0, 1.0, 14.9, 60.0, 120.0]
+
+
+def test_plan_before_the_first_run_counts_a_page_per_partition_and_warns_of_the_backfill(sim: Simulator, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, {"campaigns": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    assert main(["plan", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["stream", "mode", "reads", "from", "records", "requests", "limit", "at", "least"]
+    assert lines[1].split()[:7] == ["campaigns", "incremental", "2024-01-01", "00:00", "?", "6", "M"]  # six channel x archived partitions
+    assert lines[2].split()[:5] == ["metrics", "full_refresh", "everything", "?", "1"]
+    assert "  campaigns: volume unknown (nothing loaded yet): one page per partition counted" in lines
+    assert lines[-1].startswith("warning: large backfill: campaigns read ")
+    assert not (tmp_path / "x.duckdb").exists() or rows(tmp_path / "x.duckdb", "select count(*) as n from information_schema.tables")[0]["n"] == 0
+
+
+def test_plan_after_a_run_sizes_each_stream_from_the_warehouse(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    database = tmp_path / "x.duckdb"
+    config = write_config(tmp_path, {"lists": "full_refresh", "events": "incremental"}, base_url=sim.url, database=database)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lists = len(sim.truth("lists", "2024-01-01"))
+    # A full refresh reads from start_date; lists pages hold 10.
+    assert lines[1].split()[:6] == ["lists", "full_refresh", "2024-01-01", "00:00", f"~{lists}", str(-(-lists // 10))]
+    events = lines[2].split()
+    assert events[:2] == ["events", "incremental"] and events[4].startswith("~") and events[-2:] == ["XL", events[-1]]
+    assert any(line.startswith("  events: ") and " rows held from " in line for line in lines)
+    assert not any(line.startswith("warning") for line in lines)
