@@ -45,3 +45,41 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e . && klx demo" in readme
     assert "python -m pytest -q" in readme and "python -m pytest -q" in ci
+
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_section(title: str) -> str:
+    """The text of one `## title` section of README.md."""
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end != -1 else None]
+
+
+@pytest.mark.parametrize("key", sorted(keys_read_by("engine/config.py") | destination_options() | {"table_prefix", "type"}))
+def test_config_key_is_in_the_readmes_configuration_reference(key: str) -> None:
+    reference = readme_section("Configuration reference")
+    assert re.search(rf"[`.]{key}[`.,]", reference), f"README's configuration reference does not mention {key!r}"
+
+
+def cli_commands() -> list[str]:
+    from engine.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return sorted(commands.choices)
+
+
+@pytest.mark.parametrize("command", cli_commands())
+def test_every_cli_command_is_in_the_readme(command: str) -> None:
+    assert f"`klx {command}" in README, f"README does not document `klx {command}`"
+
+
+def test_readme_names_the_config_keys_the_example_has() -> None:
+    example_keys = set(re.findall(r"^\s*#?\s*([a-z_]+):", EXAMPLE, re.M)) - {"type", "resources", "source", "destination", "schedule"}
+    resource_names = {"campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics", "segments",
+                      "segments_profiles", "profiles"}
+    reference = readme_section("Configuration reference")
+    missing = sorted(k for k in example_keys - resource_names if not re.search(rf"[`.]{k}[`,]", reference))
+    assert missing == []
