@@ -191,8 +191,8 @@ class HttpClient:
                     if 300 <= response.status_code < 400:
                         raise self._redirected(response, stream, shown)
                     body = self._read(response, stream, shown)
-            except requests.exceptions.InvalidHeader:
-                # Its message quotes the header value, i.e. the key: never chain it.
+            except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
+                # Its message (or .object) holds the header value, i.e. the key: never chain it.
                 raise ApiError(f"the {self.api.auth_header} header is not a valid HTTP header value (stream {stream})", stream=stream) from None
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as err:
                 raise ApiError(f"{name}: cannot send GET {shown} (stream {stream}): {type(err).__name__}", stream=stream, url=shown) from None

@@ -108,3 +108,16 @@ def test_a_key_with_whitespace_or_control_characters_is_a_config_error(tmp_path:
         f"{config}:2: source.api_key: must be printable ASCII without spaces, line breaks or control characters"
     )
     assert "pk_abc" not in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["pk_line\nbreak_0123456789", "pk_euro_\u20ac_0123456789"])
+def test_a_key_no_header_can_hold_fails_without_quoting_it(key: str) -> None:
+    # Config refuses such keys at load; this is the layer below, for a key reaching HttpClient another way.
+    spec = Spec.from_yaml(default_spec_path())
+    with HostileApi(lambda handler, hit: send(handler, 200, {"data": []})) as api:
+        client = HttpClient(spec.api, Secret(key), api.url)
+        with pytest.raises(ApiError) as raised:
+            client.get(client.url_for("/api/metrics"), {}, stream="metrics", endpoint="/api/metrics", tier=None)
+    assert str(raised.value) == "the Authorization header is not a valid HTTP header value (stream metrics)"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert api.hits == []
