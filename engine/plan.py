@@ -9,8 +9,11 @@ from typing import Any
 
 from .config import Config
 from .errors import ConfigError
-from .spec import ApiSpec, FilterSyntax, Spec, StreamSpec
+from .spec import ApiSpec, CursorSpec, FilterSyntax, Spec, StreamSpec
 from .yaml_source import did_you_mean
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,6 +24,7 @@ class PartitionPlan:
     params: dict[str, str]
     lower_bound: datetime | None  # records at or after this are read
     columns: dict[str, Any]  # values added to every record (partition columns)
+    cursor_field: str | None = None  # the record cursor this partition saves, when a partition value overrides the stream's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +66,7 @@ def build_plan(
         mode = "full_refresh" if full_refresh else resource.sync_mode
         saved = (states.get(resource.name) or {}).get("cursor", {}) if mode == "incremental" else {}
         lookback = resource.lookback if resource.lookback is not None else (stream.cursor.lookback if stream.cursor else timedelta(0))
-        plans.append(_stream_plan(config, spec, stream, mode, saved, lookback))
+        plans.append(_stream_plan(config, spec, stream, mode, saved, lookback, now=now))
     # Parents before children so a parent's table is fresh when the child's run reports.
     plans.sort(key=lambda p: p.parent is not None)
     return SyncPlan(api=spec.api, streams=tuple(plans), started_at=now)
@@ -89,7 +93,7 @@ def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -
 
 def _stream_plan(
     config: Config, spec: Spec, stream: StreamSpec, mode: str, saved: dict[str, str], lookback: timedelta,
-    *, bounded: bool = True,
+    *, bounded: bool = True, now: datetime | None = None,
 ) -> StreamPlan:
     start = config.source.start_date
     parent = None
@@ -100,20 +104,27 @@ def _stream_plan(
     dimensions = stream.partitions
     for combo in itertools.product(*(d.values for d in dimensions)) if dimensions else [()]:
         key = ",".join(f"{d.name}={_text(v)}" for d, v in zip(dimensions, combo))
+        # A partition value may read by a cursor of its own (spec partitions[].cursors).
+        cursor = next((d.cursors[_text(v)] for d, v in zip(dimensions, combo) if d.cursors and _text(v) in d.cursors), stream.cursor)
         lower = None
-        if stream.cursor and bounded:
-            lower = start
+        if cursor and bounded:
+            # cursor.start: where a partition without a saved cursor begins (start_date, every record, or now).
+            # The epoch bound renders as the epoch itself: a strict bound moves back one granule when sent.
+            epoch = EPOCH + (cursor.granularity if cursor.lower == "gt" else timedelta(0))
+            lower = {"start_date": start, "epoch": epoch, "run": now or start}[cursor.start]
             if key in saved:
-                lower = max(start, datetime.fromisoformat(saved[key]) - lookback)
+                back = datetime.fromisoformat(saved[key]) - lookback
+                lower = max(start, back) if cursor.start == "start_date" else back
         predicates = [
             (d.filter_field, d.op, value) for d, value in zip(dimensions, combo) if d.filter_field is not None
         ]
         partitions.append(
             PartitionPlan(
                 key=key,
-                params=request_params(spec.api, stream, lower, predicates),
+                params=request_params(spec.api, stream, lower, predicates, cursor=cursor),
                 lower_bound=lower,
                 columns={d.column: value for d, value in zip(dimensions, combo) if d.column},
+                cursor_field=cursor.field if cursor is not None and cursor is not stream.cursor else None,
             )
         )
     return StreamPlan(
@@ -126,13 +137,14 @@ def _stream_plan(
 
 
 def request_params(
-    api: ApiSpec, stream: StreamSpec, lower: datetime | None, predicates: list[tuple[str, str, Any]]
+    api: ApiSpec, stream: StreamSpec, lower: datetime | None, predicates: list[tuple[str, str, Any]],
+    *, cursor: CursorSpec | None = None,
 ) -> dict[str, str]:
-    """The first page's query parameters: the stream's own, page size, filter and sort."""
+    """The first page's query parameters: the stream's own, page size, filter and sort (by `cursor`, default the stream's)."""
     params = dict(stream.params)
     if stream.page_size is not None and api.page_size_param:
         params[api.page_size_param] = str(stream.page_size)
-    cursor = stream.cursor
+    cursor = cursor or stream.cursor
     bound: list[tuple[str, str, Any]] = []
     if cursor and lower is not None and api.filter is not None:
         # A strict operator would skip records at the bound itself; move the bound back one granule

@@ -38,6 +38,7 @@ class RecordReader:
         self.derive = Derivations(stream.derived) if stream.derived else None
         # A cursor that is a plain top-level key is read with dict.get: jmespath costs microseconds a record.
         self.cursor_key = stream.cursor.field if stream.cursor and _PLAIN_KEY.fullmatch(stream.cursor.field) else None
+        self._cursors: dict[str, Any] = {}  # partitions' own cursor expressions, compiled on first use
 
     def page_records(self, body: Any, url: str) -> list[Any]:
         """The raw records of one page; an ApiError when the body has no record list."""
@@ -83,13 +84,17 @@ class RecordReader:
                 return f"primary key {field} is {problem}"
         return None
 
-    def cursor_value(self, record: dict[str, Any]) -> datetime | None:
-        """The record's cursor as an aware UTC datetime (None when absent or unparseable)."""
-        if self.cursor_key is not None:
+    def cursor_value(self, record: dict[str, Any], field: str | None = None) -> datetime | None:
+        """The record's cursor (or `field`, a partition's own cursor) as an aware UTC datetime; None when absent or unparseable."""
+        if field is None and self.cursor_key is not None:
             return parse_datetime(record.get(self.cursor_key))
-        if self.cursor is None:
+        expression = self.cursor if field is None else self._cursors.setdefault(field, jmespath.compile(field))
+        if expression is None:
             return None
-        return parse_datetime(self.cursor.search(record))
+        try:
+            return parse_datetime(expression.search(record))
+        except JMESPathError:  # e.g. max() over values of mixed types in this record
+            return None
 
     def _included(self, body: Any) -> dict[tuple[str, str], dict[str, Any]]:
         found = self.included_path.search(body) if self.included_path else None

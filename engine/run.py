@@ -298,7 +298,7 @@ class StreamSync:
                 if isinstance(record, Rejected):
                     self._reject(record.reason, page.url)
                     continue
-                value = self.reader.cursor_value(record)
+                value = self.reader.cursor_value(record, partition.cursor_field)
                 if value is not None and (newest is None or value > newest):
                     newest = value
                 if not self.reader.keep(record):

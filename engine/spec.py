@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from .yaml_source import Reader, did_you_mean, load_yaml, show
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
 FILTER_MISS_ACTIONS = ("skip", "delete")
+CURSOR_STARTS = ("start_date", "epoch", "run")
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -124,6 +126,7 @@ class CursorSpec:
     lookback: timedelta
     sort: bool
     where: str
+    start: str = "start_date"  # first read from: start_date, epoch (every record) or run (the run's start)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +138,7 @@ class PartitionDimension:
     filter_field: str | None
     op: str
     column: str | None
+    cursors: dict[str, CursorSpec] | None = None  # value (as text) -> the cursor its requests use instead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -443,7 +447,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
             where=p.at("stream"),
         )
         p.done()
-    partitions = tuple(_partition(r, i, item, api) for i, item in enumerate(r.get("partitions", list, [])))
+    partitions = tuple(_partition(r, i, item, api, cursor) for i, item in enumerate(r.get("partitions", list, [])))
     names = [d.name for d in partitions]
     if len(set(names)) != len(names):
         raise r.fail("partitions", "two partitions share a name (each keeps its own cursor by name)")
@@ -549,12 +553,47 @@ def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:
         lookback=parse_duration(r.get("lookback", str, "0s"), r, "lookback"),
         sort=r.get("sort", bool, api.sort_param is not None),
         where=r.where,
+        start=_cursor_start(r),
     )
     r.done()
     return cursor
 
 
-def _partition(r: Reader, index: int, item: Any, api: ApiSpec) -> PartitionDimension:
+def _cursor_start(r: Reader) -> str:
+    start = r.get("start", str, "start_date")
+    if start not in CURSOR_STARTS:
+        raise r.fail("start", f"{start!r} is not one of {', '.join(CURSOR_STARTS)}")
+    return start
+
+
+def _cursor_override(r: Reader, base: CursorSpec, api: ApiSpec) -> CursorSpec:
+    """A partition value's cursor: the stream's cursor with the keys given here replaced."""
+    changed: dict[str, Any] = {}
+    if r.has("field"):
+        changed["field"] = changed["filter_field"] = _jmespath(r, "field")
+    if r.has("filter_field"):
+        changed["filter_field"] = r.get("filter_field", str)
+    if r.has("lower"):
+        changed["lower"] = r.get("lower", str)
+        if changed["lower"] not in BOUND_OPERATORS or (api.filter is not None and changed["lower"] not in api.filter.operators):
+            raise r.fail("lower", f"{changed['lower']!r} is not one of {', '.join(BOUND_OPERATORS)} in api.filter.operators")
+    for key in ("granularity", "lookback"):
+        if r.has(key):
+            changed[key] = parse_duration(r.get(key, str), r, key)
+    if r.has("sort"):
+        changed["sort"] = r.get("sort", bool)
+    if r.has("start"):
+        changed["start"] = _cursor_start(r)
+    r.done()
+    return dataclasses.replace(base, where=r.where, **changed)
+
+
+def _value_text(value: Any) -> str:
+    """A partition value as state keys and `cursors` name it (booleans as true/false)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _partition(r: Reader, index: int, item: Any, api: ApiSpec, cursor: CursorSpec | None = None) -> PartitionDimension:
     p = Reader(item, f"{r.name('partitions')}[{index}]", SpecError, r.at("partitions"))
     values = p.get("values", list, required=True)
     if not values:
@@ -565,12 +604,25 @@ def _partition(r: Reader, index: int, item: Any, api: ApiSpec) -> PartitionDimen
     if len({(type(v), v) for v in values}) != len(values):
         raise p.fail("values", "lists a value twice")
     f = p.child("filter", None)
+    cursors = None
+    if p.has("cursors"):
+        c = p.child("cursors")
+        if cursor is None:
+            raise p.fail("cursors", "needs the stream's cursor")
+        texts = {_value_text(v) for v in values}
+        cursors = {}
+        for value in c.mapping:
+            if _value_text(value) not in texts:
+                raise c.fail(value, f"{show(value)} is not one of this partition's values")
+            cursors[_value_text(value)] = _cursor_override(c.child(value), cursor, api)
+            c.get(value, dict)
     dimension = PartitionDimension(
         name=p.get("name", str, required=True),
         values=tuple(values),
         filter_field=f.get("field", str, None),
         op=f.get("op", str, "eq"),
         column=p.get("column", str, None),
+        cursors=cursors,
     )
     f.done()
     p.done()

@@ -161,10 +161,13 @@ class Store:
                     for i, r in small[type_].rows.items() if r["keys"][field] >= start]
         if resource == "metrics":
             return [{"id": i, "cursor": None} for i in small["metric"].rows]
-        if resource in ("profiles", "global_exclusions"):
+        if resource == "profiles":
             p = self.profiles
-            return [{"id": p.ids[i], "cursor": iso(p.updated[i])} for i in p.index.values()
-                    if p.updated[i] >= start and (resource == "profiles" or p.suppressed_at[i] >= 0)]
+            return [{"id": p.ids[i], "cursor": iso(p.updated[i])} for i in p.index.values() if p.updated[i] >= start]
+        if resource == "global_exclusions":
+            # Every profile suppressed now, whatever start_date: an exclusion list must be complete.
+            p = self.profiles
+            return [{"id": p.ids[i], "cursor": iso(p.updated[i])} for i in p.index.values() if p.suppressed_at[i] >= 0]
         if resource == "events":
             ev = self.events
             return [{"id": ev.event_id(g, ts), "cursor": iso(ts * US)} for ts, g in zip(ev.ts, ev.gs)

@@ -88,3 +88,20 @@ def test_params_since_needs_a_revision_header(tmp_path: Path, monkeypatch: pytes
 def test_revision_header_must_name_a_dated_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fails(tmp_path, monkeypatch, "  revision_header: revision\n", "  revision_header: accept\n", "revision_header: accept",
            "api.revision_header: 'accept' must name one of api.headers whose value starts with a YYYY-MM-DD date")
+
+
+def test_klaviyo_global_exclusions_read_suppressions_by_their_own_timestamp() -> None:
+    (read,) = Spec.from_yaml(SPEC).streams["global_exclusions"].partitions
+    suppressed, changed = read.cursors["suppressed"], read.cursors["changed"]
+    assert (suppressed.filter_field, suppressed.lower, suppressed.start) == ("subscriptions.email.marketing.suppression.timestamp", "gt", "epoch")
+    assert (changed.field, changed.start) == ("updated", "run")
+
+
+def test_a_partition_cursor_must_name_one_of_its_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "          changed:\n            start: run\n", "          edited:\n            start: run\n", "edited:",
+           "streams.global_exclusions.partitions[0].cursors.edited: 'edited' is not one of this partition's values")
+
+
+def test_cursor_start_names_its_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "            start: run\n", "            start: today\n", "start: today",
+           "streams.global_exclusions.partitions[0].cursors.changed.start: 'today' is not one of start_date, epoch, run")

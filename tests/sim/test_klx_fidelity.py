@@ -175,3 +175,27 @@ def test_simulator_refuses_page_size_before_the_revision_that_added_it(sim: Simu
     assert older.status_code == 400
     assert older.json()["errors"][0]["source"] == {"pointer": "/data/attributes/page_size"}
     assert get(sim, path, params, {**HEADERS, "revision": since}).status_code == 200
+
+
+def test_global_exclusions_reads_only_suppressed_profiles_and_catches_suppressions_that_leave_updated_alone(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {"global_exclusions": "incremental"}, "2026-10-01")
+    suppressed = {t["id"] for t in sim.truth("global_exclusions")}
+    assert 0 < len(suppressed) < len(sim.truth("profiles")) / 5
+    first = sync(config, sim.api_key, now=SIM_NOW)
+    # Every suppression, whatever start_date, and no other profile read.
+    assert {r["id"] for r in table(database, "global_exclusions", "id")} == suppressed
+    assert first.streams[0].events == len(suppressed)
+    queries = sorted((q["filter"], q["sort"]) for _, path, q in sim.request_log if path == "/api/profiles" and "page[cursor]" not in q)
+    assert queries == [
+        ("greater-than(subscriptions.email.marketing.suppression.timestamp,1970-01-01T00:00:00+00:00)", "subscriptions.email.marketing.suppression.timestamp"),
+        ("greater-than(updated,2026-10-31T23:59:59+00:00)", "updated"),
+    ]
+    change = sim.mutate("profiles", suppress=3, lift=2, update=4)
+    updated_before = {t["id"]: t["cursor"] for t in sim.truth("profiles")}
+    assert all(updated_before[i] < "2026-11-01" for i in change["suppressed"])  # a suppression leaves `updated` alone
+    sim.request_log.clear()
+    second = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    landed = {r["id"] for r in table(database, "global_exclusions", "id")}
+    assert landed == {t["id"] for t in sim.truth("global_exclusions")} == (suppressed | set(change["suppressed"])) - set(change["lifted"])
+    # The second run read the new suppressions and the changed profiles, not every suppressed profile again.
+    assert second.streams[0].events <= 3 + 2 + 4 + 2
