@@ -27,8 +27,8 @@ def test_run_prints_a_summary_per_stream_and_exits_0(sim: Simulator, tmp_path: P
     assert main(["run", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["stream", "mode", "status", "events", "rows", "inserted", "updated", "pages", "requests", "retries", "429s", "waited", "seconds"]
-    # Exact figures from the simulator's truth: events are records returned (global exclusions read every
-    # profile and keep the suppressed ones), pages one per page_size of each partition (campaigns have six).
+    # Exact figures from the simulator's truth: events are records returned (global exclusions read only
+    # suppressed profiles, plus an empty read of changed ones), pages one per page_size of each partition (campaigns have six).
     expected = {name: expected_figures(sim, name, START_DATE) for name in modes}
     lines = [line.split() for line in out[1:5]]
     assert [[s[0], s[1], s[2], s[3], s[4], s[7]] for s in lines] == [[name, mode, "done", *map(str, expected[name])] for name, mode in modes.items()]
