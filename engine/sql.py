@@ -139,6 +139,13 @@ def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str, into: exp.DataType
     return exp.cast(value, to)
 
 
+def schema_exists(dialect: str = "") -> exp.Select:
+    """SELECT 1 when a schema exists; parameter: the schema name (a role may lack the right to CREATE it)."""
+    name = rules(dialect).identifier
+    info = exp.table_(ident(name("schemata")), db=ident(name("information_schema")))
+    return exp.select(exp.Literal.number(1)).from_(info).where(col(name("schema_name")).eq(exp.Placeholder()))
+
+
 def create_schema(schema: str) -> exp.Create:
     """CREATE SCHEMA IF NOT EXISTS."""
     return exp.Create(this=exp.Table(db=ident(schema)), kind="SCHEMA", exists=True)

@@ -154,3 +154,29 @@ def test_same_simulator_sync_lands_identical_rows_in_duckdb_and_postgres(tmp_pat
         finally:
             duck.dest.close()
             pg.dest.close()
+
+
+def test_a_role_that_cannot_create_schemas_loads_into_an_existing_one(tmp_path: Path, pg_schema: str) -> None:
+    import uuid
+
+    import psycopg
+
+    from engine.destinations.postgres import PostgresDestination
+
+    role = f"klx_loader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'REVOKE CREATE ON DATABASE test FROM "{role}"')
+        admin.execute(f'GRANT USAGE, CREATE ON SCHEMA "{pg_schema}" TO "{role}"')
+    try:
+        dest = PostgresDestination(connection={**POSTGRES, "user": role}, dsn=None, schema=pg_schema, table_prefix="kl_")
+        load = dest.begin("profiles", PROFILES, replace=False)
+        load.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": None}]), COLUMNS, {})
+        load.finish({})
+        assert dest.count_rows("kl_profiles") == 1
+        dest.close()
+    finally:
+        with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{pg_schema}" CASCADE')
+            admin.execute(f'DROP ROLE "{role}"')

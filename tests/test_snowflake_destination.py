@@ -197,3 +197,22 @@ def test_hostile_field_names_round_trip_without_injection(dest: Any) -> None:
     assert landed == {"ID": "a", "ID_2": "upper", "A_DROP_TABLE_X": "evil", "PR_NOM": "unicode",
                       names.name(("x" * 300,)).upper(): 1, "UPDATED": ts(1)}
     assert query(dest, "select count(*) from klaviyo.x") == [(0,)]
+
+
+def test_staging_statements_match_golden_sql(golden: Any) -> None:
+    from sqlglot import exp as sqlexp
+
+    from engine import sql
+    from engine.destinations import snowflake
+
+    statements = [
+        snowflake.create_stage("KLAVIYO"),
+        snowflake.put(Path("/tmp/klx-batch/0f1e.parquet"), "KLAVIYO"),
+        snowflake.copy_into("KL_KLX_BATCH", "0f1e.parquet", "KLAVIYO"),
+    ]
+    text = "\n\n".join(sql.render(s, "snowflake", pretty=True) + ";" for s in statements)
+    golden("snowflake/stage_batch.sql", text)
+    import sqlglot
+
+    parsed = [type(e) for e in sqlglot.parse(text, read="snowflake") if e is not None]
+    assert parsed == [sqlexp.Create, sqlexp.Put, sqlexp.Copy]

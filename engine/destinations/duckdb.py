@@ -51,7 +51,7 @@ class DuckDBDestination(SqlDestination):
         except duckdb.Error as err:
             raise WarehouseError(f"cannot open DuckDB database {path!r}: {err}", hint=_open_hint(str(err), storage_version)) from err
         self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ -> TIMESTAMP (adopted tables) casts in UTC
-        self.execute("CREATE SCHEMA", schema, sql.create_schema(schema))
+        self.ensure_schema()
 
     @classmethod
     def from_config(cls, config: DestinationConfig) -> DuckDBDestination:

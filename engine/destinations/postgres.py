@@ -45,7 +45,7 @@ class PostgresDestination(SqlDestination):
                 hint="check destination.host, port, user, password and database (or dsn), and that the server accepts connections",
             ) from err
         self.upsert_form = "merge" if self._con.info.server_version >= _MERGE_SINCE else "delete_insert"
-        self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+        self.ensure_schema()
 
     @classmethod
     def from_config(cls, config: DestinationConfig) -> PostgresDestination:

@@ -59,7 +59,7 @@ class SnowflakeDestination(SqlDestination):
                 f"cannot connect to Snowflake account {connection.get('account')!r} as {connection.get('user')!r}: {_first_line(err)}",
                 hint="check destination.account, user and password (or private_key_path), warehouse, database and role",
             ) from err
-        self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+        self.ensure_schema()
         self._stage_ready = False
 
     @classmethod

@@ -73,6 +73,11 @@ class SqlDestination:
         for kind, table, statement in statements:
             self.execute(kind, table, statement)
 
+    def ensure_schema(self) -> None:
+        """CREATE SCHEMA only when it is missing: a role that may load an existing schema need not create one."""
+        if not self.execute("READ SCHEMAS", self.schema, sql.schema_exists(self.dialect), (self.schema,)):
+            self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+
     def columns_of(self, table: str) -> dict[str, exp.DataType]:
         """The columns of `table` in order with their types; empty when the table does not exist."""
         rows = self.execute("READ COLUMNS", table, sql.table_columns(self.dialect), (self.schema, table))
