@@ -186,7 +186,11 @@ class Spec:
     @classmethod
     def from_yaml(cls, path: Path) -> "Spec":
         """Load and validate `path`."""
-        raw = load_yaml(path, SpecError)
+        return cls.from_data(load_yaml(path, SpecError), path)
+
+    @classmethod
+    def from_data(cls, raw: Any, path: Path) -> "Spec":
+        """Validate an already parsed spec file (mappings as yaml_source.Located carry file:line)."""
         top = Reader(raw, "", SpecError, str(path))
         api = _api(top.child("api"))
         streams_reader = top.child("streams")
@@ -357,13 +361,12 @@ def _pagination(r: Reader) -> PaginationSpec:
 
 
 def _filter(r: Reader) -> FilterSyntax:
-    operators = r.get("operators", dict, required=True)
     syntax = FilterSyntax(
         param=r.get("param", str, required=True),
         predicate=_template(r, "predicate", ..., {"op", "field", "value"}),
         combine=_template(r, "combine", "{predicates}", {"predicates"}),
         separator=r.get("separator", str, ","),
-        operators={str(k): str(v) for k, v in operators.items()},
+        operators=_string_map(r, "operators", ...),
         datetime_format=r.get("datetime_format", str, "%Y-%m-%dT%H:%M:%SZ"),
         string_quote=r.get("string_quote", str, "'"),
     )
