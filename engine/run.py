@@ -28,7 +28,6 @@ from .spec import Spec, StreamSpec
 from .state import StateError, encode_state
 
 log = logging.getLogger("klx.run")
-BATCH_ROWS = 5000  # rows per warehouse transaction: bounds memory, keeps commits frequent
 _PARENT_REF = re.compile(r"\{parent\.([^}]+)\}")
 # A stream stops when more than 1 in REJECT_RATIO records it read were rejected (once REJECT_MIN are):
 # a few bad records are skipped with a warning, a systematic problem (a renamed key field) is an error.
@@ -313,7 +312,7 @@ class StreamSync:
                     self.deletes.discard(record)
                 self.summary.rows += 1
                 self.rows.add(record, received_at)
-                if len(self.rows) + len(self.deletes or ()) >= BATCH_ROWS:
+                if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows:
                     if self.stream.cursor and self.stream.cursor.sort and newest:
                         # Sorted ascending: everything up to `newest` is in this batch or before it.
                         self._advance(partition.key, newest)

@@ -110,6 +110,7 @@ class ApiSpec:
     retry: RetrySpec
     where: str
     max_response_mb: float = 256.0  # decoded size of one response body
+    batch_rows: int = 5000  # rows per warehouse transaction: bounds memory, keeps commits frequent
     rate_limit_buckets: tuple[RateBucket, ...] = ()
     revision_header: str | None = None  # the header whose ISO-date value `params_since` is checked against
     revision_where: str = ""  # file:line of that header's value
@@ -280,6 +281,7 @@ def _api(r: Reader) -> ApiSpec:
         retry=_retry(r.child("retry", {})),
         where=r.where,
         max_response_mb=_positive(r, "max_response_mb", 256),
+        batch_rows=_int(r, "batch_rows", 5000, 1, 10_000_000),
         rate_limit_buckets=_buckets(r.child("rate_limit_buckets", {}), tiers),
         revision_header=_revision_header(r, headers),
         revision_where=_revision_where(r, headers),
