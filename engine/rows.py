@@ -123,20 +123,22 @@ class RowBuilder:
 
     def take(self, load: dict[str, Any]) -> tuple[pa.Table, list[Column]]:
         """The collected rows as an Arrow table plus every column the table must have; resets the builder."""
-        columns = [Column(name=n, type=self.map.types[p] or ColumnType.TEXT) for p, n in self.map.columns.items()]
-        arrays, names = [], []
+        # Load columns first: a column first seen in a later batch is appended to the table, so only then
+        # is the column order the same whatever the batch size.
+        columns, arrays, names = [], [], []
         count = self.count
+        for name, kind in LOAD_COLUMNS.items():
+            value = load.get(name)
+            values = self.received if name == "received_at" else [value] * count
+            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
+            names.append(name)
+            columns.append(Column(name=name, type=kind))
         for path, name in self.map.columns.items():
             kind = self.map.types[path] or ColumnType.TEXT
             values = self.values.get(path) or []
             if len(values) < count:
                 values.extend([None] * (count - len(values)))
             arrays.append(pa.array(_converted(values, kind), type=ARROW_TYPES[kind]))
-            names.append(name)
-        for name, kind in LOAD_COLUMNS.items():
-            value = load.get(name)
-            values = self.received if name == "received_at" else [value] * count
-            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
             names.append(name)
             columns.append(Column(name=name, type=kind))
         self.values, self.count, self.received = {}, 0, []
