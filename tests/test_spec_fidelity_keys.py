@@ -105,3 +105,12 @@ def test_a_partition_cursor_must_name_one_of_its_values(tmp_path: Path, monkeypa
 def test_cursor_start_names_its_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fails(tmp_path, monkeypatch, "            start: run\n", "            start: today\n", "start: today",
            "streams.global_exclusions.partitions[0].cursors.changed.start: 'today' is not one of start_date, epoch, run")
+
+
+def test_migration_guide_names_every_included_and_derived_column() -> None:
+    guide = (SPEC.parent.parent / "docs" / "migrating-from-rudderstack.md").read_text()
+    spec = Spec.from_yaml(SPEC)
+    columns = {c for s in spec.streams.values() for c in (s.derived or {})}
+    columns |= {c for s in spec.streams.values() for mapping in s.include.values() for c in mapping.values()}
+    assert columns >= {"flow_id", "flow_message_id", "campaign_id", "profile_email", "from_email_0", "tag_names"}
+    assert [c for c in sorted(columns) if f"`{c}`" not in guide] == []
