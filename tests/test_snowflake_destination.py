@@ -216,3 +216,30 @@ def test_staging_statements_match_golden_sql(golden: Any) -> None:
 
     parsed = [type(e) for e in sqlglot.parse(text, read="snowflake") if e is not None]
     assert parsed == [sqlexp.Create, sqlexp.Put, sqlexp.Copy]
+
+
+def test_run_history_is_appended_and_read_back(dest: Any) -> None:
+    from datetime import datetime, timezone
+
+    from engine import sql
+
+    values = {ColumnType.TEXT: "x", ColumnType.BIGINT: 3, ColumnType.TIMESTAMP: datetime(2026, 1, 2, tzinfo=timezone.utc),
+              ColumnType.DOUBLE: 1.5, ColumnType.BOOLEAN: True}
+    row = [values[c.type] for c in sql.RUNS_COLUMNS]
+    dest.append_run([row])
+    (read,) = dest.read_runs(5)
+    assert read["run_id"] == "x" and read["records"] == 3
+    assert query(dest, "select count(*) from klaviyo.kl_klx_runs") == [(1,)]
+
+
+def test_rudderstack_table_is_adopted_with_its_types_and_extra_columns(dest: Any) -> None:
+    query(dest, "create table klaviyo.kl_profiles (id varchar(512), updated timestamp_ntz, email text, count number(38, 0), legacy text)")
+    query(dest, "insert into klaviyo.kl_profiles (id, legacy) values ('old', 'kept')")
+    before = {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES").items()}
+    columns = [*COLUMNS, Column(name="count", type=ColumnType.BIGINT)]
+    load(dest, [{"id": "a", "updated": ts(2, 13), "email": "e", "count": 7}], columns=columns)
+    assert {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES").items()} == before
+    from datetime import datetime
+
+    assert query(dest, "select id, updated, count, legacy from klaviyo.kl_profiles order by id") == [
+        ("a", datetime(2024, 1, 2, 13), 7, None), ("old", None, None, "kept")]

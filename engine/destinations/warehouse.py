@@ -285,7 +285,7 @@ class SqlLoad:
     def _conflict(self, column: Column, dtype: exp.DataType) -> WarehouseError:
         dialect, schema = self._dest.dialect, self._dest.schema
         found, wanted = dtype.sql(dialect), sql.data_type(column.type, dialect).sql(dialect)
-        fix = sql.render(sql.widen_column(self._into, column, dialect, schema=schema)[0], dialect)
+        fix = "; ".join(sql.render(s, dialect) for s in sql.widen_column(self._into, column, dialect, schema=schema))
         return WarehouseError(
             f"column {column.name!r} of table {schema}.{self._into} has type {found}, "
             f"which cannot hold the {column.type.value} values klx loads into it (klx creates {wanted})",
