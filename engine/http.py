@@ -39,6 +39,7 @@ TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, htt
 # Seconds added to each rate window: a request sent at the end of one of our windows may reach the API
 # late and be counted in its next fixed window together with the following burst.
 WINDOW_MARGIN = 0.25
+POOL_CONNECTIONS = 32  # kept-alive connections per host: at least the requests klx has in flight at once
 # The IETF draft headers describing the endpoint's steady window (limit, remaining, seconds to reset).
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
@@ -104,6 +105,7 @@ class Page:
     url: str
     received_at: float  # epoch seconds
     rate: tuple[float, float, float] | None = None  # the RateLimit-* headers: limit, remaining, seconds to reset
+    size: int = 0  # bytes of the response body
 
 
 class HttpClient:
@@ -128,11 +130,14 @@ class HttpClient:
         self.session = requests.Session()
         self.session.headers.update(api.headers)
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, _Adapter())
+            # One kept-alive connection per concurrent request sequence (engine/concurrency.py), so none is dropped.
+            self.session.mount(prefix, _Adapter(pool_maxsize=POOL_CONNECTIONS))
         # The key is added per request, and only for the base URL's origin: never on the session, where
         # a next link or redirect to another host (or to http://) would carry it along.
         self.auth = {api.auth_header: api.auth_value.format(api_key=api_key.reveal())}
         self.budgets: dict[str, RateBudget] = {}
+        self.answered = threading.Event()  # the API has answered a request with a page: it is there and takes the key
+        self.budgets_lock = threading.Lock()  # streams run in threads: a bucket must get one budget, not one per thread
         self.watchdog = _Watchdog()
         # Real waits happen on an event, so close() (Ctrl-C) ends them at once; tests inject their own sleep.
         self.sleep = self._pause if sleep is time.sleep else sleep
@@ -162,6 +167,7 @@ class HttpClient:
             timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
                 page = self._attempt(url, params, stream, shown, scopes, max(timeout, 0.001))
+                self.answered.set()
                 if tier and page.rate:
                     _follow(page.rate, budgets)
                 return page
@@ -238,7 +244,7 @@ class HttpClient:
             # A 200 whose body was cut off mid-transfer: the same request is safe to repeat.
             message = f"{name} sent an unreadable JSON body on GET {shown} (stream {stream})"
             raise _Transient("unreadable JSON body", ApiError(message, stream=stream, url=shown)) from err
-        return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers))
+        return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers), size=len(body))
 
     def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
         """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold)."""
@@ -306,10 +312,11 @@ class HttpClient:
         if self.api.rate_limit_buckets:
             query = {**dict(parse_qsl(urlsplit(url).query)), **params}
             wanted += [(f"bucket:{b.name}", b.tier) for b in self.api.rate_limit_buckets if b.matches(query)]
-        for key, name in wanted:
-            if key not in self.budgets:
-                self.budgets[key] = RateBudget(self.api.rate_limit_tiers[name], sleep=self.sleep, margin=WINDOW_MARGIN)
-        return [self.budgets[key] for key, _ in wanted]
+        with self.budgets_lock:
+            for key, name in wanted:
+                if key not in self.budgets:
+                    self.budgets[key] = RateBudget(self.api.rate_limit_tiers[name], sleep=self.sleep, margin=WINDOW_MARGIN)
+            return [self.budgets[key] for key, _ in wanted]
 
     def _wait(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before the next attempt: the server's Retry-After, else exponential backoff; within [0, max_wait_seconds]."""

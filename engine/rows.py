@@ -110,15 +110,17 @@ class RowBuilder:
         # Column-wise from the start: each path's values, one per row so far (None where a row lacks it).
         self.values: dict[Path, list[Any]] = {}
         self.count = 0
+        self.nbytes = 0  # response bytes the collected rows came from: bounds a batch's memory with its row count
         self.received: list[datetime] = []
 
     def __len__(self) -> int:
         return self.count
 
-    def add(self, record: dict[str, Any], received_at: datetime) -> None:
-        """Flatten one record into the column lists and widen the column types it touches."""
+    def add(self, record: dict[str, Any], received_at: datetime, size: int = 0) -> None:
+        """Flatten one record (`size` response bytes) into the column lists and widen the column types it touches."""
         self._add((), record, self.count)
         self.count += 1
+        self.nbytes += size
         self.received.append(received_at)
 
     def take(self, load: dict[str, Any]) -> tuple[pa.Table, list[Column]]:
@@ -141,7 +143,7 @@ class RowBuilder:
             arrays.append(pa.array(_converted(values, kind), type=ARROW_TYPES[kind]))
             names.append(name)
             columns.append(Column(name=name, type=kind))
-        self.values, self.count, self.received = {}, 0, []
+        self.values, self.count, self.nbytes, self.received = {}, 0, 0, []
         return pa.Table.from_arrays(arrays, names=names), columns
 
     def _add(self, prefix: Path, record: dict[str, Any], row: int) -> None:

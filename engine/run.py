@@ -1,7 +1,8 @@
-"""Wiring: plan -> pages -> records -> rows -> warehouse, one stream after another; the run summary."""
+"""Wiring: plan -> pages -> records -> rows -> warehouse, streams side by side (engine/concurrency.py); the run summary."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
+from .concurrency import MAX_STREAMS, OneWriter, run_all
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
@@ -28,6 +30,8 @@ from .spec import Spec, StreamSpec
 from .state import StateError, encode_state
 
 log = logging.getLogger("klx.run")
+# Response bytes per warehouse transaction, besides api.batch_rows: wide records (profiles) fill memory first.
+BATCH_BYTES = 8 * 1024 * 1024
 _PARENT_REF = re.compile(r"\{parent\.([^}]+)\}")
 # A stream stops when more than 1 in REJECT_RATIO records it read were rejected (once REJECT_MIN are):
 # a few bad records are skipped with a warning, a systematic problem (a renamed key field) is an error.
@@ -121,7 +125,7 @@ def run(
     events: RunEvents | None = None,
     job_run_id: str | None = None,
 ) -> RunSummary:
-    """One sync of the selected resources; returns what it did. Streams run one after another.
+    """One sync of the selected resources; returns what it did. Streams start in plan order and run side by side.
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
     API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
@@ -144,18 +148,24 @@ def run(
         plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh)
         summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
         events.planned([(p.stream.name, p.mode) for p in plan.streams])
-        for stream_plan in plan.streams:
+        writer = OneWriter(destination)
+
+        def sync_stream(stream_plan: StreamPlan) -> StreamSummary:
             name = stream_plan.stream.name
             events.started(name)
             if name in unreadable:
                 result = StreamSummary(stream=name, mode=stream_plan.mode, table=stream_plan.table, error=unreadable[name])
             else:
-                sync = StreamSync(plan, stream_plan, http, destination, states.get(name), summary.job_run_id, allow_empty=allow_empty)
+                sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty)
                 result = sync.run()
-            summary.streams.append(result)
             events.finished(result)
             if on_stream:
                 on_stream(result)
+            return result
+
+        # Streams run side by side (engine/concurrency.py): the rate budgets pace them, one writer loads them.
+        jobs = [functools.partial(sync_stream, p) for p in plan.streams]
+        summary.streams.extend(run_all(jobs, workers=MAX_STREAMS, stop=http.close, ready=http.answered))
         return summary
     finally:
         http.close()
@@ -293,6 +303,7 @@ class StreamSync:
             self.summary.events += len(records)
             self.http.events.page(self.stream.name, len(records))
             received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
+            size = page.size // max(len(records), 1)  # each record's share of the response, for the batch's byte bound
             for record in records:
                 if isinstance(record, Rejected):
                     self._reject(record.reason, page.url)
@@ -311,8 +322,8 @@ class StreamSync:
                 if self.deletes is not None:
                     self.deletes.discard(record)
                 self.summary.rows += 1
-                self.rows.add(record, received_at)
-                if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows:
+                self.rows.add(record, received_at, size)
+                if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows or self.rows.nbytes >= BATCH_BYTES:
                     if self.stream.cursor and self.stream.cursor.sort and newest:
                         # Sorted ascending: everything up to `newest` is in this batch or before it.
                         self._advance(partition.key, newest)

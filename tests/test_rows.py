@@ -153,3 +153,12 @@ def test_a_value_nested_5000_deep_is_stored_as_its_json() -> None:
     assert types["deep_a_b"] is ColumnType.JSON
     (text,) = rows["deep_a_b"]
     assert text == '{"k":' * 5001 + '[1,"x",null]' + "}" * 5001
+
+
+def test_a_batch_counts_the_response_bytes_its_rows_came_from_until_taken() -> None:
+    builder = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), depth=3)
+    builder.add({"id": "a"}, AT, 1200)
+    builder.add({"id": "b"}, AT, 800)
+    assert (len(builder), builder.nbytes) == (2, 2000)
+    builder.take(LOAD)
+    assert (len(builder), builder.nbytes) == (0, 0)

@@ -1,0 +1,72 @@
+"""Running independent request sequences at once: the streams of a run, behind one destination writer.
+
+Streams share nothing but the HttpClient (whose per-bucket budgets pace every request, so running
+streams side by side fills the rate limits instead of multiplying 429s) and the destination, which
+takes one call at a time (a DuckDB connection is not thread-safe; one writer also keeps each batch's
+MERGE and state in one transaction, as when streams ran one after another).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+# Streams read at once. Enough to keep every rate bucket of a typical selection busy while others wait
+# on latency; each running stream holds at most one batch and one prefetched page in memory.
+MAX_STREAMS = 6
+
+
+class OneWriter:
+    """`target` (a destination, or a load it began) whose every method call holds one lock shared by all of them."""
+
+    def __init__(self, target: Any, lock: threading.RLock | None = None) -> None:
+        self._target = target
+        self._lock = lock or threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                result = attribute(*args, **kwargs)
+            # A load begun here writes through the same lock.
+            return OneWriter(result, self._lock) if name == "begin" else result
+
+        return call
+
+
+def run_all(
+    jobs: Sequence[Callable[[], T]], *, workers: int, stop: Callable[[], None], ready: threading.Event | None = None
+) -> list[T]:
+    """Run `jobs` at most `workers` at a time and return their results in order.
+
+    The first job runs alone until `ready` is set (the API answered a request) or it ends: a refused key
+    or an unreachable API is then found by one request, and no other job starts. A job that raises stops
+    the rest: jobs not started never start, `stop()` cuts what is in flight (HttpClient.close), and the
+    first exception is raised once every running job has ended. Ctrl-C does the same.
+    """
+    if not jobs:
+        return []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs))), thread_name_prefix="klx-stream")
+    futures: list[Future[T]] = [pool.submit(jobs[0])]
+    try:
+        while ready is not None and not ready.wait(0.05) and not futures[0].done():
+            pass
+        if not (futures[0].done() and futures[0].exception() is not None):
+            futures += [pool.submit(job) for job in jobs[1:]]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and not f.cancelled() and f.exception() is not None), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+        return [f.result() for f in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        stop()
+        raise
+    finally:
+        pool.shutdown(wait=True)
