@@ -8,7 +8,7 @@ The simulator serves the stream's pages once (in this process); their bytes are 
   replaced by a replay of those bytes, so everything klx does per record counts and no network does;
 - per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values),
   records (page -> normalised records, cursor, filter, key check), rows (records -> column lists ->
-  Arrow batches of BATCH_ROWS), duckdb (Arrow batches -> MERGE + state, committed).
+  Arrow batches of api.batch_rows), duckdb (Arrow batches -> MERGE + state, committed).
 
 Each figure is the best of --repeat runs (the machine may be shared; the best run is the least disturbed).
 """
@@ -108,7 +108,7 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     for kept in pages:
         for record in kept:
             rows.add(record, received)
-            if len(rows) >= run_module.BATCH_ROWS:
+            if len(rows) >= spec.api.batch_rows:
                 batches.append(rows.take(load))
     if len(rows):
         batches.append(rows.take(load))
