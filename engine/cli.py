@@ -104,14 +104,14 @@ def _traceback(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .commands.sync import sync_once
+    from .commands.sync import parse_window, sync_once
     from .config import Config
 
     config = Config.from_yaml(args.config)
     only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
     summary = sync_once(
         config, only=only, full_refresh=args.full_refresh, allow_empty=args.allow_empty,
-        log_format=args.log_format, verbose=args.verbose, report=args.report,
+        log_format=args.log_format, verbose=args.verbose, report=args.report, window=parse_window(args.start, args.end),
     )
     return summary.exit_code
 
@@ -130,7 +130,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     """init, schedule and the other operating commands; each command's logic lives in engine/commands/."""
-    commands.choices["run"].add_argument("--report", type=Path, metavar="FILE", help="write what the run did (per stream) as JSON to FILE")
+    run = commands.choices["run"]
+    run.add_argument("--report", type=Path, metavar="FILE", help="write what the run did (per stream) as JSON to FILE")
+    run.add_argument("--start", metavar="DATE", help="backfill: re-read incremental streams from DATE (saved cursors are not moved back)")
+    run.add_argument("--end", metavar="DATE", help="backfill: up to DATE, exclusive (default: now)")
     init = commands.add_parser("init", help="write a starter config.yaml", description="Write the documented example config as a starter config.yaml.")
     init.add_argument("path", type=Path, nargs="?", default=Path("config.yaml"), help="file or folder to write (default: config.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")

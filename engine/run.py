@@ -22,7 +22,7 @@ from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, validate_selection
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, validate_selection
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
@@ -119,6 +119,7 @@ def run(
     only: tuple[str, ...] = (),
     full_refresh: bool = False,
     allow_empty: bool = False,
+    window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
     on_stream: Callable[[StreamSummary], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -132,6 +133,8 @@ def run(
     """
     spec = Spec.from_yaml(config.source.spec)
     validate_selection(config, spec, only)  # a config error must not create or touch the destination
+    if window is not None:
+        check_window(config, spec, only, full_refresh)
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
@@ -145,7 +148,7 @@ def run(
                 states[name] = destination.read_state(name)
             except StateError as err:  # that stream fails; its state row is left for the user to look at
                 unreadable[name] = err
-        plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh)
+        plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh, window=window)
         summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
         events.planned([(p.stream.name, p.mode) for p in plan.streams])
         writer = OneWriter(destination)
@@ -361,6 +364,8 @@ class StreamSync:
     def _advance(self, key: str, newest: datetime) -> None:
         # Never save a cursor later than the run's start: the API holds future-dated records, and a
         # record written later with an earlier timestamp must still be read next time.
+        if self.plan.window is not None:
+            return  # a backfill re-reads a window: the saved cursors stay where they are
         capped = min(newest, self.plan.started_at)
         previous = self.cursors.get(key)
         if previous is None or datetime.fromisoformat(previous) < capped:

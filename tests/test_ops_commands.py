@@ -189,3 +189,49 @@ def test_plan_after_a_run_sizes_each_stream_from_the_warehouse(sim: Simulator, t
     assert events[:2] == ["events", "incremental"] and events[4].startswith("~") and events[-2:] == ["XL", events[-1]]
     assert any(line.startswith("  events: ") and " rows held from " in line for line in lines)
     assert not any(line.startswith("warning") for line in lines)
+
+
+def test_backfill_rereads_a_window_without_moving_saved_cursors_back(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    import json
+
+    database = tmp_path / "x.duckdb"
+    config = write_config(tmp_path, {"events": "incremental", "metrics": "full_refresh"}, base_url=sim.url, database=database)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config)]) == 0
+    capsys.readouterr()
+    state_before = rows(database, "select state from kl_klx_state where stream = 'events'")[0]["state"]
+    with duckdb_connection(database) as con:  # rows lost downstream, to be re-read by the backfill
+        con.execute("delete from kl_rudder_events where datetime >= '2026-10-01' and datetime < '2026-10-08'")
+    truth = [t for t in sim.truth("events", "2024-01-01") if "2026-10-01" <= t["cursor"][:10] < "2026-10-08"]
+    assert truth, "the simulator has events in the window"
+    assert main(["run", str(config), "--start", "2026-10-01", "--end", "2026-10-08", "--log-format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [s["stream"] for s in summary["streams"]] == ["events"]  # a window never applies to a replaced table
+    (events,) = summary["streams"]
+    assert events["records"] == len(truth) and events["inserted"] == len(truth)
+    assert rows(database, "select state from kl_klx_state where stream = 'events'")[0]["state"] == state_before
+    back = rows(database, "select count(*) as n from kl_rudder_events where datetime >= '2026-10-01' and datetime < '2026-10-08'")
+    assert back == [{"n": len(truth)}]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--start", "2026-10-08", "--end", "2026-10-01"], "error: --start 2026-10-08 is not before --end 2026-10-01\n"),
+    (["--end", "2026-10-01"], "error: --end needs --start: a backfill re-reads [--start, --end)\n"),
+    (["--start", "yesterday"], "error: --start: 'yesterday' is not a date (use YYYY-MM-DD or an ISO-8601 datetime)\n"),
+    (["--start", "2026-10-01", "--full-refresh"],
+     "error: --start/--end re-read a window of incremental streams; --full-refresh replaces whole tables: use one or the other\n"),
+    (["--start", "2026-10-01", "--streams", "metrics"],
+     "error: --streams: 'metrics' is full_refresh, and a backfill window applies to incremental streams only\n"),
+])
+def test_a_backfill_that_cannot_be_done_exits_2_before_touching_anything(tmp_path: Path, monkeypatch, capsys, argv: list[str], message: str) -> None:
+    config = write_config(tmp_path, {"events": "incremental", "metrics": "full_refresh"}, base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test_0000000000000000000000")
+    assert main(["run", str(config), *argv]) == 2
+    assert capsys.readouterr().err == message
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def duckdb_connection(path: Path):
+    import duckdb
+
+    return duckdb.connect(str(path))

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from ..cli_output import print_failures, print_summary
 from ..config import Config
 from ..destinations import build_destination
-from ..errors import KlxError
+from ..errors import ConfigError, KlxError
 from ..history import RunRecord, record_of
 from ..lock import RunLock
 from ..progress import Progress, choose_view
@@ -85,3 +85,23 @@ def _keep(config: Config, record: RunRecord, err: TextIO) -> None:
             destination.close()
     except KlxError as failure:
         print(f"warning: run {record.run_id} not recorded in {config.destination.table_prefix}klx_runs: {failure}", file=err)
+
+
+def parse_window(start: str | None, end: str | None, now: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """--start/--end as a UTC window [start, end); end defaults to now; None without --start."""
+    if start is None:
+        if end is not None:
+            raise ConfigError("--end needs --start: a backfill re-reads [--start, --end)")
+        return None
+    window = (_moment(start, "--start"), _moment(end, "--end") if end is not None else (now or datetime.now(timezone.utc)))
+    if window[0] >= window[1]:
+        raise ConfigError(f"--start {start} is not before --end {end or 'now'}")
+    return window
+
+
+def _moment(text: str, flag: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a date (use YYYY-MM-DD or an ISO-8601 datetime)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
