@@ -9,13 +9,19 @@ MERGE and state in one transaction, as when streams ran one after another).
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")  # a request
+X = TypeVar("X")  # what names a request sequence (a partition, a parent's child path)
 # Streams read at once. Enough to keep every rate bucket of a typical selection busy while others wait
 # on latency; each running stream holds at most one batch and one prefetched page in memory.
 MAX_STREAMS = 6
+# Request sequences of one stream (partitions, each parent's children) read ahead of the one being loaded.
+# Each holds at most one page waiting, so memory stays bounded; the rate budgets keep the pace.
+SEQUENCES_AHEAD = 4
 
 
 class OneWriter:
@@ -70,3 +76,56 @@ def run_all(
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+class Prefetch(Generic[R, T]):
+    """The answers of one request sequence, in order; the next is fetched in the background while the caller
+    works on this one, so the API's latency and our row building overlap and at most one answer waits.
+
+    The first request is sent at once (read_ahead opens sequences before the caller reaches them).
+    """
+
+    def __init__(self, fetch: Callable[[R], T], first: R | None, following: Callable[[R, T], R | None], name: str) -> None:
+        self.fetch, self.following, self.request = fetch, following, first
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.pending: Future[T] | None = self.pool.submit(fetch, first) if first is not None else None
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self.pending is None:
+            self.close()
+            raise StopIteration
+        try:
+            answer = self.pending.result()
+            self.request = self.following(self.request, answer)  # type: ignore[arg-type]
+        except BaseException:
+            self.close()
+            raise
+        self.pending = self.pool.submit(self.fetch, self.request) if self.request is not None else None
+        return answer
+
+    def close(self) -> None:
+        """Stop fetching; never wait for a request in flight (HttpClient.close() cuts it)."""
+        self.pending = None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def read_ahead(items: Iterable[X], open_: Callable[[X], Prefetch[Any, T]], ahead: int = SEQUENCES_AHEAD) -> Iterator[tuple[X, Prefetch[Any, T]]]:
+    """Each item with its request sequence, in order; up to `ahead` sequences are already fetching when the caller gets one.
+
+    The caller reads them one after another, so rows, cursors and checkpoints advance exactly as if each
+    sequence were read only when reached.
+    """
+    window: deque[tuple[X, Prefetch[Any, T]]] = deque()
+    try:
+        for item in items:
+            window.append((item, open_(item)))
+            if len(window) >= ahead:
+                yield window.popleft()
+        while window:
+            yield window.popleft()
+    finally:
+        for _, sequence in window:
+            sequence.close()

@@ -7,13 +7,12 @@ import logging
 import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-from .concurrency import MAX_STREAMS, OneWriter, run_all
+from .concurrency import MAX_STREAMS, OneWriter, Prefetch, read_ahead, run_all
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
@@ -235,9 +234,10 @@ class StreamSync:
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor)
         self.load = self.destination.begin(self.stream.name, table, replace=self.replace)
         try:
-            for partition, path, extra, parent in self._partitions():
+            # Later request sequences are already fetching while this one loads (engine/concurrency.py).
+            for (partition, path, extra, parent), fetched in read_ahead(self._partitions(), self._open_sequence):
                 try:
-                    self._read_partition(partition, path, extra)
+                    self._read_partition(partition, self._records(fetched, self.reader, extra))
                 except ApiError as err:
                     if parent is None or err.status not in self.stream.parent.skip_statuses:
                         raise
@@ -297,10 +297,10 @@ class StreamSync:
         label = ", ".join(f"{name}={value}" for name, value in values.items())
         return _PARENT_REF.sub(lambda m: values[m.group(1)], self.stream.path), f"{parent_stream.name} {label}"
 
-    def _read_partition(self, partition: PartitionPlan, path: str, extra: dict[str, Any]) -> None:
+    def _read_partition(self, partition: PartitionPlan, pages: Iterator[tuple[Page, list[Any]]]) -> None:
         newest = None
         read = 0
-        for page, records in self._pages(self.stream, path, partition.params, self.reader, extra):
+        for page, records in pages:
             read += len(records)
             self.summary.pages += 1
             self.summary.events += len(records)
@@ -374,25 +374,36 @@ class StreamSync:
     def _pages(
         self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, extra: dict[str, Any]
     ) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
-        """Every page of one request sequence, with its normalised records.
+        """Every page of one request sequence, with its normalised records; the next page is fetched while this one is processed."""
+        return self._records(self._sequence(stream, path, params, reader), reader, extra)
 
-        The next page is fetched in the background while the caller processes this one: the API's
-        latency and our row building overlap, and at most one page waits in memory.
-        """
+    def _open_sequence(self, item: tuple[PartitionPlan, str, dict[str, Any], str | None]) -> Prefetch[Request, tuple[Page, list[Any]]]:
+        partition, path, _, _ = item
+        return self._sequence(self.stream, path, partition.params, self.reader)
+
+    def _sequence(self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader) -> Prefetch[Request, tuple[Page, list[Any]]]:
+        """One request sequence's pages with their raw records, fetching from now on."""
         paginator = build_paginator(stream.pagination)
-        request: Request | None = first_request(paginator, Request(self.http.url_for(path), dict(params)))
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"klx-{stream.name}")
+
+        def fetch(request: Request) -> tuple[Page, list[Any]]:
+            page = self._get(stream, request)
+            return page, reader.page_records(page.body, page.url)
+
+        def following(request: Request, fetched: tuple[Page, list[Any]]) -> Request | None:
+            return paginator.next_request(request, fetched[0].body, len(fetched[1]))
+
+        first = first_request(paginator, Request(self.http.url_for(path), dict(params)))
+        return Prefetch(fetch, first, following, name=f"klx-{stream.name}")
+
+    @staticmethod
+    def _records(
+        fetched: Prefetch[Request, tuple[Page, list[Any]]], reader: RecordReader, extra: dict[str, Any]
+    ) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
         try:
-            pending = pool.submit(self._get, stream, request)
-            while pending is not None:
-                page = pending.result()
-                raw = reader.page_records(page.body, page.url)
-                request = paginator.next_request(request, page.body, len(raw))
-                pending = pool.submit(self._get, stream, request) if request is not None else None
+            for page, raw in fetched:
                 yield page, list(reader.records(page.body, raw, extra))
         finally:
-            # Never wait for a request still in flight (Ctrl-C, a failed batch): HttpClient.close() cuts it.
-            pool.shutdown(wait=False, cancel_futures=True)
+            fetched.close()
 
     def _get(self, stream: StreamSpec, request: Request) -> Page:
         return self.http.get(

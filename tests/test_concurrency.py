@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.concurrency import OneWriter, run_all
+from engine.concurrency import OneWriter, Prefetch, read_ahead, run_all
 
 
 def test_results_come_back_in_job_order_whatever_order_jobs_end() -> None:
@@ -103,3 +103,40 @@ def test_one_writer_holds_one_lock_for_the_destination_and_every_load_it_began()
     for thread in threads:
         thread.join()
     assert writer.dialect == "duckdb" and max(overlaps) == 1 and len(overlaps) == 20
+
+
+def test_a_prefetch_yields_each_answer_in_order_and_asks_for_the_next_before_the_caller_is_done() -> None:
+    asked: list[int] = []
+
+    def fetch(n: int) -> int:
+        asked.append(n)
+        return n * 10
+
+    pages = Prefetch(fetch, 1, lambda n, answer: n + 1 if n < 3 else None, name="t")
+    first = next(pages)
+    time.sleep(0.1)
+    assert first == 10 and asked == [1, 2]  # page 2 was asked for while page 1 is being worked on
+    assert list(pages) == [20, 30]
+
+
+def test_read_ahead_opens_later_sequences_early_and_hands_them_over_in_order() -> None:
+    opened: list[str] = []
+
+    def open_(name: str) -> Prefetch[int, str]:
+        opened.append(name)
+        return Prefetch(lambda n: f"{name}{n}", 1, lambda n, answer: None, name=name)
+
+    handed = read_ahead(["a", "b", "c", "d", "e"], open_, ahead=3)
+    name, pages = next(handed)
+    assert (name, list(pages), opened) == ("a", ["a1"], ["a", "b", "c"])
+    assert [(n, list(p)) for n, p in handed] == [("b", ["b1"]), ("c", ["c1"]), ("d", ["d1"]), ("e", ["e1"])]
+
+
+def test_an_error_of_a_sequence_read_ahead_surfaces_when_the_caller_reaches_it() -> None:
+    def fetch(n: int) -> int:
+        raise RuntimeError("gone")
+
+    sequences = read_ahead(["a"], lambda name: Prefetch(fetch, 1, lambda n, answer: None, name=name), ahead=2)
+    _, pages = next(sequences)
+    with pytest.raises(RuntimeError, match="gone"):
+        next(pages)
