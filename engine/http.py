@@ -56,6 +56,8 @@ class RateBudget:
         self.sent: deque[float] = deque()
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
+        self.heard = threading.Event()  # the API answered (or failed) a request counted here
+        self.prober: int | None = None  # the thread sending that first request
 
     def scale(self, share: float) -> None:
         """Pace at `share` of the spec's tier (at least one request per window): the API said the account gets less."""
@@ -77,8 +79,21 @@ class RateBudget:
                 bisect.insort(self.sent, start)
 
     def acquire(self) -> float:
-        """Wait until one more request fits both windows, then count it; the seconds waited."""
+        """Wait until one more request fits both windows, then count it; the seconds waited.
+
+        Until the API has answered one request of this budget, the others wait for that answer: its
+        RateLimit-* headers may say the account gets less than the spec's tier (see _follow), and a
+        burst sent before knowing would come back as 429s.
+        """
         waited = 0.0
+        while not self.heard.is_set():
+            with self.lock:
+                if self.prober in (None, threading.get_ident()):
+                    self.prober = threading.get_ident()
+                    break
+            began = time.monotonic()
+            self.heard.wait(1.0)
+            waited += time.monotonic() - began
         while True:
             with self.lock:
                 now = self.clock()
@@ -161,11 +176,11 @@ class HttpClient:
         while True:
             attempt += 1
             budgets = self._budgets(url, params, endpoint, tier)
-            for budget in budgets:
-                self.events.throttled(stream, budget.acquire())
-            self._check_open(stream)
-            timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
             try:
+                for budget in budgets:
+                    self.events.throttled(stream, budget.acquire())
+                self._check_open(stream)
+                timeout = min(retry.request_timeout_seconds, retry.total_seconds - (self.clock() - started))
                 page = self._attempt(url, params, stream, shown, scopes, max(timeout, 0.001))
                 self.answered.set()
                 if tier and page.rate:
@@ -181,7 +196,10 @@ class HttpClient:
                     raise error from failure.__cause__
                 log.warning("%s on GET %s; retry %d/%d in %.1fs", failure.why, shown, attempt, retry.max_attempts - 1, wait)
                 self.events.retry(stream, failure.why, wait)
-                self.sleep(wait)
+            finally:
+                for budget in budgets:
+                    budget.heard.set()
+            self.sleep(wait)
 
     def _attempt(self, url: str, params: dict[str, str], stream: str, shown: str, scopes: tuple[str, ...], timeout: float) -> Page:
         """One request: a Page, an ApiError, or _Transient for what may be retried."""

@@ -69,3 +69,19 @@ def test_no_requests_are_added_when_the_api_counts_only_ours() -> None:
         budget.acquire()
     budget.spent_elsewhere(2, 59.0)  # one of ours is still in flight
     assert len(budget.sent) == 3
+
+
+def test_until_the_api_answered_a_budget_lets_one_thread_send_and_the_others_wait_for_the_answer() -> None:
+    import threading
+    import time
+
+    budget = RateBudget(RateTier(burst=10, steady=150))
+    budget.acquire()  # the first request, on this thread
+    budget.acquire()  # the same thread may go on (its own requests are sequential)
+    other = threading.Thread(target=budget.acquire)
+    other.start()
+    time.sleep(0.2)
+    assert other.is_alive() and len(budget.sent) == 2  # waits for the first answer
+    budget.heard.set()
+    other.join(2)
+    assert not other.is_alive() and len(budget.sent) == 3
