@@ -114,20 +114,24 @@ class Progress:
         self.view.finished(self, s)
 
     def fail_running(self, error: BaseException) -> None:
-        """The run stopped on `error`: the running stream failed (the queued ones never ran)."""
+        """The run stopped on `error`: every running stream failed (the queued ones never ran)."""
         with self.lock:
-            if self.current is None:
-                return
-            s = self.streams[self.current]
-            s.state, s.ended, s.error = "failed", self.clock(), str(error).splitlines()[0]
+            stopped = [s for s in self.streams.values() if s.state == "running"]
+            for s in stopped:
+                s.state, s.ended, s.error = "failed", self.clock(), str(error).splitlines()[0]
             self.current = None
-        self.view.finished(self, s)
+        for s in stopped:
+            self.view.finished(self, s)
 
     def _of(self, stream: str) -> StreamProgress:
-        # A child stream reads its parent's pages under the parent's name: they count for the running stream.
-        if self.current is not None and (stream not in self.streams or self.streams[stream].state != "running"):
-            return self.streams[self.current]
-        return self.streams.setdefault(stream, StreamProgress(stream=stream, mode=""))
+        # A child stream reads its parent's pages under the parent's name: while the parent itself is not
+        # running, they count for the running stream (when it is the only one; streams run side by side).
+        found = self.streams.get(stream)
+        if found is None or found.state != "running":
+            running = [s for s in self.streams.values() if s.state == "running"]
+            if len(running) == 1:
+                return running[0]
+        return found or self.streams.setdefault(stream, StreamProgress(stream=stream, mode=""))
 
     def snapshot(self) -> list[StreamProgress]:
         """The streams in run order."""

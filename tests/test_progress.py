@@ -248,3 +248,17 @@ def test_runs_lists_recent_runs_newest_first_with_failed_streams_errors(sim: Sim
     assert main(["runs", str(config), "--limit", "1", "--log-format", "json"]) == 0
     (only,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert only["status"] == "failed" and only["streams"][0]["stream"] == "metrics"
+
+
+def test_streams_running_side_by_side_keep_their_own_counts_and_all_fail_when_the_run_stops() -> None:
+    progress = Progress(clock=FakeTime())
+    progress.planned([("lists", "incremental"), ("metrics", "full_refresh"), ("events", "incremental")])
+    progress.started("lists")
+    progress.started("metrics")
+    progress.request("lists", "/api/lists", 200, 0.1)
+    progress.request("metrics", "/api/metrics", 200, 0.1)
+    progress.request("metrics", "/api/metrics", 429, 0.1)
+    progress.fail_running(KeyboardInterrupt("interrupted"))
+    assert [(s.stream, s.state, s.requests, s.http_429) for s in progress.snapshot()] == [
+        ("lists", "failed", 1, 0), ("metrics", "failed", 2, 1), ("events", "queued", 0, 0),
+    ]
