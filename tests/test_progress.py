@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -199,19 +198,29 @@ def test_retries_are_counted_per_stream(sim: Simulator, tmp_path: Path) -> None:
 
 
 def test_429s_and_the_wait_they_cost_are_counted(sim: Simulator, tmp_path: Path) -> None:
-    config = Config.from_yaml(write_config(tmp_path, {"metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb"),
-                              env={"KLAVIYO_API_KEY": sim.api_key})
-    sim.rate_limits = True
-    try:
-        for _ in range(12):  # metrics is tier M: 10 a second, so its burst window is spent and klx's GET gets a 429
-            sim.handle_api("GET", "/api/metrics", "", {"authorization": f"Klaviyo-API-Key {sim.api_key}", "revision": "2026-07-15"}, sim.url)
+    from urllib.parse import urlsplit
+
+    from tests.hostile_api import HostileApi, send
+
+    answered: list[int] = []
+
+    def respond(handler, hit) -> None:  # the first two GETs are refused with 429 and Retry-After: 2, then the simulator answers
+        if len(answered) < 2:
+            answered.append(429)
+            send(handler, 429, {"errors": [{"status": 429, "detail": "Request was throttled."}]}, {"Retry-After": "2"})
+            return
+        parts = urlsplit(hit.path)
+        reply = sim.handle_api("GET", parts.path, parts.query, hit.headers, api.url)
+        send(handler, reply.status, reply.body, dict(reply.headers))
+
+    with HostileApi(respond) as api:
+        config = Config.from_yaml(write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=tmp_path / "x.duckdb"),
+                                  env={"KLAVIYO_API_KEY": sim.api_key})
         report = tmp_path / "run.json"
-        sync_once(config, report=report, out=io.StringIO(), err=io.StringIO(), sleep=time.sleep)  # waits Retry-After (~1 s)
-    finally:
-        sim.rate_limits = False
+        sync_once(config, report=report, out=io.StringIO(), err=io.StringIO(), sleep=lambda seconds: None)
     (metrics,) = json.loads(report.read_text())["streams"]
-    assert metrics["http_429"] >= 1 and metrics["retries"] == metrics["http_429"] == metrics["requests"] - 1
-    assert metrics["waited_seconds"] >= 1.0
+    assert (metrics["http_429"], metrics["retries"], metrics["requests"]) == (2, 2, 3)
+    assert metrics["waited_seconds"] >= 4.0  # two Retry-After: 2, counted as waited even though the test does not sleep
 
 
 def test_a_failed_run_still_prints_its_summary_and_is_kept_as_failed(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
