@@ -103,3 +103,20 @@ def test_an_epoch_seconds_cursor_moves_the_cursor() -> None:
     (record,) = reader.records(body, reader.page_records(body, "/x"), {})
     assert reader.cursor_value(record) == datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)
 
+
+
+def test_the_cursor_is_read_from_a_top_level_key_a_nested_path_or_a_partitions_own_field() -> None:
+    profiles = SPEC.streams["profiles"]
+    reader = RecordReader(SPEC.api, profiles)
+    suppressed = {"id": "p1", "updated": "2024-06-04T14:00:00+00:00",
+                  "subscriptions": {"email": {"marketing": {"suppression": [{"timestamp": 1717513200}]}}}}
+    assert reader.cursor_value(suppressed) == datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)
+    field = "subscriptions.email.marketing.suppression[0].timestamp"
+    assert reader.cursor_value(suppressed, field) == datetime(2024, 6, 4, 15, 0, tzinfo=timezone.utc)
+    assert reader.cursor_value({"id": "p2", "updated": "2024-06-04T14:00:00+00:00"}, field) is None
+    assert reader.cursor_value({"id": "p3"}) is None
+    nested = RecordReader(SPEC.api, dataclasses.replace(profiles, cursor=dataclasses.replace(profiles.cursor, field="meta.seen")))
+    assert nested.cursor_value({"id": "p4", "meta": {"seen": 1717509600}, "updated": "2020-01-01"}) == datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)
+    assert nested.cursor_value({"id": "p5", "updated": "2020-01-01"}) is None
+    plain = RecordReader(SPEC.api, dataclasses.replace(profiles, cursor=None))
+    assert plain.cursor_value(suppressed) is None
