@@ -7,12 +7,14 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Sequence
 
 from . import __version__
 from .errors import CleanFormatter, KlxError, clean, scrub
 
 LOG_FORMATS = ("text", "json")
+PLUGIN_GROUP = "klx.commands"  # entry points: name -> callable(subparsers) that adds one subcommand
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,16 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-empty", action="store_true", help="let a full refresh replace a table that has rows with an empty one")
     run.set_defaults(handler=_run)
 
-    demo = commands.add_parser(
-        "demo",
-        help="sync the bundled Klaviyo simulator into a local DuckDB file",
-        description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB, and stop.",
-    )
-    demo.add_argument("--config", type=Path, default=None, help="config to run against the simulator (default: the bundled config.example.yaml, database in the current folder)")
-    demo.add_argument("--scale", type=float, default=1.0, help="simulator data scale (1 = thousands of records)")
-    demo.add_argument("--seed", type=int, default=0, help="simulator seed")
-    demo.set_defaults(handler=_demo)
-
     _add_ops_commands(commands)
 
     statements = commands.add_parser(
@@ -53,14 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     statements.add_argument("--streams", default="", help="comma-separated resources (default: all selected in the config)")
     statements.set_defaults(handler=_sql)
 
-    try:
-        from klaviyo_sim import cli as sim_cli
-    except ImportError:  # the simulator ships with klx; a stripped install simply has no `klx sim`
-        sim_cli = None
-    if sim_cli is not None:
-        sim = commands.add_parser("sim", help="serve the local Klaviyo simulator", description="Serve a local Klaviyo API simulator on 127.0.0.1.")
-        sim_cli.add_arguments(sim)
-        sim.set_defaults(handler=sim_cli.run)
+    _add_plugin_commands(commands)
     for subcommand in commands.choices.values():
         # Also after the subcommand (`klx run config.yaml -v`); SUPPRESS keeps a flag given before it.
         _global_flags(subcommand, default=argparse.SUPPRESS)
@@ -122,10 +107,19 @@ def _sql(args: argparse.Namespace) -> int:
     return print_sql(args.config, dialect=args.dialect, only=tuple(s.strip() for s in args.streams.split(",") if s.strip()))
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """Commands other packages mount through the `klx.commands` entry point group (the simulator's sim and demo).
 
-    return demo(args.config, scale=args.scale, seed=args.seed, log_format=args.log_format, verbose=args.verbose)
+    engine/ never imports them by name; an install without them simply lacks those commands.
+    """
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        if entry.name in commands.choices:
+            continue  # the same distribution seen twice on sys.path (an editable install beside a checkout)
+        try:
+            register = entry.load()
+        except ImportError:
+            continue
+        register(commands)
 
 
 def _add_ops_commands(commands: argparse._SubParsersAction) -> None:

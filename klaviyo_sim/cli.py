@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of the 'slow' fault")
 
 
+def register(commands: argparse._SubParsersAction) -> None:
+    """Mount `klx sim` on the klx CLI (entry point group klx.commands)."""
+    sim = commands.add_parser("sim", help="serve the local Klaviyo simulator", description="Serve a local Klaviyo API simulator on 127.0.0.1.")
+    add_arguments(sim)
+    sim.set_defaults(handler=run)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the simulator from parsed flags and serve until interrupted."""
     from klaviyo_sim.server import Simulator

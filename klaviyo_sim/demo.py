@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import Config
-from .errors import ConfigError
-from .destinations import config_relative
-from .commands.sync import sync_once
-from .starter import example_config_path
+from engine.commands.sync import sync_once
+from engine.config import Config
+from engine.destinations import config_relative
+from engine.errors import ConfigError
+from engine.starter import example_config_path
 
 
 def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str = "text", verbose: bool = False) -> int:
@@ -46,3 +47,20 @@ def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str =
     print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select metric_name, count(*) from {prefix}rudder_events group by 1 order by 2 desc'))\"")
     print("Run it again for an incremental sync; the simulator stopped, the data stays.")
     return summary.exit_code
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Mount `klx demo` on the klx CLI (entry point group klx.commands)."""
+    demo_parser = commands.add_parser(
+        "demo",
+        help="sync the bundled Klaviyo simulator into a local DuckDB file",
+        description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB, and stop.",
+    )
+    demo_parser.add_argument("--config", type=Path, default=None, help="config to run against the simulator (default: the bundled config.example.yaml, database in the current folder)")
+    demo_parser.add_argument("--scale", type=float, default=1.0, help="simulator data scale (1 = thousands of records)")
+    demo_parser.add_argument("--seed", type=int, default=0, help="simulator seed")
+    demo_parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    return demo(args.config, scale=args.scale, seed=args.seed, log_format=args.log_format, verbose=args.verbose)
