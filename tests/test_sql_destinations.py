@@ -180,3 +180,43 @@ def test_deleted_keys_leave_the_table_in_the_same_transaction(warehouse: Warehou
     run.finish({"n": 2})
     assert [r["id"] for r in profiles(warehouse)] == ["b", "c"]
     assert warehouse.dest.read_state("profiles") == {"n": 2}
+
+
+def test_a_write_counts_inserted_and_updated_rows_and_added_columns(warehouse: Warehouse) -> None:
+    first = warehouse.dest.begin("profiles", PROFILES, replace=False)
+    counts = first.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": "x"}, {"id": "b", "updated": ts(1), "email": "y"}]), COLUMNS, {})
+    first.finish({})
+    assert (counts.inserted, counts.updated) == (2, 0)
+    wider = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+    second = warehouse.dest.begin("profiles", PROFILES, replace=False)
+    # a: newer cursor (updated); b: same cursor (left alone); c: new.
+    rows = [{"id": "a", "updated": ts(2), "email": "x2", "phone": "1"}, {"id": "b", "updated": ts(1), "email": "y2", "phone": None},
+            {"id": "c", "updated": ts(1), "email": "z", "phone": None}]
+    counts = second.write(batch(wider, rows), wider, {})
+    second.finish({})
+    assert (counts.inserted, counts.updated, counts.columns_added) == (1, 1, ("phone",))
+
+
+def test_run_history_rows_round_trip_newest_first(warehouse: Warehouse) -> None:
+    from engine import sql
+
+    def row(run_id: str, day: int, stream: str) -> tuple[Any, ...]:
+        values = {c.name: None for c in sql.RUNS_COLUMNS}
+        values.update(run_id=run_id, started_at=ts(day), ended_at=ts(day, 1), run_status="succeeded", stream=stream, mode="incremental",
+                      status="done", records=10, rows=9, rejected=1, inserted=5, updated=4, columns_added='["phone"]', pages=2,
+                      requests=3, retries=1, http_429=1, waited_seconds=1.5, seconds=2.5, error=None)
+        return tuple(values[c.name] for c in sql.RUNS_COLUMNS)
+
+    assert warehouse.dest.read_runs(10) == []
+    warehouse.dest.append_run([row("r1", 1, "lists")])
+    warehouse.dest.append_run([row("r2", 2, "lists"), row("r2", 2, "metrics")])
+    found = warehouse.dest.read_runs(10)
+    assert found[0]["run_id"] == "r2" and sorted((r["run_id"], r["stream"]) for r in found) == [("r1", "lists"), ("r2", "lists"), ("r2", "metrics")]
+    assert [r["run_id"] for r in warehouse.dest.read_runs(1)] == ["r2", "r2"]  # the limit counts runs, not rows
+    from engine.history import records_from_rows
+
+    (newest, oldest) = records_from_rows(found)
+    assert (oldest.run_id, oldest.started_at, oldest.ended_at, oldest.status) == ("r1", ts(1), ts(1, 1), "succeeded")
+    (lists,) = oldest.streams
+    assert (lists.inserted, lists.updated, lists.columns_added, lists.http_429, lists.waited_seconds, lists.rejected) == (5, 4, ("phone",), 1, 1.5, 1)
+    assert sorted(s.stream for s in newest.streams) == ["lists", "metrics"]
