@@ -39,7 +39,10 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
         config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
         env = {**os.environ, "KLAVIYO_API_KEY": KEY}
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # A test run started in the background (`cmd &` without job control) ignores SIGINT, and an exec'd
+            # child inherits that: give klx the disposition a terminal user's klx has.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             wait_for(lambda: len(api.hits) == 2, 30)  # page 2 is hanging now
