@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +14,6 @@ from . import __version__
 from .errors import CleanFormatter, KlxError, clean, scrub
 
 LOG_FORMATS = ("text", "json")
-INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C
 PLUGIN_GROUP = "klx.commands"  # entry points: name -> callable(subparsers) that adds one subcommand
 
 
@@ -77,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted; committed batches are kept, the rest is rolled back", file=sys.stderr)
-        return INTERRUPTED
+        return 130
     except Exception as err:  # a bug: one line unless --debug
         _traceback(args)
         hint = "" if args.debug else " (run with --debug for the traceback)"
@@ -225,21 +223,5 @@ def _plan(args: argparse.Namespace) -> int:
     return print_plan(args.config)
 
 
-def console() -> None:
-    """The `klx` console script: main(), and after a Ctrl-C an exit that waits for no thread.
-
-    By the time main() returns 130 the run has rolled back its open batch and closed the warehouse;
-    a worker thread still blocked in a request the watchdog could not reach (one that began as the
-    run was stopping) must not hold the process open until its deadline, as the interpreter's exit
-    would (it joins every executor thread).
-    """
-    code = main()
-    if code == INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    console()
+    sys.exit(main())
