@@ -30,29 +30,8 @@ class RunEvents(Protocol):
         """A stream ended (run.StreamSummary; done, or failed when it carries an error)."""
 
 
-class NoEvents:
-    """The observer of a run nobody watches."""
-
-    def planned(self, streams: Sequence[tuple[str, str]]) -> None:
-        """Ignored."""
-
-    def started(self, stream: str) -> None:
-        """Ignored."""
-
-    def page(self, stream: str, records: int) -> None:
-        """Ignored."""
-
-    def request(self, stream: str, url: str, status: int | None, seconds: float) -> None:
-        """Ignored."""
-
-    def retry(self, stream: str, why: str, wait: float) -> None:
-        """Ignored."""
-
-    def throttled(self, stream: str, seconds: float) -> None:
-        """Ignored."""
-
-    def finished(self, summary: Any) -> None:
-        """Ignored."""
+class NoEvents(RunEvents):
+    """The observer of a run nobody watches: every event is ignored (the protocol's bodies do nothing)."""
 
 
 NO_EVENTS = NoEvents()
