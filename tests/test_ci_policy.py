@@ -30,11 +30,14 @@ def test_a_present_shared_file_is_returned(monkeypatch: pytest.MonkeyPatch) -> N
     assert readme.read_text().strip()
 
 
-@pytest.mark.parametrize(("ci", "exit_code", "outcome"), [("", 0, "1 skipped"), ("true", 1, "1 failed")])
-def test_any_skip_is_a_failure_under_ci(tmp_path: Path, ci: str, exit_code: int, outcome: str) -> None:
+@pytest.mark.parametrize(("ci", "exit_code", "outcome", "workers"), [
+    ("", 0, "1 skipped", "0"), ("true", 1, "1 failed", "0"),
+    ("true", 1, "1 failed", "1"),  # the suite runs on xdist workers: the verdict must survive the trip to the controller
+])
+def test_any_skip_is_a_failure_under_ci(tmp_path: Path, ci: str, exit_code: int, outcome: str, workers: str) -> None:
     (tmp_path / "test_skipping.py").write_text("import pytest\n\ndef test_x():\n    pytest.skip('no server here')\n")
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.ci_policy", "-p", "no:cacheprovider",
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.ci_policy", "-p", "no:cacheprovider", "-n", workers,
                            str(tmp_path / "test_skipping.py")], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == exit_code, done.stdout + done.stderr
     assert outcome in done.stdout

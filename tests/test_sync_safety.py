@@ -231,14 +231,14 @@ def test_odd_relationship_shapes_never_crash(api: ScriptedApi, tmp_path: Path, r
 def test_an_unreachable_api_stops_the_run_after_the_first_stream(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import socket
 
-    with socket.socket() as probe:  # a port nothing listens on
+    # A port bound but never listened on refuses connections, and stays ours: no parallel test can take it meanwhile.
+    with socket.socket() as probe, caplog.at_level(logging.WARNING), pytest.raises(ApiError) as raised:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    database = tmp_path / "acme.duckdb"
-    spec = write_spec(tmp_path)
-    config = write_config(tmp_path, {"items": "incremental", "groups": "full_refresh"}, base_url=f"http://127.0.0.1:{port}",
-                          database=database, spec=spec)
-    with caplog.at_level(logging.WARNING), pytest.raises(ApiError) as raised:
+        database = tmp_path / "acme.duckdb"
+        spec = write_spec(tmp_path)
+        config = write_config(tmp_path, {"items": "incremental", "groups": "full_refresh"}, base_url=f"http://127.0.0.1:{port}",
+                              database=database, spec=spec)
         run_once(config)
     assert raised.value.message.startswith("Acme unreachable on GET /items (stream items): ConnectionError")
     assert not [m for m in caplog.messages if "/groups" in m]  # the second stream never waited on it
