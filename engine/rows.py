@@ -55,7 +55,7 @@ def value_type(value: Any) -> ColumnType | None:
 def widen(a: ColumnType | None, b: ColumnType | None) -> ColumnType | None:
     """The least type holding both: null < everything, BIGINT < DOUBLE, anything else mixed -> TEXT."""
     if a is None or a == b:
-        return b if a is None else a
+        return b
     if b is None:
         return a
     if a in _NUMERIC and b in _NUMERIC:
@@ -193,19 +193,14 @@ def _converted(values: list[Any], kind: ColumnType) -> list[Any]:
 
 
 def _convert(value: Any, kind: ColumnType) -> Any:
+    """One value of a TIMESTAMP, JSON or DOUBLE column (_converted passes the other types on as they are)."""
     if value is None:
         return None
     if kind is ColumnType.TIMESTAMP:
         return parse_datetime(value)
     if kind is ColumnType.JSON:
         return dumps(value)
-    if kind is ColumnType.TEXT:
-        if isinstance(value, str):
-            return value
-        return dumps(value)
-    if kind is ColumnType.DOUBLE:
-        return float(value)
-    return value
+    return float(value)  # DOUBLE: an int as the nearest double (Arrow refuses one a double cannot hold exactly)
 
 
 def dumps(value: Any) -> str:
@@ -238,8 +233,8 @@ def _dumps_iteratively(value: Any) -> str:
                 stack.append(child)
                 if i < len(item) - 1:
                     stack.append(_Text(","))
-        else:
-            out.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+        else:  # a scalar, {} or []: nothing to separate
+            out.append(json.dumps(item, ensure_ascii=False))
     return "".join(out)
 
 
