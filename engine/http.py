@@ -551,7 +551,7 @@ def _ssl_reason(err: requests.exceptions.SSLError) -> str:
         if cause is None:
             break
         if isinstance(cause, ssl.SSLError):
-            return cause.reason or type(cause).__name__
+            return getattr(cause, "reason", None) or type(cause).__name__  # only the ssl module sets .reason
         inner = getattr(cause, "reason", None)
         cause = cause.__cause__ or (inner if isinstance(inner, BaseException) else None) or (
             cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None

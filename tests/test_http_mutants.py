@@ -1,0 +1,155 @@
+"""engine/http.py behaviours that a mutation run (CONTRIBUTING.md, "Mutation testing") found no test asserting."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+
+import pytest
+import requests
+import urllib3
+
+from engine.errors import ApiError
+from engine.http import RateBudget, _ssl_reason
+from engine.spec import RateTier
+from tests.hostile_api import send
+from tests.test_http import FakeTime
+from tests.test_http_errors import always, client, get
+
+
+def test_a_cut_share_keeps_the_arrival_margin_on_both_windows() -> None:
+    budget = RateBudget(RateTier(burst=10, steady=150), margin=0.25)
+    budget.scale(0.5)
+    assert budget.windows == ((1.25, 5), (60.25, 75))
+
+
+def test_our_requests_up_to_a_second_before_the_api_window_count_as_ours() -> None:
+    t = FakeTime()
+    t.now = 10.0
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget.acquire()
+    t.now = 10.5
+    # The API's window ends in 60.5 s, so it began at 11.0 at the latest; its Reset is rounded up to whole
+    # seconds, so our request of 10.0 may be the one it counts.
+    budget.spent_elsewhere(1, 60.5)
+    assert list(budget.sent) == [10.0]
+    # A second request counted there is another app's: it enters at the start of the API's window.
+    budget.spent_elsewhere(2, 60.5)
+    assert list(budget.sent) == [10.0, 11.0]
+
+
+def test_a_redirect_without_a_location_is_an_api_error_carrying_its_status() -> None:
+    with always(301) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url))
+    assert str(raised.value) == "Klaviyo 301 on GET /api/metrics?page[size]=10 (stream metrics): redirected to ''; klx does not follow redirects"
+    # run.py reads these: a parent's skip_statuses, the failed stream, the URL in a warning.
+    assert (raised.value.status, raised.value.stream, raised.value.url) == (301, "metrics", "/api/metrics?page[size]=10")
+    assert len(api.hits) == 1
+
+
+def rate_limited(limit: str, remaining: str, reset: str):
+    headers = {"RateLimit-Limit": limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
+    return always(200, {"data": []}, headers)
+
+
+def get_tiered(http, tier: str = "M"):
+    return http.get(http.url_for("/api/metrics"), {}, stream="metrics", endpoint="/api/metrics", tier=tier)
+
+
+@pytest.mark.parametrize(
+    ("limit", "windows"),
+    [
+        ("37", ((1.25, 2), (60.25, 37))),  # tier M is 10/s, 150/min: the account gets 37/150 of it
+        ("1", ((1.25, 1), (60.25, 1))),  # the smallest quota the API can state
+        ("300", ((1.25, 10), (60.25, 150))),  # more than the spec's tier: klx never paces faster than the spec
+        ("0", ((1.25, 10), (60.25, 150))),  # no usable figure: the spec's tier stands
+    ],
+)
+def test_the_api_stated_limit_paces_the_endpoint_at_that_share_of_its_tier(limit: str, windows: tuple) -> None:
+    with rate_limited(limit, limit, "60") as api:
+        http = client(api.url)
+        get_tiered(http)
+    assert http.budgets["path:/api/metrics"].windows == windows
+
+
+def test_an_api_stated_limit_cuts_every_bucket_the_request_counts_against() -> None:
+    with rate_limited("75", "74", "60") as api:
+        http = client(api.url)
+        params = {"additional-fields[profile]": "predictive_analytics"}
+        http.get(http.url_for("/api/profiles"), params, stream="profiles", endpoint="/api/profiles", tier="L")
+    # L is 75/s, 750/min: the account gets a tenth, on the path and on the predictive-analytics bucket (M) alike.
+    assert http.budgets["path:/api/profiles"].windows == ((1.25, 7), (60.25, 75))
+    assert http.budgets["bucket:predictive_analytics"].windows == ((1.25, 1), (60.25, 15))
+
+
+def test_requests_others_spent_are_counted_from_the_headers() -> None:
+    with rate_limited("150", "140", "30") as api:
+        http = client(api.url)
+        get_tiered(http)
+    # 10 used, 1 of them ours: 9 entered for the other apps sharing the account's quota.
+    assert len(http.budgets["path:/api/metrics"].sent) == 10
+
+
+def test_a_socks_proxy_keeps_its_own_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.http import _Adapter
+
+    class SocksManager:  # what urllib3.contrib.socks gives when PySocks is installed
+        def __init__(self, *args, **kwargs) -> None:
+            self.pool_classes_by_scheme = {"http": "socks-http", "https": "socks-https"}
+
+    monkeypatch.setattr(requests.adapters, "SOCKSProxyManager", SocksManager)
+    manager = _Adapter().proxy_manager_for("socks5://127.0.0.1:1080")
+    assert manager.pool_classes_by_scheme == {"http": "socks-http", "https": "socks-https"}
+
+
+def verify_failed() -> ssl.SSLError:
+    err = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    err.reason = "CERTIFICATE_VERIFY_FAILED"  # set by the ssl module on the errors it raises
+    return err
+
+
+def urllib3_1_chain() -> requests.exceptions.SSLError:
+    """urllib3 1.x raises MaxRetryError without `from`: the ssl error is only its .reason."""
+    inner = urllib3.exceptions.SSLError(verify_failed())
+    return requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(None, "https://x.test/", reason=inner))
+
+
+def urllib3_2_chain() -> requests.exceptions.SSLError:
+    inner = urllib3.exceptions.SSLError(verify_failed())
+    try:
+        raise urllib3.exceptions.MaxRetryError(None, "https://x.test/", reason=inner) from inner
+    except urllib3.exceptions.MaxRetryError as err:
+        return requests.exceptions.SSLError(err)
+
+
+def caused_by(cause: BaseException) -> requests.exceptions.SSLError:
+    try:
+        raise requests.exceptions.SSLError("wrapped") from cause
+    except requests.exceptions.SSLError as err:
+        return err
+
+
+def looping() -> requests.exceptions.SSLError:
+    err = requests.exceptions.SSLError()
+    err.args = (err,)
+    return err
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (urllib3_2_chain, "CERTIFICATE_VERIFY_FAILED"),
+        (urllib3_1_chain, "CERTIFICATE_VERIFY_FAILED"),
+        (lambda: caused_by(verify_failed()), "CERTIFICATE_VERIFY_FAILED"),
+        # urllib3's pyOpenSSL backend raises ssl.SSLError itself, without the ssl module's .reason.
+        (lambda: requests.exceptions.SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol")), "SSLEOFError"),
+        (lambda: requests.exceptions.SSLError(), "SSLError"),
+        (lambda: requests.exceptions.SSLError("bad handshake"), "SSLError"),
+        (lambda: requests.exceptions.SSLError(urllib.error.URLError("certificate verify failed")), "SSLError"),
+        (looping, "SSLError"),
+    ],
+    ids=["urllib3-2", "urllib3-1", "cause", "no-reason", "no-args", "text", "text-reason", "loop"],
+)
+def test_a_tls_failure_is_named_by_the_innermost_ssl_reason(make, reason: str) -> None:
+    assert _ssl_reason(make()) == reason
