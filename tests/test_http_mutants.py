@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ssl
 import urllib.error
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 import requests
 import urllib3
 
 from engine.errors import ApiError
-from engine.http import RateBudget, _ssl_reason
+from engine.http import RateBudget, _host, _ssl_reason, retry_after_seconds
 from engine.spec import RateTier
 from tests.hostile_api import send
 from tests.test_http import FakeTime
@@ -153,3 +155,57 @@ def looping() -> requests.exceptions.SSLError:
 )
 def test_a_tls_failure_is_named_by_the_innermost_ssl_reason(make, reason: str) -> None:
     assert _ssl_reason(make()) == reason
+
+
+@pytest.mark.parametrize(
+    ("values", "rate"),
+    [
+        (("150", "0", "0"), (150.0, 0.0, 0.0)),  # all spent, the window resetting now
+        (("150", "149.5", "59"), (150.0, 149.5, 59.0)),
+        (("150", "-1", "30"), None),
+        (("inf", "1", "1"), None),
+        (("150", "nan", "1"), None),
+        (("150", "many", "1"), None),
+        (("150", "1"), None),  # RateLimit-Reset missing
+    ],
+)
+def test_the_rate_headers_are_read_when_all_three_are_non_negative_numbers(values: tuple[str, ...], rate: tuple | None) -> None:
+    headers = dict(zip(("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"), values))
+    with always(200, {"data": []}, headers) as api:
+        assert get(client(api.url)).rate == rate
+
+
+def test_a_retry_after_date_without_a_zone_is_read_as_utc() -> None:
+    now = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+    assert retry_after_seconds("Sun, 01 Nov 2026 12:00:30 -0000", now=now) == 30.0
+
+
+def test_a_retry_after_date_is_counted_from_the_current_time() -> None:
+    header = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 < retry_after_seconds(header) <= 30
+
+
+def test_close_before_a_request_has_its_connection_marks_it_cut() -> None:
+    http = client("http://127.0.0.1:9")
+    flight = http.watchdog.start(5)  # the request has no connection yet
+    http.close()
+    assert flight.reason == "closed"
+    http.watchdog.finish(flight)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://evil.example/api/metrics?page=2", "https://evil.example"),
+        ("http://127.0.0.1:8443/api", "http://127.0.0.1:8443"),
+        ("https://pk_user:secret@evil.example/api", "https://evil.example"),  # credentials are never shown
+        ("HTTPS://EVIL.example/", "https://evil.example"),
+        ("//evil.example/api/metrics", "'//evil.example/api/metrics'"),  # no scheme: the text, quoted
+        ("", "''"),
+        ("/" + "x" * 200, repr("/" + "x" * 79)),  # bounded
+        ("https://[::1/api" + "x" * 100, repr(("https://[::1/api" + "x" * 100)[:80])),  # unparsable
+        ("https://evil.example:99999/api" + "x" * 100, repr(("https://evil.example:99999/api" + "x" * 100)[:80])),  # bad port
+    ],
+)
+def test_a_url_in_a_message_shows_only_its_scheme_host_and_port(url: str, shown: str) -> None:
+    assert _host(url) == shown
