@@ -234,7 +234,7 @@ class HttpClient:
                     raise
                 if flight.reason == "closed":
                     why, message = "stopped", f"GET {shown} (stream {stream}) stopped: klx is shutting down"
-                elif flight.reason == "deadline" or isinstance(err, requests.exceptions.ReadTimeout):
+                elif flight.reason == "deadline" or _read_timeout(err):
                     why, message = f"no answer within {timeout:.3g}s", f"{name} did not answer GET {shown} within {timeout:.3g}s (stream {stream})"
                 elif isinstance(err, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
                     why, message = "response cut short", f"{name} cut the response to GET {shown} short (stream {stream})"
@@ -542,6 +542,11 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = dict(self.POOLS)
         return manager
+
+
+def _read_timeout(err: Exception) -> bool:
+    """Whether a socket read timed out: before the body requests raises ReadTimeout, within it ConnectionError(ReadTimeoutError)."""
+    return isinstance(err, requests.exceptions.ReadTimeout) or bool(err.args) and isinstance(err.args[0], urllib3.exceptions.ReadTimeoutError)
 
 
 def _ssl_reason(err: requests.exceptions.SSLError) -> str:
