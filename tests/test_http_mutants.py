@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import threading
+import time
 import urllib.error
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -12,11 +14,12 @@ import requests
 import urllib3
 
 from engine.errors import ApiError
+from engine.events import NoEvents
 from engine.http import RateBudget, _host, _ssl_reason, retry_after_seconds
 from engine.spec import RateTier
-from tests.hostile_api import send
+from tests.hostile_api import HostileApi, send, wait_for
 from tests.test_http import FakeTime
-from tests.test_http_errors import always, client, get
+from tests.test_http_errors import Clock, always, client, get, klaviyo_error
 
 
 def test_a_cut_share_keeps_the_arrival_margin_on_both_windows() -> None:
@@ -209,3 +212,197 @@ def test_close_before_a_request_has_its_connection_marks_it_cut() -> None:
 )
 def test_a_url_in_a_message_shows_only_its_scheme_host_and_port(url: str, shown: str) -> None:
     assert _host(url) == shown
+
+
+class Recorder(NoEvents):
+    """The events HttpClient reports, in order (durations left out)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def request(self, stream: str, url: str, status: int | None, seconds: float) -> None:
+        assert 0 <= seconds < 10
+        self.calls.append(("request", stream, url, status))
+
+    def retry(self, stream: str, why: str, wait: float) -> None:
+        self.calls.append(("retry", stream, why, wait))
+
+    def throttled(self, stream: str, seconds: float) -> None:
+        self.calls.append(("throttled", stream, seconds))
+
+
+def test_every_attempt_retry_and_budget_wait_is_reported_to_the_run() -> None:
+    clock = Clock()
+
+    def respond(handler, hit) -> None:
+        send(handler, *((503, klaviyo_error(503, "down")) if len(api.hits) == 1 else (200, {"data": []})))
+
+    with HostileApi(respond) as api:
+        http = client(api.url, clock)
+        http.events = events = Recorder()
+        get_tiered(http)
+    url = "/api/metrics"
+    assert events.calls == [
+        ("throttled", "metrics", 0.0),
+        ("request", "metrics", url, 503),
+        ("retry", "metrics", "HTTP 503", clock.slept[0]),
+        ("throttled", "metrics", 0.0),
+        ("request", "metrics", url, 200),
+    ]
+
+
+def test_an_attempt_without_an_answer_is_reported_with_no_status() -> None:
+    from tests.test_http_errors import closed_port
+
+    http = client(f"http://127.0.0.1:{closed_port()}", max_attempts=1)
+    http.events = events = Recorder()
+    with pytest.raises(ApiError):
+        get(http)
+    assert events.calls == [("request", "metrics", "/api/metrics?page[size]=10", None)]
+
+
+def test_a_budget_wait_is_returned_to_be_reported() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=2, steady=60), clock=t.clock, sleep=t.sleep)
+    assert [budget.acquire() for _ in range(3)] == [0.0, 0.0, 1.0]
+
+
+def test_no_request_is_sent_once_the_client_is_closed() -> None:
+    with always(200, {"data": []}) as api:
+        http = client(api.url)
+        http.close()
+        with pytest.raises(ApiError) as raised:
+            get(http)
+    assert str(raised.value) == "stream metrics stopped: klx is shutting down"
+    assert api.hits == []
+
+
+def test_close_ends_a_retry_wait_at_once() -> None:
+    with always(503, klaviyo_error(503, "down"), {"Retry-After": "30"}) as api:
+        http = client(api.url, real_time=True)
+        outcome: list[BaseException] = []
+        worker = threading.Thread(target=lambda: outcome.append(pytest.raises(ApiError, get, http).value))
+        worker.start()
+        wait_for(lambda: api.hits)
+        time.sleep(0.1)  # the worker is in its 30 s wait now
+        began = time.monotonic()
+        http.close()
+        worker.join(5)
+        assert not worker.is_alive() and time.monotonic() - began < 1
+    assert str(outcome[0]) == "stopped while waiting to retry: klx is shutting down"
+    assert len(api.hits) == 1
+
+
+@pytest.mark.parametrize(("jitter", "waits"), [(0.0, [0.5, 1, 2, 4, 8, 16, 30, 30]), (1.0, [1, 2, 4, 8, 16, 32, 60, 60])])
+def test_without_retry_after_waits_double_from_one_second_up_to_a_minute_with_jitter(
+    monkeypatch: pytest.MonkeyPatch, jitter: float, waits: list[float]
+) -> None:
+    monkeypatch.setattr("engine.http.random.random", lambda: jitter)
+    clock = Clock()
+    with always(503, klaviyo_error(503, "down")) as api:
+        with pytest.raises(ApiError):
+            get(client(api.url, clock, max_attempts=9, max_wait_seconds=1000, total_seconds=10_000))
+    assert clock.slept == waits
+
+
+@pytest.mark.parametrize(("jitter", "wait"), [(0.0, 7.0), (1.0, 7.25)])
+def test_a_retry_after_gets_up_to_a_quarter_second_of_jitter(monkeypatch: pytest.MonkeyPatch, jitter: float, wait: float) -> None:
+    monkeypatch.setattr("engine.http.random.random", lambda: jitter)
+    clock = Clock()
+    with always(429, klaviyo_error(429, "Throttled."), {"Retry-After": "7"}) as api:
+        with pytest.raises(ApiError):
+            get(client(api.url, clock, max_attempts=2))
+    assert clock.slept == [wait]
+
+
+def test_without_a_retry_after_header_in_the_spec_the_backoff_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.http.random.random", lambda: 1.0)
+    clock = Clock()
+    with always(429, klaviyo_error(429, "Throttled."), {"Retry-After": "30"}) as api:
+        with pytest.raises(ApiError):
+            get(client(api.url, clock, max_attempts=2, retry_after_header=None))
+    assert clock.slept == [1.0]
+
+
+def test_a_url_requests_cannot_send_is_an_api_error_at_once() -> None:
+    clock = Clock()
+    with pytest.raises(ApiError) as raised:
+        get(client("http://.example.test", clock))
+    assert str(raised.value) == "Klaviyo: cannot send GET /api/metrics?page[size]=10 (stream metrics): InvalidURL"
+    assert clock.slept == []
+
+
+def test_a_failure_that_is_not_the_network_is_not_retried() -> None:
+    clock = Clock()
+    http = client("http://127.0.0.1:9", clock)
+    calls: list[str] = []
+
+    def broken(url, **kwargs):
+        calls.append(url)
+        raise KeyError("a bug, not a network failure")
+
+    http.session.get = broken
+    with pytest.raises(KeyError):
+        get(http)
+    assert len(calls) == 1 and clock.slept == []
+
+
+@pytest.mark.parametrize("status", [300, 308, 399])
+def test_every_3xx_is_a_redirect_not_followed(status: int) -> None:
+    with always(status, b"", {"Location": "https://elsewhere.test/x"}) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url))
+    assert str(raised.value).endswith(f"{status} on GET /api/metrics?page[size]=10 (stream metrics): redirected to https://elsewhere.test; klx does not follow redirects")
+
+
+def test_a_body_of_exactly_the_size_cap_is_read() -> None:
+    body = b'{"data": "' + b"x" * (1024 * 1024 - 12) + b'"}'
+    assert len(body) == 1024 * 1024
+    with always(200, body) as api:
+        page = get(client(api.url, max_response_mb=1))
+    assert page.size == 1024 * 1024
+
+
+def test_a_body_over_the_cap_is_refused_without_waiting_for_the_rest() -> None:
+    def respond(handler, hit) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(4 * 1024 * 1024))
+        handler.end_headers()
+        handler.wfile.write(b" " * (1024 * 1024 + 64 * 1024))  # the body is read in 64 KiB chunks
+        handler.wfile.flush()
+        api.hang()  # the rest never comes
+
+    with HostileApi(respond) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_response_mb=1, real_time=True, request_timeout_seconds=5, max_attempts=1))
+    assert str(raised.value).startswith("Klaviyo sent a response larger than 1 MB on GET")
+
+
+def test_a_server_falling_silent_mid_body_did_not_answer_in_time() -> None:
+    def respond(handler, hit) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"data": [')
+        handler.wfile.flush()
+        api.hang()
+
+    with HostileApi(respond) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, real_time=True, request_timeout_seconds=0.3, max_attempts=1))
+    assert str(raised.value) == "Klaviyo did not answer GET /api/metrics?page[size]=10 within 0.3s (stream metrics)"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "scopes", "message"),
+    [
+        (403, klaviyo_error(403, "Forbidden."), (), "Forbidden.\n  hint: the key lacks a scope this stream needs: see the API docs"),
+        (400, klaviyo_error(400, ""), ("x",), '{"errors": [{"id": "e1", "status": 400, "code": "x", "title": "t", "detail": "", "source": {}}]}'),
+        (599, b"", ("x",), "no detail"),
+    ],
+)
+def test_an_error_says_what_it_can(status: int, body, scopes: tuple[str, ...], message: str) -> None:
+    with always(status, body) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url), scopes=scopes)
+    assert str(raised.value) == f"Klaviyo {status} on GET /api/metrics?page[size]=10 (stream metrics): {message}"
