@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import ssl
 import threading
 import time
@@ -13,13 +15,14 @@ import pytest
 import requests
 import urllib3
 
+from engine.config import Secret
 from engine.errors import ApiError
 from engine.events import NoEvents
-from engine.http import RateBudget, _host, _ssl_reason, retry_after_seconds
+from engine.http import HttpClient, RateBudget, _host, _read_timeout, _ssl_reason, parse_body, retry_after_seconds
 from engine.spec import RateTier
 from tests.hostile_api import HostileApi, send, wait_for
 from tests.test_http import FakeTime
-from tests.test_http_errors import Clock, always, client, get, klaviyo_error
+from tests.test_http_errors import API, KEY, Clock, always, client, get, klaviyo_error
 
 
 def test_a_cut_share_keeps_the_arrival_margin_on_both_windows() -> None:
@@ -394,6 +397,19 @@ def test_a_server_falling_silent_mid_body_did_not_answer_in_time() -> None:
 
 
 @pytest.mark.parametrize(
+    ("err", "timed_out"),
+    [
+        (requests.exceptions.ReadTimeout("Read timed out."), True),  # before the body
+        (requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/x", "Read timed out.")), True),  # within it
+        (requests.exceptions.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused")), False),
+        (requests.exceptions.ConnectionError(), False),
+    ],
+)
+def test_a_read_timeout_is_told_from_an_unreachable_server(err: Exception, timed_out: bool) -> None:
+    assert _read_timeout(err) is timed_out
+
+
+@pytest.mark.parametrize(
     ("status", "body", "scopes", "message"),
     [
         (403, klaviyo_error(403, "Forbidden."), (), "Forbidden.\n  hint: the key lacks a scope this stream needs: see the API docs"),
@@ -406,3 +422,25 @@ def test_an_error_says_what_it_can(status: int, body, scopes: tuple[str, ...], m
         with pytest.raises(ApiError) as raised:
             get(client(api.url), scopes=scopes)
     assert str(raised.value) == f"Klaviyo {status} on GET /api/metrics?page[size]=10 (stream metrics): {message}"
+    assert (raised.value.status, raised.value.stream, raised.value.url) == (status, "metrics", "/api/metrics?page[size]=10")
+
+
+def test_without_an_error_detail_path_in_the_spec_the_error_body_is_shown() -> None:
+    api_spec = dataclasses.replace(API, error_detail=None)
+    with always(400, {"errors": "bad filter"}) as api:
+        with pytest.raises(ApiError) as raised:
+            get(HttpClient(api_spec, Secret(KEY), api.url))
+    assert str(raised.value) == 'Klaviyo 400 on GET /api/metrics?page[size]=10 (stream metrics): {"errors": "bad filter"}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"18446744073709551617",  # 2**64 + 1, the whole body
+        b'{"id": -9223372036854775809}',
+        b"[1, 2, 123456789012345678901234567891]",
+        b'{"n": 9223372036854775807}',
+    ],
+)
+def test_integers_beyond_64_bits_keep_every_digit(body: bytes) -> None:
+    assert json.dumps(parse_body(body)).encode() == body
