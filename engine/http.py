@@ -345,7 +345,6 @@ class HttpClient:
         return min(max(wait, 0.0), self.api.retry.max_wait_seconds)
 
     def _error(self, status: int, reason: str, body: bytes, stream: str, shown: str, scopes: tuple[str, ...]) -> ApiError:
-        detail = None
         try:
             detail = self.detail.search(json.loads(body)) if self.detail else None
         except (ValueError, RecursionError):
