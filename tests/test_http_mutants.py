@@ -31,6 +31,51 @@ def test_a_cut_share_keeps_the_arrival_margin_on_both_windows() -> None:
     assert budget.windows == ((1.25, 5), (60.25, 75))
 
 
+def test_the_windows_slide_with_the_clock() -> None:
+    t = FakeTime()
+    t.now = 1000.0
+    budget = RateBudget(RateTier(burst=3, steady=5), clock=t.clock, sleep=t.sleep)
+    for _ in range(4):
+        budget.acquire()
+    assert t.slept == [1.0]  # the fourth waits for the first to leave the one-second window
+    budget.acquire()
+    t.now += 0.5
+    assert budget.acquire() == 58.5  # the sixth waits for the first of five (sent at 1000.0) to leave the minute
+    assert t.now == 1060.0
+
+
+def test_a_stream_that_loses_the_freed_slot_to_another_waits_again_and_counts_both_waits() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=1, steady=60), clock=t.clock, sleep=None)
+
+    def sleep(seconds: float) -> None:
+        t.sleep(seconds)
+        if len(t.slept) == 1:
+            budget.sent.append(t.now)  # another stream sharing the budget takes the slot first
+
+    budget.sleep = sleep
+    budget.acquire()
+    assert budget.acquire() == 2.0 and t.slept == [1.0, 1.0]
+
+
+def test_the_budgets_of_a_client_widen_both_windows_by_the_arrival_margin() -> None:
+    http = client("http://127.0.0.1:9")
+    (budget,) = http._budgets("http://127.0.0.1:9/api/metrics", {}, "/api/metrics", "M")
+    assert budget.windows == ((1.25, 10), (60.25, 150))
+
+
+def test_a_stream_waiting_for_the_first_answer_reports_that_wait() -> None:
+    budget = RateBudget(RateTier(burst=10, steady=150))
+    budget.acquire()
+    waited: list[float] = []
+    other = threading.Thread(target=lambda: waited.append(budget.acquire()))
+    other.start()
+    time.sleep(0.3)
+    budget.heard.set()
+    other.join(2)
+    assert 0.25 <= waited[0] < 1.0
+
+
 def test_our_requests_up_to_a_second_before_the_api_window_count_as_ours() -> None:
     t = FakeTime()
     t.now = 10.0
