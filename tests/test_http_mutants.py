@@ -403,12 +403,16 @@ def test_every_3xx_is_a_redirect_not_followed(status: int) -> None:
     assert str(raised.value).endswith(f"{status} on GET /api/metrics?page[size]=10 (stream metrics): redirected to https://elsewhere.test; klx does not follow redirects")
 
 
-def test_a_body_of_exactly_the_size_cap_is_read() -> None:
+def test_a_body_of_exactly_the_size_cap_is_read_and_one_byte_more_is_refused() -> None:
     body = b'{"data": "' + b"x" * (1024 * 1024 - 12) + b'"}'
     assert len(body) == 1024 * 1024
     with always(200, body) as api:
-        page = get(client(api.url, max_response_mb=1))
-    assert page.size == 1024 * 1024
+        assert get(client(api.url, max_response_mb=1)).size == 1024 * 1024
+    with always(200, body + b" ") as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_response_mb=1))
+    assert str(raised.value).startswith("Klaviyo sent a response larger than 1 MB on GET /api/metrics?page[size]=10 (stream metrics)")
+    assert (raised.value.stream, raised.value.url) == ("metrics", "/api/metrics?page[size]=10")
 
 
 def test_a_body_over_the_cap_is_refused_without_waiting_for_the_rest() -> None:
