@@ -15,6 +15,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
@@ -185,6 +186,12 @@ def snake(name: str) -> str:
     return ("_" + text if text[:1].isdigit() else text) or "_"
 
 
+@cache
+def column_of(path: tuple[str, ...]) -> str:
+    """The column a source path lands in: its snake_case parts joined by _ (cached: rows repeat their paths)."""
+    return "_".join(snake(p) for p in path)
+
+
 def flatten(value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
     """(path, value) leaves: objects are opened up to FLATTEN_DEPTH keys deep, anything else is a leaf."""
     if isinstance(value, dict) and len(path) < FLATTEN_DEPTH:
@@ -249,7 +256,7 @@ def expected_rows(sim: Simulator, resource: str, start_date: str) -> dict[tuple,
     for key in wanted:
         row = {}
         for path, value in row_of(fetched[key], extra(fetched[key], truth)).items():
-            column = "_".join(snake(p) for p in path)
+            column = column_of(path)
             # Two source paths with one snake_case name would get a _2 suffix in first-seen order;
             # the simulator has none, so this builder does not model it.
             assert paths.setdefault(column, path) == path, f"{resource}: {path} and {paths[column]} both map to {column}"
