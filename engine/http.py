@@ -565,11 +565,11 @@ def _ssl_reason(err: requests.exceptions.SSLError) -> str:
 
 def origin_of(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an absolute http(s) URL; ValueError for anything else or a URL with a user."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    parts = urlsplit(url)  # its scheme and hostname come lowercased
+    scheme = parts.scheme
     if scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
         raise ValueError(f"not an absolute http(s) URL without credentials: {url!r}")
-    return scheme, parts.hostname.lower(), parts.port or (443 if scheme == "https" else 80)
+    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
 def _host(url: str) -> str:
