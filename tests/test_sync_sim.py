@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from engine.errors import ApiError
 from engine.http import HttpClient
+from engine.run import RunSummary
 from klaviyo_sim import Simulator
 from tests.expected_rows import assert_load_columns, assert_rows_match, expected_rows
 from tests.klx_testing import ALL_RESOURCES, SIM_NOW, START_DATE, default_modes, key_of, rows, sync, write_config
@@ -29,6 +31,29 @@ def setup(sim: Simulator, tmp_path: Path, resources: dict[str, str] | None = Non
     return write_config(tmp_path, resources or default_modes(), base_url=sim.url, database=database), database
 
 
+@pytest.fixture(scope="module")
+def first_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunSummary]:
+    """A first sync of all ten resources from a simulator like `sim` (same seed, scale and now), made once.
+
+    Tests read it, or continue from a copy (`continue_first_sync`): the simulator is deterministic, so a
+    fresh `sim` serves exactly what this one did until the test changes it.
+    """
+    folder = tmp_path_factory.mktemp("first-sync")
+    with Simulator(seed=3, scale=0.25, now=SIM_NOW) as simulator:
+        config, database = setup(simulator, folder)
+        summary = sync(config, simulator.api_key, now=SIM_NOW)
+    return database, summary
+
+
+def continue_first_sync(first_sync: tuple[Path, RunSummary], sim: Simulator, tmp_path: Path,
+                        resources: dict[str, str] | None = None) -> tuple[Path, Path, RunSummary]:
+    """A config on `sim` whose database is a copy of the shared first sync's, as if that sync had run here."""
+    database, summary = first_sync
+    config, copy = setup(sim, tmp_path, resources)
+    shutil.copyfile(database, copy)
+    return config, copy, summary
+
+
 def table(database: Path, resource: str, columns: str = "*") -> list[dict]:
     return rows(database, f'select {columns} from "kl_rudder_{resource}"')
 
@@ -38,9 +63,8 @@ def state(database: Path, stream: str) -> dict:
     return json.loads(row["state"])
 
 
-def test_all_ten_resources_land_exactly_the_simulators_truth(sim: Simulator, tmp_path: Path) -> None:
-    config, database = setup(sim, tmp_path)
-    summary = sync(config, sim.api_key, now=SIM_NOW)
+def test_all_ten_resources_land_exactly_the_simulators_truth(sim: Simulator, first_sync: tuple[Path, RunSummary]) -> None:
+    database, summary = first_sync
     expected = {resource: expected_rows(sim, resource, START_DATE) for resource in ALL_RESOURCES}
     assert [s.stream for s in summary.streams][-1] == "segments_profiles"  # the child runs after its parent
     for resource in ALL_RESOURCES:
@@ -70,9 +94,8 @@ def test_summary_counts_every_record_the_api_returned_as_an_event(sim: Simulator
     assert by_stream["profiles"].pages == -(-profiles // 100)
 
 
-def test_incremental_run_takes_exactly_the_changes(sim: Simulator, tmp_path: Path) -> None:
-    config, database = setup(sim, tmp_path)
-    first = sync(config, sim.api_key, now=SIM_NOW)
+def test_incremental_run_takes_exactly_the_changes(sim: Simulator, first_sync: tuple[Path, RunSummary], tmp_path: Path) -> None:
+    config, database, first = continue_first_sync(first_sync, sim, tmp_path)
     before = {r: {key_of(r, x) for x in table(database, r, "id")} for r in MUTABLE}
     contents = {r: expected_rows(sim, r, START_DATE) for r in ALL_RESOURCES}
     changed = {r: sim.mutate(r, update=3, create=2, delete=1) for r in MUTABLE}
@@ -99,9 +122,8 @@ def test_incremental_run_takes_exactly_the_changes(sim: Simulator, tmp_path: Pat
         assert ids == before[resource] | {(i,) for i in changed[resource]["created"]}, resource
 
 
-def test_unchanged_source_second_run_rewrites_no_row(sim: Simulator, tmp_path: Path) -> None:
-    config, database = setup(sim, tmp_path, {r: "incremental" for r in ("events", "profiles", "campaigns", "lists")})
-    sync(config, sim.api_key, now=SIM_NOW)
+def test_unchanged_source_second_run_rewrites_no_row(sim: Simulator, first_sync: tuple[Path, RunSummary], tmp_path: Path) -> None:
+    config, database, _ = continue_first_sync(first_sync, sim, tmp_path, {r: "incremental" for r in ("events", "profiles", "campaigns", "lists")})
     counts = {r: len(table(database, r, "id")) for r in ("events", "profiles", "campaigns", "lists")}
     second = sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=1))
     for resource, count in counts.items():
@@ -124,19 +146,17 @@ def test_full_refresh_drops_rows_deleted_at_the_source(sim: Simulator, tmp_path:
     assert members == {(t["segment_id"], t["id"]) for t in sim.truth("segments_profiles", START_DATE)}
 
 
-def test_future_dated_events_land_but_the_cursor_stops_at_the_run_start(sim: Simulator, tmp_path: Path) -> None:
-    config, database = setup(sim, tmp_path, {"events": "incremental"})
+def test_future_dated_events_land_but_the_cursor_stops_at_the_run_start(sim: Simulator, first_sync: tuple[Path, RunSummary]) -> None:
+    database, _ = first_sync  # run at SIM_NOW
     future = [t for t in sim.truth("events", START_DATE) if datetime.fromisoformat(t["cursor"]) > SIM_NOW]
     assert future, "the simulator should hold future-dated events"
-    sync(config, sim.api_key, now=SIM_NOW)
     landed = {r["id"] for r in table(database, "events", "id")}
     assert {t["id"] for t in future} <= landed
     assert state(database, "events")["cursor"] == {"": SIM_NOW.isoformat()}
 
 
-def test_per_partition_cursors_are_saved(sim: Simulator, tmp_path: Path) -> None:
-    config, database = setup(sim, tmp_path, {"campaigns": "incremental", "flows": "incremental"})
-    sync(config, sim.api_key, now=SIM_NOW)
+def test_per_partition_cursors_are_saved(sim: Simulator, first_sync: tuple[Path, RunSummary]) -> None:
+    database, _ = first_sync  # campaigns and flows incremental
     truth = {t["id"]: t["cursor"] for t in sim.truth("campaigns", START_DATE)}
     landed = table(database, "campaigns", "id, channel, archived")
     saved = state(database, "campaigns")["cursor"]
