@@ -1,4 +1,5 @@
-"""Running independent request sequences at once: the streams of a run, behind one destination writer.
+"""Running independent request sequences at once: the streams of a run behind one destination writer, and
+the request sequences of one stream in turn.
 
 Streams share nothing but the HttpClient (whose per-bucket budgets pace every request, so running
 streams side by side fills the rate limits instead of multiplying 429s) and the destination, which
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -19,9 +21,9 @@ X = TypeVar("X")  # what names a request sequence (a partition, a parent's child
 # Streams read at once. Enough to keep every rate bucket of a typical selection busy while others wait
 # on latency; each running stream holds at most one batch and one prefetched page in memory.
 MAX_STREAMS = 6
-# Request sequences of one stream (partitions, each parent's children) read ahead of the one being loaded.
+# Request sequences of one stream (partitions, time slices, each parent's children) read at once.
 # Each holds at most one page waiting, so memory stays bounded; the rate budgets keep the pace.
-SEQUENCES_AHEAD = 4
+SEQUENCES_OPEN = 6
 
 
 class OneWriter:
@@ -82,7 +84,7 @@ class Prefetch(Generic[R, T]):
     """The answers of one request sequence, in order; the next is fetched in the background while the caller
     works on this one, so the API's latency and our row building overlap and at most one answer waits.
 
-    The first request is sent at once (read_ahead opens sequences before the caller reaches them).
+    The first request is sent at once (interleave opens sequences before the caller reaches them).
     """
 
     def __init__(self, fetch: Callable[[R], T], first: R | None, following: Callable[[R, T], R | None], name: str) -> None:
@@ -112,20 +114,56 @@ class Prefetch(Generic[R, T]):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def read_ahead(items: Iterable[X], open_: Callable[[X], Prefetch[Any, T]], ahead: int = SEQUENCES_AHEAD) -> Iterator[tuple[X, Prefetch[Any, T]]]:
-    """Each item with its request sequence, in order; up to `ahead` sequences are already fetching when the caller gets one.
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A request sequence has no more pages: read to its end (`error` None) or stopped by `error`."""
 
-    The caller reads them one after another, so rows, cursors and checkpoints advance exactly as if each
-    sequence were read only when reached.
+    error: Exception | None = None
+
+
+def interleave(items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int = SEQUENCES_OPEN) -> Iterator[tuple[X, T | Ended]]:
+    """The answers of up to `width` request sequences at once, taken in turn: (item, answer), then (item, Ended).
+
+    Items are opened in order (`open_` starts fetching at once, see Prefetch) and answers are taken one
+    from each open sequence in a fixed rotation, so the order the caller sees depends only on the pages,
+    never on which answer came first: rows, first-seen columns and checkpoints are the same on every run.
+    A sequence that fails ends with its error (the caller decides whether the stream goes on); an error
+    from `items` itself is raised. Closing the iterator stops every open sequence.
     """
-    window: deque[tuple[X, Prefetch[Any, T]]] = deque()
+    source = iter(items)
+    open_now: deque[tuple[X, Iterator[T]]] = deque()
+    more = True
     try:
-        for item in items:
-            window.append((item, open_(item)))
-            if len(window) >= ahead:
-                yield window.popleft()
-        while window:
-            yield window.popleft()
+        while True:
+            while more and len(open_now) < width:
+                item = next(source, _NOTHING)
+                if item is _NOTHING:
+                    more = False
+                else:
+                    open_now.append((item, open_(item)))  # type: ignore[arg-type]
+            if not open_now:
+                return
+            item, sequence = open_now.popleft()
+            try:
+                answer = next(sequence)
+            except StopIteration:
+                yield item, Ended()
+                continue
+            except Exception as err:  # noqa: BLE001 - handed to the caller with its sequence
+                _close(sequence)
+                yield item, Ended(err)
+                continue
+            open_now.append((item, sequence))
+            yield item, answer
     finally:
-        for _, sequence in window:
-            sequence.close()
+        for _, sequence in open_now:
+            _close(sequence)
+
+
+_NOTHING = object()
+
+
+def _close(sequence: Any) -> None:
+    close = getattr(sequence, "close", None)
+    if close is not None:
+        close()

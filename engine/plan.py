@@ -9,6 +9,7 @@ from typing import Any
 
 from .config import Config
 from .errors import ConfigError
+from .slices import Window, parse_covered, windows
 from .spec import ApiSpec, CursorSpec, FilterSyntax, Spec, StreamSpec
 from .yaml_source import did_you_mean
 
@@ -25,6 +26,8 @@ class PartitionPlan:
     lower_bound: datetime | None  # records at or after this are read
     columns: dict[str, Any]  # values added to every record (partition columns)
     cursor_field: str | None = None  # the record cursor this partition saves, when a partition value overrides the stream's
+    slice: Window | None = None  # a time slice of the partition's range: [start, end), end None: open (engine/slices.py)
+    since: datetime | None = None  # where the partition's read begins (lower_bound unless sliced)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,9 +76,9 @@ def build_plan(
                 continue  # a window of a replaced table would drop every row outside it
             plans.append(_stream_plan(config, spec, stream, mode, {}, timedelta(0), now=now, window=window))
             continue
-        saved = (states.get(resource.name) or {}).get("cursor", {}) if mode == "incremental" else {}
+        state = (states.get(resource.name) or {}) if mode == "incremental" else {}
         lookback = resource.lookback if resource.lookback is not None else (stream.cursor.lookback if stream.cursor else timedelta(0))
-        plans.append(_stream_plan(config, spec, stream, mode, saved, lookback, now=now))
+        plans.append(_stream_plan(config, spec, stream, mode, state.get("cursor", {}), lookback, now=now, covered=state.get("covered", {})))
     # Parents before children so a parent's table is fresh when the child's run reports.
     plans.sort(key=lambda p: p.parent is not None)
     return SyncPlan(api=spec.api, streams=tuple(plans), started_at=now, window=window)
@@ -117,6 +120,7 @@ def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -
 def _stream_plan(
     config: Config, spec: Spec, stream: StreamSpec, mode: str, saved: dict[str, str], lookback: timedelta,
     *, bounded: bool = True, now: datetime | None = None, window: tuple[datetime, datetime] | None = None,
+    covered: dict[str, list[list[str]]] | None = None,
 ) -> StreamPlan:
     start = config.source.start_date
     parent = None
@@ -141,16 +145,31 @@ def _stream_plan(
         predicates = [
             (d.filter_field, d.op, value) for d, value in zip(dimensions, combo) if d.filter_field is not None
         ]
+        end = None
         if window is not None and cursor:
-            lower = window[0]
-            predicates.append((cursor.filter_field, "lt", window[1]))
+            lower, end = window
+        columns = {d.column: value for d, value in zip(dimensions, combo) if d.column}
+        cursor_field = cursor.field if cursor is not None and cursor is not stream.cursor else None
+        if cursor and cursor.slice and lower is not None:
+            # Time slices: each window its own request sequence, bounded on both sides (an open last one).
+            read = parse_covered((covered or {}).get(key)) if window is None else []
+            for piece in windows(lower, now or lower, cursor.slice, end=end, covered=read, lookback=lookback):
+                bounds = [(cursor.filter_field, "lt", piece[1])] if piece[1] is not None else []
+                partitions.append(PartitionPlan(
+                    key=key, params=request_params(spec.api, stream, piece[0], predicates + bounds, cursor=cursor),
+                    lower_bound=piece[0], columns=columns, cursor_field=cursor_field, slice=piece, since=lower,
+                ))
+            continue
+        if end is not None:
+            predicates.append((cursor.filter_field, "lt", end))
         partitions.append(
             PartitionPlan(
                 key=key,
                 params=request_params(spec.api, stream, lower, predicates, cursor=cursor),
                 lower_bound=lower,
-                columns={d.column: value for d, value in zip(dimensions, combo) if d.column},
-                cursor_field=cursor.field if cursor is not None and cursor is not stream.cursor else None,
+                columns=columns,
+                cursor_field=cursor_field,
+                since=lower,
             )
         )
     return StreamPlan(

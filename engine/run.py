@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-from .concurrency import MAX_STREAMS, OneWriter, Prefetch, read_ahead, run_all
+from .concurrency import MAX_STREAMS, Ended, OneWriter, Prefetch, interleave, run_all
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
@@ -26,6 +26,7 @@ from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from .spec import Spec, StreamSpec
+from .slices import Coverage, encode_covered, parse_covered
 from .state import StateError, encode_state
 
 log = logging.getLogger("klx.run")
@@ -51,6 +52,18 @@ class EmptyReplaceRefused(KlxError):
     """A full refresh read no rows for a table that has some; the table and state are kept."""
 
     exit_code = 6
+
+
+@dataclass(eq=False, slots=True)
+class Reading:
+    """One request sequence of a stream and how far it got: what it reads, and the newest cursor value loaded."""
+
+    partition: PartitionPlan
+    path: str
+    extra: dict[str, Any]  # columns its records carry (partition values, parent keys)
+    parent: str | None  # the parent it reads (child streams), for messages
+    newest: datetime | None = None
+    read: int = 0
 
 
 @dataclass(slots=True)
@@ -205,6 +218,8 @@ class StreamSync:
         self.deletes = PendingDeletes(self.columns, self.stream.primary_key) if drop else None
         self.allow_empty = allow_empty
         self.first_rejection: str | None = None
+        self.coverage: dict[str, Coverage] = {}  # partition key -> how far its windows were read
+        self.reading: list[Reading] = []  # sequences with records loaded and not yet ended
 
     def run(self) -> StreamSummary:
         """Sync the stream; on an error the partial load is abandoned, the table is as before and the summary says why.
@@ -234,15 +249,21 @@ class StreamSync:
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor)
         self.load = self.destination.begin(self.stream.name, table, replace=self.replace)
         try:
-            # Later request sequences are already fetching while this one loads (engine/concurrency.py).
-            for (partition, path, extra, parent), fetched in read_ahead(self._partitions(), self._open_sequence):
-                try:
-                    self._read_partition(partition, self._records(fetched, self.reader, extra))
-                except ApiError as err:
-                    if parent is None or err.status not in self.stream.parent.skip_statuses:
-                        raise
-                    # Listed a moment ago, gone now (e.g. deleted between listing and reading): skip it.
-                    self._warn(f"parent {parent} skipped: {self.plan.api.name} answered {err.status} on GET {err.url}")
+            # Several request sequences fetch at once, taken in turn (engine/concurrency.py).
+            for reading, answer in interleave(self._partitions(), self._open_sequence):
+                if not isinstance(answer, Ended):
+                    self._read_page(reading, *answer)
+                    continue
+                if reading in self.reading:
+                    self.reading.remove(reading)
+                if answer.error is None:
+                    self._finished(reading)
+                    continue
+                err = answer.error
+                if not isinstance(err, ApiError) or reading.parent is None or err.status not in self.stream.parent.skip_statuses:
+                    raise err
+                # Listed a moment ago, gone now (e.g. deleted between listing and reading): skip it.
+                self._warn(f"parent {reading.parent} skipped: {self.plan.api.name} answered {err.status} on GET {err.url}")
             self._flush()
             if self.replace and not self.summary.rows and not self.allow_empty:
                 self._refuse_empty_replace()
@@ -260,11 +281,11 @@ class StreamSync:
                 hint="a start_date in the future or a lost API scope empties a stream; if the source really is empty, run again with `klx run --allow-empty`",
             )
 
-    def _partitions(self) -> Iterator[tuple[PartitionPlan, str, dict[str, Any], str | None]]:
+    def _partitions(self) -> Iterator[Reading]:
         """Each request sequence: partition, path, the columns its records carry, and the parent it reads (child streams)."""
         if self.sp.parent is None:
             for partition in self.sp.partitions:
-                yield partition, self.stream.path, dict(partition.columns), None
+                yield Reading(partition, self.stream.path, dict(partition.columns), None)
             return
         # A child stream: one request sequence per parent record, which carries the parent's keys.
         parent_stream = self.sp.parent.stream
@@ -279,7 +300,7 @@ class StreamSync:
                         continue
                     extra = {column: parent.get(source) for source, column in self.stream.parent.fields.items()}
                     for partition in self.sp.partitions:
-                        yield partition, path, {**partition.columns, **extra}, label
+                        yield Reading(partition, path, {**partition.columns, **extra}, label)
 
     def _child_path(self, parent: dict[str, Any], parent_stream: StreamSpec, url: str) -> tuple[str | None, str]:
         """The child's request path for one parent record, or None (with a warning) when a value cannot go in a path."""
@@ -297,47 +318,60 @@ class StreamSync:
         label = ", ".join(f"{name}={value}" for name, value in values.items())
         return _PARENT_REF.sub(lambda m: values[m.group(1)], self.stream.path), f"{parent_stream.name} {label}"
 
-    def _read_partition(self, partition: PartitionPlan, pages: Iterator[tuple[Page, list[Any]]]) -> None:
-        newest = None
-        read = 0
-        for page, records in pages:
-            read += len(records)
-            self.summary.pages += 1
-            self.summary.events += len(records)
-            self.http.events.page(self.stream.name, len(records))
-            received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
-            size = page.size // max(len(records), 1)  # each record's share of the response, for the batch's byte bound
-            for record in records:
-                if isinstance(record, Rejected):
-                    self._reject(record.reason, page.url)
-                    continue
-                value = self.reader.cursor_value(record, partition.cursor_field)
-                if value is not None and (newest is None or value > newest):
-                    newest = value
-                if not self.reader.keep(record):
-                    if self.deletes is not None and self.reader.key_problem(record) is None:
-                        self.deletes.add(record)
-                    continue
-                problem = self.reader.key_problem(record)
-                if problem:
-                    self._reject(problem, page.url)
-                    continue
-                if self.deletes is not None:
-                    self.deletes.discard(record)
-                self.summary.rows += 1
-                self.rows.add(record, received_at, size)
-                if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows or self.rows.nbytes >= BATCH_BYTES:
-                    if self.stream.cursor and self.stream.cursor.sort and newest:
-                        # Sorted ascending: everything up to `newest` is in this batch or before it.
-                        self._advance(partition.key, newest)
-                    self._flush()
-            self._check_rejections(page.url)
-        if self.stream.cursor and newest:
-            self._advance(partition.key, newest)
-        elif self.stream.cursor and not read and partition.lower_bound is not None:
-            # Nothing at or after the bound existed when the run started: the next run starts there
-            # instead of at start_date again (an empty partition would otherwise never get a cursor).
-            self._advance(partition.key, self.plan.started_at)
+    def _read_page(self, reading: Reading, page: Page, raw: list[Any]) -> None:
+        records = list(self.reader.records(page.body, raw, reading.extra))
+        if reading not in self.reading:
+            self.reading.append(reading)
+        partition = reading.partition
+        reading.read += len(records)
+        self.summary.pages += 1
+        self.summary.events += len(records)
+        self.http.events.page(self.stream.name, len(records))
+        received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
+        size = page.size // max(len(records), 1)  # each record's share of the response, for the batch's byte bound
+        for record in records:
+            if isinstance(record, Rejected):
+                self._reject(record.reason, page.url)
+                continue
+            value = self.reader.cursor_value(record, partition.cursor_field)
+            if value is not None and (reading.newest is None or value > reading.newest):
+                reading.newest = value
+            if not self.reader.keep(record):
+                if self.deletes is not None and self.reader.key_problem(record) is None:
+                    self.deletes.add(record)
+                continue
+            problem = self.reader.key_problem(record)
+            if problem:
+                self._reject(problem, page.url)
+                continue
+            if self.deletes is not None:
+                self.deletes.discard(record)
+            self.summary.rows += 1
+            self.rows.add(record, received_at, size)
+            if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows or self.rows.nbytes >= BATCH_BYTES:
+                self._flush()
+        self._check_rejections(page.url)
+
+    def _covering(self, reading: Reading) -> Coverage | None:
+        """The coverage of the reading's partition key, made on first use; None when nothing is saved for it."""
+        partition = reading.partition
+        if not self.stream.cursor or partition.since is None or self.plan.window is not None:
+            return None  # a backfill re-reads a window: the saved cursors stay where they are
+        key = partition.key
+        if key not in self.coverage:
+            saved = datetime.fromisoformat(self.cursors[key]) if key in self.cursors else None
+            base = partition.since if saved is None else max(saved, partition.since)
+            covered = parse_covered(self.state.get("covered", {}).get(key)) if not self.replace else []
+            self.coverage[key] = Coverage(saved=saved, base=base, started=self.plan.started_at, covered=covered)
+        return self.coverage[key]
+
+    def _finished(self, reading: Reading) -> None:
+        """A sequence was read to its end: its window is covered (an open one up to its newest record)."""
+        coverage = self._covering(reading)
+        window = reading.partition.slice or (reading.partition.since, None)
+        if coverage is None or (window[1] is None and reading.newest is None and reading.read):
+            return  # records without a cursor value say nothing about how far the read got
+        coverage.finished(reading, window, reading.newest)
 
     def _reject(self, reason: str, url: str) -> None:
         self.summary.rejected += 1
@@ -361,25 +395,14 @@ class StreamSync:
         if len(self.summary.warnings) < MAX_WARNINGS:
             self.summary.warnings.append(message)
 
-    def _advance(self, key: str, newest: datetime) -> None:
-        # Never save a cursor later than the run's start: the API holds future-dated records, and a
-        # record written later with an earlier timestamp must still be read next time.
-        if self.plan.window is not None:
-            return  # a backfill re-reads a window: the saved cursors stay where they are
-        capped = min(newest, self.plan.started_at)
-        previous = self.cursors.get(key)
-        if previous is None or datetime.fromisoformat(previous) < capped:
-            self.cursors[key] = capped.isoformat()
-
     def _pages(
         self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, extra: dict[str, Any]
     ) -> Iterator[tuple[Page, list[dict[str, Any]]]]:
         """Every page of one request sequence, with its normalised records; the next page is fetched while this one is processed."""
         return self._records(self._sequence(stream, path, params, reader), reader, extra)
 
-    def _open_sequence(self, item: tuple[PartitionPlan, str, dict[str, Any], str | None]) -> Prefetch[Request, tuple[Page, list[Any]]]:
-        partition, path, _, _ = item
-        return self._sequence(self.stream, path, partition.params, self.reader)
+    def _open_sequence(self, reading: Reading) -> Prefetch[Request, tuple[Page, list[Any]]]:
+        return self._sequence(self.stream, reading.path, reading.partition.params, self.reader)
 
     def _sequence(self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader) -> Prefetch[Request, tuple[Page, list[Any]]]:
         """One request sequence's pages with their raw records, fetching from now on."""
@@ -429,4 +452,21 @@ class StreamSync:
             self.summary.columns_added += [c for c in counts.columns_added if c not in self.summary.columns_added]
 
     def _state(self) -> dict[str, Any]:
-        return encode_state(self.cursors, self.columns.to_state())
+        """The state saved with a batch: each partition's cursor ends what is loaded without a gap below it.
+
+        Never later than the run's start: the API holds future-dated records, and a record written later
+        with an earlier timestamp must still be read next time.
+        """
+        if self.stream.cursor and self.stream.cursor.sort:
+            # Read in cursor order: everything up to a sequence's newest value is in this batch or before it.
+            for reading in self.reading:
+                coverage = self._covering(reading)
+                if coverage is not None and reading.newest is not None:
+                    coverage.progress(reading, reading.partition.slice or (reading.partition.since, None), reading.newest)
+        covered = {}
+        for key, coverage in self.coverage.items():
+            cursor, ranges = coverage.state()
+            if cursor is not None:
+                self.cursors[key] = cursor.isoformat()
+            covered[key] = encode_covered(ranges)
+        return encode_state(self.cursors, self.columns.to_state(), covered)

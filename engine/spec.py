@@ -15,6 +15,7 @@ from jmespath.exceptions import JMESPathError
 
 from .config import url_problem
 from .errors import SpecError
+from .slices import check_step
 from .yaml_source import Reader, did_you_mean, load_yaml, show
 
 SYNC_MODES = ("full_refresh", "incremental")
@@ -128,6 +129,7 @@ class CursorSpec:
     sort: bool
     where: str
     start: str = "start_date"  # first read from: start_date, epoch (every record) or run (the run's start)
+    slice: timedelta | None = None  # read the range as windows of this step, side by side (engine/slices.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -559,6 +561,7 @@ def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:
         sort=r.get("sort", bool, api.sort_param is not None),
         where=r.where,
         start=_cursor_start(r),
+        slice=check_step(parse_duration(r.get("slice", str), r, "slice"), r, api.filter and api.filter.operators) if r.has("slice") else None,
     )
     r.done()
     return cursor

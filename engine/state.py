@@ -11,6 +11,9 @@ from .rows import LOAD_COLUMNS
 from .schema import ColumnType
 
 # Format written by this klx. A state without "version" is the original format, read as version 1.
+# Optional keys added since (an older klx ignores them and stays correct, so the version stays):
+# "covered" {partition: [[from, to], ...]}, ranges beyond the partition's cursor a sliced read has read
+# in full (engine/slices.py); without them a rerun reads from the cursor.
 STATE_VERSION = 1
 _TYPES = frozenset(t.value for t in ColumnType)
 
@@ -19,9 +22,13 @@ class StateError(WarehouseError):
     """A saved state row klx cannot use: corrupt, written by hand, or by a newer klx (exit 4, the warehouse's content)."""
 
 
-def encode_state(cursors: dict[str, str], columns: list[list[Any]]) -> dict[str, Any]:
+def encode_state(cursors: dict[str, str], columns: list[list[Any]], covered: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
     """The state to save for one stream, stamped with this klx's format version."""
-    return {"version": STATE_VERSION, "cursor": dict(cursors), "columns": columns}
+    state = {"version": STATE_VERSION, "cursor": dict(cursors), "columns": columns}
+    kept = {key: ranges for key, ranges in (covered or {}).items() if ranges}
+    if kept:
+        state["covered"] = kept
+    return state
 
 
 def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
@@ -56,7 +63,28 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     if "cursor" in state:
         state["cursor"] = {key: _cursor(key, value, fail) for key, value in cursors.items()}
     _columns(state.get("columns", []), fail)
+    if "covered" in state:
+        state["covered"] = _covered(state["covered"], fail)
     return state
+
+
+def _covered(covered: Any, fail: Any) -> dict[str, list[list[str]]]:
+    if not isinstance(covered, dict):
+        raise fail(f"covered is {_kind(covered)}, not an object of partition -> [[from, to], ...]")
+    out = {}
+    for key, ranges in covered.items():
+        shown = f"covered[{json.dumps(key)}]"
+        if not isinstance(ranges, list):
+            raise fail(f"{shown} is {_kind(ranges)}, not a list of [from, to]")
+        out[key] = []
+        for entry in ranges:
+            if not (isinstance(entry, list) and len(entry) == 2):
+                raise fail(f"{shown} holds {_short(entry)}, not [from, to]")
+            start, stop = (_cursor(key, value, lambda what: fail(what.replace(f"cursor[{json.dumps(key)}]", shown))) for value in entry)
+            if datetime.fromisoformat(start) >= datetime.fromisoformat(stop):
+                raise fail(f"{shown} holds {_short(entry)}, an empty range")
+            out[key].append([start, stop])
+    return out
 
 
 def _cursor(key: str, value: Any, fail: Any) -> str:

@@ -15,8 +15,9 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from bisect import bisect_right
 from functools import cache
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
@@ -220,19 +221,47 @@ def truth_keys(sim: Simulator, resource: str, start_date: str) -> list[tuple]:
     return [tuple(t[k] for k in ("segment_id", "id") if k in t) for t in sim.truth(resource, start_date)]
 
 
-def expected_figures(sim: Simulator, resource: str, start_date: str) -> tuple[int, int, int]:
+def expected_figures(sim: Simulator, resource: str, start_date: str, run_start: datetime | None = None) -> tuple[int, int, int]:
     """(events, rows, pages) a first sync of `resource` from `start_date` reports in its summary.
 
     Events are the records the API returned (global exclusions read suppressed profiles only), rows the records
-    kept, pages one per `page_size` records of each request sequence, and one for an empty sequence.
+    kept, pages one per `page_size` records of each request sequence, and one for an empty sequence. A stream
+    with a cursor `slice` reads one sequence per window of that step from start_date, the last one open
+    from the last window start before `run_start` (default: the simulator's now).
     """
     truth = Truth(sim)
     fetched = truth.fetched(resource)
     read = set(truth_keys(sim, READS.get(resource, resource), start_date))
     size = page_size(resource)
-    per_sequence = Counter(f.sequence for k, f in fetched.items() if k in read)
-    pages = sum(max(1, -(-per_sequence[s] // size)) for s in truth.sequences(resource))
+    step = slice_step(resource)
+    if step is None:
+        per_sequence = Counter(f.sequence for k, f in fetched.items() if k in read)
+        sequences = truth.sequences(resource)
+    else:
+        starts = [datetime.fromisoformat(start_date).replace(tzinfo=timezone.utc)]
+        while starts[-1] + step < (run_start or sim.now):
+            starts.append(starts[-1] + step)
+        field = yaml_stream(resource)["cursor"]["field"]
+        per_sequence = Counter(
+            bisect_right(starts, datetime.fromisoformat(f.obj["attributes"][field])) - 1 for k, f in fetched.items() if k in read
+        )
+        sequences = range(len(starts))
+    pages = sum(max(1, -(-per_sequence[s] // size)) for s in sequences)
     return sum(per_sequence.values()), len(truth_keys(sim, resource, start_date)), pages
+
+
+def yaml_stream(resource: str) -> dict[str, Any]:
+    """The resource's stream in specs/klaviyo.yaml, as written."""
+    return yaml.safe_load((ROOT / "specs" / "klaviyo.yaml").read_text())["streams"][resource]
+
+
+def slice_step(resource: str) -> timedelta | None:
+    """The stream's cursor `slice` step (specs/klaviyo.yaml writes it in days), or None."""
+    step = (yaml_stream(resource).get("cursor") or {}).get("slice")
+    if step is None:
+        return None
+    assert re.fullmatch(r"\d+d", step), f"{resource}: slice {step!r} is not written in days; extend slice_step"
+    return timedelta(days=int(step[:-1]))
 
 
 def page_size(resource: str) -> int:

@@ -8,13 +8,16 @@ exercises klx's real base URL, and the Authorization header is dropped before an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import vcr
 
+from engine.http import HttpClient
 from tests.cassette_scenarios import CASSETTE_BASE_URL, cases, cassette_name, mutation, run_times, simulator
 from tests.klx_testing import ROOT, sync, write_config
 
@@ -53,6 +56,27 @@ def recorder(sim_url: str) -> vcr.VCR:
     )
 
 
+@contextlib.contextmanager
+def one_request_at_a_time() -> Iterator[None]:
+    """klx's requests made one after another while recording.
+
+    vcrpy sends a recorded request inside `force_reset()`, which unpatches the connection classes for the
+    whole process: a connection another thread opens meanwhile is a real one, and its requests are never
+    recorded (concurrent time slices lost about one request in thirty). Replay needs no such care.
+    """
+    real_get, lock = HttpClient.get, threading.Lock()
+
+    def get(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return real_get(self, *args, **kwargs)
+
+    HttpClient.get = get  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        HttpClient.get = real_get  # type: ignore[method-assign]
+
+
 def record(name: str, scenario: Callable[[str, Path, Any], None]) -> Path:
     """Run `scenario(sim_url, workdir, sim)` against a fresh simulator while recording cassettes/<name>.yaml."""
     path = CASSETTES / f"{name}.yaml"
@@ -60,7 +84,7 @@ def record(name: str, scenario: Callable[[str, Path, Any], None]) -> Path:
     sim = simulator()
     sim.start()
     try:
-        with tempfile.TemporaryDirectory() as work, recorder(sim.url).use_cassette(str(path)):
+        with tempfile.TemporaryDirectory() as work, recorder(sim.url).use_cassette(str(path)), one_request_at_a_time():
             scenario(sim.url, Path(work), sim)
     finally:
         sim.stop()

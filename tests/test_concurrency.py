@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.concurrency import OneWriter, Prefetch, read_ahead, run_all
+from engine.concurrency import Ended, OneWriter, Prefetch, interleave, run_all
 
 
 def test_results_come_back_in_job_order_whatever_order_jobs_end() -> None:
@@ -119,24 +119,66 @@ def test_a_prefetch_yields_each_answer_in_order_and_asks_for_the_next_before_the
     assert list(pages) == [20, 30]
 
 
-def test_read_ahead_opens_later_sequences_early_and_hands_them_over_in_order() -> None:
+def pages_of(name: str, count: int, delays: dict[str, float] | None = None) -> Prefetch[int, str]:
+    """A sequence of `count` pages named name1, name2...; each fetch of `name` sleeps delays[name]."""
+    def fetch(n: int) -> str:
+        time.sleep((delays or {}).get(name, 0))
+        return f"{name}{n}"
+
+    return Prefetch(fetch, 1, lambda n, answer: n + 1 if n < count else None, name=name)
+
+
+def test_interleave_takes_one_page_of_each_open_sequence_in_turn_and_opens_the_next_when_one_ends() -> None:
     opened: list[str] = []
+    counts = {"a": 3, "b": 1, "c": 2, "d": 1}
 
     def open_(name: str) -> Prefetch[int, str]:
         opened.append(name)
-        return Prefetch(lambda n: f"{name}{n}", 1, lambda n, answer: None, name=name)
+        return pages_of(name, counts[name])
 
-    handed = read_ahead(["a", "b", "c", "d", "e"], open_, ahead=3)
-    name, pages = next(handed)
-    assert (name, list(pages), opened) == ("a", ["a1"], ["a", "b", "c"])
-    assert [(n, list(p)) for n, p in handed] == [("b", ["b1"]), ("c", ["c1"]), ("d", ["d1"]), ("e", ["e1"])]
+    taken = interleave(list(counts), open_, width=2)
+    assert next(taken) == ("a", "a1") and opened == ["a", "b"]  # two open at once, both fetching
+    rest = [(name, answer if isinstance(answer, str) else "end") for name, answer in taken]
+    assert rest == [("b", "b1"), ("a", "a2"), ("b", "end"), ("a", "a3"), ("c", "c1"), ("a", "end"),
+                    ("c", "c2"), ("d", "d1"), ("c", "end"), ("d", "end")]
+    assert opened == ["a", "b", "c", "d"]
 
 
-def test_an_error_of_a_sequence_read_ahead_surfaces_when_the_caller_reaches_it() -> None:
-    def fetch(n: int) -> int:
-        raise RuntimeError("gone")
+def test_interleave_order_does_not_depend_on_which_answer_comes_first() -> None:
+    """A slow sequence is waited for in its turn, so rows (and first-seen columns) come in the same order every run."""
+    def order(delays: dict[str, float]) -> list[tuple[str, object]]:
+        return [(n, a) for n, a in interleave(["a", "b", "c"], lambda name: pages_of(name, 2, delays), width=3)
+                if isinstance(a, str)]
 
-    sequences = read_ahead(["a"], lambda name: Prefetch(fetch, 1, lambda n, answer: None, name=name), ahead=2)
-    _, pages = next(sequences)
-    with pytest.raises(RuntimeError, match="gone"):
-        next(pages)
+    assert order({"a": 0.05}) == order({"c": 0.05}) == [("a", "a1"), ("b", "b1"), ("c", "c1"), ("a", "a2"), ("b", "b2"), ("c", "c2")]
+
+
+def test_interleave_fetches_open_sequences_at_once() -> None:
+    began = time.monotonic()
+    answers = [a for _, a in interleave(["a", "b", "c", "d"], lambda name: pages_of(name, 1, {name: 0.2}), width=4)]
+    assert len(answers) == 8 and time.monotonic() - began < 0.6  # one after another would take 0.8 s
+
+
+def test_a_failing_sequence_ends_with_its_error_and_the_others_go_on() -> None:
+    def open_(name: str) -> Prefetch[int, str]:
+        if name == "b":
+            return Prefetch(lambda n: (_ for _ in ()).throw(RuntimeError("gone")), 1, lambda n, answer: None, name=name)
+        return pages_of(name, 1)
+
+    taken = list(interleave(["a", "b", "c"], open_, width=2))
+    ends = {name: answer.error for name, answer in taken if isinstance(answer, Ended)}
+    assert [a for _, a in taken if isinstance(a, str)] == ["a1", "c1"]
+    assert set(ends) == {"a", "b", "c"} and str(ends["b"]) == "gone" and ends["a"] is None and ends["c"] is None
+
+
+def test_closing_interleave_stops_every_open_sequence() -> None:
+    sequences: list[Prefetch[int, str]] = []
+
+    def open_(name: str) -> Prefetch[int, str]:
+        sequences.append(pages_of(name, 5))
+        return sequences[-1]
+
+    taken = interleave(["a", "b", "c"], open_, width=3)
+    next(taken)
+    taken.close()
+    assert len(sequences) == 3 and all(s.pending is None for s in sequences)
