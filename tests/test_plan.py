@@ -50,10 +50,10 @@ def test_events_look_back_from_the_saved_cursor(tmp_path: Path) -> None:
     state = {"events": {"cursor": {"": "2025-06-10T12:00:00+00:00"}}}
     (stream,) = plan_of(tmp_path, "  events: incremental\n", state).streams
     assert stream.partitions[0].params["filter"] == (
-        "and(greater-or-equal(datetime,2025-06-07T12:00:00+00:00),less-than(datetime,2025-06-14T12:00:00+00:00))")
+        "and(greater-or-equal(datetime,2025-06-07T12:00:00+00:00),less-than(datetime,2025-07-07T12:00:00+00:00))")
     (stream,) = plan_of(tmp_path, "  events: {sync_mode: incremental, lookback_days: 0}\n", state).streams
     assert stream.partitions[0].params["filter"] == (
-        "and(greater-or-equal(datetime,2025-06-10T12:00:00+00:00),less-than(datetime,2025-06-17T12:00:00+00:00))")
+        "and(greater-or-equal(datetime,2025-06-10T12:00:00+00:00),less-than(datetime,2025-07-10T12:00:00+00:00))")
 
 
 def test_campaigns_read_every_channel_and_archived_flag_with_their_own_cursor(tmp_path: Path) -> None:

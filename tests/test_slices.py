@@ -36,7 +36,7 @@ def sim():
 def sliced_spec(tmp_path: Path, *, step: str = "30d", page_size: int = 50, batch_rows: int = 5000) -> Path:
     """The Klaviyo spec with events sliced by `step`, `page_size` events a page and `batch_rows` a transaction."""
     text = (ROOT / "specs" / "klaviyo.yaml").read_text()
-    for old, new in (("      slice: 7d\n", f"      slice: {step}\n"), ("\napi:\n", f"\napi:\n  batch_rows: {batch_rows}\n")):
+    for old, new in (("      slice: 30d\n", f"      slice: {step}\n"), ("\napi:\n", f"\napi:\n  batch_rows: {batch_rows}\n")):
         assert old in text
         text = text.replace(old, new, 1)
     text = re.sub(r"(  events:\n(?:    .*\n)*?    page_size: )1000", rf"\g<1>{page_size}", text)
