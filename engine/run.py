@@ -463,7 +463,7 @@ class StreamSync:
                 coverage = self._covering(reading)
                 if coverage is not None and reading.newest is not None:
                     coverage.progress(reading, reading.partition.slice or (reading.partition.since, None), reading.newest)
-        covered = {}
+        covered = dict(self.state.get("covered", {})) if not self.replace else {}  # keys not read this run keep theirs
         for key, coverage in self.coverage.items():
             cursor, ranges = coverage.state()
             if cursor is not None:

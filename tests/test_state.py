@@ -28,6 +28,14 @@ def test_the_original_unversioned_state_is_read() -> None:
     assert decode(state) == state
 
 
+def test_covered_ranges_of_a_sliced_read_are_saved_only_when_there_are_some_and_come_back_in_utc() -> None:
+    assert "covered" not in encode_state({}, GOOD_COLUMNS, {"": []})
+    state = encode_state({"": "2026-01-01T00:00:00+00:00"}, GOOD_COLUMNS, {"": [["2026-02-01T01:00:00+01:00", "2026-03-01T00:00:00"]]})
+    assert decode(state)["covered"] == {"": [["2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"]]}
+    # A state without it (any older klx) reads as nothing covered beyond the cursor.
+    assert "covered" not in decode({"cursor": {"": "2026-01-01T00:00:00+00:00"}})
+
+
 def test_cursors_come_back_in_utc() -> None:
     assert decode({"cursor": {"": "2026-01-01T02:00:00+02:00", "x": "2026-01-01T00:00:00"}})["cursor"] == {
         "": "2026-01-01T00:00:00+00:00", "x": "2026-01-01T00:00:00+00:00"
@@ -54,6 +62,11 @@ def test_cursors_come_back_in_utc() -> None:
         ({"columns": [[["x"], "received_at", "text"]]}, "columns[0] column 'received_at' is not a name klx gives a field"),
         ({"columns": [[["id"], "id", "uuid"]]}, "columns[0] type 'uuid' is not one of bigint, boolean, double, json, text, timestamp"),
         ({"columns": [[["a"], "x", None], [["b"], "x", None]]}, "columns[1] repeats path ['b'] or column 'x'"),
+        ({"covered": [["2026-01-01", "2026-02-01"]]}, "covered is a list, not an object of partition -> [[from, to], ...]"),
+        ({"covered": {"": "2026-01-01"}}, "covered[\"\"] is a string, not a list of [from, to]"),
+        ({"covered": {"": [["2026-01-01"]]}}, "covered[\"\"] holds ['2026-01-01'], not [from, to]"),
+        ({"covered": {"": [["2026-01-01", "soon"]]}}, "covered[\"\"] is 'soon', not an ISO datetime"),
+        ({"covered": {"": [["2026-02-01", "2026-01-01"]]}}, "covered[\"\"] holds ['2026-02-01', '2026-01-01'], an empty range"),
         ({"version": "1"}, "version '1' is not a positive whole number"),
         ({"version": 0}, "version 0 is not a positive whole number"),
     ],
