@@ -9,8 +9,11 @@ MERGE and state in one transaction, as when streams ran one after another).
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
+from itertools import islice
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
@@ -21,9 +24,12 @@ X = TypeVar("X")  # what names a request sequence (a partition, a parent's child
 # Streams read at once. Enough to keep every rate bucket of a typical selection busy while others wait
 # on latency; each running stream holds at most one batch and one prefetched page in memory.
 MAX_STREAMS = 6
-# Request sequences of one stream (partitions, time slices, each parent's children) read at once.
-# Each holds at most one page waiting, so memory stays bounded; the rate budgets keep the pace.
+# Request sequences of one stream (partitions, time slices, each parent's children) open at once, taken in
+# turn: the hard cap on its pages fetched ahead. How many of them fetch at a time is up to the stream's
+# Flights (below); the rate budgets keep the pace.
 SEQUENCES_OPEN = 6
+# Weight of the newest sample in the running averages of latency and work per page.
+SMOOTHING = 0.3
 
 
 class OneWriter:
@@ -80,22 +86,103 @@ def run_all(
         pool.shutdown(wait=True)
 
 
+class Flights:
+    """How many pages one stream fetches ahead of the one it is loading: enough to keep its rate budget busy,
+    and no more.
+
+    By Little's law a stream that can use `rate` requests a second, each answered in `latency` seconds,
+    needs rate x latency requests in flight; one more covers the jitter. `rate` is the least of what its
+    rate budgets let through now (`budget_rate`, None: no limit) and the pages a second its one consuming
+    thread turns into rows: more in flight than the client can parse only holds pages in memory. Between
+    1 and `cap`; `cap` until there is something to measure.
+    """
+
+    def __init__(self, budget_rate: Callable[[], float | None] = lambda: None, cap: int = SEQUENCES_OPEN) -> None:
+        self.budget_rate, self.cap = budget_rate, cap
+        self.latency: float | None = None  # seconds an answer takes on the wire (running average)
+        self.work: float | None = None  # seconds the consumer spends on a page (running average)
+
+    def limit(self) -> int:
+        """Pages this stream may have fetched or in flight ahead of the consumer now."""
+        rates = [r for r in (self.budget_rate(), 1.0 / self.work if self.work else None) if r is not None]
+        if self.latency is None or not rates:
+            return self.cap
+        return max(1, min(self.cap, math.ceil(min(rates) * self.latency) + 1))
+
+    def answered(self, seconds: float) -> None:
+        """One request took `seconds` on the wire (rate-limit waits excluded)."""
+        self.latency = _average(self.latency, seconds)
+
+    def worked(self, seconds: float) -> None:
+        """The consumer spent `seconds` on one page."""
+        self.work = _average(self.work, seconds)
+
+
+class FlightsByStream:
+    """Each stream's Flights, fed with the wire time of its answered requests: a run's observer (engine/events.py)
+    that hands every event on to `inner`. `budget_rate(stream)` makes the function a stream's Flights asks."""
+
+    def __init__(self, inner: Any, budget_rate: Callable[[str], Callable[[], float | None]]) -> None:
+        self.inner, self.budget_rate = inner, budget_rate
+        self.streams: dict[str, Flights] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, stream: str) -> Flights:
+        with self.lock:
+            if stream not in self.streams:
+                self.streams[stream] = Flights(self.budget_rate(stream))
+            return self.streams[stream]
+
+    def request(self, stream: str, url: str, status: int | None, seconds: float) -> None:
+        if status is not None and 200 <= status < 300:  # a refusal says nothing about the time an answer takes
+            self[stream].answered(seconds)
+        self.inner.request(stream, url, status, seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def rate_now(budgets: Sequence[Any]) -> float | None:
+    """Requests a second these rate budgets (http.RateBudget) let through now, None without any: one with room
+    left in its steady window sends at its burst rate, a full one at its steady rate."""
+    rates = []
+    for budget in budgets:
+        (_, burst), (span, steady) = budget.windows
+        rates.append(float(burst) if len(budget.sent) < steady else steady / span)
+    return min(rates, default=None)
+
+
+def _average(current: float | None, sample: float) -> float:
+    return sample if current is None else current + SMOOTHING * (sample - current)
+
+
 class Prefetch(Generic[R, T]):
     """The answers of one request sequence, in order; the next is fetched in the background while the caller
     works on this one, so the API's latency and our row building overlap and at most one answer waits.
 
-    The first request is sent at once (interleave opens sequences before the caller reaches them).
+    The first request is sent at once; with `eager=False` each fetch waits for `start()` (or the caller
+    asking for the answer), so interleave decides how many sequences fetch ahead.
     """
 
-    def __init__(self, fetch: Callable[[R], T], first: R | None, following: Callable[[R, T], R | None], name: str) -> None:
-        self.fetch, self.following, self.request = fetch, following, first
+    def __init__(
+        self, fetch: Callable[[R], T], first: R | None, following: Callable[[R, T], R | None], name: str, eager: bool = True
+    ) -> None:
+        self.fetch, self.following, self.request, self.eager = fetch, following, first, eager
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self.pending: Future[T] | None = self.pool.submit(fetch, first) if first is not None else None
+        self.pending: Future[T] | None = None
+        if eager:
+            self.start()
+
+    def start(self) -> None:
+        """Fetch the next answer now, unless it is on its way or there is none."""
+        if self.pending is None and self.request is not None:
+            self.pending = self.pool.submit(self.fetch, self.request)
 
     def __iter__(self) -> Iterator[T]:
         return self
 
     def __next__(self) -> T:
+        self.start()
         if self.pending is None:
             self.close()
             raise StopIteration
@@ -105,12 +192,14 @@ class Prefetch(Generic[R, T]):
         except BaseException:
             self.close()
             raise
-        self.pending = self.pool.submit(self.fetch, self.request) if self.request is not None else None
+        self.pending = None
+        if self.eager:
+            self.start()
         return answer
 
     def close(self) -> None:
         """Stop fetching; never wait for a request in flight (HttpClient.close() cuts it)."""
-        self.pending = None
+        self.pending = self.request = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -121,7 +210,9 @@ class Ended:
     error: Exception | None = None
 
 
-def interleave(items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int = SEQUENCES_OPEN) -> Iterator[tuple[X, T | Ended]]:
+def interleave(
+    items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int = SEQUENCES_OPEN, flights: Flights | None = None
+) -> Iterator[tuple[X, T | Ended]]:
     """The answers of up to `width` request sequences at once, taken in turn: (item, answer), then (item, Ended).
 
     Items are opened in order (`open_` starts fetching at once, see Prefetch) and answers are taken one
@@ -129,6 +220,11 @@ def interleave(items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int
     never on which answer came first: rows, first-seen columns and checkpoints are the same on every run.
     A sequence that fails ends with its error (the caller decides whether the stream goes on); an error
     from `items` itself is raised. Closing the iterator stops every open sequence.
+
+    With `flights`, only the sequences whose turn comes within `flights.limit()` fetch ahead (a sequence
+    that can wait, Prefetch(eager=False), starts when its turn nears): pages are fetched in the order they
+    are taken, so the wait is never for a page that has no place, and at most that many pages are held.
+    The time the caller spends on each answer is told to `flights`.
     """
     source = iter(items)
     open_now: deque[tuple[X, Iterator[T]]] = deque()
@@ -143,6 +239,8 @@ def interleave(items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int
                     open_now.append((item, open_(item)))  # type: ignore[arg-type]
             if not open_now:
                 return
+            for _, upcoming in islice(open_now, flights.limit() if flights is not None else width):
+                _start(upcoming)
             item, sequence = open_now.popleft()
             try:
                 answer = next(sequence)
@@ -154,13 +252,22 @@ def interleave(items: Iterable[X], open_: Callable[[X], Iterator[T]], width: int
                 yield item, Ended(err)
                 continue
             open_now.append((item, sequence))
+            began = time.monotonic()
             yield item, answer
+            if flights is not None:
+                flights.worked(time.monotonic() - began)
     finally:
         for _, sequence in open_now:
             _close(sequence)
 
 
 _NOTHING = object()
+
+
+def _start(sequence: Any) -> None:
+    start = getattr(sequence, "start", None)
+    if start is not None:
+        start()
 
 
 def _close(sequence: Any) -> None:

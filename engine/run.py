@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-from .concurrency import MAX_STREAMS, Ended, OneWriter, Prefetch, interleave, run_all
+from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter, Prefetch, interleave, rate_now, run_all
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination
@@ -150,7 +150,9 @@ def run(
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
-    http.events = events = events or NO_EVENTS
+    events = events or NO_EVENTS
+    # Each stream fetches as far ahead as its rate budgets and its consumer can use (engine/concurrency.py).
+    http.events = flights = FlightsByStream(events, lambda name: functools.partial(budget_rate, http, spec, name))
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
         states: dict[str, dict[str, Any] | None] = {}
@@ -171,7 +173,8 @@ def run(
             if name in unreadable:
                 result = StreamSummary(stream=name, mode=stream_plan.mode, table=stream_plan.table, error=unreadable[name])
             else:
-                sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty)
+                sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty,
+                                  flights=flights[name])
                 result = sync.run()
             events.finished(result)
             if on_stream:
@@ -187,6 +190,13 @@ def run(
         destination.close()
 
 
+def budget_rate(http: HttpClient, spec: Spec, stream: str) -> float | None:
+    """Requests a second the rate budgets of `stream`'s requests (its path's, and the buckets its params select) let through now."""
+    s = spec.streams[stream]
+    keys = [f"path:{s.path}"] + [f"bucket:{b.name}" for b in spec.api.rate_limit_buckets if b.matches(dict(s.params))]
+    return rate_now([http.budgets[k] for k in keys if k in http.budgets]) if s.rate_limit else None
+
+
 class StreamSync:
     """Reads one stream's partitions page by page and loads them in bounded batches."""
 
@@ -200,8 +210,10 @@ class StreamSync:
         job_run_id: str,
         *,
         allow_empty: bool = False,
+        flights: Flights | None = None,
     ) -> None:
         self.plan, self.sp, self.http, self.destination = plan, stream_plan, http, destination
+        self.flights = flights or Flights()
         self.stream = stream_plan.stream
         self.state = state or {}
         self.job_run_id = job_run_id
@@ -250,7 +262,7 @@ class StreamSync:
         self.load = self.destination.begin(self.stream.name, table, replace=self.replace)
         try:
             # Several request sequences fetch at once, taken in turn (engine/concurrency.py).
-            for reading, answer in interleave(self._partitions(), self._open_sequence):
+            for reading, answer in interleave(self._partitions(), self._open_sequence, flights=self.flights):
                 if not isinstance(answer, Ended):
                     self._read_page(reading, *answer)
                     continue
@@ -402,9 +414,11 @@ class StreamSync:
         return self._records(self._sequence(stream, path, params, reader), reader, extra)
 
     def _open_sequence(self, reading: Reading) -> Prefetch[Request, tuple[Page, list[Any]]]:
-        return self._sequence(self.stream, reading.path, reading.partition.params, self.reader)
+        return self._sequence(self.stream, reading.path, reading.partition.params, self.reader, eager=False)
 
-    def _sequence(self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader) -> Prefetch[Request, tuple[Page, list[Any]]]:
+    def _sequence(
+        self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, eager: bool = True
+    ) -> Prefetch[Request, tuple[Page, list[Any]]]:
         """One request sequence's pages with their raw records, fetching from now on."""
         paginator = build_paginator(stream.pagination)
 
@@ -416,7 +430,7 @@ class StreamSync:
             return paginator.next_request(request, fetched[0].body, len(fetched[1]))
 
         first = first_request(paginator, Request(self.http.url_for(path), dict(params)))
-        return Prefetch(fetch, first, following, name=f"klx-{stream.name}")
+        return Prefetch(fetch, first, following, name=f"klx-{stream.name}", eager=eager)
 
     @staticmethod
     def _records(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.concurrency import Ended, OneWriter, Prefetch, interleave, run_all
+from engine.concurrency import Ended, Flights, FlightsByStream, OneWriter, Prefetch, interleave, rate_now, run_all
 
 
 def test_results_come_back_in_job_order_whatever_order_jobs_end() -> None:
@@ -182,3 +182,84 @@ def test_closing_interleave_stops_every_open_sequence() -> None:
     next(taken)
     taken.close()
     assert len(sequences) == 3 and all(s.pending is None for s in sequences)
+
+
+def test_flights_keep_rate_times_latency_in_flight_plus_one_within_one_and_the_cap() -> None:
+    rate = [10.0]
+    flights = Flights(budget_rate=lambda: rate[0], cap=6)
+    assert flights.limit() == 6  # nothing measured yet
+    flights.answered(0.3)
+    assert flights.limit() == 4  # 10/s x 0.3 s = 3 in flight, one more for jitter
+    rate[0] = 0.5
+    assert flights.limit() == 2
+    rate[0] = 1000.0
+    assert flights.limit() == 6
+
+
+def test_flights_keep_no_more_in_flight_than_the_consumer_can_use() -> None:
+    flights = Flights(cap=10)  # no rate budget: only the consumer bounds it
+    flights.answered(1.0)
+    assert flights.limit() == 10
+    flights.worked(0.5)  # two pages a second turned into rows
+    assert flights.limit() == 3
+
+
+def test_only_the_sequences_whose_turn_is_within_the_flights_limit_fetch_ahead() -> None:
+    flights = Flights(budget_rate=lambda: 1.0, cap=6)
+    flights.answered(1.0)  # 1/s x 1 s + 1 = 2
+    active, most, fetched, lock = [0], [0], [], threading.Lock()
+
+    def open_(name: str) -> Prefetch[int, str]:
+        def fetch(n: int) -> str:
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+                fetched.append(f"{name}{n}")
+            time.sleep(0.1)
+            with lock:
+                active[0] -= 1
+            return f"{name}{n}"
+
+        return Prefetch(fetch, 1, lambda n, answer: n + 1 if n < 2 else None, name=name, eager=False)
+
+    taken = interleave(list("abcdef"), open_, width=6, flights=flights)
+    assert next(taken) == ("a", "a1")
+    time.sleep(0.3)
+    assert sorted(fetched) == ["a1", "b1"]  # b's turn is next; c..f wait for theirs
+    answers = [a for _, a in taken if isinstance(a, str)]
+    assert len(answers) == 11 and most[0] == 2
+    # Fetched in the order they are taken, give or take the two at once.
+    order = ["a1", "b1", "c1", "d1", "e1", "f1", "a2", "b2", "c2", "d2", "e2", "f2"]
+    assert sorted(fetched) == sorted(order) and all(abs(fetched.index(page) - i) <= 1 for i, page in enumerate(order))
+    assert flights.work is not None  # the consumer's time per page was measured
+
+
+def test_answered_requests_tell_their_stream_how_long_the_wire_takes() -> None:
+    seen: list[tuple] = []
+
+    class Inner:
+        def request(self, *args):
+            seen.append(args)
+
+        def page(self, stream, records):
+            seen.append((stream, records))
+
+    by_stream = FlightsByStream(Inner(), lambda name: (lambda: 2.0))
+    by_stream.request("events", "u", 200, 0.5)
+    by_stream.request("events", "u", 429, 0.01)  # a refusal says nothing about the time an answer takes
+    by_stream.page("events", 3)
+    assert by_stream["events"].latency == 0.5 and by_stream["events"].limit() == 2
+    assert seen == [("events", "u", 200, 0.5), ("events", "u", 429, 0.01), ("events", 3)]
+
+
+def test_a_rate_budget_with_room_in_its_steady_window_is_used_at_its_burst_rate_then_at_its_steady_rate() -> None:
+    class Budget:
+        windows = ((1.0, 10), (60.0, 120))
+        sent = [0.0] * 50
+
+    class Full(Budget):
+        sent = [0.0] * 120
+
+    assert rate_now([]) is None
+    assert rate_now([Budget()]) == 10.0
+    assert rate_now([Budget(), Full()]) == 2.0  # the tightest budget a request waits for
