@@ -154,9 +154,13 @@ def test_interleave_order_does_not_depend_on_which_answer_comes_first() -> None:
 
 
 def test_interleave_fetches_open_sequences_at_once() -> None:
-    began = time.monotonic()
-    answers = [a for _, a in interleave(["a", "b", "c", "d"], lambda name: pages_of(name, 1, {name: 0.2}), width=4)]
-    assert len(answers) == 8 and time.monotonic() - began < 0.6  # one after another would take 0.8 s
+    together = threading.Barrier(4, timeout=10)  # broken unless all four first fetches are in flight at once
+
+    def open_(name: str) -> Prefetch[int, str]:
+        return Prefetch(lambda n: (together.wait(), f"{name}{n}")[1], 1, lambda n, answer: None, name=name)
+
+    answers = [a for _, a in interleave(["a", "b", "c", "d"], open_, width=4) if isinstance(a, str)]
+    assert answers == ["a1", "b1", "c1", "d1"] and not together.broken
 
 
 def test_a_failing_sequence_ends_with_its_error_and_the_others_go_on() -> None:
