@@ -1,0 +1,471 @@
+"""engine/run.py pinned down: what each warehouse write carries (rows, cursor, deletes), when a stream stops, what the summary says.
+
+A spy around the real DuckDB destination records every begin/write/finish/abort of a run, so a test can
+assert that the cursor goes in with the batch that holds its rows, that a replace load never saves its
+new state before finish(), and where batches are cut. The API is scripted (tests/scripted_api.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import engine.run
+from engine.config import Config
+from engine.errors import ApiError
+from engine.state import StateError
+from tests.klx_testing import rows, write_config
+from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
+
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+SPEC = """\
+api:
+  name: Acme
+  base_url: https://api.acme.invalid
+  auth: {header: Authorization, value: "Bearer {api_key}"}
+  records: data
+  record_format: jsonapi
+  error_detail: "errors[0].detail"
+  table: "acme_{stream}"
+  pagination: {type: next_link, next: links.next}
+  sort: {param: sort}
+  filter:
+    param: filter
+    predicate: "{op}({field},{value})"
+    combine: "and({predicates})"
+    separator: ","
+    operators: {eq: equals, gt: greater-than, gte: greater-or-equal, lt: less-than}
+    datetime_format: "%Y-%m-%dT%H:%M:%S+00:00"
+    string_quote: "'"
+  retry: {max_attempts: 1, max_wait_seconds: 0}
+  batch_rows: 2
+streams:
+  items:
+    path: /items
+    primary_key: [id]
+    cursor: {field: updated}
+    sync_modes: [full_refresh, incremental]
+  unsorted:
+    path: /unsorted
+    primary_key: [id]
+    cursor: {field: updated, sort: false}
+    sync_modes: [incremental]
+  flagged:
+    path: /flagged
+    primary_key: [id]
+    cursor: {field: updated}
+    sync_modes: [full_refresh, incremental]
+    record_filter: active
+    on_filter_miss: delete
+  kinds:
+    path: /kinds
+    primary_key: [kind, id]
+    cursor: {field: updated}
+    sync_modes: [incremental]
+    partitions:
+      - {name: kind, values: [a, b], filter: {field: kind, op: eq}, column: kind}
+  groups:
+    path: /groups
+    primary_key: [id]
+    record_filter: "attributes_live || live"
+  members:
+    path: "/groups/{parent.id}/members"
+    parent: {stream: groups, fields: {id: group_id}, skip_statuses: [404]}
+    primary_key: [group_id, id]
+"""
+
+
+# The first request of `items` without a saved cursor: from start_date, in cursor order.
+FIRST_ITEMS = "/items?filter=greater-or-equal(updated,2024-01-01T00:00:00%2B00:00)&sort=updated"
+
+
+def day(n: int) -> str:
+    return f"2025-01-{n:02d}T00:00:00+00:00"
+
+
+class SpyLoad:
+    def __init__(self, calls: list, stream: str, load: Any) -> None:
+        self.calls, self.stream, self.load = calls, stream, load
+
+    def write(self, batch, columns, state, deletes=None):
+        keys = None if deletes is None else deletes.to_pylist()
+        self.calls.append(("write", self.stream, batch.column("id").to_pylist(), copy.deepcopy(state), keys))
+        return self.load.write(batch, columns, state, deletes)
+
+    def finish(self, state):
+        self.calls.append(("finish", self.stream, copy.deepcopy(state)))
+        self.load.finish(state)
+
+    def abort(self):
+        self.calls.append(("abort", self.stream))
+        self.load.abort()
+
+
+class Spy:
+    """The real destination, with every load's calls recorded in order."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def begin(self, stream, table, *, replace):
+        self.calls.append(("begin", stream, replace, table.primary_key, table.cursor))
+        return SpyLoad(self.calls, stream, self.real.begin(stream, table, replace=replace))
+
+    def of(self, kind: str, stream: str) -> list[tuple]:
+        return [c[2:] for c in self.calls if c[0] == kind and c[1] == stream]
+
+
+@pytest.fixture
+def api():
+    with ScriptedApi() as server:
+        yield server
+
+
+class Setup:
+    def __init__(self, api: ScriptedApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.api, self.tmp_path = api, tmp_path
+        self.database = tmp_path / "acme.duckdb"
+        self.spec = tmp_path / "acme.yaml"
+        self.spec.write_text(SPEC)
+        self.spies: list[Spy] = []
+        real_build = engine.run.build_destination
+
+        def build(config):
+            spy = Spy(real_build(config))
+            self.spies.append(spy)
+            return spy
+
+        monkeypatch.setattr(engine.run, "build_destination", build)
+
+    def config(self, resources: dict[str, str]) -> Config:
+        path = write_config(self.tmp_path, resources, base_url=self.api.url, database=self.database, spec=self.spec)
+        return Config.from_yaml(path, env={"KLAVIYO_API_KEY": API_KEY})
+
+    def run(self, resources: dict[str, str], **kw: Any) -> engine.run.RunSummary:
+        kw.setdefault("now", NOW)
+        kw.setdefault("sleep", lambda seconds: None)
+        return engine.run.run(self.config(resources), **kw)
+
+    @property
+    def spy(self) -> Spy:
+        return self.spies[-1]
+
+    def table(self, name: str, columns: str = "*") -> list[dict]:
+        return rows(self.database, f'select {columns} from "kl_acme_{name}" order by all')
+
+    def state(self, stream: str) -> dict:
+        (row,) = rows(self.database, "select state from kl_klx_state where stream = ?", [stream])
+        return json.loads(row["state"])
+
+
+@pytest.fixture
+def acme(api: ScriptedApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
+    return Setup(api, tmp_path, monkeypatch)
+
+
+def query(request: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(request).query)
+
+
+def cursor_of(state: dict) -> dict:
+    return state["cursor"]
+
+
+# -- batches and the cursor that goes with them ------------------------------------------------------
+
+
+def test_a_sorted_stream_commits_every_batch_rows_with_the_cursor_of_the_rows_it_holds(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = page(item("i4", day(4)), item("i5", day(5)))
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert acme.spy.of("begin", "items") == [(False, ("id",), "updated")]
+    writes = acme.spy.of("write", "items")
+    assert [(ids, cursor_of(state), deletes) for ids, state, deletes in writes] == [
+        (["i1", "i2"], {"": day(2)}, None),
+        (["i3", "i4"], {"": day(4)}, None),
+        (["i5"], {"": day(5)}, None),
+    ]
+    assert [cursor_of(s) for (s,) in acme.spy.of("finish", "items")] == [{"": day(5)}]
+    assert acme.state("items")["cursor"] == {"": day(5)}
+    assert (stream.events, stream.rows, stream.pages, stream.rejected, stream.inserted, stream.updated) == (5, 5, 2, 0, 5, 0)
+    assert stream.failed is False and stream.warnings == []
+
+
+def test_an_unsorted_stream_saves_its_cursor_only_with_the_last_batch(acme: Setup) -> None:
+    acme.api.routes["/unsorted"] = page(item("u1", day(3)), item("u2", day(1)), item("u3", day(2)))
+    acme.run({"unsorted": "incremental"})
+    writes = acme.spy.of("write", "unsorted")
+    assert [(ids, cursor_of(state)) for ids, state, _ in writes] == [(["u1", "u2"], {}), (["u3"], {"": day(3)})]
+    assert "sort" not in query(acme.api.requests[0])
+
+
+def test_a_failure_after_a_commit_keeps_that_batch_and_its_cursor(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = (500, {"errors": [{"detail": "Boom."}]})
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert stream.failed and stream.error.status == 500
+    assert [c[0] for c in acme.spy.calls] == ["begin", "write", "abort"]
+    assert acme.state("items")["cursor"] == {"": day(2)}
+    assert [r["id"] for r in acme.table("items", "id")] == ["i1", "i2"]
+    assert (stream.events, stream.rows, stream.pages) == (3, 3, 1)
+
+
+def test_batches_are_also_cut_by_response_bytes(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = page(*[item(f"i{n}", day(n)) for n in range(1, 7)])
+    share = len(json.dumps(body).encode()) // 6
+    monkeypatch.setattr(engine.run, "BATCH_BYTES", share)  # each record's share of its page fills a batch
+    acme.api.routes["/items"] = body
+    acme.run({"items": "incremental"})
+    assert [ids for ids, _, _ in acme.spy.of("write", "items")] == [[f"i{n}"] for n in range(1, 7)]
+    monkeypatch.setattr(engine.run, "BATCH_BYTES", share + 1)  # two records go over it: the rows bound (2) cuts first
+    acme.run({"items": "incremental"})
+    assert [ids for ids, _, _ in acme.spy.of("write", "items")] == [["i1", "i2"], ["i3", "i4"], ["i5", "i6"]]
+
+
+def test_the_cursor_never_passes_the_run_start_nor_moves_back(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(4)), item("future", "2027-03-01T00:00:00+00:00"))
+    acme.run({"items": "incremental"})
+    assert acme.state("items")["cursor"] == {"": NOW.isoformat()}
+    acme.api.routes["/items"] = page(item("old", day(1)))  # a lookback re-read of older records
+    acme.run({"items": "incremental"}, now=datetime(2026, 11, 2, tzinfo=timezone.utc))
+    assert acme.state("items")["cursor"] == {"": NOW.isoformat()}
+
+
+def test_an_empty_bounded_read_saves_the_run_start_and_a_backfill_saves_nothing(acme: Setup) -> None:
+    acme.api.routes["/items"] = page()
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert acme.state("items")["cursor"] == {"": NOW.isoformat()} and stream.pages == 1
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)))
+    window = (datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc))
+    acme.run({"items": "incremental"}, window=window)
+    assert [cursor_of(s) for _, s, _ in acme.spy.of("write", "items")] == [{"": NOW.isoformat()}] * 2
+    assert acme.state("items")["cursor"] == {"": NOW.isoformat()}
+    assert [r["id"] for r in acme.table("items", "id")] == ["i1", "i2", "i3"]
+
+
+def test_a_full_refresh_without_a_lower_bound_read_empty_saves_no_cursor(acme: Setup) -> None:
+    acme.api.routes["/kinds"] = page()
+    acme.api.routes["/groups"] = page()
+    acme.run({"groups": "full_refresh"}, allow_empty=True)
+    assert acme.state("groups")["cursor"] == {}
+
+
+# -- full refresh swap vs incremental merge ----------------------------------------------------------
+
+
+def test_a_full_refresh_keeps_the_old_state_until_finish_and_swaps_the_table(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("old", day(1)), item("i2", day(2)))
+    acme.run({"items": "incremental"})
+    old_state = acme.state("items")
+    acme.api.routes["/items"] = page(item("i2", day(3)), item("i3", day(4)), item("i4", day(5)))
+    (stream,) = acme.run({"items": "full_refresh"}).streams
+    assert acme.spy.of("begin", "items") == [(True, ("id",), "updated")]
+    assert [(ids, state) for ids, state, _ in acme.spy.of("write", "items")] == [(["i2", "i3"], old_state), (["i4"], old_state)]
+    assert [cursor_of(s) for (s,) in acme.spy.of("finish", "items")] == [{"": day(5)}]
+    assert [r["id"] for r in acme.table("items", "id")] == ["i2", "i3", "i4"]
+    assert (stream.mode, stream.rows, stream.inserted, stream.updated) == ("full_refresh", 3, 3, 0)
+    # Incremental again: merged into the table, from the cursor the refresh saved.
+    acme.api.routes["/items"] = page(item("i4", day(6)), item("i5", day(7)))
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert query(acme.api.requests[-1]) == {"filter": ["greater-or-equal(updated,2025-01-05T00:00:00+00:00)"], "sort": ["updated"]}
+    assert [r["id"] for r in acme.table("items", "id")] == ["i2", "i3", "i4", "i5"]
+    assert (stream.mode, stream.inserted, stream.updated) == ("incremental", 1, 1)
+
+
+def test_an_empty_full_refresh_of_a_table_with_rows_is_refused_with_exit_6(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("a", day(1)))
+    acme.run({"items": "full_refresh"})
+    acme.api.routes["/items"] = page()
+    summary = acme.run({"items": "full_refresh"})
+    assert isinstance(summary.streams[0].error, engine.run.EmptyReplaceRefused) and summary.exit_code == 6
+    assert acme.spy.of("finish", "items") == [] and acme.spy.of("abort", "items") == [()]
+    assert summary.streams[0].error.message.endswith("keeps its 1 rows and the stream its state")
+    assert acme.run({"items": "incremental"}).exit_code == 0  # incremental reads of nothing are never refused
+    assert acme.run({"items": "full_refresh"}, allow_empty=True).exit_code == 0
+    assert acme.table("items") == []
+
+
+# -- rejected records ----------------------------------------------------------------------------------
+
+
+def test_exactly_one_in_ten_rejected_is_tolerated_and_more_stops_the_stream(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    good = [item(f"g{n}", day(1)) for n in range(90)]
+    bad = [item(None, day(1)) for _ in range(10)]
+    acme.api.routes["/items"] = page(*bad, *good)
+    with caplog.at_level(logging.WARNING, logger="klx.run"):
+        (stream,) = acme.run({"items": "incremental"}).streams
+    assert not stream.failed and (stream.events, stream.rows, stream.rejected) == (100, 90, 10)
+    reason = "primary key id is missing or null"
+    assert stream.warnings == [f"a record from GET {FIRST_ITEMS} rejected: {reason}"] * 5 + [f"10 records rejected and not stored (first: {reason})"]
+    assert f"stream items: 10 records rejected and not stored (first: {reason})" in caplog.messages
+    acme.api.routes["/items"] = page(*bad, *good[:89])
+    summary = acme.run({"items": "incremental"})
+    assert summary.streams[0].failed and summary.exit_code == 3 and summary.rejected == 10
+    assert summary.streams[0].error.message.startswith("stream items: 10 of the 99 records read were rejected")
+
+
+def test_fewer_rejections_than_the_minimum_never_stop_a_stream(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(*[item(None, day(1)) for _ in range(9)], item("a", day(1)))
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert not stream.failed and (stream.rows, stream.rejected) == (1, 9)
+
+
+def test_rejections_are_checked_page_by_page(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(*[item(None, day(1)) for _ in range(10)], item("a", day(1)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = page(*[item(f"g{n}", day(2)) for n in range(200)])
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert stream.failed and stream.error.message.startswith("stream items: 10 of the 11 records read were rejected")
+    assert stream.error.url == FIRST_ITEMS and stream.pages == 1
+
+
+# -- filters and deletes -------------------------------------------------------------------------------
+
+
+def flag(ident: str, active: bool, updated: str = day(1)) -> dict:
+    return item(ident, updated, active=active)
+
+
+def test_an_incremental_read_deletes_what_the_filter_now_drops_in_the_batch_it_was_read_with(acme: Setup) -> None:
+    acme.api.routes["/flagged"] = page(flag("a", True), flag("b", True), flag("c", True))
+    acme.run({"flagged": "incremental"})
+    acme.api.routes["/flagged"] = page(flag("b", False, day(2)), flag("x", False, day(2)), flag("x", True, day(3)), flag("c", True, day(4)),
+                                       flag("a", False, day(5)))
+    (stream,) = acme.run({"flagged": "incremental"}).streams
+    writes = acme.spy.of("write", "flagged")
+    assert [(ids, deletes) for ids, _, deletes in writes] == [(["x"], [{"id": "b"}]), (["c"], [{"id": "a"}])]
+    assert [r["id"] for r in acme.table("flagged", "id")] == ["c", "x"]
+    assert (stream.events, stream.rows) == (5, 2)
+    assert acme.state("flagged")["cursor"] == {"": day(5)}  # a dropped record still moves the cursor
+
+
+def test_a_full_refresh_with_on_filter_miss_delete_sends_no_deletes(acme: Setup) -> None:
+    acme.api.routes["/flagged"] = page(flag("a", True), flag("b", False))
+    acme.run({"flagged": "full_refresh"})
+    assert [(ids, deletes) for ids, _, deletes in acme.spy.of("write", "flagged")] == [(["a"], None)]
+
+
+def test_a_filtered_record_without_a_key_is_not_deleted(acme: Setup) -> None:
+    acme.api.routes["/flagged"] = page(flag("a", True), item(None, day(1), active=False))
+    (stream,) = acme.run({"flagged": "incremental"}).streams
+    assert [(ids, deletes) for ids, _, deletes in acme.spy.of("write", "flagged")] == [(["a"], None)]
+    assert stream.rejected == 0 and not stream.failed
+
+
+# -- partitions and parents ----------------------------------------------------------------------------
+
+
+def test_each_partition_reads_on_its_own_carries_its_column_and_keeps_its_cursor(acme: Setup) -> None:
+    acme.api.routes["/kinds"] = page(item("k1", day(1)), item("k2", day(2)), item("k3", day(3)))
+    (stream,) = acme.run({"kinds": "incremental"}).streams
+    assert acme.table("kinds", "kind, id") == [
+        {"kind": kind, "id": ident} for kind in ("a", "b") for ident in ("k1", "k2", "k3")
+    ]
+    assert acme.state("kinds")["cursor"] == {"kind=a": day(3), "kind=b": day(3)}
+    assert (stream.events, stream.rows, stream.pages) == (6, 6, 2)
+    writes = acme.spy.of("write", "kinds")
+    assert [cursor_of(s) for _, s, _ in writes] == [{"kind=a": day(2)}, {"kind=a": day(3), "kind=b": day(1)}, {"kind=a": day(3), "kind=b": day(3)}]
+
+
+def test_a_child_stream_reads_once_per_kept_parent_over_every_parent_page(acme: Setup) -> None:
+    acme.api.routes["/groups"] = page(item("g1", live=True), item("off", live=False), {"type": "group"}, next_url="/groups?page=2")
+    acme.api.routes["/groups?page=2"] = page(item("g2", live=True))
+    acme.api.routes["/groups/g1/members"] = page(item("m1"), item("m2"))
+    acme.api.routes["/groups/g2/members"] = page(item("m1"))
+    (stream,) = acme.run({"members": "full_refresh"}).streams
+    assert [r for r in acme.api.requests if "members" in r] == ["/groups/g1/members", "/groups/g2/members"]
+    assert acme.table("members", "group_id, id") == [
+        {"group_id": "g1", "id": "m1"}, {"group_id": "g1", "id": "m2"}, {"group_id": "g2", "id": "m1"}
+    ]
+    assert (stream.events, stream.rows, stream.pages, stream.rejected, stream.warnings) == (3, 3, 2, 0, [])
+    assert acme.spy.of("begin", "members") == [(True, ("group_id", "id"), None)]
+
+
+def test_warnings_are_capped_per_stream_but_all_logged(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    acme.api.routes["/groups"] = page(*[item(f"g{n}", live=True) for n in range(25)])
+    for n in range(25):
+        acme.api.routes[f"/groups/g{n}/members"] = not_found()
+    with caplog.at_level(logging.WARNING, logger="klx.run"):
+        summary = acme.run({"members": "full_refresh"}, allow_empty=True)
+    (stream,) = summary.streams
+    assert stream.warnings == [f"parent groups id=g{n} skipped: Acme answered 404 on GET /groups/g{n}/members" for n in range(20)]
+    assert sum("skipped" in m for m in caplog.messages) == 25
+    assert summary.warnings == [f"members: {w}" for w in stream.warnings]
+
+
+def test_a_parent_value_that_cannot_go_in_a_path_is_skipped(acme: Setup) -> None:
+    acme.api.routes["/groups"] = page({"type": "group", "id": 7, "attributes": {"live": True}}, item("g1", live=True))
+    acme.api.routes["/groups/7/members"] = page(item("m7"))
+    acme.api.routes["/groups/g1/members"] = page(item("m1"))
+    acme.run({"members": "full_refresh"})
+    assert acme.table("members", "group_id, id") == [{"group_id": "7", "id": "m7"}, {"group_id": "g1", "id": "m1"}]
+
+
+# -- the run and its summary -------------------------------------------------------------------------
+
+
+def test_the_summary_adds_up_the_streams_and_reports_each_as_it_ends(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), item(None, day(1)), item("i2", day(2)))
+    acme.api.routes["/unsorted"] = (403, {"errors": [{"detail": "No."}]})
+    acme.api.routes["/kinds"] = page(item("k1", day(1)))
+    reported = []
+    summary = acme.run({"items": "incremental", "unsorted": "incremental", "kinds": "incremental"},
+                       on_stream=reported.append, job_run_id="job-1")
+    assert [s.stream for s in summary.streams] == ["items", "unsorted", "kinds"]
+    assert sorted(s.stream for s in reported) == ["items", "kinds", "unsorted"]
+    assert (summary.job_run_id, summary.started_at, summary.events, summary.rejected) == ("job-1", NOW, 5, 1)
+    assert [s.stream for s in summary.failed] == ["unsorted"] and summary.exit_code == 3
+    assert summary.warnings == [
+        f"items: a record from GET {FIRST_ITEMS} rejected: primary key id is missing or null",
+        "items: 1 records rejected and not stored (first: primary key id is missing or null)",
+    ]
+    assert all(s.seconds > 0 for s in summary.streams)
+    loaded = acme.table("items", "context_sources_job_run_id, context_sources_task_run_id")
+    kinds = acme.table("kinds", "context_sources_job_run_id, context_sources_task_run_id")
+    assert {r["context_sources_job_run_id"] for r in loaded + kinds} == {"job-1"}
+    assert len({r["context_sources_task_run_id"] for r in loaded}) == 1
+    assert {r["context_sources_task_run_id"] for r in loaded}.isdisjoint(r["context_sources_task_run_id"] for r in kinds)
+
+
+def test_only_runs_the_named_streams(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    summary = acme.run({"items": "incremental", "unsorted": "incremental"}, only=("items",))
+    assert [s.stream for s in summary.streams] == ["items"] and "/unsorted" not in acme.api.requests
+
+
+def test_an_unreadable_state_fails_its_stream_only_and_is_left_as_it_was(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    acme.api.routes["/unsorted"] = page(item("u1", day(1)))
+    acme.run({"items": "incremental", "unsorted": "incremental"})
+    import duckdb
+
+    with duckdb.connect(str(acme.database)) as con:
+        con.execute("update kl_klx_state set state = '{\"cursor\": 5}' where stream = 'items'")
+    summary = acme.run({"items": "incremental", "unsorted": "incremental"})
+    items, unsorted = summary.streams
+    assert isinstance(items.error, StateError) and items.table == "kl_acme_items" and items.mode == "incremental"
+    assert summary.exit_code == items.error.exit_code == 4
+    assert not unsorted.failed
+    assert [c[1] for c in acme.spy.calls if c[0] == "begin"] == ["unsorted"]
+    assert rows(acme.database, "select state from kl_klx_state where stream = 'items'") == [{"state": '{"cursor": 5}'}]
+
+
+def test_a_refused_key_stops_the_run_and_a_server_error_does_not(acme: Setup) -> None:
+    acme.api.routes["/items"] = (500, {"errors": [{"detail": "Boom."}]})
+    acme.api.routes["/unsorted"] = page(item("u1", day(1)))
+    summary = acme.run({"items": "incremental", "unsorted": "incremental"})
+    assert [(s.stream, s.failed) for s in summary.streams] == [("items", True), ("unsorted", False)]
+    acme.api.routes["/items"] = (401, {"errors": [{"detail": "Bad key."}]})
+    with pytest.raises(ApiError) as raised:
+        acme.run({"items": "incremental", "unsorted": "incremental"})
+    assert raised.value.status == 401
