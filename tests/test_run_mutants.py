@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 import engine.run
 from engine.config import Config
-from engine.errors import ApiError
+from engine.errors import ApiError, ConfigError
 from engine.state import StateError
 from tests.klx_testing import rows, write_config
 from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
@@ -78,6 +79,10 @@ streams:
     record_filter: "attributes_live || live"
   members:
     path: "/groups/{parent.id}/members"
+    parent: {stream: groups, fields: {id: group_id}, skip_statuses: [404]}
+    primary_key: [group_id, id]
+  seats:
+    path: "/groups/{parent.id}/seats/{parent.size}"
     parent: {stream: groups, fields: {id: group_id}, skip_statuses: [404]}
     primary_key: [group_id, id]
 """
@@ -233,6 +238,14 @@ def test_batches_are_also_cut_by_response_bytes(acme: Setup, monkeypatch: pytest
     assert [ids for ids, _, _ in acme.spy.of("write", "items")] == [["i1", "i2"], ["i3", "i4"], ["i5", "i6"]]
 
 
+def test_a_one_record_page_counts_its_whole_size(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = page(item("i2", day(2)))
+    monkeypatch.setattr(engine.run, "BATCH_BYTES", len(json.dumps(acme.api.routes["/items"]).encode()))
+    acme.run({"items": "incremental"})
+    assert [(ids, cursor_of(s)) for ids, s, _ in acme.spy.of("write", "items")] == [(["i1"], {"": day(1)}), (["i2"], {"": day(2)})]
+
+
 def test_the_cursor_never_passes_the_run_start_nor_moves_back(acme: Setup) -> None:
     acme.api.routes["/items"] = page(item("i1", day(4)), item("future", "2027-03-01T00:00:00+00:00"))
     acme.run({"items": "incremental"})
@@ -280,7 +293,11 @@ def test_a_full_refresh_keeps_the_old_state_until_finish_and_swaps_the_table(acm
     (stream,) = acme.run({"items": "incremental"}).streams
     assert query(acme.api.requests[-1]) == {"filter": ["greater-or-equal(updated,2025-01-05T00:00:00+00:00)"], "sort": ["updated"]}
     assert [r["id"] for r in acme.table("items", "id")] == ["i2", "i3", "i4", "i5"]
-    assert (stream.mode, stream.inserted, stream.updated) == ("incremental", 1, 1)
+    assert (stream.mode, stream.inserted, stream.updated, stream.columns_added) == ("incremental", 1, 1, [])
+    # A new attribute is one added column, however many batches carry it.
+    acme.api.routes["/items"] = page(*[item(f"c{n}", day(8), color="red") for n in range(3)])
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert len(acme.spy.of("write", "items")) == 2 and stream.columns_added == ["color"]
 
 
 def test_an_empty_full_refresh_of_a_table_with_rows_is_refused_with_exit_6(acme: Setup) -> None:
@@ -340,12 +357,13 @@ def test_an_incremental_read_deletes_what_the_filter_now_drops_in_the_batch_it_w
     acme.api.routes["/flagged"] = page(flag("a", True), flag("b", True), flag("c", True))
     acme.run({"flagged": "incremental"})
     acme.api.routes["/flagged"] = page(flag("b", False, day(2)), flag("x", False, day(2)), flag("x", True, day(3)), flag("c", True, day(4)),
-                                       flag("a", False, day(5)))
+                                       flag("d", True, day(4)), flag("a", False, day(5)))
     (stream,) = acme.run({"flagged": "incremental"}).streams
     writes = acme.spy.of("write", "flagged")
-    assert [(ids, deletes) for ids, _, deletes in writes] == [(["x"], [{"id": "b"}]), (["c"], [{"id": "a"}])]
-    assert [r["id"] for r in acme.table("flagged", "id")] == ["c", "x"]
-    assert (stream.events, stream.rows) == (5, 2)
+    # x dropped then kept again in the same batch stays; the last batch holds a delete and no row.
+    assert [(ids, deletes) for ids, _, deletes in writes] == [(["x"], [{"id": "b"}]), (["c", "d"], None), ([], [{"id": "a"}])]
+    assert [r["id"] for r in acme.table("flagged", "id")] == ["c", "d", "x"]
+    assert (stream.events, stream.rows) == (6, 3)
     assert acme.state("flagged")["cursor"] == {"": day(5)}  # a dropped record still moves the cursor
 
 
@@ -403,12 +421,27 @@ def test_warnings_are_capped_per_stream_but_all_logged(acme: Setup, caplog: pyte
     assert summary.warnings == [f"members: {w}" for w in stream.warnings]
 
 
-def test_a_parent_value_that_cannot_go_in_a_path_is_skipped(acme: Setup) -> None:
-    acme.api.routes["/groups"] = page({"type": "group", "id": 7, "attributes": {"live": True}}, item("g1", live=True))
+def test_a_parent_id_is_checked_and_encoded_before_it_goes_in_a_path(acme: Setup) -> None:
+    acme.api.routes["/groups"] = page(
+        {"type": "group", "id": 7, "attributes": {"live": True}}, item(None, live=True), item("", live=True), item("a b", live=True)
+    )
     acme.api.routes["/groups/7/members"] = page(item("m7"))
-    acme.api.routes["/groups/g1/members"] = page(item("m1"))
-    acme.run({"members": "full_refresh"})
-    assert acme.table("members", "group_id, id") == [{"group_id": "7", "id": "m7"}, {"group_id": "g1", "id": "m1"}]
+    acme.api.routes["/groups/a%20b/members"] = page(item("m1"))
+    (stream,) = acme.run({"members": "full_refresh"}).streams
+    assert acme.table("members", "group_id, id") == [{"group_id": "7", "id": "m7"}, {"group_id": "a b", "id": "m1"}]
+    assert stream.warnings == [
+        "a groups record from GET /groups skipped: id is missing or null",
+        "a groups record from GET /groups skipped: id is an empty string",
+    ]
+    assert [r for r in acme.api.requests if "members" in r] == ["/groups/7/members", "/groups/a%20b/members"]
+
+
+def test_a_path_with_two_parent_fields_names_both_when_the_parent_is_gone(acme: Setup) -> None:
+    acme.api.routes["/groups"] = page(item("g1", live=True, size=3), item("g2", live=True, size="x/y"))
+    acme.api.routes["/groups/g2/seats/x%2Fy"] = page(item("s1"))
+    (stream,) = acme.run({"seats": "full_refresh"}).streams
+    assert stream.warnings == ["parent groups id=g1, size=3 skipped: Acme answered 404 on GET /groups/g1/seats/3"]
+    assert acme.table("seats", "group_id, id") == [{"group_id": "g2", "id": "s1"}]
 
 
 # -- the run and its summary -------------------------------------------------------------------------
@@ -453,19 +486,53 @@ def test_an_unreadable_state_fails_its_stream_only_and_is_left_as_it_was(acme: S
         con.execute("update kl_klx_state set state = '{\"cursor\": 5}' where stream = 'items'")
     summary = acme.run({"items": "incremental", "unsorted": "incremental"})
     items, unsorted = summary.streams
-    assert isinstance(items.error, StateError) and items.table == "kl_acme_items" and items.mode == "incremental"
+    assert isinstance(items.error, StateError) and (items.stream, items.table, items.mode) == ("items", "kl_acme_items", "incremental")
     assert summary.exit_code == items.error.exit_code == 4
     assert not unsorted.failed
     assert [c[1] for c in acme.spy.calls if c[0] == "begin"] == ["unsorted"]
     assert rows(acme.database, "select state from kl_klx_state where stream = 'items'") == [{"state": '{"cursor": 5}'}]
 
 
-def test_a_refused_key_stops_the_run_and_a_server_error_does_not(acme: Setup) -> None:
-    acme.api.routes["/items"] = (500, {"errors": [{"detail": "Boom."}]})
+@pytest.mark.parametrize("answer", [(500, {"errors": [{"detail": "Boom."}]}), "<html>not JSON</html>"])
+def test_a_stream_the_api_fails_does_not_stop_the_next(acme: Setup, answer) -> None:
+    acme.api.routes["/items"] = answer
     acme.api.routes["/unsorted"] = page(item("u1", day(1)))
     summary = acme.run({"items": "incremental", "unsorted": "incremental"})
     assert [(s.stream, s.failed) for s in summary.streams] == [("items", True), ("unsorted", False)]
+    assert [r["id"] for r in acme.table("unsorted", "id")] == ["u1"]
+
+
+def test_a_refused_key_stops_the_whole_run(acme: Setup) -> None:
     acme.api.routes["/items"] = (401, {"errors": [{"detail": "Bad key."}]})
+    acme.api.routes["/unsorted"] = page(item("u1", day(1)))
     with pytest.raises(ApiError) as raised:
         acme.run({"items": "incremental", "unsorted": "incremental"})
-    assert raised.value.status == 401
+    assert raised.value.status == 401 and not any(r.startswith("/unsorted") for r in acme.api.requests)
+
+
+def test_a_run_without_a_job_id_gets_a_fresh_uuid(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    first, second = (acme.run({"items": "incremental"}).job_run_id for _ in range(2))
+    assert first != second and all(str(uuid.UUID(run_id)) == run_id for run_id in (first, second))
+    assert {r["context_sources_job_run_id"] for r in acme.table("items")} == {first}  # the run that wrote the row
+
+
+def test_the_full_refresh_flag_replaces_incremental_streams(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    (stream,) = acme.run({"items": "incremental"}, full_refresh=True).streams
+    assert stream.mode == "full_refresh" and acme.spy.of("begin", "items") == [(True, ("id",), "updated")]
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"only": ("nope",)}, "--streams: 'nope' is not among the resources"),
+        ({"only": ("groups",), "window": (NOW.replace(year=2025), NOW)}, "--streams: 'groups' is full_refresh"),
+        ({"full_refresh": True, "window": (NOW.replace(year=2025), NOW)}, "--start/--end re-read a window of incremental streams"),
+    ],
+)
+def test_a_selection_error_stops_the_run_before_the_destination_is_touched(acme: Setup, kw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        acme.run({"items": "incremental", "groups": "full_refresh"}, **kw)
+    assert str(raised.value).startswith(message)
+    assert acme.spies == [] and not acme.database.exists() and acme.api.requests == []
