@@ -48,7 +48,18 @@ api:
     string_quote: "'"
   retry: {max_attempts: 1, max_wait_seconds: 0}
   batch_rows: 2
+  rate_limit_tiers:
+    T: {burst: 1, steady: 1}
 streams:
+  paced:
+    path: /paced
+    primary_key: [id]
+    rate_limit: T
+    scopes: [paced:read]
+  also_paced:
+    path: /also_paced
+    primary_key: [id]
+    rate_limit: T
   items:
     path: /items
     primary_key: [id]
@@ -536,3 +547,84 @@ def test_a_selection_error_stops_the_run_before_the_destination_is_touched(acme:
         acme.run({"items": "incremental", "groups": "full_refresh"}, **kw)
     assert str(raised.value).startswith(message)
     assert acme.spies == [] and not acme.database.exists() and acme.api.requests == []
+
+
+class Waited(Exception):
+    """Raised by a test's sleep: the run wanted to wait."""
+
+
+def test_each_path_is_paced_by_its_own_rate_limit_budget(acme: Setup) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise Waited
+
+    acme.api.routes["/paced"] = page(item("p1"))
+    acme.api.routes["/also_paced"] = page(item("q1"))
+    summary = acme.run({"paced": "full_refresh", "also_paced": "full_refresh"}, sleep=sleep)
+    assert waits == [] and not summary.failed  # one request on each path: each fits its own budget
+    acme.api.routes["/paced"] = page(item("p1"), next_url="/paced?page=2")
+    acme.api.routes["/paced?page=2"] = page(item("p2"))
+    with pytest.raises(Waited):
+        acme.run({"paced": "full_refresh"}, sleep=sleep)
+    assert len(waits) == 1 and 59 < waits[0] < 62  # the tier allows one request a minute on /paced
+
+
+def test_a_refusal_names_the_scopes_the_stream_needs(acme: Setup) -> None:
+    acme.api.routes["/paced"] = (403, {"errors": [{"detail": "No."}]})
+    (stream,) = acme.run({"paced": "full_refresh"}).streams
+    assert stream.error.hint == "the key lacks a scope this stream needs: paced:read"
+
+
+class Recorder:
+    """A run's observer that keeps what it was told (the parts run.py tells)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def planned(self, streams):
+        self.calls.append(("planned", list(streams)))
+
+    def started(self, stream):
+        self.calls.append(("started", stream))
+
+    def page(self, stream, records):
+        self.calls.append(("page", stream, records))
+
+    def finished(self, summary):
+        self.calls.append(("finished", summary.stream, summary.rows, summary.failed))
+
+    def request(self, stream, url, status, seconds):
+        pass
+
+    def retry(self, stream, why, wait):
+        pass
+
+    def throttled(self, stream, seconds):
+        pass
+
+
+def test_an_observer_hears_the_plan_each_stream_start_every_page_and_each_end(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = page(item("i4", day(4)))
+    acme.api.routes["/unsorted"] = (403, {"errors": [{"detail": "No."}]})
+    recorder = Recorder()
+    acme.run({"items": "incremental", "unsorted": "incremental"}, events=recorder)
+    assert recorder.calls[0] == ("planned", [("items", "incremental"), ("unsorted", "incremental")])
+    items = [c for c in recorder.calls if "items" in c]
+    assert items == [("started", "items"), ("page", "items", 3), ("page", "items", 1), ("finished", "items", 4, False)]
+    assert [c for c in recorder.calls if "unsorted" in c] == [("started", "unsorted"), ("finished", "unsorted", 0, True)]
+
+
+def test_an_unreachable_api_stops_the_whole_run(acme: Setup) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    acme.api.url = f"http://127.0.0.1:{port}"
+    with pytest.raises(ApiError) as raised:
+        acme.run({"items": "incremental", "unsorted": "incremental"})
+    assert raised.value.status is None and raised.value.message.startswith("Acme unreachable on GET /items")
+    assert [c[:2] for c in acme.spy.calls] == [("begin", "items"), ("abort", "items")]
