@@ -307,14 +307,15 @@ class StreamSync:
                 for parent in parents:
                     if isinstance(parent, Rejected) or not parent_reader.keep(parent):
                         continue
-                    path, label = self._child_path(parent, parent_stream, page.url)
-                    if path is None:
+                    child = self._child_path(parent, parent_stream, page.url)
+                    if child is None:
                         continue
+                    path, label = child
                     extra = {column: parent.get(source) for source, column in self.stream.parent.fields.items()}
                     for partition in self.sp.partitions:
                         yield Reading(partition, path, {**partition.columns, **extra}, label)
 
-    def _child_path(self, parent: dict[str, Any], parent_stream: StreamSpec, url: str) -> tuple[str | None, str]:
+    def _child_path(self, parent: dict[str, Any], parent_stream: StreamSpec, url: str) -> tuple[str, str] | None:
         """The child's request path for one parent record, or None (with a warning) when a value cannot go in a path."""
         values = {}
         for field_name in _PARENT_REF.findall(self.stream.path):
@@ -324,7 +325,7 @@ class StreamSync:
                 problem = f"{value!r}, a path segment that would change the request path"
             if problem:
                 self._warn(f"a {parent_stream.name} record from GET {url} skipped: {field_name} is {problem}")
-                return None, ""
+                return None
             # Encoded whole: a "/" or "?" in an id stays inside its path segment.
             values[field_name] = quote(str(value), safe="")
         label = ", ".join(f"{name}={value}" for name, value in values.items())
@@ -456,10 +457,7 @@ class StreamSync:
         deletes = self.deletes.take() if self.deletes is not None else None
         # A replace load only becomes visible at finish(): until then the saved state must stay the old one.
         state = self.state if self.replace else self._state()
-        if deletes is None:
-            counts = self.load.write(batch, columns, state)
-        else:
-            counts = self.load.write(batch, columns, state, deletes=deletes)
+        counts = self.load.write(batch, columns, state, deletes=deletes)
         if counts is not None:
             self.summary.inserted += counts.inserted
             self.summary.updated += counts.updated
