@@ -648,11 +648,10 @@ def test_an_observer_hears_the_plan_each_stream_start_every_page_and_each_end(ac
 def test_an_unreachable_api_stops_the_whole_run(acme: Setup) -> None:
     import socket
 
-    with socket.socket() as probe:  # a port nothing listens on
+    # A port bound but never listened on refuses connections, and stays ours while the run tries it.
+    with socket.socket() as probe, pytest.raises(ApiError) as raised:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    acme.api.url = f"http://127.0.0.1:{port}"
-    with pytest.raises(ApiError) as raised:
+        acme.api.url = f"http://127.0.0.1:{probe.getsockname()[1]}"
         acme.run({"items": "incremental", "unsorted": "incremental"})
     assert raised.value.status is None and raised.value.message.startswith("Acme unreachable on GET /items")
     assert [c[:2] for c in acme.spy.calls] == [("begin", "items"), ("abort", "items")]
