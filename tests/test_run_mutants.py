@@ -395,6 +395,7 @@ def test_an_incremental_read_deletes_what_the_filter_now_drops_in_the_batch_it_w
     writes = acme.spy.of("write", "flagged")
     # x dropped then kept again in the same batch stays; the last batch holds a delete and no row.
     assert [(ids, deletes) for ids, _, deletes in writes] == [(["x"], [{"id": "b"}]), (["c", "d"], None), ([], [{"id": "a"}])]
+    assert [cursor_of(state) for _, state, _ in writes] == [{"": day(3)}, {"": day(4)}, {"": day(5)}]  # deletes commit with the cursor too
     assert [r["id"] for r in acme.table("flagged", "id")] == ["c", "d", "x"]
     assert (stream.events, stream.rows) == (6, 3)
     assert acme.state("flagged")["cursor"] == {"": day(5)}  # a dropped record still moves the cursor
