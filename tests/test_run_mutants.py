@@ -716,3 +716,20 @@ def test_rows_carry_utc_load_and_receive_times_whatever_the_machine_zone(acme: S
     (row,) = acme.table("items", "received_at, uuid_ts")
     for moment in (row["received_at"], row["uuid_ts"]):
         assert before - timedelta(seconds=2) <= moment <= after + timedelta(seconds=2)
+
+
+def test_column_names_given_in_one_run_hold_in_the_next(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1), a_b="flat"))
+    acme.run({"items": "incremental"})
+    acme.api.routes["/items"] = page(item("i2", day(2), a={"b": "nested"}))
+    (stream,) = acme.run({"items": "incremental"}).streams
+    assert stream.columns_added == ["a_b_2"] and stream.table == "kl_acme_items"
+    assert acme.table("items", "id, a_b, a_b_2") == [{"id": "i1", "a_b": "flat", "a_b_2": None}, {"id": "i2", "a_b": None, "a_b_2": "nested"}]
+
+
+def test_a_full_refresh_saves_the_cursor_of_what_it_read_not_the_one_before(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(9)))
+    acme.run({"items": "incremental"})
+    acme.api.routes["/items"] = page(item("i1", day(3)))  # the record's cursor went back (restored from a backup)
+    acme.run({"items": "full_refresh"})
+    assert acme.state("items")["cursor"] == {"": day(3)}
