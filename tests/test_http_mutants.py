@@ -124,6 +124,7 @@ def test_close_before_a_request_has_its_connection_marks_it_cut() -> None:
         ("HTTPS://EVIL.example/", "https://evil.example"),
         ("//evil.example/api/metrics", "'//evil.example/api/metrics'"),  # no scheme: the text, quoted
         ("", "''"),
+        ("https:///api", "https://"),  # no host
         ("/" + "x" * 200, repr("/" + "x" * 79)),  # bounded
         ("https://[::1/api" + "x" * 100, repr(("https://[::1/api" + "x" * 100)[:80])),  # unparsable
         ("https://evil.example:99999/api" + "x" * 100, repr(("https://evil.example:99999/api" + "x" * 100)[:80])),  # bad port
@@ -362,3 +363,10 @@ def test_without_an_error_detail_path_in_the_spec_the_error_body_is_shown() -> N
 )
 def test_integers_beyond_64_bits_keep_every_digit(body: bytes) -> None:
     assert json.dumps(parse_body(body)).encode() == body
+
+
+def test_a_key_no_header_can_hold_fails_the_stream_it_was_sent_for() -> None:
+    http = HttpClient(API, Secret("pk_line\nbreak_0123456789"), "http://127.0.0.1:9")
+    with pytest.raises(ApiError) as raised:
+        get(http)
+    assert raised.value.stream == "metrics"

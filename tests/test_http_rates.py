@@ -80,6 +80,16 @@ def test_our_requests_up_to_a_second_before_the_api_window_count_as_ours() -> No
     assert list(budget.sent) == [10.0, 11.0]
 
 
+def test_our_requests_older_than_the_rounding_second_are_outside_the_api_window() -> None:
+    t = FakeTime()
+    t.now = 9.5
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget.acquire()
+    t.now = 10.5
+    budget.spent_elsewhere(1, 60.5)  # the API's window began at 11.0 at the latest: 9.5 is not in it
+    assert list(budget.sent) == [9.5, 11.0]
+
+
 def rate_limited(limit: str, remaining: str, reset: str):
     headers = {"RateLimit-Limit": limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
     return always(200, {"data": []}, headers)
