@@ -160,9 +160,9 @@ class HttpClient:
         self.events: RunEvents = NO_EVENTS  # run.py sets its observer: requests, retries, rate-limit waits
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
 
-    def url_for(self, path_or_url: str) -> str:
-        """An absolute URL; next links from the API are absolute already."""
-        return path_or_url if "://" in path_or_url else self.base_url + path_or_url
+    def url_for(self, path: str) -> str:
+        """The absolute URL of a spec path (which starts with /); next links come absolute from the paginator's urljoin."""
+        return self.base_url + path
 
     def get(
         self, url: str, params: dict[str, str], *, stream: str, endpoint: str, tier: str | None, scopes: tuple[str, ...] = ()

@@ -247,6 +247,7 @@ def test_a_url_requests_cannot_send_is_an_api_error_at_once() -> None:
     with pytest.raises(ApiError) as raised:
         get(client("http://.example.test", clock))
     assert str(raised.value) == "Klaviyo: cannot send GET /api/metrics?page[size]=10 (stream metrics): InvalidURL"
+    assert (raised.value.stream, raised.value.url) == ("metrics", "/api/metrics?page[size]=10")
     assert clock.slept == []
 
 
@@ -370,3 +371,10 @@ def test_a_key_no_header_can_hold_fails_the_stream_it_was_sent_for() -> None:
     with pytest.raises(ApiError) as raised:
         get(http)
     assert raised.value.stream == "metrics"
+
+
+def test_a_tls_failure_names_the_stream_and_url_it_failed_on() -> None:
+    with always(200, {"data": []}) as api:  # plain HTTP: the TLS handshake fails
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url.replace("http://", "https://")))
+    assert (raised.value.stream, raised.value.url) == ("metrics", "/api/metrics?page[size]=10")

@@ -18,6 +18,10 @@ def test_the_spec_base_url_is_used_when_the_config_names_none() -> None:
     assert HttpClient(API, Secret(KEY)).url_for("/api/metrics") == "https://a.klaviyo.com/api/metrics"
 
 
+def test_a_spec_path_is_put_on_the_base_url_and_its_own_path() -> None:
+    assert HttpClient(API, Secret(KEY), "https://api.example.test/v1/").url_for("/api/metrics") == "https://api.example.test/v1/api/metrics"
+
+
 def test_a_base_url_with_a_trailing_slash_sends_one_slash() -> None:
     with always(200, {"data": []}) as api:
         get(client(api.url + "/"))
