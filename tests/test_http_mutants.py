@@ -378,3 +378,23 @@ def test_a_tls_failure_names_the_stream_and_url_it_failed_on() -> None:
         with pytest.raises(ApiError) as raised:
             get(client(api.url.replace("http://", "https://")))
     assert (raised.value.stream, raised.value.url) == ("metrics", "/api/metrics?page[size]=10")
+
+
+def test_a_retry_after_a_transport_failure_is_logged_with_what_failed(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.test_http_errors import cut_short
+
+    clock = Clock()
+
+    def respond(handler, hit) -> None:
+        if len(api.hits) == 1:
+            cut_short(handler, hit)
+        else:
+            send(handler, 200, {"data": []})
+
+    with HostileApi(respond) as api:
+        http = client(api.url, clock)
+        http.events = events = Recorder()
+        get(http)
+    logged = [r.getMessage() for r in caplog.records if r.name == "klx.http" and r.levelname == "WARNING"]
+    assert logged == [f"response cut short on GET /api/metrics?page[size]=10; retry 1/7 in {clock.slept[0]:.1f}s"]
+    assert ("retry", "metrics", "response cut short", clock.slept[0]) in events.calls
