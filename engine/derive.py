@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-import jmespath
 from jmespath.exceptions import JMESPathError
+
+from .expressions import compile_search_with
 
 RELATED_KEY = "included"  # derived expressions see included resources under this key
 
@@ -14,16 +15,19 @@ class Derivations:
     """A stream's derived columns, compiled once; `apply` sets them on one record."""
 
     def __init__(self, columns: dict[str, str]) -> None:
-        self.columns = {column: jmespath.compile(expression) for column, expression in columns.items()}
+        # Each sees the record as it was before any derived column was set: {**record, included: related}.
+        self.columns = [(column, compile_search_with(expression, RELATED_KEY)) for column, expression in columns.items()]
 
     def apply(self, record: dict[str, Any], related: dict[str, Any]) -> None:
         """Set every derived column of `record`; an expression that fails on this record gives null."""
-        context = {**record, RELATED_KEY: related}
-        for column, expression in self.columns.items():
+        values = []
+        for column, search in self.columns:
             try:
-                record[column] = expression.search(context)
+                values.append(search(record, related))
             except JMESPathError:  # e.g. a function given a value of the wrong type in this record
-                record[column] = None
+                values.append(None)
+        for (column, _), value in zip(self.columns, values):
+            record[column] = value
 
 
 def flat(resource: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -42,10 +46,10 @@ def flat(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def pick(resource: dict[str, Any] | None, attribute: str) -> Any:
-    """A (dotted) attribute of a flattened resource, or None."""
+def pick(resource: dict[str, Any] | None, attribute: Sequence[str]) -> Any:
+    """An attribute (its dotted path already split into parts) of a flattened resource, or None."""
     value: Any = resource
-    for part in attribute.split("."):
+    for part in attribute:
         if not isinstance(value, dict):
             return None
         value = value.get(part)

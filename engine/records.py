@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-import jmespath
 from jmespath.exceptions import JMESPathError
 
 from .derive import Derivations, flat, pick
 from .errors import ApiError
+from .expressions import compile_search
 from .spec import ApiSpec, StreamSpec
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a jmespath identifier that selects one top-level key
@@ -31,21 +31,25 @@ class RecordReader:
     def __init__(self, api: ApiSpec, stream: StreamSpec) -> None:
         self.stream = stream
         self.jsonapi = api.record_format == "jsonapi"
-        self.records_path = jmespath.compile(api.records)
-        self.included_path = jmespath.compile(api.included) if api.included else None
-        self.filter = jmespath.compile(stream.record_filter) if stream.record_filter else None
-        self.cursor = jmespath.compile(stream.cursor.field) if stream.cursor else None
+        # Expressions evaluated per record run as compiled closures (engine/expressions.py), not jmespath's interpreter.
+        self.records_expression = api.records
+        self.records_path = compile_search(api.records)
+        self.included_path = compile_search(api.included) if api.included else None
+        self.filter = compile_search(stream.record_filter) if stream.record_filter else None
+        self.cursor = compile_search(stream.cursor.field) if stream.cursor else None
         self.derive = Derivations(stream.derived) if stream.derived else None
-        # A cursor that is a plain top-level key is read with dict.get: jmespath costs microseconds a record.
+        # A cursor that is a plain top-level key is read with dict.get: cheaper still.
         self.cursor_key = stream.cursor.field if stream.cursor and _PLAIN_KEY.fullmatch(stream.cursor.field) else None
         self._cursors: dict[str, Any] = {}  # partitions' own cursor expressions, compiled on first use
+        # relationship -> [(attribute path, column)]: the include mapping with its dotted attributes split once.
+        self._wanted = {name: [(attribute.split("."), column) for attribute, column in mapping.items()] for name, mapping in stream.include.items()}
 
     def page_records(self, body: Any, url: str) -> list[Any]:
         """The raw records of one page; an ApiError when the body has no record list."""
-        records = self.records_path.search(body) if isinstance(body, (dict, list)) else None
+        records = self.records_path(body) if isinstance(body, (dict, list)) else None
         if not isinstance(records, list):
             raise ApiError(
-                f"the response to GET {url} (stream {self.stream.name}) has no record list at {self.records_path.expression!r}",
+                f"the response to GET {url} (stream {self.stream.name}) has no record list at {self.records_expression!r}",
                 stream=self.stream.name,
                 url=url,
             )
@@ -53,7 +57,7 @@ class RecordReader:
 
     def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
         """Normalised records with `extra` columns (parent keys, partitions) set, or Rejected for an unusable item."""
-        included = self._included(body) if self.jsonapi and (self.stream.include or self.derive) else {}
+        included = _Included(self._included(body) if self.jsonapi and (self.stream.include or self.derive) else {})
         for item in raw:
             if not isinstance(item, dict):
                 yield Rejected(f"a record that is {_kind(item)}, not an object")
@@ -72,7 +76,7 @@ class RecordReader:
         if self.filter is None:
             return True
         try:
-            return bool(self.filter.search(record))
+            return bool(self.filter(record))
         except JMESPathError:  # e.g. a function given a value of the wrong type: the filter cannot keep it
             return False
 
@@ -88,21 +92,26 @@ class RecordReader:
         """The record's cursor (or `field`, a partition's own cursor) as an aware UTC datetime; None when absent or unparseable."""
         if field is None and self.cursor_key is not None:
             return parse_datetime(record.get(self.cursor_key))
-        expression = self.cursor if field is None else self._cursors.setdefault(field, jmespath.compile(field))
-        if expression is None:
+        if field is None:
+            search = self.cursor
+        else:
+            search = self._cursors.get(field)
+            if search is None:
+                search = self._cursors[field] = compile_search(field)
+        if search is None:
             return None
         try:
-            return parse_datetime(expression.search(record))
+            return parse_datetime(search(record))
         except JMESPathError:  # e.g. max() over values of mixed types in this record
             return None
 
     def _included(self, body: Any) -> dict[tuple[str, str], dict[str, Any]]:
-        found = self.included_path.search(body) if self.included_path else None
+        found = self.included_path(body) if self.included_path else None
         if not isinstance(found, list):
             return {}
         return {_ref(r): r for r in found if isinstance(r, dict) and _ref(r) is not None}
 
-    def _normalise(self, resource: dict[str, Any], included: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any] | Rejected:
+    def _normalise(self, resource: dict[str, Any], included: _Included) -> dict[str, Any] | Rejected:
         # JSON:API: id and attributes at the top; a to-one relationship becomes <rel>_id and a
         # to-many one <rel>_ids; attributes resolved from included[] where the spec asks.
         attributes = resource.get("attributes")
@@ -119,24 +128,41 @@ class RecordReader:
             if not isinstance(relationship, dict) or "data" not in relationship:
                 continue
             data = relationship["data"]
-            wanted = self.stream.include.get(name)
+            wanted = self._wanted.get(name)
             if isinstance(data, list):
                 record.setdefault(f"{name}_ids", [d.get("id") for d in data if isinstance(d, dict)])
                 if wanted or self.derive:
-                    targets = [flat(included.get(_ref(d))) for d in data if isinstance(d, dict)]
+                    targets = [included.flat(d) for d in data if isinstance(d, dict)]
                     related[name] = [t for t in targets if t is not None]
                     # A to-many include maps each attribute to a JSON array, one value per included resource.
-                    for attribute, column in (wanted or {}).items():
-                        record.setdefault(column, [pick(t, attribute) for t in related[name]])
+                    for parts, column in wanted or ():
+                        record.setdefault(column, [pick(t, parts) for t in related[name]])
                 continue
             record.setdefault(f"{name}_id", data.get("id") if isinstance(data, dict) else None)
             if wanted or self.derive:
-                related[name] = flat(included.get(_ref(data))) if isinstance(data, dict) else None
-                for attribute, column in (wanted or {}).items():
-                    record.setdefault(column, pick(related[name], attribute))
+                related[name] = included.flat(data) if isinstance(data, dict) else None
+                for parts, column in wanted or ():
+                    record.setdefault(column, pick(related[name], parts))
         if self.derive:
             self.derive.apply(record, related)
         return record
+
+
+class _Included:
+    """One page's included resources by (type, id), each flattened (derive.flat) on first use and then shared."""
+
+    def __init__(self, resources: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.resources = resources
+        self.flattened: dict[Any, dict[str, Any] | None] = {}
+
+    def flat(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
+        """The included resource a resource identifier names, flattened; None when the page does not include it."""
+        ref = _ref(identifier)
+        try:
+            return self.flattened[ref]
+        except KeyError:
+            found = self.flattened[ref] = flat(self.resources.get(ref))
+            return found
 
 
 def value_problem(value: Any) -> str | None:
