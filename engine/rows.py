@@ -107,8 +107,10 @@ class RowBuilder:
     def __init__(self, columns: ColumnMap, depth: int) -> None:
         self.map = columns
         self.depth = depth
-        # Column-wise from the start: each path's values, one per row so far (None where a row lacks it).
-        self.values: dict[Path, list[Any]] = {}
+        # Column-wise from the start: each path's values, one per row so far (None where a row lacks it), held by
+        # a tree of slots keyed by the record's own keys, so a value finds its column without building its path.
+        self.root = _Slot((), nested=True)
+        self.slots: list[_Slot] = []
         self.count = 0
         self.nbytes = 0  # response bytes the collected rows came from: bounds a batch's memory with its row count
         self.received: list[datetime] = []
@@ -118,7 +120,7 @@ class RowBuilder:
 
     def add(self, record: dict[str, Any], received_at: datetime, size: int = 0) -> None:
         """Flatten one record (`size` response bytes) into the column lists and widen the column types it touches."""
-        self._add((), record, self.count)
+        self._add(self.root, record, self.count)
         self.count += 1
         self.nbytes += size
         self.received.append(received_at)
@@ -135,31 +137,37 @@ class RowBuilder:
             arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
             names.append(name)
             columns.append(Column(name=name, type=kind))
+        collected = {slot.path: slot.values for slot in self.slots if slot.values is not None}
         for path, name in self.map.columns.items():
             kind = self.map.types[path] or ColumnType.TEXT
-            values = self.values.get(path) or []
+            values = collected.get(path) or []
             if len(values) < count:
                 values.extend([None] * (count - len(values)))
-            arrays.append(pa.array(_converted(values, kind), type=ARROW_TYPES[kind]))
+            arrays.append(_array(values, kind))
             names.append(name)
             columns.append(Column(name=name, type=kind))
-        self.values, self.count, self.nbytes, self.received = {}, 0, 0, []
+        for slot in self.slots:
+            slot.values = None
+        self.count, self.nbytes, self.received = 0, 0, []
         return pa.Table.from_arrays(arrays, names=names), columns
 
-    def _add(self, prefix: Path, record: dict[str, Any], row: int) -> None:
+    def _add(self, parent: _Slot, record: dict[str, Any], row: int) -> None:
         # The hot path of a sync: one pass per record, no intermediate dict, type inference only where a value could widen.
-        values, types, depth = self.values, self.map.types, self.depth
+        slots = parent.children
         for key, value in record.items():
-            path = (*prefix, key if key.__class__ is str else str(key))
+            slot = slots.get(key)
+            if slot is None:
+                slot = self._slot(parent, key)
             # Objects are flattened into <a>_<b>_<c> up to the spec's depth; deeper ones stay JSON.
-            if isinstance(value, dict) and len(path) < depth:
-                self._add(path, value, row)
+            if slot.nested and isinstance(value, dict):
+                self._add(slot, value, row)
                 continue
-            column = values.get(path)
-            if column is None:
-                if path not in types:
-                    self.map.name(path)
-                column = values[path] = [None] * row
+            column = slot.values
+            if column is None:  # the path's first value in this batch: its column (named on first sight ever)
+                if slot.path not in self.map.types:
+                    self.map.name(slot.path)
+                slot.type = self.map.types[slot.path]
+                column = slot.values = [None] * row
             elif len(column) != row:
                 if len(column) > row:  # the same path twice in one record (keys 1 and "1"): the last one wins
                     column.pop()
@@ -168,19 +176,54 @@ class RowBuilder:
             column.append(value)
             if value is None:
                 continue
-            current = types[path]
+            current = slot.type
             # TEXT is the widest type: once there, a column needs no more inference; nor does a value of
             # the very Python type that made the column what it is.
             if current is ColumnType.TEXT or _SETTLED.get(value.__class__, _UNSETTLED) is current:
                 continue
             kind = value_type(value)
             if kind is not current:
-                types[path] = widen(current, kind)
+                slot.type = self.map.types[slot.path] = widen(current, kind)
+
+    def _slot(self, parent: _Slot, key: Any) -> _Slot:
+        """The slot of `key` under `parent`, made on first sight (a key that is not a string shares its text's slot)."""
+        text = key if key.__class__ is str else str(key)
+        slot = parent.children.get(text)
+        if slot is None:
+            path = (*parent.path, text)
+            slot = _Slot(path, nested=len(path) < self.depth)
+            parent.children[text] = slot
+            self.slots.append(slot)
+        parent.children[key] = slot
+        return slot
+
+
+class _Slot:
+    """One source path: its values in the current batch, its column type, and the slots of the keys beneath it."""
+
+    __slots__ = ("path", "values", "type", "children", "nested")
+
+    def __init__(self, path: Path, *, nested: bool) -> None:
+        self.path = path
+        self.values: list[Any] | None = None  # None until the path has a value (not an object to flatten) in this batch
+        self.type: ColumnType | None = None
+        self.children: dict[Any, _Slot] = {}
+        self.nested = nested  # whether an object here is flattened into the slots beneath (else it is a JSON value)
 
 
 # Python type -> the column type its values cannot widen: no inference needed (looked up by class, not enum hash).
 _UNSETTLED = object()  # any other Python type: never `is` a column type
 _SETTLED = {bool: ColumnType.BOOLEAN, float: ColumnType.DOUBLE, dict: ColumnType.JSON, list: ColumnType.JSON}
+
+
+def _array(values: list[Any], kind: ColumnType) -> pa.Array:
+    """One column's values as an Arrow array of its type."""
+    if kind is ColumnType.TEXT:
+        try:  # most text columns hold only strings: Arrow takes them as they are
+            return pa.array(values, type=pa.string())
+        except pa.ArrowTypeError:  # a number, boolean, list or object among them: its JSON text
+            pass
+    return pa.array(_converted(values, kind), type=ARROW_TYPES[kind])
 
 
 def _converted(values: list[Any], kind: ColumnType) -> list[Any]:
@@ -205,10 +248,33 @@ def _convert(value: Any, kind: ColumnType) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text of `value`, however deeply it nests (json.dumps recurses and stops near 1,000 levels)."""
+    global _encode
+    if value.__class__ is list and not value:
+        return "[]"
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return "".join(_encode(value, 0))
     except RecursionError:
+        _encode = _encoder()  # the failed call left its containers marked as being encoded
         return _dumps_iteratively(value)
+    except BaseException:
+        _encode = _encoder()
+        raise
+
+
+def _encoder() -> Any:
+    """What json.dumps(value, separators=(",", ":"), ensure_ascii=False) runs, made once rather than for every value.
+
+    json.dumps builds a JSONEncoder and its C encoder on each call: that costs more than encoding a short list.
+    """
+    settings = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    if json.encoder.c_make_encoder is None:  # no C accelerator: json's own Python encoder
+        return lambda value, level: [settings.encode(value)]
+    return json.encoder.c_make_encoder(
+        {}, settings.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+
+_encode = _encoder()
 
 
 def _dumps_iteratively(value: Any) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from engine.schema import ColumnType
+from engine import rows as rows_module
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder, snake, value_type, widen
 
 AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -37,6 +38,7 @@ def test_nested_objects_flatten_to_three_levels_and_deeper_stay_json() -> None:
               "subscriptions": {"email": {"marketing": {"consent": "SUBSCRIBED", "suppression": []}}}}
     rows, types, _ = build([record])
     assert rows["location_city"] == ["Boston"]
+    assert not {"location", "subscriptions", "subscriptions_email"} & set(rows)  # flattened objects are no columns
     assert json.loads(rows["subscriptions_email_marketing"][0]) == {"consent": "SUBSCRIBED", "suppression": []}
     assert types["subscriptions_email_marketing"] is ColumnType.JSON
 
@@ -162,3 +164,37 @@ def test_a_batch_counts_the_response_bytes_its_rows_came_from_until_taken() -> N
     assert (len(builder), builder.nbytes) == (2, 2000)
     builder.take(LOAD)
     assert (len(builder), builder.nbytes) == (0, 0)
+
+
+def test_json_text_is_what_json_dumps_writes_and_survives_a_too_deep_value() -> None:
+    # dumps reuses one encoder: its text must be json.dumps' own, also for the values after a too-deep one.
+    values = [[], {}, [1, 2.5, 1e16, 1e-7, float("nan"), None, True], {"a": {"b": [1, "é\n\u2028\x7f\"\\"]}, "1": 2},
+              [[]] * 3, 10**30, ["a", "b"], [{"sku": "A-1", "price": 19.99, "tags": []}]]
+    deep: list = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    for value in [*values, deep, *values]:
+        expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False) if value is not deep else "[" * 5001 + "]" * 5001
+        assert rows_module.dumps(value) == expected
+
+
+def test_text_columns_with_only_strings_and_with_other_values_mixed_in() -> None:
+    rows, types, _ = build([{"id": "a", "t": "x", "m": "y"}, {"id": "b", "t": None, "m": 3}, {"id": "c", "m": [1, "z"]}])
+    assert (types["t"], rows["t"]) == (ColumnType.TEXT, ["x", None, None])
+    assert (types["m"], rows["m"]) == (ColumnType.TEXT, ["y", "3", '[1,"z"]'])
+
+
+def test_keys_that_are_not_strings_share_the_column_of_their_text_across_batches() -> None:
+    columns = ColumnMap(None, reserved=LOAD_COLUMNS)
+    builder = RowBuilder(columns, depth=3)
+    builder.add({"id": "a", 1: "int key", "n": {2: "deep"}}, AT)
+    builder.add({"id": "b", "1": "text key", "n": {"2": "deep text"}}, AT)
+    builder.add({"id": "c", 1: "first", "1": "last wins"}, AT)
+    one, deep = columns.name(("1",)), columns.name(("n", "2"))
+    first = builder.take(LOAD)[0].to_pydict()
+    assert (first[one], first[deep]) == (["int key", "text key", "last wins"], ["deep", "deep text", None])
+    builder.add({"id": "d", "n": {2: "next batch"}}, AT)
+    second = builder.take(LOAD)[0].to_pydict()
+    assert (second[one], second[deep]) == ([None], ["next batch"])
