@@ -34,6 +34,7 @@ class SqlDestination:
     staging_schema: str | None = None  # where staged() tables live; None: the session's own (temporary tables)
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
     _state_ready = False
+    _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
 
     # --- what a destination module supplies -------------------------------------------------------------
     def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -81,7 +82,18 @@ class SqlDestination:
     def columns_of(self, table: str) -> dict[str, exp.DataType]:
         """The columns of `table` in order with their types; empty when the table does not exist."""
         rows = self.execute("READ COLUMNS", table, sql.table_columns(self.dialect), (self.schema, table))
-        return {row[0]: sql.reported_type(row[1], row[2], row[3], self.dialect) for row in rows}
+        return {row[0]: self._reported_type(row[1], row[2], row[3]) for row in rows}
+
+    def _reported_type(self, data_type: str, precision: int | None, scale: int | None) -> exp.DataType:
+        # Parsed once per distinct type: a batch reads its table's columns, and sqlglot parses a type in ~50 µs.
+        # Callers only read these (sql.cast_to copies the type it puts in a statement).
+        if self._types_seen is None:
+            self._types_seen = {}
+        key = (data_type, precision, scale)
+        found = self._types_seen.get(key)
+        if found is None:
+            found = self._types_seen[key] = sql.reported_type(data_type, precision, scale, self.dialect)
+        return found
 
     def ensure_state_table(self) -> None:
         """CREATE the state table once per run (outside any transaction: DDL commits on some warehouses)."""
@@ -158,6 +170,7 @@ class SqlLoad:
         shadow = dest.name(table.name + SHADOW_SUFFIX)
         self._into = shadow if replace else self._target
         self._columns: list[Column] = []
+        self._prepared: tuple[Any, list[tuple[str, exp.Expr]]] | None = None  # the last batch's load statements
         dest.ensure_state_table()
         # A full refresh killed before its swap leaves the shadow behind: drop it, whatever this run's mode.
         dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
@@ -197,13 +210,13 @@ class SqlLoad:
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
-            types = self._evolve(columns, empty) if ddl_first else {}
+            types = self._evolve(columns, empty, had) if ddl_first else {}
             with dest.transaction():
                 if not ddl_first:
-                    types = self._evolve(columns, empty)
+                    types = self._evolve(columns, empty, had)
                 before = self._count() if had else 0
                 if batch.num_rows:
-                    updated = self._load(staging, staged_columns, types)
+                    updated = self._load(staging, staged_columns, types, empty_table=before == 0)
                 inserted = self._count() - before if batch.num_rows else 0
                 if keys is not None:
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
@@ -246,15 +259,15 @@ class SqlLoad:
         if self._replace:
             self._dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=self._dest.schema))
 
-    def _evolve(self, columns: Sequence[Column], empty: set[str]) -> dict[str, exp.DataType]:
+    def _evolve(self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType]) -> dict[str, exp.DataType]:
         """Create the table or add and widen its columns; the column type each staged value is cast into.
 
         An existing column keeps its type when it holds the incoming values (a RudderStack table's TIMESTAMP
         without time zone, VARCHAR, NUMERIC); otherwise it widens like any klx column. Only a type klx cannot
-        write to at all stops the run. `empty` names the columns without a value in this batch.
+        write to at all stops the run. `empty` names the columns without a value in this batch; `existing` the
+        table's columns now (read by write(): nothing changes them in between).
         """
         dest, into, schema, dialect = self._dest, self._into, self._dest.schema, self._dest.dialect
-        existing = dest.columns_of(into)
         if not existing:
             dest.execute("CREATE TABLE", into, sql.create_table(into, columns, dialect, schema=schema))
         types: dict[str, exp.DataType] = {}
@@ -292,19 +305,38 @@ class SqlLoad:
             hint=f"change the column's type, e.g. {fix}, or drop the column, then sync again",
         )
 
-    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> int:
-        """Upsert the staged batch into the table, newest cursor per key (append when there is no key); rows updated."""
-        dest, table, names = self._dest, self._table, [c.name for c in columns]
-        rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dest.dialect, schema=dest.staging_schema, existing=into)
-        if not table.primary_key:
-            dest.execute("INSERT", self._into, sql.append(self._into, rows, names, schema=dest.schema))
-            return 0
-        count = sql.count_updates(self._into, rows.copy(), table.primary_key, table.cursor, schema=dest.schema)
-        [(updated,)] = dest.execute("COUNT UPDATES", self._into, count)
-        upsert = sql.upsert(self._into, rows, names, table.primary_key, table.cursor, dest.dialect, schema=dest.schema, form=dest.upsert_form)
-        for statement in upsert:
-            dest.execute("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), self._into, statement)
+    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType], *, empty_table: bool) -> int:
+        """Upsert the staged batch into the table, newest cursor per key (append when there is no key); rows updated.
+
+        The statements depend only on the staged columns and the table's types: those built for one batch serve
+        the next ones alike (sqlglot builds and copies a 40-column MERGE in milliseconds).
+        """
+        dest = self._dest
+        signature = (staging, tuple(columns), tuple(into.items()))
+        if self._prepared is None or self._prepared[0] != signature:
+            self._prepared = (signature, self._statements(staging, columns, into))
+        updated = 0
+        for kind, statement in self._prepared[1]:
+            if kind == "COUNT UPDATES":
+                if not empty_table:  # a key can only be updated when the table holds rows
+                    [(updated,)] = dest.execute(kind, self._into, statement)
+                continue
+            dest.execute(kind, self._into, statement)
         return updated
+
+    def _statements(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> list[tuple[str, exp.Expr]]:
+        """(kind, statement) of the statements loading a staged batch: COUNT UPDATES first when there is a key."""
+        dest, table, names, dialect = self._dest, self._table, [c.name for c in columns], self._dest.dialect
+        rows = sql.staged_rows(staging, columns, table.primary_key, table.cursor, dialect, schema=dest.staging_schema, existing=into)
+        if not table.primary_key:
+            return [("INSERT", sql.append(self._into, rows, names, schema=dest.schema))]
+        count = sql.count_updates(self._into, rows.copy(), table.primary_key, table.cursor, schema=dest.schema)
+        statements: list[tuple[str, exp.Expr]] = [("COUNT UPDATES", count)]
+        upsert = sql.upsert(self._into, rows, names, table.primary_key, table.cursor, dialect, schema=dest.schema, form=dest.upsert_form)
+        for statement in upsert:
+            kind = "MERGE" if isinstance(statement, exp.Merge) else statement.key.upper()
+            statements.append((kind, statement))
+        return statements
 
 
 def _first_line(err: BaseException) -> str:
