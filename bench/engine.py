@@ -6,7 +6,8 @@ The simulator serves the stream's pages once (in this process); their bytes are 
 
 - end to end: `engine.run.run` syncs the stream (full refresh into a fresh DuckDB file) with HttpClient.get
   replaced by a replay of those bytes, so everything klx does per record counts and no network does;
-- per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values),
+- per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values, as
+  HttpClient reads them),
   records (page -> normalised records, cursor, filter, key check), rows (records -> column lists ->
   Arrow batches of api.batch_rows), duckdb (Arrow batches -> MERGE + state, committed).
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import run as run_module  # noqa: E402
+from engine.bodies import body_parser  # noqa: E402
 from engine.config import Config  # noqa: E402
 from engine.destinations import build_destination  # noqa: E402
 from engine.http import HttpClient, Page, parse_body  # noqa: E402
@@ -62,7 +64,7 @@ def end_to_end(bodies: list[bytes], stream: str, work: Path, n: int) -> tuple[fl
     replay = iter(bodies)
 
     def get(self: HttpClient, url: str, params: dict[str, str], **_: Any) -> Page:
-        return Page(body=parse_body(next(replay)), url=url, received_at=time.time())
+        return Page(body=self.parse(next(replay)), url=url, received_at=time.time())
 
     config = write_config(work, {stream: "full_refresh"}, base_url="http://127.0.0.1:9", database=work / f"e2e{n}.duckdb", prefix=f"e{n}_")
     with mock.patch.object(HttpClient, "get", get):
@@ -81,8 +83,9 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     times = dict.fromkeys(("parse", "records", "rows", "duckdb"), 0.0)
     clock = time.process_time  # CPU seconds of this process (DuckDB's threads included): a loaded machine barely moves them
 
+    parse = body_parser(spec.api, parse_body)  # what HttpClient.get reads a body with
     began = clock()
-    parsed = [parse_body(b) for b in bodies]
+    parsed = [parse(b) for b in bodies]
     times["parse"] = clock() - began
 
     reader = RecordReader(spec.api, stream)

@@ -25,6 +25,7 @@ import requests
 import requests.adapters
 import urllib3
 
+from .bodies import body_parser, has_long_integer
 from .config import Secret
 from .errors import ApiError, clean
 from .events import NO_EVENTS, RunEvents
@@ -159,6 +160,7 @@ class HttpClient:
         self.clock = clock
         self.events: RunEvents = NO_EVENTS  # run.py sets its observer: requests, retries, rate-limit waits
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
+        self.parse = body_parser(api, parse_body)  # a page body as parse_body reads it, minus what records never use
 
     def url_for(self, path: str) -> str:
         """The absolute URL of a spec path (which starts with /); next links come absolute from the paginator's urljoin."""
@@ -255,7 +257,7 @@ class HttpClient:
         if status >= 400:
             raise self._error(status, response.reason, body, stream, shown, scopes)
         try:
-            parsed = parse_body(body)
+            parsed = self.parse(body)
         except RecursionError:
             raise ApiError(f"{name} sent JSON nested too deeply to read on GET {shown} (stream {stream})", stream=stream, url=shown) from None
         except ValueError as err:
@@ -380,16 +382,12 @@ def parse_body(body: bytes) -> Any:
     cannot nest is read again by json, which also says why. orjson turns an integer beyond 64 bits into
     a float, losing digits: a body with a run of 19 digits anywhere (rare, and cheap to look for) goes to json.
     """
-    if body.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+    if not has_long_integer(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
     return json.loads(body)
-
-
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit -> "0", anything else -> " "
-_LONG_NUMBER = b"0" * 19  # -9223372036854775809 has 19 digits and no longer fits 64 bits
 
 
 def _rate_headers(headers: Any) -> tuple[float, float, float] | None:

@@ -1,0 +1,148 @@
+"""Response bodies read for a JSON:API spec: the same values as http.parse_body, minus what records never read."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.bodies import body_parser
+from engine.http import parse_body
+from engine.records import RecordReader, Rejected
+from engine.spec import Spec
+from tests.klx_testing import SHARED, shared_file
+
+SPEC = Spec.from_yaml(Path(__file__).parent.parent / "specs" / "klaviyo.yaml")
+PARSE = body_parser(SPEC.api, parse_body)
+RECORDED = SHARED / "klaviyo" / "fixtures" / "recorded"
+
+EVENT = {
+    "type": "event", "id": "e1", "links": {"self": "https://x/e1"}, "meta": {"m": 1},
+    "attributes": {"datetime": "2026-01-01T00:00:00+00:00", "event_properties": {"$flow": "F", "n": [1, 2.5, None, {}]}},
+    "relationships": {
+        "profile": {"data": {"type": "profile", "id": "p1"}, "links": {"self": "https://x/r", "related": "https://x/p"}},
+        "metric": {"data": {"type": "metric", "id": "m1"}, "meta": {"count": 1}},
+        "attributions": {"data": [], "links": {"self": "https://x/a"}},
+        "lists": {"links": {"related": "https://x/l"}},
+    },
+}
+PROFILE = {"type": "profile", "id": "p1", "attributes": {"email": "a@b.c"}, "links": {"self": "https://x/p1"},
+           "relationships": {"lists": {"links": {"self": "https://x"}}}}
+PAGE = {"data": [EVENT], "included": [PROFILE], "links": {"next": "https://x/next", "self": "https://x"}, "meta": {"total": 1}}
+
+
+def _without_links(document: dict) -> dict:
+    """What the schema keeps: type, id, attributes and each relationship's data of every resource."""
+    out = copy.deepcopy(document)
+    for member in ("data", "included"):
+        for resource in out.get(member, []):
+            for key in [k for k in resource if k not in ("type", "id", "attributes", "relationships")]:
+                del resource[key]
+            for name, relationship in resource.get("relationships", {}).items():
+                resource["relationships"][name] = {k: v for k, v in relationship.items() if k == "data"}
+    return out
+
+
+def _records(document: object) -> list:
+    reader = RecordReader(SPEC.api, SPEC.streams["events"])
+    return list(reader.records(document, reader.page_records(document, "/x"), {}))
+
+
+def test_resources_lose_only_their_links_and_meta_and_the_top_level_stays_whole() -> None:
+    body = json.dumps(PAGE).encode()
+    parsed = PARSE(body)
+    assert parsed == _without_links(parse_body(body))
+    assert parsed["links"] == PAGE["links"] and parsed["meta"] == PAGE["meta"]  # what paginators read
+    assert parsed["data"][0]["relationships"]["lists"] == {}
+    assert _records(parsed) == _records(parse_body(body))
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {**PAGE, "data": EVENT},  # one resource, not a list
+        {**PAGE, "data": [EVENT, "not an object"]},
+        {**PAGE, "data": [{**EVENT, "relationships": ["odd"]}]},
+        {**PAGE, "data": [{**EVENT, "relationships": {"profile": None}}]},
+        {**PAGE, "included": {"not": "a list"}},
+        [EVENT],  # no top-level object
+        {"data": [], "errors": [{"detail": "x"}], "extra member": {"links": 1}},
+    ],
+)
+def test_what_the_schema_does_not_fit_is_read_whole_as_parse_body_reads_it(page: object) -> None:
+    body = json.dumps(page).encode()
+    parsed, whole = PARSE(body), parse_body(body)
+    if isinstance(whole, dict):  # a member the schema fits loses its links; any other is read whole
+        assert parsed == {name: _without_links({name: v})[name] if _fits(name, v) else v for name, v in whole.items()}
+    else:
+        assert parsed == whole
+    assert [_kind(r) for r in _records_or_none(parsed)] == [_kind(r) for r in _records_or_none(parse_body(body))]
+
+
+def _fits(name: str, member: object) -> bool:
+    """Whether the resource schema reads `member`: a list of objects whose relationships are objects of objects."""
+    if name not in ("data", "included") or not isinstance(member, list):
+        return False
+    for resource in member:
+        if not isinstance(resource, dict):
+            return False
+        relationships = resource.get("relationships", {})
+        if not isinstance(relationships, dict) or not all(isinstance(r, dict) for r in relationships.values()):
+            return False
+    return True
+
+
+def _records_or_none(document: object) -> list:
+    try:
+        return _records(document)
+    except Exception as err:  # noqa: BLE001 - the same failure either way is what is compared
+        return [type(err).__name__]
+
+
+def _kind(record: object) -> object:
+    return record.reason if isinstance(record, Rejected) else record
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"data": [{"id": "a", "attributes": {"n": NaN}}]}', b'{"data": [{"id": "a", "attributes": {"n": 12345678901234567890123}}]}',
+     b'{"data": [{"id": "\\ud800"}]}', b'{"data": [{"id": 1e400}]}', b'{"data": [], "data": [{"id": "last"}]}'],
+)
+def test_what_only_json_reads_and_long_integers_come_out_as_parse_body_gives_them(body: bytes) -> None:
+    expected = parse_body(body)
+    assert repr(PARSE(body)) == repr(expected)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b'{"data": [1,]}', b"\xff", b'{"data": []} trailing'])
+def test_a_body_that_is_not_json_fails_as_parse_body_fails(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_body(body)
+    with pytest.raises(ValueError):
+        PARSE(body)
+
+
+def test_recorded_pages_give_the_same_records() -> None:
+    pages = sorted(RECORDED.glob("*.json"))
+    assert pages
+    for path in pages:
+        body = shared_file(path).read_bytes()
+        stream = next((s for s in SPEC.streams if s in path.name), None)
+        if stream is None:
+            continue
+        reader = RecordReader(SPEC.api, SPEC.streams[stream])
+        got, expected = PARSE(body), parse_body(body)
+        try:
+            want = list(reader.records(expected, reader.page_records(expected, "/x"), {}))
+        except Exception:  # noqa: BLE001 - a recorded error page: both must refuse it alike
+            with pytest.raises(Exception):
+                list(reader.records(got, reader.page_records(got, "/x"), {}))
+            continue
+        assert list(reader.records(got, reader.page_records(got, "/x"), {})) == want, path.name
+
+
+def test_plain_specs_and_nested_record_paths_keep_parse_body() -> None:
+    assert body_parser(dataclasses.replace(SPEC.api, record_format="plain"), parse_body) is parse_body
+    assert body_parser(dataclasses.replace(SPEC.api, records="result.items", included=None), parse_body) is parse_body
