@@ -53,6 +53,8 @@ def _compile(node: dict[str, Any], top: Callable[[str], Search] | None) -> Searc
         if top is not None:
             return top(name)
         return lambda value: value.get(name) if isinstance(value, dict) else None
+    if kind == "subexpression" and all(c["type"] == "field" for c in children):
+        return _fields([c["value"] for c in children], top)
     if kind in ("subexpression", "index_expression"):
         # The first child reads the root; each next one reads what the previous gave (None reads as None).
         steps = [_compile(children[0], top), *(_compile(c, None) for c in children[1:])]
@@ -94,8 +96,38 @@ def _compile(node: dict[str, Any], top: Callable[[str], Search] | None) -> Searc
     raise _Unsupported(kind)
 
 
+def _fields(names: list[str], top: Callable[[str], Search] | None) -> Search:
+    """A path of plain fields (a.b."c") as one closure: each step reads a key of an object, anything else gives None."""
+    first = top(names[0]) if top is not None else None
+    rest = names[1:] if top is not None else names
+    if first is not None and len(rest) == 1:  # the common derived column: record.field."key"
+        (second,) = rest
+
+        def two(value: Any) -> Any:
+            found = first(value)
+            return found.get(second) if isinstance(found, dict) else None
+
+        return two
+
+    def walk(value: Any) -> Any:
+        if first is not None:
+            value = first(value)
+        for name in rest:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(name)
+        return value
+
+    return walk
+
+
 def _is_false(value: Any) -> bool:
     # JMESPath's falsehood, not Python's: 0 is true, and so is 0.0.
+    kind = value.__class__
+    if kind is str or kind is list or kind is dict or kind is bool:  # the JSON types: empty, or false
+        return not value
+    if kind is int or kind is float:
+        return False
     return value == "" or value == [] or value == {} or value is None or value is False
 
 

@@ -157,11 +157,14 @@ class _Included:
 
     def flat(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
         """The included resource a resource identifier names, flattened; None when the page does not include it."""
-        ref = _ref(identifier)
+        kind, ident = identifier.get("type"), identifier.get("id")
+        if kind.__class__ is not str or ident.__class__ is not str:  # rare: not cached (1 and 1.0 are one dict key)
+            return flat(self.resources.get(_ref(identifier)))
+        key = (kind, ident)
         try:
-            return self.flattened[ref]
-        except KeyError:
-            found = self.flattened[ref] = flat(self.resources.get(ref))
+            return self.flattened[key]
+        except KeyError:  # first use; the page may not include it (then None)
+            found = self.flattened[key] = flat(self.resources.get(key))
             return found
 
 
