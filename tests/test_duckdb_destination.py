@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -441,3 +442,46 @@ def test_timestamptz_columns_fetch_into_python_with_klxs_own_dependencies(dest: 
     load(dest, [profile("a", 1)])
     [(updated,)] = dest.connection.execute("select updated from kl_profiles").fetchall()
     assert updated == ts(1) and updated.utcoffset().total_seconds() == 0
+
+
+# Memory: DuckDB's own default limit is 80% of RAM, which it fills as tables grow
+
+
+def test_memory_limit_defaults_to_a_fixed_bound_whatever_the_machine(tmp_path: Path) -> None:
+    dest = build_destination(Config({"path": str(tmp_path / "m.duckdb")}))
+    [(limit, threads)] = dest.connection.execute("select current_setting('memory_limit'), current_setting('threads')").fetchall()
+    dest.close()
+    assert limit == "244.1 MiB"  # 256MB in DuckDB's own units
+    import duckdb
+
+    with duckdb.connect() as plain:
+        assert plain.execute("select current_setting('memory_limit')").fetchall() != [(limit,)]
+        assert plain.execute("select current_setting('threads')").fetchall() == [(threads,)]  # DuckDB's default
+
+
+@pytest.mark.parametrize("storage_version", [None, "v1.2.0"])
+def test_memory_limit_and_threads_are_passed_to_the_connection(tmp_path: Path, storage_version: str | None) -> None:
+    options = {"path": str(tmp_path / "m.duckdb"), "memory_limit": "1.5GB", "threads": 1}
+    if storage_version:
+        options["storage_version"] = storage_version
+    dest = build_destination(Config(options))
+    settings = dest.connection.execute("select current_setting('memory_limit'), current_setting('threads')").fetchall()
+    load(dest, [profile("a", 1)])
+    dest.close()
+    assert settings == [("1.3 GiB", 1)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"memory_limit": "lots"}, "destination.memory_limit: 'lots' is not a size like 256MB or 1GB"),
+        ({"memory_limit": "80%"}, "destination.memory_limit: '80%' is not a size like 256MB or 1GB"),
+        ({"memory_limit": 256}, "destination.memory_limit: must be a string"),
+        ({"threads": 0}, "destination.threads: 0 is not a whole number of at least 1"),
+        ({"threads": "2"}, "destination.threads: '2' is not a whole number of at least 1"),
+        ({"threads": True}, "destination.threads: True is not a whole number of at least 1"),
+    ],
+)
+def test_bad_memory_options_are_config_errors_naming_the_line(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"config.yaml:11: {re.escape(message)}"):
+        build_destination(Config({"path": ":memory:", **options}))

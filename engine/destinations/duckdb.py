@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["DuckDBDestination", "SHADOW_SUFFIX"]
 
 DIALECT = "duckdb"
-OPTIONS = ("path", "schema", "storage_version")
+OPTIONS = ("path", "schema", "storage_version", "memory_limit", "threads")
+# DuckDB's own default is 80% of the machine's memory, which it fills with cached table blocks as a table
+# grows: klx's batches are bounded, so a fixed limit bounds the run's memory whatever the table's size.
+# Operators that need more spill to the temp directory beside the file.
+DEFAULT_MEMORY_LIMIT = "256MB"
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _CATALOG = "klx"  # the file's name inside the connection when it is ATTACHed with a storage version
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
@@ -32,7 +37,16 @@ class DuckDBDestination(SqlDestination):
 
     dialect = DIALECT
 
-    def __init__(self, *, path: str, schema: str = "main", table_prefix: str = "", storage_version: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        path: str,
+        schema: str = "main",
+        table_prefix: str = "",
+        storage_version: str | None = None,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        threads: int | None = None,
+    ) -> None:
         import duckdb  # only a DuckDB run pays for the driver
 
         self._duckdb = duckdb
@@ -40,12 +54,15 @@ class DuckDBDestination(SqlDestination):
         self.path = path
         self.schema = schema
         self.table_prefix = table_prefix
+        settings: dict[str, Any] = {"memory_limit": memory_limit}
+        if threads is not None:
+            settings["threads"] = threads
         try:
             if storage_version is None:
-                self._con = duckdb.connect(path)
+                self._con = duckdb.connect(path, config=settings)
             else:
                 # A file other tools (duckdb 1.x, dbt-duckdb, BI tools) can open: written in their storage format.
-                self._con = duckdb.connect()
+                self._con = duckdb.connect(config=settings)
                 self._con.execute(sql.render(_attach(path, storage_version), DIALECT))
                 self._con.execute(sql.render(exp.Use(this=sql.ident(_CATALOG)), DIALECT))
         except duckdb.Error as err:
@@ -55,11 +72,19 @@ class DuckDBDestination(SqlDestination):
 
     @classmethod
     def from_config(cls, config: DestinationConfig) -> DuckDBDestination:
-        """Validate `path` (required), `schema` (default main) and `storage_version`, then connect."""
+        """Validate `path` (required), `schema` (default main), `storage_version`, `memory_limit` and `threads`, then connect."""
         check_options(config, allowed=OPTIONS, required=("path",))
         for key in OPTIONS:
-            if key in config.options and not isinstance(config.options[key], str):
+            if key != "threads" and key in config.options and not isinstance(config.options[key], str):
                 raise ConfigError(f"destination.{key}: must be a string", where=option_where(config, key))
+        memory_limit = config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT)
+        if not _MEMORY.fullmatch(memory_limit.strip()):
+            raise ConfigError(
+                f"destination.memory_limit: {memory_limit!r} is not a size like 256MB or 1GB", where=option_where(config, "memory_limit")
+            )
+        threads = config.options.get("threads")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ConfigError(f"destination.threads: {threads!r} is not a whole number of at least 1", where=option_where(config, "threads"))
         version = config.options.get("storage_version")
         if version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+|latest", version):
             raise ConfigError(
@@ -73,6 +98,8 @@ class DuckDBDestination(SqlDestination):
             schema=config.options.get("schema", "main"),
             table_prefix=config.table_prefix,
             storage_version=version,
+            memory_limit=memory_limit.strip(),
+            threads=threads,
         )
 
     @property
