@@ -5,7 +5,8 @@
     python bench/run.py --scale 10 --latency-ms 0 --rate-limits off --streams events,profiles
 
 The simulator runs in its own process (its serving cost is not klx's) and klx runs as `klx run` in another,
-so its peak RSS is its own (wait4's ru_maxrss). Every stream is a full refresh, so runs are comparable.
+so its peak RSS is its own (wait4's ru_maxrss); its RSS is also sampled every 0.2 s (/proc), to tell a
+steady level from a spike and a level that keeps growing with the stream. Every stream is a full refresh, so runs are comparable.
 Printed per stream: records, records/s, requests, 429s, wall time; then per rate bucket the requests it
 counted and the lower bound on wall time its limits set; then the total, with the ratio wall / bound.
 
@@ -53,7 +54,7 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         command.append("--rate-limits")
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
+    for _ in range(6000):  # building scale 100 (1M events, 100k profiles) takes minutes on a loaded machine
         try:
             requests.get(f"{url}/_sim/health", timeout=1)
             return server, url
@@ -62,7 +63,7 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
                 raise SystemExit(f"simulator exited with {server.returncode}")
             time.sleep(0.1)
     server.kill()
-    raise SystemExit("simulator did not start within 120 s")
+    raise SystemExit("simulator did not start within 600 s")
 
 
 def bucket_bound(requests_counted: int, burst: int, steady: int, latency: float) -> float:
@@ -73,17 +74,43 @@ def bucket_bound(requests_counted: int, burst: int, steady: int, latency: float)
     return (last // steady) * 60.0 + (last % steady) / burst + latency
 
 
-def run_klx(config: Path, report: Path, log: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in KiB, exit code) of one `klx run`."""
+def rss_kib(pid: int) -> int | None:
+    """The resident set of a live process (None once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def run_klx(config: Path, report: Path, log: Path) -> tuple[float, int, int, list[tuple[float, int]]]:
+    """(wall seconds, peak RSS in KiB, exit code, RSS samples (seconds, KiB)) of one `klx run`."""
     env = {**os.environ, "KLAVIYO_API_KEY": API_KEY, "PYTHONPATH": str(ROOT)}
+    samples: list[tuple[float, int]] = []
     began = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(config), "--report", str(report)],
                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            rss = rss_kib(process.pid)
+            if rss is not None:
+                samples.append((time.perf_counter() - began, rss))
+            time.sleep(0.2)
     wall = time.perf_counter() - began
     process.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss, process.returncode
+    return wall, usage.ru_maxrss, process.returncode, samples
+
+
+def rss_profile(samples: list[tuple[float, int]]) -> str:
+    """The sampled RSS in MB at each tenth of the run, then its median: a level that grows shows here."""
+    if not samples:
+        return "no samples"
+    tenths = [samples[min(len(samples) - 1, len(samples) * k // 10)][1] // 1024 for k in range(11)]
+    median = sorted(kib for _, kib in samples)[len(samples) // 2] // 1024
+    return f"by tenths of the run {' '.join(map(str, tenths))} MB; median {median} MB"
 
 
 def main() -> int:
@@ -94,6 +121,7 @@ def main() -> int:
     parser.add_argument("--limit-fraction", type=float, default=1.0, help="every limit cut to this share (0.25 = a quarter)")
     parser.add_argument("--streams", default=",".join(ALL_RESOURCES), help="comma list (default: all ten)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-limit", help="destination.memory_limit for DuckDB (default: klx's)")
     args = parser.parse_args()
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     server, url = start_simulator(args)
@@ -101,7 +129,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             config = write_config(work, {name: "full_refresh" for name in streams}, base_url=url, database=work / "bench.duckdb")
-            wall, rss_kib, code = run_klx(config, work / "report.json", work / "klx.log")
+            if args.memory_limit:
+                config.write_text(config.read_text().replace("  type: duckdb\n", f"  type: duckdb\n  memory_limit: {args.memory_limit}\n"))
+            wall, peak_kib, code, samples = run_klx(config, work / "report.json", work / "klx.log")
             report = json.loads((work / "report.json").read_text()) if (work / "report.json").exists() else {"streams": []}
             if code:
                 print((work / "klx.log").read_text()[-3000:], file=sys.stderr)
@@ -128,7 +158,8 @@ def main() -> int:
     refused = sum(s["http_429"] for s in report["streams"])
     ratio = f"{wall / bound:.2f}" if bound else "n/a (no limits)"
     print(f"\n{'total':<20} {records:>9,} {records / wall:>9,.0f} {requests_sent:>9,} {refused:>6} {wall:>8.1f}")
-    print(f"peak RSS of klx {rss_kib / 1024:.0f} MB; lower bound {bound:.1f}s; wall / bound {ratio}; "
+    print(f"RSS of klx {rss_profile(samples)}")
+    print(f"peak RSS of klx {peak_kib / 1024:.0f} MB; lower bound {bound:.1f}s; wall / bound {ratio}; "
           f"429s by the simulator {limits['refused']}")
     return code
 
