@@ -451,7 +451,7 @@ def test_memory_limit_defaults_to_a_fixed_bound_whatever_the_machine(tmp_path: P
     dest = build_destination(Config({"path": str(tmp_path / "m.duckdb")}))
     [(limit, threads)] = dest.connection.execute("select current_setting('memory_limit'), current_setting('threads')").fetchall()
     dest.close()
-    assert limit == "244.1 MiB"  # 256MB in DuckDB's own units
+    assert limit == "122.0 MiB"  # 128MB in DuckDB's own units
     import duckdb
 
     with duckdb.connect() as plain:

@@ -25,7 +25,7 @@ OPTIONS = ("path", "schema", "storage_version", "memory_limit", "threads")
 # DuckDB's own default is 80% of the machine's memory, which it fills with cached table blocks as a table
 # grows: klx's batches are bounded, so a fixed limit bounds the run's memory whatever the table's size.
 # Operators that need more spill to the temp directory beside the file.
-DEFAULT_MEMORY_LIMIT = "256MB"
+DEFAULT_MEMORY_LIMIT = "128MB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _CATALOG = "klx"  # the file's name inside the connection when it is ATTACHed with a storage version
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
