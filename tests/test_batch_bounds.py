@@ -1,0 +1,56 @@
+"""Batches are bounded in response bytes as well as rows: wide records (profiles) cut a batch long before api.batch_rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import run as run_module
+from engine.destinations.warehouse import SqlLoad
+from engine.http import HttpClient
+from klaviyo_sim import Simulator
+from tests.klx_testing import SIM_NOW, rows, sync, write_config
+
+BOUND = 40_000  # bytes of responses per batch: about 15 profiles
+
+
+def cuts(pages: list[tuple[int, int]], bound: int) -> list[int]:
+    """The batch sizes the byte rule gives: each record carries its page's bytes / records; a batch ends once it holds `bound`."""
+    batches, rows_in, held = [], 0, 0
+    for size, count in pages:
+        for _ in range(count):
+            rows_in, held = rows_in + 1, held + size // count
+            if held >= bound:
+                batches.append(rows_in)
+                rows_in, held = 0, 0
+    return batches + ([rows_in] if rows_in else [])
+
+
+def test_a_batch_is_cut_once_its_rows_came_from_batch_bytes_of_responses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pages: list[tuple[int, int]] = []  # (response bytes, records) of each page, in order
+    batches: list[int] = []
+    real_get, real_write = HttpClient.get, SqlLoad.write
+
+    def get(self, url, params, **kw):
+        page = real_get(self, url, params, **kw)
+        pages.append((page.size, len(page.body["data"])))
+        return page
+
+    def write(self, batch, columns, state, deletes=None):
+        batches.append(batch.num_rows)
+        return real_write(self, batch, columns, state, deletes)
+
+    monkeypatch.setattr(HttpClient, "get", get)
+    monkeypatch.setattr(SqlLoad, "write", write)
+    monkeypatch.setattr(run_module, "BATCH_BYTES", BOUND)
+    database = tmp_path / "klx.duckdb"
+    with Simulator(seed=1, scale=0.25, now=SIM_NOW) as sim:
+        config = write_config(tmp_path, {"profiles": "full_refresh"}, base_url=sim.url, database=database)
+        summary = sync(config, sim.api_key, now=SIM_NOW)
+        total = len(sim.truth("profiles"))
+
+    assert not summary.failed and len(pages) == 3 and pages[0][1] == 100
+    assert batches == cuts(pages, BOUND)
+    assert 10 < max(batches) < 100  # cut inside a page, far below api.batch_rows (5000)
+    assert sum(batches) == total == rows(database, "select count(*) as n from kl_rudder_profiles")[0]["n"]
