@@ -348,3 +348,13 @@ def test_times_parse_to_the_same_utc_instant_whatever_the_machines_time_zone(new
                                    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_a_time_outside_what_python_holds_in_utc_parses_to_none(value) -> None:
     assert parse_datetime(value) is None
+
+
+def test_included_resources_are_found_by_type_and_id_whether_the_id_is_a_number_or_text() -> None:
+    included = [{"type": "tag", "id": 1, "attributes": {"name": "number one"}},
+                {"type": "tag", "id": "1", "attributes": {"name": "text one"}},
+                {"type": "label", "id": 1, "attributes": {"name": "label one"}}]
+    data = [{"type": "tag", "id": "1"}, {"type": "tag", "id": 1}, {"type": "tag", "id": 2}, {"type": "tag", "id": 1.5},
+            {"type": 7, "id": 1}, {"type": "tag"}]
+    (record,) = normalised(reader_for("segments"), [{"type": "segment", "id": "s1", "relationships": {"tags": {"data": data}}}], included)
+    assert (record["tags_ids"], record["tag_names"]) == (["1", 1, 2, 1.5, 1, None], ["text one", "number one"])
