@@ -90,10 +90,12 @@ def test_a_silent_server_fails_within_the_budget_in_real_time() -> None:
         with pytest.raises(ApiError) as raised:
             get(client(api.url, real_time=True, request_timeout_seconds=0.5, total_seconds=2, max_attempts=100, max_wait_seconds=0.1))
         took = time.monotonic() - began
-    # 0.5 s per attempt, waits of at most 0.1 s, the last attempt gets what is left of the 2 s.
+    # 0.5 s per attempt, waits of at most 0.1 s, the last attempt gets what is left of the 2 s: 4 or 5
+    # attempts on a quiet machine, fewer when connecting alone eats into the budget on a loaded one; never
+    # more than the budget holds, and never a single one (it does retry).
     assert re.fullmatch(r"Klaviyo did not answer GET /api/metrics\?page\[size\]=10 within [\d.]+s \(stream metrics\) "
-                        r"\(gave up after [45] attempts in 2s\)", str(raised.value))
-    assert len(api.hits) in (4, 5)
+                        r"\(gave up after [2-5] attempts in 2s\)", str(raised.value))
+    assert 2 <= len(api.hits) <= 5
     assert 1.9 < took < 4
 
 

@@ -49,14 +49,16 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
             time.sleep(0.2)
             sent = time.monotonic()
             process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=10)
+            out, err = process.communicate(timeout=60)
             took = time.monotonic() - sent
         finally:
             process.kill()
     assert process.returncode == 130
     # stderr also carries the progress log lines (a pipe is not a terminal); the last line is the verdict.
     assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
-    assert took < 5  # the hung request is cut, not waited for (its deadline is 120 s)
+    # The hung request is cut, not waited for: its deadline is 120 s. Well under a second on a quiet machine;
+    # the bound leaves room for a loaded one (5.4 s seen at load 30) without admitting the deadline.
+    assert took < 30
     # The three records of page 1 were in the open batch: rolled back, no table appeared.
     assert rows(database, "select table_name from information_schema.tables where table_name like '%metrics%'") == []
 

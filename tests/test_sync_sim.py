@@ -209,10 +209,19 @@ def test_transient_faults_are_retried_without_losing_a_record(sim: Simulator, tm
 def test_429_waits_for_retry_after(sim: Simulator, tmp_path: Path) -> None:
     config, database = setup(sim, tmp_path, {"metrics": "full_refresh"})
     sim.rate_limits = True
+    # The simulator's rate windows run on a clock that moves only when klx sleeps: the spent burst window
+    # cannot expire while klx starts (it did on a loaded machine), and the wait costs no real time.
+    slept = [0.0]
+    sim.limiter.clock = lambda: 1_000.0 + slept[0]
     for _ in range(12):  # metrics is tier M: 10 a second, so the burst window is spent
         sim.handle_api("GET", "/api/metrics", "", {"authorization": f"Klaviyo-API-Key {sim.api_key}", "revision": "2026-07-15"}, sim.url)
     waits: list[float] = []
-    sync(config, sim.api_key, now=SIM_NOW, sleep=lambda s: (waits.append(s), __import__("time").sleep(s)))
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        slept[0] += seconds
+
+    sync(config, sim.api_key, now=SIM_NOW, sleep=sleep)
     assert waits and 1.0 <= waits[0] <= 61.0
     assert len(table(database, "metrics", "id")) == len(sim.truth("metrics", START_DATE))
 
