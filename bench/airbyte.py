@@ -176,7 +176,7 @@ def run_klx_measured(url: str, work: Path) -> Measured:
     """One `klx run` of the same streams into DuckDB (bench/run.py's run_klx), with its report's counts."""
     config = write_config(work, {name: "full_refresh" for name in STREAMS}, base_url=url, database=work / "bench.duckdb")
     before = os.times()
-    wall, rss_kib, code = run_klx(config, work / "report.json", work / "klx.log")
+    wall, rss_kib, code, _samples = run_klx(config, work / "report.json", work / "klx.log")
     after = os.times()
     report = json.loads((work / "report.json").read_text()) if (work / "report.json").exists() else {"streams": []}
     measured = Measured(records={s["stream"]: s["records"] for s in report["streams"]}, wall=wall, rss=rss_kib * 1024, code=code,
