@@ -10,6 +10,12 @@ then
     python bench/airbyte.py --scale 1
     python bench/airbyte.py --scale 10
     python bench/airbyte.py --scale 10 --no-api-budget    # without the connector's own client-side rate limiter
+    python bench/airbyte.py --scale 10 --warm    # the simulator's rendering taken out of both timed runs
+
+--warm: on a real account the server's work is Klaviyo's, not this machine's. Cold, the simulator renders
+every record while the client runs (for klx at scale 10 it burns about as much CPU as klx does), so on two
+cores the measured client competes with the stand-in. With --warm the simulator keeps each body it renders
+(klaviyo_sim --cache-responses) and each tool runs once untimed, so its timed run is served from memory.
 
 One simulator (python -m klaviyo_sim, started as bench/run.py starts it) serves both, at zero latency and
 without rate limits unless asked. Both read events and profiles, full refresh, from the same start date.
@@ -232,7 +238,12 @@ def main() -> int:
     parser.add_argument("--no-api-budget", action="store_true", help="drop the connector manifest's client-side api_budget")
     parser.add_argument("--num-workers", type=int, help="the connector's num_workers (default: its own)")
     parser.add_argument("--only", choices=("airbyte", "klx"), help="run one of the two")
+    parser.add_argument("--warm", action="store_true",
+                        help="the simulator keeps the bodies it renders (--cache-responses) and each tool runs once untimed "
+                             "first: the timed runs then measure the client, not the stand-in's rendering")
     args = parser.parse_args()
+    if args.warm and args.rate_limits != "off":
+        parser.error("--warm needs --rate-limits off: the untimed runs would spend the timed runs' rate budget")
     args.limit_fraction = 1.0
     python = connector_python(args.venv.resolve()) if args.only != "klx" else None
     server, url = start_simulator(args)
@@ -240,14 +251,22 @@ def main() -> int:
         truth = truth_counts(url)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            airbyte = measure_against(server, url, lambda: run_airbyte(python, url, work, budget=not args.no_api_budget,
-                                                                       num_workers=args.num_workers)) if python else None
+            def airbyte_run(into: Path) -> Measured:
+                return run_airbyte(python, url, into, budget=not args.no_api_budget, num_workers=args.num_workers)
+
+            for name, once in (("airbyte", airbyte_run), ("klx", lambda into: run_klx_measured(url, into))) if args.warm else ():
+                if args.only in (None, name) and (name != "airbyte" or python):
+                    (work / f"warm-{name}").mkdir()
+                    print(f"warming the simulator's response cache with one untimed {name} run ...", flush=True)
+                    once(work / f"warm-{name}")
+            airbyte = measure_against(server, url, lambda: airbyte_run(work)) if python else None
             klx = measure_against(server, url, lambda: run_klx_measured(url, work)) if args.only != "airbyte" else None
         limits = requests.get(f"{url}/_sim/limits", timeout=10).json()
     finally:
         server.terminate()
         server.wait()
-    print(f"scale {args.scale:g}, latency {args.latency_ms:g} ms, simulator rate limits {args.rate_limits} "
+    print(f"scale {args.scale:g}, latency {args.latency_ms:g} ms, simulator {'warm (responses cached)' if args.warm else 'cold'}, "
+          f"rate limits {args.rate_limits} "
           f"({limits['refused']} 429s), streams {','.join(STREAMS)} full refresh from {START_DATE}"
           + (f"; Airbyte api_budget {'off' if args.no_api_budget else 'on'}, num_workers {args.num_workers or 'default'}"
              if airbyte else ""))

@@ -52,6 +52,8 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
                "--now", SIM_NOW.isoformat(), "--latency", str(args.latency_ms / 1000), "--limit-fraction", str(args.limit_fraction)]
     if args.rate_limits == "klaviyo":
         command.append("--rate-limits")
+    if getattr(args, "warm", False):
+        command.append("--cache-responses")
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(6000):  # building scale 100 (1M events, 100k profiles) takes minutes on a loaded machine

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-kinds", default=",".join(KINDS), help=f"comma list from {', '.join(KINDS)}")
     parser.add_argument("--fault-seed", type=int, default=None, help="seed for fault draws (default: --seed)")
     parser.add_argument("--slow-seconds", type=float, default=2.0, help="delay of the 'slow' fault")
+    parser.add_argument("--cache-responses", action="store_true",
+                        help="keep each /api 200 body and serve it again for the same request while the data is "
+                             "unchanged (benchmarks: leaves the cores to the client being measured)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                          slow_seconds=args.slow_seconds)
     sim = Simulator(seed=args.seed, scale=args.scale, now=now, api_key=args.api_key, latency=args.latency,
                     rate_limits=args.rate_limits, faults=faults, host=args.host,
-                    limit_fraction=args.limit_fraction)
+                    limit_fraction=args.limit_fraction, cache_responses=args.cache_responses)
     url = sim.start(port=args.port)
     print(f"klaviyo_sim serving {url} (seed={args.seed} scale={args.scale} now={sim.now.isoformat()})", flush=True)
     print(f"  key: {args.api_key}   control: {url}/_sim/health   Ctrl-C to stop", flush=True)

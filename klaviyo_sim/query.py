@@ -47,10 +47,10 @@ _LIST_PARAMS = ("include",)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reply:
-    """Status, JSON body and extra headers for one request."""
+    """Status, JSON body (or its encoded bytes, when served from the response cache) and extra headers for one request."""
 
     status: int
-    body: dict
+    body: dict | bytes
     headers: tuple[tuple[str, str], ...] = ()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from klaviyo_sim import Simulator
 from klaviyo_sim.jsonapi import Raw, dumps, encode, iso
-from klaviyo_sim.testing import follow
+from klaviyo_sim.testing import follow, get
 
 NOW = datetime(2026, 9, 1, tzinfo=timezone.utc)
 EXTRA = "subscriptions,predictive_analytics"
@@ -59,3 +59,44 @@ def test_updated_profiles_are_served_fresh_after_being_cached(fresh, path):
         assert after[id_]["attributes"]["updated"] == clock != before[id_]["attributes"]["updated"]
         assert after[id_]["attributes"]["location"] == fresh.store.profiles.render(
             fresh.store.profiles.index[id_], fresh.url, {}, ())["attributes"]["location"]
+
+
+# --cache-responses (benchmarks): whole 200 bodies served again while the data is unchanged.
+
+@pytest.fixture
+def caching():
+    with Simulator(seed=5, scale=0.3, now=NOW, cache_responses=True) as simulator:
+        yield simulator
+
+
+def test_cached_responses_are_the_bytes_an_uncached_simulator_serves(caching, fresh):
+    params = {"page[size]": "100", "additional-fields[profile]": EXTRA}
+    first = [get(caching, "/api/profiles", params).content for _ in range(2)]
+    assert first[0] == first[1]
+    # fresh is the same seed and data without the cache; only the host in links differs.
+    assert first[0].replace(caching.url.encode(), b"") == get(fresh, "/api/profiles", params).content.replace(fresh.url.encode(), b"")
+    assert len(caching._responses) == 1
+
+
+def test_a_change_to_the_data_is_served_at_once(caching):
+    params = {"sort": "-updated", "page[size]": "1"}
+    before = get(caching, "/api/profiles", params).json()["data"][0]
+    changed = caching.mutate("profiles", update=1)
+    after = get(caching, "/api/profiles", params).json()["data"][0]
+    assert after["id"] == changed["updated"][0]
+    assert after["attributes"]["updated"] > before["attributes"]["updated"]
+    assert len(caching._responses) == 1  # the bodies kept before the change were dropped
+
+
+def test_errors_rate_limits_and_auth_still_apply_to_cached_requests(caching):
+    params = {"page[size]": "5"}
+    assert get(caching, "/api/lists", params).status_code == 200
+    assert get(caching, "/api/lists", params, headers={"revision": "2026-07-15"}).status_code == 401
+    bad = {"filter": "equals(nonsense,1)"}
+    assert get(caching, "/api/lists", bad).status_code == 400
+    assert get(caching, "/api/lists", bad).status_code == 400
+    assert all(key[1] == "/api/lists" and "nonsense" not in key[2] for key in caching._responses)
+    caching.rate_limits = True
+    assert get(caching, "/api/accounts").status_code == 200  # accounts tier: 1/s burst
+    assert ("/api/accounts", "") in {key[1:3] for key in caching._responses}
+    assert get(caching, "/api/accounts").status_code == 429  # its cached body is not served past the limit
