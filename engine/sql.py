@@ -483,6 +483,22 @@ def delete_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp
     return exp.delete(table(state_table(prefix, dialect), schema), where=stream.eq(exp.Placeholder()))
 
 
+def count_matches(
+    target: str, source: exp.Select, primary_key: Sequence[str], cursor: str | None, *, schema: str | None = None
+) -> exp.Select:
+    """(rows of `source` whose key is in `target`, how many of those the upsert would change) in one query.
+
+    With `source` free of duplicate keys, no match means the upsert is a plain INSERT; the second count is
+    count_updates()'s condition (a NULL sum, over no matches, reads as 0).
+    """
+    on = exp.and_(*(col(k, "t").eq(col(k, "s")) for k in primary_key))
+    newer: exp.Expr = exp.true()
+    if cursor:
+        newer = exp.or_(col(cursor, "t").is_(exp.null()), col(cursor, "s") > col(cursor, "t"))
+    changed = exp.Sum(this=exp.If(this=newer, true=exp.Literal.number(1), false=exp.Literal.number(0)))
+    return exp.select(exp.Count(this=exp.Star()), changed).from_(source.subquery(ident("s"))).join(table(target, schema, alias="t"), on=on)
+
+
 def count_updates(
     target: str, source: exp.Select, primary_key: Sequence[str], cursor: str | None, *, schema: str | None = None
 ) -> exp.Select:

@@ -103,6 +103,39 @@ def test_without_cursor_the_newest_batch_wins(dest: DuckDBDestination) -> None:
     assert rows(dest, "kl_lists") == [{"id": "l1", "name": "renamed"}]
 
 
+def test_batches_of_new_distinct_keys_are_inserted_and_the_others_merged(dest: DuckDBDestination, monkeypatch) -> None:
+    kinds: list[str] = []
+    execute = dest.execute
+    monkeypatch.setattr(dest, "execute", lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw))
+
+    def write(run: Any, data: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
+        kinds.clear()
+        counts = run.write(batch(COLUMNS, data), COLUMNS, {})
+        return counts.inserted, counts.updated, [k for k in kinds if k in ("INSERT", "MERGE", "COUNT UPDATES", "COUNT MATCHES")]
+
+    run = dest.begin("profiles", PROFILES, replace=True)
+    assert write(run, [profile("a", 1, "a1"), profile("b", 1, "b1")]) == (2, 0, ["INSERT"])  # empty shadow: no query asks
+    assert write(run, [profile("c", 1, "c1"), profile("d", 1, "d1")]) == (2, 0, ["COUNT MATCHES", "INSERT"])
+    # A key already loaded (one newer, one stale): the upsert decides, and counts what it changes.
+    assert write(run, [profile("a", 2, "a2"), profile("b", None, "b-null"), profile("e", 1, "e1")]) == (1, 1, ["COUNT MATCHES", "MERGE"])
+    # A key twice in one batch: deduplicated by the upsert, newest cursor first, then the later row.
+    assert write(run, [profile("f", 1, "f-old"), profile("f", 1, "f-later"), profile("c", 3, "c3")]) == (1, 1, ["COUNT UPDATES", "MERGE"])
+    run.finish({})
+    assert rows(dest) == [
+        profile("a", 2, "a2"), profile("b", 1, "b1"), profile("c", 3, "c3"), profile("d", 1, "d1"), profile("e", 1, "e1"),
+        profile("f", 1, "f-later"),
+    ]
+
+
+def test_a_timestamp_key_met_again_is_upserted(dest: DuckDBDestination) -> None:
+    # Only text or integer keys take the INSERT path (the dedup sees staged values, the upsert cast ones).
+    table = TableSpec(name="kl_days", primary_key=("day",), cursor=None)
+    columns = [Column(name="day", type=ColumnType.TIMESTAMP), Column(name="n", type=ColumnType.BIGINT)]
+    load(dest, [{"day": ts(1), "n": 1}], columns=columns, table=table)
+    load(dest, [{"day": ts(1), "n": 2}, {"day": ts(2), "n": 3}], columns=columns, table=table)
+    assert rows(dest, "kl_days") == [{"day": ts(1), "n": 2}, {"day": ts(2), "n": 3}]
+
+
 def test_composite_primary_key_keeps_one_row_per_pair(dest: DuckDBDestination) -> None:
     table = TableSpec(name="kl_segment_members", primary_key=("segment_id", "id"), cursor="joined")
     columns = [Column(name="segment_id", type=ColumnType.TEXT), Column(name="id", type=ColumnType.TEXT),

@@ -1,4 +1,4 @@
-"""`klx sql`: the DDL, upsert and state statements a first run executes, in the configured or any dialect.
+"""`klx sql`: the DDL, insert, upsert and state statements a first run executes, in the configured or any dialect.
 
 The statements come from the same loader a run uses (engine/destinations/warehouse.py), talking to a
 destination that records instead of executing: what is printed is what runs.
@@ -102,7 +102,9 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
         table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor)
         load = dest.begin(stream.name, table, replace=stream_plan.mode == "full_refresh")
         row = pa.Table.from_pylist([{}], schema=pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns]))
+        # A batch of distinct keys new to the table goes in by INSERT; one that repeats a key, by the upsert (MERGE).
         load.write(row, columns, {})
+        load.write(pa.concat_tables([row, row]), columns, {})
         load.finish({})
         out.append((f"{stream.name} ({stream_plan.mode}) -> {stream_plan.table}", dest.statements))
     return dialect, out
