@@ -88,6 +88,7 @@ class ResourceConfig:
     name: str
     sync_mode: str
     lookback: timedelta | None
+    leave_out: tuple[str, ...] = ()  # optional items the spec lets this resource's requests go without
     where: str
 
 
@@ -289,6 +290,7 @@ def _resources(r: Reader) -> tuple[ResourceConfig, ...]:
     resources = []
     for name in r.mapping:
         value = r.get(name, (str, dict))
+        leave_out: tuple[str, ...] = ()
         if isinstance(value, str):
             mode, lookback = value, None
             mode_reader = r
@@ -300,9 +302,12 @@ def _resources(r: Reader) -> tuple[ResourceConfig, ...]:
             if days is not None and not 0 <= days <= MAX_LOOKBACK_DAYS:
                 raise sub.fail("lookback_days", f"{days} is not between 0 and {MAX_LOOKBACK_DAYS} (ten years)")
             lookback = timedelta(days=days) if days is not None else None
+            leave_out = tuple(sub.get("leave_out", list, []))
+            if not all(isinstance(item, str) and item for item in leave_out) or len(set(leave_out)) != len(leave_out):
+                raise sub.fail("leave_out", "must be a list of distinct names (see config.example.yaml)")
             sub.done()
             mode_reader, mode_key = sub, "sync_mode"
         if mode not in SYNC_MODES:
             raise mode_reader.fail(mode_key, f"{mode!r} is not one of {', '.join(SYNC_MODES)}")
-        resources.append(ResourceConfig(name=name, sync_mode=mode, lookback=lookback, where=r.at(name)))
+        resources.append(ResourceConfig(name=name, sync_mode=mode, lookback=lookback, leave_out=leave_out, where=r.at(name)))
     return tuple(resources)

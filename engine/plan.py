@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -98,6 +99,30 @@ def check_window(config: Config, spec: Spec, only: tuple[str, ...], full_refresh
         raise ConfigError("--start/--end: no incremental stream selected; a backfill window applies to incremental streams only")
 
 
+def load_spec(config: Config, only: tuple[str, ...] = ()) -> Spec:
+    """The config's spec, checked against its resources before any I/O, with each resource's `leave_out` applied."""
+    spec = Spec.from_yaml(config.source.spec)
+    validate_selection(config, spec, only)
+    streams = dict(spec.streams)
+    for resource in config.resources:
+        if resource.leave_out:
+            streams[resource.name] = left_out(streams[resource.name], resource.leave_out)
+    return dataclasses.replace(spec, streams=streams)
+
+
+def left_out(stream: StreamSpec, items: tuple[str, ...]) -> StreamSpec:
+    """`stream` whose requests go without `items` (its spec's `optional`): each removed from its comma-list parameter."""
+    params = dict(stream.params)
+    for item in items:
+        param = stream.optional[item]
+        kept = [value for value in params[param].split(",") if value != item]
+        if kept:
+            params[param] = ",".join(kept)
+        else:
+            del params[param]
+    return dataclasses.replace(stream, params=params)
+
+
 def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -> None:
     """Raise ConfigError when the config's resources or `only` (--streams) don't fit the spec; run before any I/O."""
     for resource in config.resources:
@@ -109,6 +134,11 @@ def validate_selection(config: Config, spec: Spec, only: tuple[str, ...] = ()) -
                 f"resources.{resource.name}: {resource.sync_mode} is not supported; use {' or '.join(stream.sync_modes)}",
                 where=resource.where,
             )
+        for item in resource.leave_out:
+            if item not in stream.optional:
+                offered = ", ".join(sorted(stream.optional)) or "nothing"
+                raise ConfigError(f"resources.{resource.name}.leave_out: {item!r} cannot be left out; this resource offers {offered}",
+                                  where=resource.where)
     selected = [r.name for r in config.resources]
     for name in only:
         if name in spec.streams and name not in selected:

@@ -22,7 +22,7 @@ from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, validate_selection
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, load_spec
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
@@ -144,8 +144,7 @@ def run(
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
     API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
     """
-    spec = Spec.from_yaml(config.source.spec)
-    validate_selection(config, spec, only)  # a config error must not create or touch the destination
+    spec = load_spec(config, only)  # a config error must not create or touch the destination
     if window is not None:
         check_window(config, spec, only, full_refresh)
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)

@@ -172,6 +172,7 @@ class StreamSpec:
     on_filter_miss: str = "skip"  # delete: an incremental read removes the key of a record the filter drops
     include: dict[str, dict[str, str]]
     derived: dict[str, str] | None = None  # column -> jmespath over the record and `included` (engine/derive.py)
+    optional: dict[str, str] = dataclasses.field(default_factory=dict)  # item a config may leave out -> its comma-list param
     pagination: PaginationSpec
     rate_limit: str | None
     scopes: tuple[str, ...]
@@ -473,6 +474,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         on_filter_miss=_on_filter_miss(r),
         include=include,
         derived=_derived(r),
+        optional=_optional(r, params),
         pagination=_pagination(r.child("pagination")) if r.has("pagination") else api.pagination,
         rate_limit=r.get("rate_limit", str, None),
         scopes=_strings(r, "scopes"),
@@ -526,6 +528,22 @@ def _derived(r: Reader) -> dict[str, str] | None:
     d = r.child("derived")
     columns = {str(column): _jmespath(d, column) for column in d.mapping}
     return columns or None
+
+
+def _optional(r: Reader, params: dict[str, str]) -> dict[str, str]:
+    """`optional`: {item: {param: P}}, an item of the comma list in params[P] that a config may leave out (`leave_out`)."""
+    optional = r.get("optional", dict, {})
+    items = {}
+    for item, body in optional.items():
+        if not isinstance(body, dict) or set(body) != {"param"} or not isinstance(body["param"], str):
+            raise _inner_fail(r, "optional", optional, item, f"expected {{param: <query parameter>}}, got {show(body)}")
+        param = body["param"]
+        if str(item) not in params.get(param, "").split(","):
+            listed = params.get(param)
+            raise _inner_fail(r, "optional", optional, item, f"{item!r} is not in the comma list of params[{param!r}]"
+                              + (f" ({listed!r})" if listed is not None else " (the stream sends no such parameter)"))
+        items[str(item)] = param
+    return items
 
 
 def _on_filter_miss(r: Reader) -> str:

@@ -17,7 +17,7 @@ from ..config import Config
 from ..destinations import build_destination
 from ..errors import ApiError, ConfigError, KlxError
 from ..http import HttpClient
-from ..plan import build_plan, validate_selection
+from ..plan import build_plan, load_spec
 from ..spec import Spec, StreamSpec
 
 CHECK_SECONDS = 10.0  # one attempt per request, no retries: a check answers in seconds
@@ -33,8 +33,7 @@ def check(config_path: Path, *, out: TextIO | None = None) -> int:
 
     try:
         config = Config.from_yaml(config_path)
-        spec = Spec.from_yaml(config.source.spec)
-        validate_selection(config, spec)
+        spec = load_spec(config)
     except ConfigError as err:  # SpecError is a ConfigError's sibling: both exit 2
         line(False, "config and spec", _one_line(err))
         return err.exit_code

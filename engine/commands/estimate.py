@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from .. import sql
 from ..destinations import build_destination
-from ..plan import StreamPlan, build_plan, validate_selection
+from ..plan import StreamPlan, build_plan, load_spec
 from ..rows import LOAD_COLUMNS, ColumnMap
 from ..spec import ApiSpec, RateTier, Spec
 from . import config_without_secrets
@@ -50,8 +50,7 @@ def least_seconds(requests: int, tier: RateTier) -> float:
 def estimate(config_path: Path, *, now: datetime | None = None) -> list[StreamEstimate]:
     """The estimate of every selected stream, from saved state, start date, page sizes and the tables' contents."""
     config = config_without_secrets(config_path)
-    spec = Spec.from_yaml(config.source.spec)
-    validate_selection(config, spec)
+    spec = load_spec(config)
     now = now or datetime.now(timezone.utc)
     destination = build_destination(config.destination)
     try:

@@ -11,8 +11,7 @@ from ..config import Config
 from . import config_without_secrets
 from ..errors import KlxError
 from ..lock import LockedError
-from ..plan import validate_selection
-from ..spec import Spec
+from ..plan import load_spec
 from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
 from .sync import sync_once
 
@@ -34,7 +33,7 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
     clock = clock or RealClock(stop)
     next_run(config_without_secrets(config_path).schedule, clock.now())  # a manual schedule refuses first
     config = Config.from_yaml(config_path)
-    validate_selection(config, Spec.from_yaml(config.source.spec))  # refuse a bad spec or resource now, not at every tick
+    load_spec(config)  # refuse a bad spec or resource now, not at every tick
     sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose))
     interrupted = False
     syncing = False

@@ -58,8 +58,8 @@ def test_profile_reads_of_three_streams_draw_no_429(limited: Simulator, tmp_path
     # Pages of 20 make 13 profile pages, plus 8 segments: twice the 10 predictive reads allowed a second.
     spec = tmp_path / "klaviyo.yaml"
     text = (ROOT / "specs" / "klaviyo.yaml").read_text()
-    spec.write_text(text.replace("    page_size: 100\n    params:\n      \"additional-fields[profile]\": subscriptions,predictive_analytics\n    primary_key: [id]",
-                                 "    page_size: 20\n    params:\n      \"additional-fields[profile]\": subscriptions,predictive_analytics\n    primary_key: [id]"))
+    profiles = "  profiles:\n    path: /api/profiles\n    scopes: [profiles:read]\n    rate_limit: L\n    page_size: "
+    spec.write_text(text.replace(profiles + "100\n", profiles + "20\n"))
     assert spec.read_text() != text
     resources = {"profiles": "full_refresh", "global_exclusions": "full_refresh", "segments_profiles": "full_refresh"}
     config = write_config(tmp_path, resources, base_url=limited.url, database=tmp_path / "klx.duckdb", spec=spec)
