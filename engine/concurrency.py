@@ -145,11 +145,7 @@ class FlightsByStream:
 def rate_now(budgets: Sequence[Any]) -> float | None:
     """Requests a second these rate budgets (http.RateBudget) let through now, None without any: one with room
     left in its steady window sends at its burst rate, a full one at its steady rate."""
-    rates = []
-    for budget in budgets:
-        (_, burst), (span, steady) = budget.windows
-        rates.append(float(burst) if len(budget.sent) < steady else steady / span)
-    return min(rates, default=None)
+    return min((budget.rate_now() for budget in budgets), default=None)
 
 
 def _average(current: float | None, sample: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import email.utils
 import http.client
 import json
@@ -37,8 +36,9 @@ CHUNK_BYTES = 64 * 1024
 DETAIL_CHARS = 300  # an API's error detail is shown on one line of at most this many characters
 WATCH_SECONDS = 0.1  # how often request deadlines are checked
 TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
-# Seconds added to each rate window: a request sent at the end of one of our windows may reach the API
-# late and be counted in its next fixed window together with the following burst.
+# Seconds added to each rate window: the API counts a request when it arrives, and of two requests the later
+# one sent may arrive first (by up to this much), so a request sent at the end of one of our windows may
+# be counted in the API's next one.
 WINDOW_MARGIN = 0.25
 POOL_CONNECTIONS = 32  # kept-alive connections per host: at least the requests klx has in flight at once
 # The IETF draft headers describing the endpoint's steady window (limit, remaining, seconds to reset).
@@ -46,15 +46,27 @@ RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 class RateBudget:
-    """Sliding-window budget of one endpoint: at most `burst` requests a second and `steady` a minute."""
+    """The budget of one endpoint (or named bucket): at most `burst` requests a second and `steady` a minute.
+
+    The API counts fixed windows: a minute begins with the first request after the previous one ended, and
+    the whole steady quota comes back when it ends. The steady window is kept the same way here: it opens
+    with our first request and closes `60 + margin` seconds later, or when the RateLimit-* headers say the
+    API's window does (see `follow`). A sliding minute would need no such guess but replays the first
+    minute's gaps (klx starting up, a stream waiting on its parent) in every later one. Nothing is sent in the last
+    `2 x margin` seconds of a window: a request sent then may be counted in either of the API's windows.
+    The burst window slides (any `1 + margin` seconds hold at most `burst`): safe however the API's seconds fall.
+    """
 
     def __init__(
         self, tier: RateTier, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep, margin: float = 0.0
     ) -> None:
-        # `margin` widens both windows: the API counts a request when it arrives, later than we sent it.
         self.tier, self.margin = tier, margin
         self.windows = ((1.0 + margin, tier.burst), (60.0 + margin, tier.steady))
-        self.sent: deque[float] = deque()
+        self.sent: deque[float] = deque()  # send times within the burst window
+        self.opened: float | None = None  # when the current steady window opened (None: none yet)
+        self.closes = self.quiet = -math.inf  # when it closes, and from when nothing is sent until then
+        self.counted = 0  # requests the API counts in it: ours, and others' the headers reported
+        self.ticket = threading.local()  # (window opened, its count, sent at) of this thread's last request
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
         self.heard = threading.Event()  # the API answered (or failed) a request counted here
@@ -66,18 +78,30 @@ class RateBudget:
         with self.lock:
             self.windows = ((1.0 + self.margin, burst), (60.0 + self.margin, steady))
 
-    def spent_elsewhere(self, used: int, reset: float) -> None:
-        """The API counts `used` requests in its steady window, which ends in `reset` seconds; count any we did not send.
+    def rate_now(self) -> float:
+        """Requests a second this budget lets through now: its burst rate while its steady window has room, else its steady rate."""
+        (_, burst), (span, steady) = self.windows
+        with self.lock:
+            room = self.counted < steady or self.clock() >= self.closes
+        return float(burst) if room else steady / span
 
-        Others sharing the quota (other apps on the same account) spend it too: their requests are
-        entered as sent at the start of the API's window, so they leave ours when its window resets.
+    def follow(self, used: int, reset: float) -> None:
+        """The API's answer to this thread's last request said its steady window counts `used` requests and ends in `reset` seconds.
+
+        Others sharing the quota (other apps on the same account) spend it too: the count takes the
+        API's, plus ours sent since that request (the API may not have counted them yet). The window
+        ends by now + `reset`, and not before that request was sent + `reset` - 1 (Reset is rounded up
+        to whole seconds); when that disagrees with ours (another app opened it, or the API's minutes
+        fall otherwise), the API's end is taken and requests stop a margin before it may come.
         """
         with self.lock:
-            now = self.clock()
-            start = now + reset - self.windows[1][0]
-            ours = sum(1 for t in self.sent if t >= start - 1.0)  # Reset is rounded up to whole seconds
-            for _ in range(used - ours):
-                bisect.insort(self.sent, start)
+            opened, place, sent_at = getattr(self.ticket, "place", (None, 0, 0.0))
+            if opened is None or opened != self.opened:
+                return  # our window has moved on since that request: the answer describes an earlier one
+            self.counted = max(self.counted, used + self.counted - place)
+            latest, earliest = self.clock() + reset, sent_at + reset - 1.0
+            if latest < self.closes or earliest > self.closes:
+                self.closes, self.quiet = latest, earliest - self.margin
 
     def acquire(self) -> float:
         """Wait until one more request fits both windows, then count it; the seconds waited.
@@ -98,19 +122,33 @@ class RateBudget:
         while True:
             with self.lock:
                 now = self.clock()
-                while self.sent and now - self.sent[0] >= self.windows[1][0]:
-                    self.sent.popleft()
-                wait = 0.0
-                for span, limit in self.windows:
-                    inside = [t for t in self.sent if now - t < span]
-                    if len(inside) >= limit:
-                        # The oldest of the last `limit` sends must leave the window first.
-                        wait = max(wait, inside[-limit] + span - now)
+                wait = self._wait(now)
                 if wait <= 0:
-                    self.sent.append(now)
+                    self._count(now)
                     return waited
             waited += wait
             self.sleep(wait)
+
+    def _wait(self, now: float) -> float:
+        """Seconds until a request may be sent (<= 0: now)."""
+        (span, burst), (_, steady) = self.windows
+        while self.sent and now - self.sent[0] >= span:
+            self.sent.popleft()
+        # The oldest of the last `burst` sends must leave the burst window first.
+        wait = self.sent[-burst] + span - now if len(self.sent) >= burst else 0.0
+        if now < self.closes and (self.counted >= steady or now >= self.quiet):
+            wait = max(wait, self.closes - now)
+        return wait
+
+    def _count(self, now: float) -> None:
+        """Count a request sent now; the first one after the steady window closed opens the next."""
+        if now >= self.closes:
+            span = self.windows[1][0]
+            self.opened, self.counted = now, 0
+            self.closes, self.quiet = now + span, now + span - 2 * self.margin
+        self.counted += 1
+        self.sent.append(now)
+        self.ticket.place = (self.opened, self.counted, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +450,7 @@ def _follow(rate: tuple[float, float, float], budgets: list[RateBudget]) -> None
     share = min(1.0, limit / own.tier.steady)
     for budget in budgets:
         budget.scale(share)
-    own.spent_elsewhere(int(limit - remaining), reset)
+    own.follow(int(limit - remaining), reset)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -57,7 +57,7 @@ def test_requests_others_spent_wait_until_the_api_window_resets() -> None:
     budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
     budget.acquire()
     # The API counts 15 of 15 used (14 by another app); its window resets in 30 s.
-    budget.spent_elsewhere(15, 30.0)
+    budget.follow(15, 30.0)
     budget.acquire()
     assert t.now == 30.0
 
@@ -67,8 +67,8 @@ def test_no_requests_are_added_when_the_api_counts_only_ours() -> None:
     budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
     for _ in range(3):
         budget.acquire()
-    budget.spent_elsewhere(2, 59.0)  # one of ours is still in flight
-    assert len(budget.sent) == 3
+    budget.follow(2, 59.0)  # one of ours is still in flight
+    assert budget.counted == 3
 
 
 def test_until_the_api_answered_a_budget_lets_one_thread_send_and_the_others_wait_for_the_answer() -> None:

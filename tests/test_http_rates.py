@@ -1,4 +1,4 @@
-"""The rate budgets of engine/http.py: sliding windows, the first answer awaited, and what the RateLimit-* headers say."""
+"""The rate budgets of engine/http.py: a sliding burst window and a fixed steady one, the first answer awaited, and what the RateLimit-* headers say."""
 
 from __future__ import annotations
 
@@ -65,29 +65,110 @@ def test_a_stream_waiting_for_the_first_answer_reports_that_wait() -> None:
     assert 0.25 <= waited[0] < 1.0
 
 
-def test_our_requests_up_to_a_second_before_the_api_window_count_as_ours() -> None:
+def test_the_steady_quota_comes_back_whole_when_the_window_closes() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
+    sent = []
+    for gap in (0.0, 30.0, 29.0, 0.5, 0.0, 0.0):
+        t.now += gap
+        budget.acquire()
+        sent.append(t.now)
+    # The window opened at 0.0 closes at 60.0; the next three go at once, where a sliding minute would
+    # space them as the first three were (60, 90, 119).
+    assert sent == [0.0, 30.0, 59.0, 60.0, 60.0, 60.0]
+    assert (budget.opened, budget.closes, budget.counted) == (60.0, 120.0, 3)
+
+
+def test_nothing_is_sent_in_the_last_two_margins_of_a_steady_window() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=150), clock=t.clock, sleep=t.sleep, margin=0.25)
+    budget.acquire()
+    t.now = 59.74
+    budget.acquire()  # still certainly in the API's window
+    t.now = 59.75
+    assert budget.acquire() == 0.5  # may arrive on either side of the API's window end: wait for the next window
+    assert (budget.opened, budget.closes, budget.quiet, budget.counted) == (60.25, 120.5, 120.0, 1)
+
+
+def test_a_full_steady_window_holds_requests_until_it_closes() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=2), clock=t.clock, sleep=t.sleep, margin=0.25)
+    budget.acquire()
+    budget.acquire()
+    t.now = 5.0
+    assert budget.acquire() == 55.25 and t.now == 60.25
+
+
+def test_the_api_count_takes_others_requests_and_keeps_ours_sent_since() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget.heard.set()  # the first answer came: other threads send too
+    budget.acquire()
+    budget.follow(5, 60.0)  # 4 of the 5 the API counted are another app's
+    assert budget.counted == 5
+    budget.acquire()
+    budget.acquire()
+    budget.follow(5, 60.0)  # the API counts the 7th (ours) and all before it as 5: ours stand
+    assert budget.counted == 7
+    other: list[int] = []
+    worker = threading.Thread(target=lambda: (budget.acquire(), other.append(budget.counted)))
+    worker.start()
+    worker.join()
+    budget.follow(9, 60.0)  # answer to our 7th: 9 counted up to it, and the 8th (another thread's) since
+    assert other == [8] and budget.counted == 10
+
+
+@pytest.mark.parametrize(
+    ("reset", "closes", "quiet"),
+    [
+        (30.0, 40.2, 38.75),  # the API's window ends by 40.2: another app opened it; the quota is back then
+        (62.0, 72.2, 70.75),  # it certainly lasts past 70.25 (after 71.0): our guess would send into it
+        (61.0, 70.25, 69.75),  # it ends in (70.0, 71.2]: ours (70.25) agrees and stands
+        (60.0, 70.2, 68.75),  # it ends in (69.0, 70.2]: by 70.2, earlier than ours
+    ],
+)
+def test_the_steady_window_ends_where_the_api_says_when_it_disagrees(reset: float, closes: float, quiet: float) -> None:
     t = FakeTime()
     t.now = 10.0
-    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget = RateBudget(RateTier(burst=10, steady=150), clock=t.clock, sleep=t.sleep, margin=0.25)
     budget.acquire()
-    t.now = 10.5
-    # The API's window ends in 60.5 s, so it began at 11.0 at the latest; its Reset is rounded up to whole
-    # seconds, so our request of 10.0 may be the one it counts.
-    budget.spent_elsewhere(1, 60.5)
-    assert list(budget.sent) == [10.0]
-    # A second request counted there is another app's: it enters at the start of the API's window.
-    budget.spent_elsewhere(2, 60.5)
-    assert list(budget.sent) == [10.0, 11.0]
+    assert (budget.closes, budget.quiet) == (70.25, 69.75)
+    t.now = 10.2  # the answer comes; Reset is rounded up to whole seconds
+    budget.follow(1, reset)
+    assert (budget.closes, budget.quiet) == (pytest.approx(closes), pytest.approx(quiet))
 
 
-def test_our_requests_older_than_the_rounding_second_are_outside_the_api_window() -> None:
+def test_a_window_the_api_says_lasts_longer_holds_a_full_window_until_then() -> None:
     t = FakeTime()
-    t.now = 9.5
-    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget = RateBudget(RateTier(burst=10, steady=2), clock=t.clock, sleep=t.sleep)
     budget.acquire()
-    t.now = 10.5
-    budget.spent_elsewhere(1, 60.5)  # the API's window began at 11.0 at the latest: 9.5 is not in it
-    assert list(budget.sent) == [9.5, 11.0]
+    budget.follow(1, 70.0)  # the API's minute began 10 s after ours (it counted a request of ours from before)
+    budget.acquire()
+    budget.acquire()
+    assert t.now == 70.0
+
+
+def test_an_answer_about_an_earlier_window_is_ignored() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    budget.heard.set()
+    budget.acquire()  # this thread's request, in the window opened at 0.0
+    t.now = 61.0
+    worker = threading.Thread(target=budget.acquire)  # another thread's opens the next window
+    worker.start()
+    worker.join()
+    budget.follow(15, 1.0)
+    assert (budget.opened, budget.closes, budget.counted) == (61.0, 121.0, 1)
+
+
+@pytest.mark.parametrize(("sent", "now", "rate"), [(1, 10.0, 10.0), (15, 10.0, 0.25), (15, 60.0, 10.0)])
+def test_a_budget_sends_at_its_burst_rate_while_its_steady_window_has_room(sent: int, now: float, rate: float) -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
+    for _ in range(sent):
+        budget.acquire()
+    t.now = now  # at 60.0 the full window has closed: the next request opens another
+    assert budget.rate_now() == rate
 
 
 def rate_limited(limit: str, remaining: str, reset: str):
@@ -125,8 +206,8 @@ def test_requests_others_spent_are_counted_from_the_headers() -> None:
     with rate_limited("150", "140", "30") as api:
         http = client(api.url)
         get_tiered(http)
-    # 10 used, 1 of them ours: 9 entered for the other apps sharing the account's quota.
-    assert len(http.budgets["path:/api/metrics"].sent) == 10
+    # 10 used, 1 of them ours: the other 9 are other apps' sharing the account's quota.
+    assert http.budgets["path:/api/metrics"].counted == 10
 
 
 @pytest.mark.parametrize(
