@@ -9,6 +9,7 @@ import pytest
 
 from engine.schema import ColumnType
 from engine import rows as rows_module
+from engine.records import parse_datetime
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder, snake, value_type, widen
 
 AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -109,6 +110,29 @@ def test_timestamps_become_aware_utc_datetimes() -> None:
     rows, types, _ = build([{"id": "a", "updated": "2024-06-11T15:02:45+02:00"}])
     assert types["updated"] is ColumnType.TIMESTAMP
     assert rows["updated"] == [datetime(2024, 6, 11, 13, 2, 45, tzinfo=timezone.utc)]
+
+
+def test_timestamp_columns_hold_the_instants_parse_datetime_reads_whatever_the_spelling() -> None:
+    # Arrow converts a timestamp column in bulk; each value must be the instant parse_datetime gives it,
+    # spellings Arrow refuses (+05:60, which Python reads as 06:00) included.
+    spellings = [
+        "2026-02-19T01:28:26+00:00", "2026-02-19 01:28:26.5+05:30", "2026-02-19T01:28:26.123456Z", "2026-02-19T01:28:26-0800",
+        "0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59+01:00", "2024-02-29T23:59:59.000001+14:00", "2026-02-19T01:28:26.12+23:59",
+        "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999999-00:00",
+    ]
+    for values in (spellings, [*spellings, "2024-10-22 15:32:56+05:60"]):
+        rows, types, _ = build([{"id": str(n), "at": value} for n, value in enumerate([*values, None])])
+        assert types["at"] is ColumnType.TIMESTAMP
+        assert rows["at"] == [*(parse_datetime(v) for v in values), None]
+
+
+def test_double_columns_hold_what_float_gives_each_value() -> None:
+    values = [1, 2.5, -(2**53), 2**53 + 1, 0.1, -0.0, 1e308]  # 2**53 + 1: no double holds it, float() rounds it
+    rows, types, _ = build([{"id": str(n), "x": v} for n, v in enumerate([*values, None])])
+    assert types["x"] is ColumnType.DOUBLE
+    assert rows["x"] == [*(float(v) for v in values), None]
+    rows, _, _ = build([{"id": str(n), "x": v} for n, v in enumerate([1, 2.5, None])])
+    assert rows["x"] == [1.0, 2.5, None]
 
 
 def test_long_names_are_shortened_deterministically() -> None:
