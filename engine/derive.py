@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from jmespath.exceptions import JMESPathError
 
-from .expressions import compile_search_with
+from .expressions import compile_search_with, compiles
 
 RELATED_KEY = "included"  # derived expressions see included resources under this key
 
@@ -17,9 +17,16 @@ class Derivations:
     def __init__(self, columns: dict[str, str]) -> None:
         # Each sees the record as it was before any derived column was set: {**record, included: related}.
         self.columns = [(column, compile_search_with(expression, RELATED_KEY)) for column, expression in columns.items()]
+        # When every expression is compiled (none can fail), one pass with no try per column.
+        self.names = [column for column, _ in self.columns] if all(map(compiles, columns.values())) else None
+        self.searches = [search for _, search in self.columns]
 
     def apply(self, record: dict[str, Any], related: dict[str, Any]) -> None:
         """Set every derived column of `record`; an expression that fails on this record gives null."""
+        if self.names is not None:
+            values = [search(record, related) for search in self.searches]
+            record.update(zip(self.names, values))
+            return
         values = []
         for column, search in self.columns:
             try:
