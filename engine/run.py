@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import time
 import uuid
@@ -139,7 +140,8 @@ def run(
     events: RunEvents | None = None,
     job_run_id: str | None = None,
 ) -> RunSummary:
-    """One sync of the selected resources; returns what it did. Streams start in plan order and run side by side.
+    """One sync of the selected resources; returns what it did. Streams run side by side, those on the scarcest rate
+    budgets first (start_order); the summary lists them in plan order.
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
     API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
@@ -183,13 +185,31 @@ def run(
             return result
 
         # Streams run side by side (engine/concurrency.py): the rate budgets pace them, one writer loads them.
-        jobs = [functools.partial(sync_stream, p) for p in plan.streams]
-        summary.streams.extend(run_all(jobs, workers=MAX_STREAMS, stop=http.close, ready=http.answered))
+        order = start_order(spec, [p.stream.name for p in plan.streams])
+        results = run_all([functools.partial(sync_stream, plan.streams[i]) for i in order], workers=MAX_STREAMS, stop=http.close,
+                          ready=http.answered)
+        summary.streams.extend(result for _, result in sorted(zip(order, results), key=lambda pair: pair[0]))
         return summary
     finally:
         collection.restore(collecting)
         http.close()
         destination.close()
+
+
+def start_order(spec: Spec, names: list[str]) -> list[int]:
+    """The positions of `names` in the order their streams start: the scarcest rate budget first (plan order among equals).
+
+    A run lasts at least as long as its busiest budget needs, and with more streams than run at once
+    (MAX_STREAMS) a stream that starts late starts its budget late. Scarcity is the least steady rate
+    the spec gives the stream's requests: its path's tier and every bucket its params select.
+    """
+
+    def steady(name: str) -> float:
+        s = spec.streams[name]
+        tiers = ([s.rate_limit] if s.rate_limit else []) + [b.tier for b in spec.api.rate_limit_buckets if b.matches(dict(s.params))]
+        return min((spec.api.rate_limit_tiers[t].steady for t in tiers), default=math.inf)
+
+    return sorted(range(len(names)), key=lambda i: steady(names[i]))
 
 
 def budget_rate(http: HttpClient, spec: Spec, stream: str) -> float | None:

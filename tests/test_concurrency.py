@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from engine.concurrency import Ended, Flights, FlightsByStream, OneWriter, Prefetch, interleave, rate_now, run_all
+from engine.run import start_order
+from engine.spec import Spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_results_come_back_in_job_order_whatever_order_jobs_end() -> None:
@@ -267,3 +273,21 @@ def test_the_rate_of_several_budgets_is_the_tightest_one() -> None:
     assert rate_now([]) is None
     assert rate_now([Budget(10.0)]) == 10.0
     assert rate_now([Budget(10.0), Budget(2.0)]) == 2.0  # the tightest budget a request waits for
+
+
+def test_streams_on_the_scarcest_rate_budgets_start_first_in_plan_order_among_equals() -> None:
+    spec = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml")
+    names = ["campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics", "segments", "profiles",
+             "segments_profiles"]  # plan order: parents first
+    # flows is tier S (60/min); campaigns and metrics M (150/min); profiles and segments_profiles ask for predictive
+    # analytics (its bucket is M, below their path's L); events is XL.
+    assert [names[i] for i in start_order(spec, names)] == [
+        "flows", "campaigns", "metrics", "profiles", "segments_profiles", "email_templates", "global_exclusions", "lists", "segments",
+        "events"]
+
+
+def test_a_stream_without_any_rate_limit_starts_last() -> None:
+    spec = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml")
+    free = dataclasses.replace(spec.streams["lists"], rate_limit=None)
+    spec = dataclasses.replace(spec, streams={**spec.streams, "lists": free})
+    assert start_order(spec, ["lists", "events"]) == [1, 0]
