@@ -45,8 +45,10 @@ def body_parser(api: ApiSpec, parse_body: Callable[[bytes], Any]) -> Callable[[b
         return parse_body
 
     def parse(body: bytes) -> Any:
-        if has_long_integer(body):  # an integer beyond 64 bits: parse_body reads it exactly
-            return parse_body(body)
+        # No look for integers beyond 64 bits (has_long_integer, which parse_body needs for orjson): msgspec
+        # reads them exactly, as json does, and its floats are json's too (tests/test_bodies.py compares
+        # numbers of up to 41 digits). Profiled: the look, a pass over the whole body, took 2.3 of the 10.9 CPU
+        # µs a record of parsing events.
         try:
             members = _members.decode(body)
             return {name: _member(name in lists, raw) for name, raw in members.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,20 @@ def _kind(record: object) -> object:
 def test_what_only_json_reads_and_long_integers_come_out_as_parse_body_gives_them(body: bytes) -> None:
     expected = parse_body(body)
     assert repr(PARSE(body)) == repr(expected)
+
+
+def test_numbers_of_any_length_come_out_as_parse_body_gives_them() -> None:
+    # Integers beyond 64 bits and floats with long mantissas or large exponents: msgspec reads them itself.
+    rng = random.Random(5)
+    numbers = ["18446744073709551616", "-9223372036854775809", "0.1234567890123456789012", "1e308", "-0.0", "2.5e-324"]
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 40))).lstrip("0") or "0"
+        fraction = "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 40))) if rng.random() < 0.6 else ""
+        exponent = f"e{rng.choice(['', '+', '-'])}{rng.randint(0, 330)}" if rng.random() < 0.4 else ""
+        numbers.append(rng.choice(["", "-"]) + digits + fraction + exponent)
+    for number in numbers:
+        body = b'{"data": [{"id": "a", "attributes": {"n": %s}}], "meta": %s}' % (number.encode(), number.encode())
+        assert repr(PARSE(body)) == repr(parse_body(body)), number
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b'{"data": [1,]}', b"\xff", b'{"data": []} trailing'])
