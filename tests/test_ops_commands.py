@@ -169,9 +169,30 @@ def test_plan_before_the_first_run_counts_a_page_per_partition_and_warns_of_the_
     assert lines[0].split() == ["stream", "mode", "reads", "from", "records", "requests", "limit", "at", "least"]
     assert lines[1].split()[:7] == ["campaigns", "incremental", "2024-01-01", "00:00", "?", "6", "M"]  # six channel x archived partitions
     assert lines[2].split()[:5] == ["metrics", "full_refresh", "everything", "?", "1"]
-    assert "  campaigns: volume unknown (nothing loaded yet): one page per partition counted" in lines
+    assert "  campaigns: volume unknown (nothing loaded yet): one page per request sequence counted (6 partitions)" in lines
     assert lines[-1].startswith("warning: large backfill: campaigns read ")
     assert not (tmp_path / "x.duckdb").exists() or rows(tmp_path / "x.duckdb", "select count(*) as n from information_schema.tables")[0]["n"] == 0
+
+
+def test_plan_counts_time_windows_apart_from_partitions(tmp_path: Path) -> None:
+    import io
+    from datetime import datetime, timezone
+
+    from engine.commands.estimate import estimate, print_plan
+
+    config = write_config(tmp_path, {"events": "incremental", "flows": "incremental"}, base_url="http://127.0.0.1:9",
+                          database=tmp_path / "x.duckdb")
+    now = datetime(2024, 3, 15, tzinfo=timezone.utc)
+    # events has no partitions and reads 2024-01-01 on in 30-day slices: Jan 1, Jan 31, Mar 1 (open); flows has two
+    # partitions (archived or not) and no slices.
+    events, flows = estimate(config, now=now)
+    assert (events.partitions, events.windows, events.requests) == (1, 3, 3)
+    assert (flows.partitions, flows.windows, flows.requests) == (2, 0, 2)
+    out = io.StringIO()
+    print_plan(config, out=out, now=now)
+    lines = out.getvalue().splitlines()
+    assert "  events: volume unknown (nothing loaded yet): one page per request sequence counted (1 partition, 3 time windows)" in lines
+    assert "  flows: volume unknown (nothing loaded yet): one page per request sequence counted (2 partitions)" in lines
 
 
 def test_plan_after_a_run_sizes_each_stream_from_the_warehouse(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:

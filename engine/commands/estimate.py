@@ -30,7 +30,8 @@ class StreamEstimate:
 
     stream: str
     mode: str
-    partitions: int
+    partitions: int  # request sequences the spec's partitions make (1 without any)
+    windows: int  # time slices of the cursor range over all partitions (engine/slices.py); 0: not sliced
     since: datetime | None  # the earliest lower bound over its partitions; None: the whole source
     records: int | None  # None: no earlier data to estimate from
     basis: str  # how `records` was estimated
@@ -90,17 +91,25 @@ def _stream(spec: Spec, plan: StreamPlan, state: dict[str, Any], destination: An
         parent_requests = max(math.ceil(parent_rows / parent_page), 1) * len(plan.parent.partitions)
     else:
         parent_requests = 0
+    partitions = len({p.key for p in plan.partitions})
+    windows = sum(1 for p in plan.partitions if p.slice is not None)
     if records is None:
         requests = len(plan.partitions) * parents + parent_requests  # at least one page per request sequence
-        basis = "volume unknown (nothing loaded yet): one page per partition counted"
+        basis = f"volume unknown (nothing loaded yet): one page per request sequence counted ({_sequences(partitions, windows)})"
     else:
         per_sequence = max(math.ceil(records / max(len(plan.partitions) * parents, 1) / page), 1)
         requests = per_sequence * len(plan.partitions) * parents + parent_requests
     tier_name, tier = _strictest(api, stream.rate_limit, stream.params)
     return StreamEstimate(
-        stream=stream.name, mode=plan.mode, partitions=len(plan.partitions), since=since, records=records, basis=basis,
+        stream=stream.name, mode=plan.mode, partitions=partitions, windows=windows, since=since, records=records, basis=basis,
         requests=requests, tier=tier_name, seconds=least_seconds(requests, tier) if tier else 0.0,
     )
+
+
+def _sequences(partitions: int, windows: int) -> str:
+    """'6 partitions', or with time slices '1 partition, 36 time windows': a window is not a partition of its own."""
+    text = f"{partitions} partition{'s' if partitions != 1 else ''}"
+    return f"{text}, {windows} time window{'s' if windows != 1 else ''}" if windows else text
 
 
 def _incremental_records(
