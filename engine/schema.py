@@ -9,7 +9,7 @@ import pyarrow as pa
 
 
 class ColumnType(enum.Enum):
-    """Warehouse-neutral column types; each dialect maps them (sql.TYPE_MAP)."""
+    """Warehouse-neutral column types; each dialect maps them (sql.type_map)."""
 
     BOOLEAN = "boolean"
     BIGINT = "bigint"

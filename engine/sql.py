@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 from sqlglot import exp
@@ -22,24 +23,24 @@ STATE_COLUMNS = (
 )
 
 
-def _types(dialect: str, names: Mapping[ColumnType, str]) -> dict[ColumnType, exp.DataType]:
-    return {ctype: exp.DataType.build(name, dialect=dialect) for ctype, name in names.items()}
+@functools.cache
+def type_map(dialect: str) -> dict[ColumnType, exp.DataType]:
+    """The warehouse type of each ColumnType in `dialect` (sqlglot's own spelling for dialects klx does not list).
+
+    Built on first use: parsing the names loads that dialect in sqlglot, and a run needs only its destination's.
+    """
+    names = DIALECTS[dialect].types if dialect in DIALECTS else _DEFAULT_TYPE_NAMES
+    return {ctype: exp.DataType.build(name, dialect=dialect if dialect in DIALECTS else "") for ctype, name in names.items()}
 
 
-TYPE_MAP: dict[str, dict[ColumnType, exp.DataType]] = {name: _types(name, d.types) for name, d in DIALECTS.items()}
-
-# Dialects without an entry use sqlglot's own spelling of these.
-_DEFAULT_TYPES = _types(
-    "",
-    {
-        ColumnType.BOOLEAN: "BOOLEAN",
-        ColumnType.BIGINT: "BIGINT",
-        ColumnType.DOUBLE: "DOUBLE",
-        ColumnType.TIMESTAMP: "TIMESTAMPTZ",
-        ColumnType.TEXT: "TEXT",
-        ColumnType.JSON: "JSON",
-    },
-)
+_DEFAULT_TYPE_NAMES = {
+    ColumnType.BOOLEAN: "BOOLEAN",
+    ColumnType.BIGINT: "BIGINT",
+    ColumnType.DOUBLE: "DOUBLE",
+    ColumnType.TIMESTAMP: "TIMESTAMPTZ",
+    ColumnType.TEXT: "TEXT",
+    ColumnType.JSON: "JSON",
+}
 _DEFAULT_DIALECT = Dialect(name="", types={}, max_identifier=63)
 
 # Types a column may widen between without going to TEXT.
@@ -71,12 +72,12 @@ def rules(dialect: str) -> Dialect:
 
 def data_type(ctype: ColumnType, dialect: str) -> exp.DataType:
     """The warehouse type `ctype` is stored as in `dialect`."""
-    return TYPE_MAP.get(dialect, _DEFAULT_TYPES)[ctype].copy()
+    return type_map(dialect)[ctype].copy()
 
 
 def column_type_of(dtype: exp.DataType, dialect: str) -> ColumnType | None:
     """The ColumnType a warehouse type maps back to, or None for a type klx never creates."""
-    for ctype, mapped in TYPE_MAP.get(dialect, _DEFAULT_TYPES).items():
+    for ctype, mapped in type_map(dialect).items():
         if mapped.this == dtype.this:
             return ctype
     return None

@@ -7,9 +7,6 @@ import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.commands.sync import sync_once
-from engine.config import Config
-from engine.destinations import config_relative
 from engine.errors import ConfigError
 from engine.starter import example_config_path
 
@@ -19,6 +16,10 @@ def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str =
 
     Without `config_path` the bundled config.example.yaml is used, its database in the current folder.
     """
+    # Imported here: klx loads this module for its `demo` command on every start, whatever the command.
+    from engine.commands.sync import sync_once
+    from engine.config import Config
+    from engine.destinations import config_relative
     from klaviyo_sim import Simulator
 
     bundled = config_path is None
