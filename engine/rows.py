@@ -223,14 +223,6 @@ def _array(values: list[Any], kind: ColumnType) -> pa.Array:
             return pa.array(values, type=pa.string())
         except pa.ArrowTypeError:  # a number, boolean, list or object among them: its JSON text
             pass
-    elif kind is ColumnType.TIMESTAMP:
-        # Every value is text that parse_datetime read when the column took it (value_type); Arrow reads the same
-        # ISO-8601 text into the same instants in bulk (tests/test_rows.py compares them), a parse per value less.
-        # Text Arrow refuses (an offset Python reads and Arrow does not, e.g. +05:60) is parsed value by value.
-        try:
-            return pa.array(values, type=pa.string()).cast(ARROW_TYPES[kind])
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
     elif kind is ColumnType.DOUBLE:
         try:  # floats, and integers a double holds exactly, as float() gives them; any other integer: float() below
             return pa.array(values, type=pa.float64())

@@ -421,6 +421,25 @@ def test_a_duckdb_run_imports_no_other_driver() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_building_and_loading_batches_never_imports_pyarrow_compute() -> None:
+    # pyarrow.compute costs 9 MB and 40 ms to import, and nothing a run does needs it: its memory is bounded.
+    code = (
+        "import sys; from datetime import datetime, timezone\n"
+        "from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder\n"
+        "from engine.destinations.duckdb import DuckDBDestination\n"
+        "from engine.schema import TableSpec\n"
+        "rows, now = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), 3), datetime.now(timezone.utc)\n"
+        "for i in range(3): rows.add({'id': str(i), 'at': '2026-01-01T00:00:00Z', 'x': i / 2, 'n': i}, now)\n"
+        "batch, columns = rows.take({'uuid_ts': now})\n"
+        "dest = DuckDBDestination(path=':memory:')\n"
+        "load = dest.begin('s', TableSpec(name='t', primary_key=('id',), cursor='at'), replace=True)\n"
+        "load.write(batch, columns, {}); load.write(batch, columns, {}); load.finish({})\n"
+        "print(dest.connection.execute('SELECT count(*) FROM t').fetchone()[0], 'pyarrow.compute' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.split() == ["3", "False"]
+
+
 # Files other tools can read
 
 
