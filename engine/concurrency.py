@@ -53,6 +53,47 @@ class OneWriter:
         return call
 
 
+class WriteBehind:
+    """A stream's load whose batches are written on `writes` (the run's writer thread) while the stream reads on.
+
+    At most one write per stream is in flight: the next write, finish() or the end of the stream waits for it,
+    and raises its error there. Each batch keeps its rows and state in one transaction, as before; what
+    changes is that the stream's thread turns the next pages into rows while the warehouse loads the last
+    batch (DuckDB runs a statement without holding the GIL). `on_written` gets each write's counts, in order,
+    on the stream's thread. Without `writes` every write runs at once, on the caller's thread.
+    """
+
+    def __init__(self, load: Any, writes: ThreadPoolExecutor | None, on_written: Callable[[Any], None]) -> None:
+        self._load, self._writes, self._on_written = load, writes, on_written
+        self._pending: Future[Any] | None = None
+
+    def write(self, batch: Any, columns: Any, state: Any, *, deletes: Any = None) -> None:
+        """Start writing `batch` once the stream's previous write has ended."""
+        self.wait()
+        if self._writes is None:
+            self._on_written(self._load.write(batch, columns, state, deletes=deletes))
+        else:
+            self._pending = self._writes.submit(self._load.write, batch, columns, state, deletes=deletes)
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; its error is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._on_written(pending.result())
+
+    def finish(self, state: Any) -> None:
+        """Make the load visible once its last write has ended."""
+        self.wait()
+        self._load.finish(state)
+
+    def abort(self) -> None:
+        """Drop the load once a write in flight has ended (committed or rolled back: its outcome is not awaited as a result)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            wait([pending])
+        self._load.abort()
+
+
 def run_all(
     jobs: Sequence[Callable[[], T]], *, workers: int, stop: Callable[[], None], ready: threading.Event | None = None
 ) -> list[T]:

@@ -8,16 +8,17 @@ import math
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from . import collection
-from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter, Prefetch, interleave, rate_now, run_all
+from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
 from .config import Config
 from .destinations import build_destination
-from .destinations.base import Destination
+from .destinations.base import Destination, WriteCounts
 from .errors import ApiError, KlxError
 from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
@@ -156,6 +157,8 @@ def run(
     # Each stream fetches as far ahead as its rate budgets and its consumer can use (engine/concurrency.py).
     http.events = flights = FlightsByStream(events, lambda name: functools.partial(budget_rate, http, spec, name))
     collecting = collection.pace()  # engine/collection.py: a full collection every few thousand records costs a sixth of a sync
+    # One writer thread loads every stream's batches in turn while the streams read on (WriteBehind).
+    writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klx-writer")
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
         states: dict[str, dict[str, Any] | None] = {}
@@ -177,7 +180,7 @@ def run(
                 result = StreamSummary(stream=name, mode=stream_plan.mode, table=stream_plan.table, error=unreadable[name])
             else:
                 sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty,
-                                  flights=flights[name])
+                                  flights=flights[name], writes=writes)
                 result = sync.run()
             events.finished(result)
             if on_stream:
@@ -193,6 +196,7 @@ def run(
     finally:
         collection.restore(collecting)
         http.close()
+        writes.shutdown(wait=True)  # a write in flight ends (commits or rolls back) before the connection closes
         destination.close()
 
 
@@ -233,8 +237,10 @@ class StreamSync:
         *,
         allow_empty: bool = False,
         flights: Flights | None = None,
+        writes: ThreadPoolExecutor | None = None,
     ) -> None:
         self.plan, self.sp, self.http, self.destination = plan, stream_plan, http, destination
+        self.writes = writes  # the run's writer thread: batches load there while the stream reads on (WriteBehind)
         self.flights = flights or Flights()
         self.stream = stream_plan.stream
         self.state = state or {}
@@ -281,7 +287,7 @@ class StreamSync:
         key = tuple(self.columns.name((k,)) for k in self.stream.primary_key)
         cursor = self.columns.name(tuple(self.stream.cursor.field.split("."))) if self.stream.cursor else None
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor)
-        self.load = self.destination.begin(self.stream.name, table, replace=self.replace)
+        self.load = WriteBehind(self.destination.begin(self.stream.name, table, replace=self.replace), self.writes, self._written)
         try:
             # Several request sequences fetch at once, taken in turn (engine/concurrency.py).
             for reading, answer in interleave(self._partitions(), self._open_sequence, flights=self.flights):
@@ -479,7 +485,9 @@ class StreamSync:
         deletes = self.deletes.take() if self.deletes is not None else None
         # A replace load only becomes visible at finish(): until then the saved state must stay the old one.
         state = self.state if self.replace else self._state()
-        counts = self.load.write(batch, columns, state, deletes=deletes)
+        self.load.write(batch, columns, state, deletes=deletes)
+
+    def _written(self, counts: WriteCounts | None) -> None:
         if counts is not None:
             self.summary.inserted += counts.inserted
             self.summary.updated += counts.updated

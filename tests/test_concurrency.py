@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from engine.concurrency import Ended, Flights, FlightsByStream, OneWriter, Prefetch, interleave, rate_now, run_all
+from engine.concurrency import Ended, Flights, FlightsByStream, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
 from engine.run import start_order
 from engine.spec import Spec
 
@@ -291,3 +292,76 @@ def test_a_stream_without_any_rate_limit_starts_last() -> None:
     free = dataclasses.replace(spec.streams["lists"], rate_limit=None)
     spec = dataclasses.replace(spec, streams={**spec.streams, "lists": free})
     assert start_order(spec, ["lists", "events"]) == [1, 0]
+
+
+class _Load:
+    """A load that records calls; write n blocks until released[n] is set, and fails when told to."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[str] = []
+        self.released = [threading.Event() for _ in range(4)]
+        self.fail_on = fail_on
+
+    def write(self, batch, columns, state, deletes=None):
+        n = batch
+        self.calls.append(f"write {n} begins")
+        assert self.released[n].wait(5)
+        self.calls.append(f"write {n} ends")
+        if n == self.fail_on:
+            raise RuntimeError(f"write {n} failed")
+        return n * 10
+
+    def finish(self, state):
+        self.calls.append(f"finish {state}")
+
+    def abort(self):
+        self.calls.append("abort")
+
+
+def test_write_behind_returns_at_once_and_keeps_one_write_in_flight() -> None:
+    load, counts = _Load(), []
+    with ThreadPoolExecutor(max_workers=1) as writes:
+        behind = WriteBehind(load, writes, counts.append)
+        behind.write(0, [], {})  # returns while write 0 is still running
+        assert counts == []
+        second = threading.Thread(target=behind.write, args=(1, [], {}))
+        second.start()
+        second.join(0.2)
+        assert second.is_alive()  # the next write waits for the one in flight
+        load.released[0].set()
+        second.join(5)
+        assert counts == [0]
+        load.released[1].set()
+        behind.finish("s")
+    assert counts == [0, 10]
+    assert load.calls == ["write 0 begins", "write 0 ends", "write 1 begins", "write 1 ends", "finish s"]
+
+
+def test_a_failed_write_is_raised_by_the_next_write_and_never_finishes_the_load() -> None:
+    load, counts = _Load(fail_on=0), []
+    load.released[0].set()
+    with ThreadPoolExecutor(max_workers=1) as writes:
+        behind = WriteBehind(load, writes, counts.append)
+        behind.write(0, [], {})
+        with pytest.raises(RuntimeError, match="write 0 failed"):
+            behind.write(1, [], {})
+        behind.abort()
+    assert counts == [] and load.calls == ["write 0 begins", "write 0 ends", "abort"]
+
+
+def test_abort_waits_for_the_write_in_flight_and_ignores_its_outcome() -> None:
+    load = _Load(fail_on=0)
+    with ThreadPoolExecutor(max_workers=1) as writes:
+        behind = WriteBehind(load, writes, lambda counts: None)
+        behind.write(0, [], {})
+        threading.Timer(0.2, load.released[0].set).start()
+        behind.abort()  # no error: the stream is already failing for another reason
+    assert load.calls == ["write 0 begins", "write 0 ends", "abort"]
+
+
+def test_without_a_writer_thread_writes_run_at_once() -> None:
+    load, counts = _Load(), []
+    load.released[0].set()
+    behind = WriteBehind(load, None, counts.append)
+    behind.write(0, [], {})
+    assert counts == [0] and load.calls == ["write 0 begins", "write 0 ends"]
