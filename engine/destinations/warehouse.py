@@ -23,6 +23,7 @@ from engine.state import decode_state
 SHADOW_SUFFIX = "__klx_shadow"  # replace loads fill <table>__klx_shadow, then swap it in
 STAGING_TABLE = "__klx_batch"  # the batch as a table (or view) the upsert reads from
 DELETES_TABLE = "__klx_deletes"  # keys to delete, staged for the DELETE to read
+_RENDERED_MAX = 64  # statements whose SQL text a destination keeps
 
 
 class SqlDestination:
@@ -36,6 +37,8 @@ class SqlDestination:
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
     _state_ready = False
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
+    _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
+    _state_upsert: tuple[Any, list[tuple[exp.Expr, int]]] | None = None  # (what it depends on, [(statement, parameter pairs)])
 
     # --- what a destination module supplies -------------------------------------------------------------
     def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -66,9 +69,27 @@ class SqlDestination:
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; a refusal becomes a WarehouseError naming table and statement."""
         try:
-            return self.run_sql(sql.render(statement, self.dialect), list(params))
+            return self.run_sql(self._render(statement), list(params))
         except self.driver_errors as err:
             raise WarehouseError(f"{kind} on table {self.schema}.{table} failed: {_first_line(err)}") from err
+
+    def _render(self, statement: exp.Expr) -> str:
+        """The SQL text of `statement`, rendered once per statement object.
+
+        A load runs the same statement objects batch after batch (its INSERT or MERGE, the state upsert), and
+        sqlglot takes milliseconds to render a 40-column one. Keyed by identity, each entry holding its
+        statement so that no other object can take its id; statements are never changed once built.
+        """
+        if self._rendered is None:
+            self._rendered = {}
+        found = self._rendered.get(id(statement))
+        if found is not None and found[0] is statement:
+            return found[1]
+        text = sql.render(statement, self.dialect)
+        if len(self._rendered) >= _RENDERED_MAX:  # one-off statements (DDL, reads) must not pile up
+            self._rendered.clear()
+        self._rendered[id(statement)] = (statement, text)
+        return text
 
     def execute_ddl(self, statements: Sequence[tuple[str, str, exp.Expr]]) -> None:
         """Run (kind, table, statement) triples; callers pass DDL only."""
@@ -122,8 +143,13 @@ class SqlDestination:
     def save_state(self, stream: str, state: dict[str, Any]) -> None:
         """Upsert the state row of `stream`; runs inside the caller's transaction."""
         table, text = sql.state_table(self.table_prefix, self.dialect), json.dumps(state)
-        for statement in sql.upsert_state(self.table_prefix, self.dialect, schema=self.schema, form=self.upsert_form):
-            self.execute("STATE UPSERT", table, statement, sql.state_parameters(statement, stream, text))
+        # Built once (sqlglot takes a millisecond or two), then run with each batch's parameters.
+        depends = (self.table_prefix, self.dialect, self.schema, self.upsert_form)
+        if self._state_upsert is None or self._state_upsert[0] != depends:
+            statements = sql.upsert_state(self.table_prefix, self.dialect, schema=self.schema, form=self.upsert_form)
+            self._state_upsert = (depends, [(s, len(sql.state_parameters(s, "", ""))) for s in statements])
+        for statement, count in self._state_upsert[1]:
+            self.execute("STATE UPSERT", table, statement, (stream, text) * (count // 2))
 
     # --- operating klx: run history and state reset (engine/commands) ----------------------------------------
     def append_run(self, rows: Sequence[Sequence[Any]]) -> None:
