@@ -12,6 +12,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import CleanFormatter, KlxError, clean, scrub
+from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
 PLUGIN_GROUP = "klx.commands"  # entry points: name -> callable(subparsers) that adds one subcommand
@@ -62,6 +63,7 @@ def _global_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `klx` console script."""
     args = build_parser().parse_args(argv)
+    return_large_blocks()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if not isinstance(handler.formatter, CleanFormatter):
