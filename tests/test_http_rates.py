@@ -138,6 +138,23 @@ def test_the_steady_window_ends_where_the_api_says_when_it_disagrees(reset: floa
     assert (budget.closes, budget.quiet) == (pytest.approx(closes), pytest.approx(quiet))
 
 
+@pytest.mark.parametrize(
+    "reset",
+    [
+        60.0,  # by 70.25 at the latest: exactly where ours closes, so no earlier
+        61.25,  # not before 70.25: exactly where ours closes, so no later
+    ],
+)
+def test_an_api_window_ending_exactly_where_ours_does_changes_nothing(reset: float) -> None:
+    t = FakeTime()
+    t.now = 10.0
+    budget = RateBudget(RateTier(burst=10, steady=150), clock=t.clock, sleep=t.sleep, margin=0.25)
+    budget.acquire()
+    t.now = 10.25
+    budget.follow(1, reset)
+    assert (budget.closes, budget.quiet) == (70.25, 69.75)
+
+
 def test_a_window_the_api_says_lasts_longer_holds_a_full_window_until_then() -> None:
     t = FakeTime()
     budget = RateBudget(RateTier(burst=10, steady=2), clock=t.clock, sleep=t.sleep)
