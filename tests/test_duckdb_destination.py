@@ -15,7 +15,7 @@ import pytest
 
 from engine.destinations import DESTINATIONS, build_destination
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
-from engine.destinations.duckdb import ALLOCATOR_SETTINGS, DuckDBDestination
+from engine.destinations.duckdb import MEMORY_SETTINGS, DuckDBDestination
 from engine.errors import ConfigError, WarehouseError
 
 PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
@@ -524,15 +524,16 @@ def test_memory_limit_and_threads_are_passed_to_the_connection(tmp_path: Path, s
 
 
 @pytest.mark.parametrize("storage_version", [None, "v1.2.0"])
-def test_duckdbs_allocator_is_told_to_hand_freed_memory_back(tmp_path: Path, storage_version: str | None) -> None:
+def test_duckdbs_allocator_hands_freed_memory_back_and_checkpoints_stay_small(tmp_path: Path, storage_version: str | None) -> None:
     options = {"path": str(tmp_path / "a.duckdb")} | ({"storage_version": storage_version} if storage_version else {})
     dest = build_destination(Config(options))
-    names = ", ".join(f"current_setting('{name}')" for name in ALLOCATOR_SETTINGS)
+    names = ", ".join(f"current_setting('{name}')" for name in MEMORY_SETTINGS)
     [settings] = dest.connection.execute(f"select {names}").fetchall()
     load(dest, [profile("a", 1)])
     dest.close()
-    flush, bulk, background = settings
+    flush, bulk, background, checkpoint = settings
     assert background is True
+    assert checkpoint == "8.0 MiB"
     assert flush == "1MiB"
     assert bulk == "1.0 MiB"  # DuckDB's own rendering of the same size
 

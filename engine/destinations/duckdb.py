@@ -26,13 +26,18 @@ OPTIONS = ("path", "schema", "storage_version", "memory_limit", "threads")
 # grows: klx's batches are bounded, so a fixed limit bounds the run's memory whatever the table's size.
 # Operators that need more spill to the temp directory beside the file.
 DEFAULT_MEMORY_LIMIT = "128MB"
-# DuckDB's bundled allocator keeps freed pages for reuse (about a second, and only while it is busy): after a
-# batch's MERGE and commit that was 50-120 MB resident against 20-30 MB in use. These hand them back after each
-# task and each large free, and purge in the background; a sync's median RSS fell by about 40 MB (bench/README.md).
-ALLOCATOR_SETTINGS: dict[str, Any] = {
+# DuckDB settings that bound its memory. Its bundled allocator keeps freed pages for reuse (about a second,
+# and only while it is busy): after a batch's MERGE and commit that was 50-120 MB resident against 20-30 MB
+# in use. The first three hand them back after each task and each large free, and purge in the background;
+# a sync's median RSS fell by about 40 MB (bench/README.md).
+MEMORY_SETTINGS: dict[str, Any] = {
     "allocator_flush_threshold": "1MiB",
     "allocator_bulk_deallocation_flush_threshold": "1MiB",
     "allocator_background_threads": True,
+    # A checkpoint (in the commit that fills the write-ahead log past this) briefly needs memory in proportion to
+    # what it writes: at DuckDB's default of 16 MiB it was the peak of a sync, ~90 MB for a second. 8 MiB took
+    # ~28 MB off that peak at no measured CPU cost; 4 MiB ~35 MB, but ~20% more CPU (bench/README.md).
+    "checkpoint_threshold": "8MiB",
 }
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _CATALOG = "klx"  # the file's name inside the connection when it is ATTACHed with a storage version
@@ -62,7 +67,7 @@ class DuckDBDestination(SqlDestination):
         self.path = path
         self.schema = schema
         self.table_prefix = table_prefix
-        settings: dict[str, Any] = {"memory_limit": memory_limit, **ALLOCATOR_SETTINGS}
+        settings: dict[str, Any] = {"memory_limit": memory_limit, **MEMORY_SETTINGS}
         if threads is not None:
             settings["threads"] = threads
         try:
