@@ -48,13 +48,15 @@ RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 class RateBudget:
     """The budget of one endpoint (or named bucket): at most `burst` requests a second and `steady` a minute.
 
-    The API counts fixed windows: a minute begins with the first request after the previous one ended, and
-    the whole steady quota comes back when it ends. The steady window is kept the same way here: it opens
-    with our first request and closes `60 + margin` seconds later, or when the RateLimit-* headers say the
-    API's window does (see `follow`). A sliding minute would need no such guess but replays the first
-    minute's gaps (klx starting up, a stream waiting on its parent) in every later one. Nothing is sent in the last
-    `2 x margin` seconds of a window: a request sent then may be counted in either of the API's windows.
-    The burst window slides (any `1 + margin` seconds hold at most `burst`): safe however the API's seconds fall.
+    The API counts fixed windows, and the whole steady quota comes back when one ends. Once its RateLimit-*
+    headers have placed the steady window (see `follow`), it is kept the same way here: it opens with our
+    first request after the last one closed and closes `60 + margin` seconds later, or where the headers say
+    the API's does. A sliding minute would replay the first minute's gaps (klx starting up, a stream waiting
+    on its parent) in every later one. Nothing is sent in the last `2 x margin` seconds of a window: a
+    request sent then may be counted in either of the API's windows. A budget no header describes (a named
+    bucket such as predictive analytics) cannot know where the API's minutes fall, so its steady window
+    slides: any `60 + margin` seconds hold at most `steady`, which no placement of the API's minutes can
+    exceed. The burst window always slides (any `1 + margin` seconds hold at most `burst`).
     """
 
     def __init__(
@@ -66,6 +68,8 @@ class RateBudget:
         self.opened: float | None = None  # when the current steady window opened (None: none yet)
         self.closes = self.quiet = -math.inf  # when it closes, and from when nothing is sent until then
         self.counted = 0  # requests the API counts in it: ours, and others' the headers reported
+        self.placed = False  # the API's headers placed the steady window (follow): fixed from then on, else sliding
+        self.minute: deque[float] = deque()  # send times within the sliding steady window, until placed
         self.ticket = threading.local()  # (window opened, its count, sent at) of this thread's last request
         self.lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
@@ -82,7 +86,11 @@ class RateBudget:
         """Requests a second this budget lets through now: its burst rate while its steady window has room, else its steady rate."""
         (_, burst), (span, steady) = self.windows
         with self.lock:
-            room = self.counted < steady or self.clock() >= self.closes
+            now = self.clock()
+            if self.placed:
+                room = self.counted < steady or now >= self.closes
+            else:
+                room = sum(1 for t in self.minute if now - t < span) < steady
         return float(burst) if room else steady / span
 
     def follow(self, used: int, reset: float) -> None:
@@ -98,6 +106,7 @@ class RateBudget:
             opened, place, sent_at = getattr(self.ticket, "place", (None, 0, 0.0))
             if opened is None or opened != self.opened:
                 return  # our window has moved on since that request: the answer describes an earlier one
+            self.placed = True
             self.counted = max(self.counted, used + self.counted - place)
             latest, earliest = self.clock() + reset, sent_at + reset - 1.0
             if latest < self.closes or earliest > self.closes:
@@ -136,7 +145,13 @@ class RateBudget:
             self.sent.popleft()
         # The oldest of the last `burst` sends must leave the burst window first.
         wait = self.sent[-burst] + span - now if len(self.sent) >= burst else 0.0
-        if now < self.closes and (self.counted >= steady or now >= self.quiet):
+        if not self.placed:
+            minute = self.windows[1][0]
+            while self.minute and now - self.minute[0] >= minute:
+                self.minute.popleft()
+            if len(self.minute) >= steady:  # the oldest of the last `steady` sends must leave the minute first
+                wait = max(wait, self.minute[-steady] + minute - now)
+        elif now < self.closes and (self.counted >= steady or now >= self.quiet):
             wait = max(wait, self.closes - now)
         return wait
 
@@ -148,6 +163,8 @@ class RateBudget:
             self.closes, self.quiet = now + span, now + span - 2 * self.margin
         self.counted += 1
         self.sent.append(now)
+        if not self.placed:
+            self.minute.append(now)
         self.ticket.place = (self.opened, self.counted, now)
 
 

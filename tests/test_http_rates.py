@@ -72,6 +72,8 @@ def test_the_steady_quota_comes_back_whole_when_the_window_closes() -> None:
     for gap in (0.0, 30.0, 29.0, 0.5, 0.0, 0.0):
         t.now += gap
         budget.acquire()
+        if not sent:
+            budget.follow(1, 60.0)  # the first answer's headers place the window: it ends 60 s after it opened
         sent.append(t.now)
     # The window opened at 0.0 closes at 60.0; the next three go at once, where a sliding minute would
     # space them as the first three were (60, 90, 119).
@@ -83,11 +85,39 @@ def test_nothing_is_sent_in_the_last_two_margins_of_a_steady_window() -> None:
     t = FakeTime()
     budget = RateBudget(RateTier(burst=10, steady=150), clock=t.clock, sleep=t.sleep, margin=0.25)
     budget.acquire()
+    budget.placed = True  # headers placed the window where we guessed it (follow would say so)
     t.now = 59.74
     budget.acquire()  # still certainly in the API's window
     t.now = 59.75
     assert budget.acquire() == 0.5  # may arrive on either side of the API's window end: wait for the next window
     assert (budget.opened, budget.closes, budget.quiet, budget.counted) == (60.25, 120.5, 120.0, 1)
+
+
+def test_a_bucket_no_header_places_keeps_a_sliding_minute() -> None:
+    # Where the API's minutes fall is unknown: no 60 s may hold more than `steady`, wherever they fall.
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
+    sent = []
+    for gap in (0.0, 30.0, 29.0, 0.5, 0.0, 0.0):
+        t.now += gap
+        budget.acquire()
+        sent.append(t.now)
+    assert sent == [0.0, 30.0, 59.0, 60.0, 90.0, 119.0]
+    assert all(sum(1 for s in sent if start <= s < start + 60) <= 3 for start in sent)
+    assert not budget.placed and budget.rate_now() == 3 / 60
+
+
+def test_an_answer_placing_the_window_makes_it_fixed_from_then_on() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=2), clock=t.clock, sleep=t.sleep)
+    budget.acquire()
+    assert not budget.placed
+    budget.follow(1, 60.0)
+    assert budget.placed
+    t.now = 30.0
+    budget.acquire()
+    assert budget.acquire() == 30.0 and budget.acquire() == 0.0  # both go when the fixed window closes at 60
+    assert t.now == 60.0
 
 
 def test_a_full_steady_window_holds_requests_until_it_closes() -> None:
