@@ -398,3 +398,102 @@ def test_a_retry_after_a_transport_failure_is_logged_with_what_failed(caplog: py
     logged = [r.getMessage() for r in caplog.records if r.name == "klx.http" and r.levelname == "WARNING"]
     assert logged == [f"response cut short on GET /api/metrics?page[size]=10; retry 1/7 in {clock.slept[0]:.1f}s"]
     assert ("retry", "metrics", "response cut short", clock.slept[0]) in events.calls
+
+
+def unreachable(handler, hit) -> None:
+    handler.close_connection = True  # no status line at all: requests sees the connection dropped
+
+
+@pytest.mark.parametrize(
+    ("respond", "why", "message"),
+    [
+        (lambda handler, hit: send(handler, 200, b'{"data": [1, 2'), "unreadable JSON body", "Klaviyo sent an unreadable JSON body on GET {url} (stream metrics)"),
+        ("cut_short", "response cut short", "Klaviyo cut the response to GET {url} short (stream metrics)"),
+        (unreachable, "ConnectionError", "Klaviyo unreachable on GET {url} (stream metrics): ConnectionError"),
+    ],
+    ids=["unreadable-json", "cut-short", "dropped"],
+)
+def test_a_transient_failure_is_retried_for_its_reason_and_its_error_names_the_stream_and_url(
+    respond, why: str, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if respond == "cut_short":
+        from tests.test_http_errors import cut_short as respond
+    clock = Clock()
+    url = "/api/metrics?page[size]=10"
+    with HostileApi(respond) as api:
+        http = client(api.url, clock, max_attempts=2)
+        http.events = events = Recorder()
+        with pytest.raises(ApiError) as raised:
+            get(http)
+    assert str(raised.value) == message.format(url=url) + f" (gave up after 2 attempts in {clock.now:.0f}s)"
+    assert (raised.value.status, raised.value.stream, raised.value.url) == (None, "metrics", url)
+    assert [c for c in events.calls if c[0] == "retry"] == [("retry", "metrics", why, clock.slept[0])]
+    logged = [r.getMessage() for r in caplog.records if r.name == "klx.http" and r.levelname == "WARNING"]
+    assert logged == [f"{why} on GET {url}; retry 1/1 in {clock.slept[0]:.1f}s"]
+
+
+def test_json_nested_too_deeply_names_the_stream_and_url_and_is_not_retried() -> None:
+    with always(200, b"[" * 5000 + b"]" * 5000) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_attempts=3))
+    assert (raised.value.status, raised.value.stream, raised.value.url) == (None, "metrics", "/api/metrics?page[size]=10")
+    assert len(api.hits) == 1
+
+
+def test_each_answer_is_logged_with_its_status_size_and_the_time_it_took(caplog: pytest.LogCaptureFixture) -> None:
+    body = json.dumps({"data": []}).encode()
+    caplog.set_level("INFO", logger="klx.http")
+    with always(200, body) as api:
+        get(client(api.url, request_timeout_seconds=30))
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "klx.http"]
+    prefix = f"GET /api/metrics?page[size]=10 (stream metrics): 200, {len(body)} bytes in "
+    assert message.startswith(prefix) and message.endswith("s")
+    # The time from sending to the whole body: never negative, never past the request's deadline.
+    assert 0 <= float(message[len(prefix):-1]) <= 30
+
+
+@pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (429, "Too Many Requests"), (503, "Service Unavailable")])
+def test_an_error_without_a_body_shows_the_status_reason_phrase(status: int, reason: str) -> None:
+    with always(status, b"") as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_attempts=1))
+    assert str(raised.value) == f"Klaviyo {status} on GET /api/metrics?page[size]=10 (stream metrics): {reason}"
+
+
+def test_a_request_waiting_for_the_first_answer_checks_every_second_and_reports_the_whole_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import engine.http
+    from engine.http import RateBudget
+    from engine.spec import RateTier
+
+    now = [100.0]
+
+    class Heard(threading.Event):
+        """The first request's answer comes during the third one-second check."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.polls: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.polls.append(timeout)
+            now[0] += timeout
+            if len(self.polls) == 3:
+                self.set()
+            return self.is_set()
+
+    budget = RateBudget(RateTier(burst=10, steady=150))
+    budget.prober = -1  # another thread sent the first request
+    budget.heard = heard = Heard()
+    monkeypatch.setattr(engine.http, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    assert budget.acquire() == 3.0
+    assert heard.polls == [1.0, 1.0, 1.0]
+
+
+def test_an_http_proxy_gets_the_tracking_pools_and_keeps_the_options_it_was_asked_for() -> None:
+    from engine.http import _Adapter
+
+    manager = _Adapter().proxy_manager_for("http://proxy.invalid:3128", cert_reqs="CERT_NONE")
+    assert manager.connection_pool_kw["cert_reqs"] == "CERT_NONE"
+    assert manager.pool_classes_by_scheme == _Adapter.POOLS
