@@ -203,6 +203,13 @@ def test_json_text_is_what_json_dumps_writes_and_survives_a_too_deep_value() -> 
         assert rows_module.dumps(value) == expected
 
 
+def test_a_value_json_cannot_encode_fails_alone_and_the_next_values_encode() -> None:
+    # An exception mid-encoding (here a value JSON has no form for; in a run, Ctrl-C) must not break dumps for good.
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        rows_module.dumps({"a": [1, object()]})
+    assert rows_module.dumps({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+
+
 def test_text_columns_with_only_strings_and_with_other_values_mixed_in() -> None:
     rows, types, _ = build([{"id": "a", "t": "x", "m": "y"}, {"id": "b", "t": None, "m": 3}, {"id": "c", "m": [1, "z"]}])
     assert (types["t"], rows["t"]) == (ColumnType.TEXT, ["x", None, None])

@@ -430,16 +430,20 @@ def test_each_partition_reads_on_its_own_carries_its_column_and_keeps_its_cursor
 
 
 def test_a_child_stream_reads_once_per_kept_parent_over_every_parent_page(acme: Setup) -> None:
-    acme.api.routes["/groups"] = page(item("g1", live=True), item("off", live=False), {"type": "group"}, next_url="/groups?page=2")
+    # A filtered-out and a rejected parent are passed over; the kept parent after them on the same page is read.
+    acme.api.routes["/groups"] = page(
+        item("g1", live=True), item("off", live=False), {"type": "group"}, item("g3", live=True), next_url="/groups?page=2"
+    )
     acme.api.routes["/groups?page=2"] = page(item("g2", live=True))
     acme.api.routes["/groups/g1/members"] = page(item("m1"), item("m2"))
     acme.api.routes["/groups/g2/members"] = page(item("m1"))
+    acme.api.routes["/groups/g3/members"] = page(item("m3"))
     (stream,) = acme.run({"members": "full_refresh"}).streams
-    assert sorted(r for r in acme.api.requests if "members" in r) == ["/groups/g1/members", "/groups/g2/members"]
+    assert sorted(r for r in acme.api.requests if "members" in r) == ["/groups/g1/members", "/groups/g2/members", "/groups/g3/members"]
     assert acme.table("members", "group_id, id") == [
-        {"group_id": "g1", "id": "m1"}, {"group_id": "g1", "id": "m2"}, {"group_id": "g2", "id": "m1"}
+        {"group_id": "g1", "id": "m1"}, {"group_id": "g1", "id": "m2"}, {"group_id": "g2", "id": "m1"}, {"group_id": "g3", "id": "m3"}
     ]
-    assert (stream.events, stream.rows, stream.pages, stream.rejected, stream.warnings) == (3, 3, 2, 0, [])
+    assert (stream.events, stream.rows, stream.pages, stream.rejected, stream.warnings) == (4, 4, 3, 0, [])
     assert acme.spy.of("begin", "members") == [(True, ("group_id", "id"), None)]
 
 
