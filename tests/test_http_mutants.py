@@ -497,3 +497,14 @@ def test_an_http_proxy_gets_the_tracking_pools_and_keeps_the_options_it_was_aske
     manager = _Adapter().proxy_manager_for("http://proxy.invalid:3128", cert_reqs="CERT_NONE")
     assert manager.connection_pool_kw["cert_reqs"] == "CERT_NONE"
     assert manager.pool_classes_by_scheme == _Adapter.POOLS
+
+
+def test_a_spec_retrying_403_still_names_the_missing_scopes_when_it_gives_up() -> None:
+    # Some APIs answer 403 to a burst (a rate limit), so a spec may list it among the retried statuses.
+    with always(403, klaviyo_error(403, "Forbidden.")) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, statuses=(403,), max_attempts=1), scopes=("metrics:read", "lists:read"))
+    assert str(raised.value) == (
+        "Klaviyo 403 on GET /api/metrics?page[size]=10 (stream metrics): Forbidden.\n"
+        "  hint: the key lacks a scope this stream needs: metrics:read, lists:read"
+    )
