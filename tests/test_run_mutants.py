@@ -36,6 +36,7 @@ api:
   auth: {header: Authorization, value: "Bearer {api_key}"}
   records: data
   record_format: jsonapi
+  included: included
   error_detail: "errors[0].detail"
   table: "acme_{stream}"
   pagination: {type: next_link, next: links.next}
@@ -113,6 +114,14 @@ streams:
     path: "/groups/{parent.id}/seats/{parent.size}"
     parent: {stream: groups, fields: {id: group_id}, skip_statuses: [404]}
     primary_key: [group_id, id]
+  teams:
+    path: /teams
+    primary_key: [id]
+    derived: {owner: "included.owner.name"}
+  players:
+    path: "/teams/{parent.id}/players"
+    parent: {stream: teams, fields: {id: team_id, owner: team_owner}}
+    primary_key: [team_id, id]
 """
 
 
@@ -445,6 +454,18 @@ def test_a_child_stream_reads_once_per_kept_parent_over_every_parent_page(acme: 
     ]
     assert (stream.events, stream.rows, stream.pages, stream.rejected, stream.warnings) == (4, 4, 3, 0, [])
     assert acme.spy.of("begin", "members") == [(True, ("group_id", "id"), None)]
+
+
+def test_a_parent_field_computed_from_an_included_resource_reaches_the_child_rows(acme: Setup) -> None:
+    owner = {"owner": {"data": {"type": "person", "id": "p1"}}}
+    acme.api.routes["/teams"] = {
+        "data": [{"type": "team", "id": "t1", "attributes": {}, "relationships": owner}],
+        "included": [{"type": "person", "id": "p1", "attributes": {"name": "Ann"}}],
+        "links": {"next": None},
+    }
+    acme.api.routes["/teams/t1/players"] = page(item("x1"))
+    acme.run({"players": "full_refresh"})
+    assert acme.table("players", "team_id, team_owner, id") == [{"team_id": "t1", "team_owner": "Ann", "id": "x1"}]
 
 
 def test_warnings_are_capped_per_stream_but_all_logged(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:
