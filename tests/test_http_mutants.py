@@ -192,6 +192,7 @@ def test_no_request_is_sent_once_the_client_is_closed() -> None:
         with pytest.raises(ApiError) as raised:
             get(http)
     assert str(raised.value) == "stream metrics stopped: klx is shutting down"
+    assert (raised.value.stream, raised.value.status) == ("metrics", None)  # run.py marks that stream stopped
     assert api.hits == []
 
 
@@ -508,3 +509,38 @@ def test_a_spec_retrying_403_still_names_the_missing_scopes_when_it_gives_up() -
         "Klaviyo 403 on GET /api/metrics?page[size]=10 (stream metrics): Forbidden.\n"
         "  hint: the key lacks a scope this stream needs: metrics:read, lists:read"
     )
+
+
+def test_a_retry_whose_wait_ends_exactly_at_the_time_budget_is_still_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.http.random.random", lambda: 0.0)
+    clock = Clock()
+    with always(429, klaviyo_error(429, "Throttled."), {"Retry-After": "4"}) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, clock, max_attempts=10, total_seconds=8))
+    # Sent at 0 s and 4 s; the third, at 8 s, is within the 8 s budget; a fourth would start at 12 s.
+    assert len(api.hits) == 3 and clock.slept == [4.0, 4.0]
+    assert str(raised.value).endswith("(gave up after 3 attempts in 8s)")
+
+
+def test_close_ends_a_wait_for_the_rate_budget_at_once() -> None:
+    from engine.spec import RateTier
+
+    spec = dataclasses.replace(API, rate_limit_tiers={**API.rate_limit_tiers, "one": RateTier(burst=1, steady=1)})
+    errors: list[str] = []
+    with always(200, {"data": []}) as api:
+        http = HttpClient(spec, Secret(KEY), api.url)  # real waits: the budget waits as the client does
+        get_tiered(http, "one")  # the minute's one request: the next waits for the window to close
+
+        def second() -> None:
+            try:
+                get_tiered(http, "one")
+            except ApiError as err:
+                errors.append(str(err))
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.2)
+        http.close()
+        thread.join(5)
+    assert errors == ["stopped while waiting to retry: klx is shutting down"]
+    assert len(api.hits) == 1
