@@ -360,3 +360,13 @@ def test_included_resources_are_found_by_type_and_id_whether_the_id_is_a_number_
     # 1.0 equals 1 as a dict key, yet a float id names no resource: it is left unresolved too.
     assert (record["tags_ids"], record["tag_names"]) == (["1", 1, 2, 1.5, 1, None, 1.0], ["text one", "number one"])
     assert [type(i) for i in record["tags_ids"][-3:]] == [int, type(None), float]
+
+
+def test_derived_columns_beyond_the_compiled_subset_see_the_included_resources_and_fail_alone() -> None:
+    from engine.derive import Derivations
+
+    # length() and abs() are jmespath's own functions: these columns go through jmespath, not the compiled subset.
+    derived = Derivations({"tag_count": "length(included.tags)", "first_tag": "included.tags[0].name", "bad": "abs(name)"})
+    record = {"name": "x"}
+    derived.apply(record, {"tags": [{"name": "a"}, {"name": "b"}]})
+    assert record == {"name": "x", "tag_count": 2, "first_tag": "a", "bad": None}
