@@ -357,6 +357,14 @@ def test_an_empty_full_refresh_of_a_table_with_rows_is_refused_with_exit_6(acme:
 # -- rejected records ----------------------------------------------------------------------------------
 
 
+def test_an_item_that_is_not_an_object_is_rejected_with_its_kind_and_page(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)), "junk", *[item(f"g{n}", day(1)) for n in range(9)])
+    (stream,) = acme.run({"items": "incremental"}).streams
+    reason = "a record that is a string, not an object"
+    assert not stream.failed and (stream.events, stream.rows, stream.rejected) == (11, 10, 1)
+    assert stream.warnings == [f"a record from GET {FIRST_ITEMS} rejected: {reason}", f"1 records rejected and not stored (first: {reason})"]
+
+
 def test_exactly_one_in_ten_rejected_is_tolerated_and_more_stops_the_stream(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:
     good = [item(f"g{n}", day(1)) for n in range(90)]
     bad = [item(None, day(1)) for _ in range(10)]
@@ -466,6 +474,8 @@ def test_a_parent_field_computed_from_an_included_resource_reaches_the_child_row
     acme.api.routes["/teams/t1/players"] = page(item("x1"))
     acme.run({"players": "full_refresh"})
     assert acme.table("players", "team_id, team_owner, id") == [{"team_id": "t1", "team_owner": "Ann", "id": "x1"}]
+    acme.run({"teams": "full_refresh"})  # and the stream's own rows get it from their page's included resources
+    assert acme.table("teams", "id, owner") == [{"id": "t1", "owner": "Ann"}]
 
 
 def test_warnings_are_capped_per_stream_but_all_logged(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:

@@ -318,3 +318,10 @@ def test_a_full_refresh_ignores_ranges_an_earlier_run_covered(api: ScriptedApi, 
         ("finish", ({"": iso(4)}, {})),
     ]
     assert _saved(acme.state("ticks")) == ({"": iso(4)}, {})
+
+
+def test_a_backfill_of_a_stream_never_read_saves_no_cursor_and_no_covered_range(api: ScriptedApi, acme: Acme) -> None:
+    stream = acme.run(api, Windows(TICKS), {"ticks": "incremental"}, window=(at(3), at(4, 12)))
+    assert not stream.failed
+    # Jan 3 to the run's start was read in full, yet a backfill leaves the stream's state as it was: empty.
+    assert acme.spy.calls == [("write", ["d1"], ({}, {})), ("finish", ({}, {}))]
