@@ -533,3 +533,47 @@ def test_close_ends_a_wait_for_the_rate_budget_at_once() -> None:
         thread.join(5)
     assert errors == ["stopped while waiting to retry: klx is shutting down"]
     assert len(api.hits) == 1
+
+
+def test_a_page_carries_the_shown_url_its_records_came_from() -> None:
+    with always(200, {"data": []}) as api:
+        assert get(client(api.url)).url == "/api/metrics?page[size]=10"  # run.py names it in warnings
+
+
+def test_a_link_off_the_base_origin_says_what_a_link_must_stay_on() -> None:
+    http = client("http://127.0.0.1:9")
+    with pytest.raises(ApiError) as raised:
+        http.get("https://evil.example/api/metrics", {}, stream="metrics", endpoint="/api/metrics", tier=None)
+    assert str(raised.value) == (
+        "Klaviyo sent a link to https://evil.example (stream metrics); klx sends the API key only to http://127.0.0.1:9 and stops\n"
+        "  hint: a next link or redirect must stay on the configured base URL's scheme, host and port"
+    )
+
+
+def test_http_and_https_requests_go_through_the_adapter_a_deadline_can_cut() -> None:
+    from engine.http import _Adapter
+
+    http = client("https://api.example")
+    assert isinstance(http.session.get_adapter("https://api.example/api/x"), _Adapter)
+    assert isinstance(http.session.get_adapter("http://api.example/api/x"), _Adapter)
+
+
+def test_the_deadline_watcher_never_keeps_klx_from_exiting() -> None:
+    with always(200, {"data": []}) as api:
+        http = client(api.url)
+        flight = http.watchdog.start(5)
+        try:
+            assert http.watchdog.thread.daemon is True
+        finally:
+            http.watchdog.finish(flight)
+            http.close()
+
+
+def test_a_budget_that_sent_nothing_yet_lets_its_burst_through_and_ignores_answers_it_did_not_send() -> None:
+    from engine.http import RateBudget
+    from engine.spec import RateTier
+
+    budget = RateBudget(RateTier(burst=10, steady=150))
+    assert budget.rate_now() == 10.0
+    budget.follow(149, 30.0)  # this thread sent no request through it: the answer is not about its window
+    assert (budget.counted, budget.rate_now()) == (0, 10.0)
