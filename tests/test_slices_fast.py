@@ -325,3 +325,13 @@ def test_a_backfill_of_a_stream_never_read_saves_no_cursor_and_no_covered_range(
     assert not stream.failed
     # Jan 3 to the run's start was read in full, yet a backfill leaves the stream's state as it was: empty.
     assert acme.spy.calls == [("write", ["d1"], ({}, {})), ("finish", ({}, {}))]
+
+
+def test_a_backfill_keeps_the_covered_ranges_a_failed_run_saved(api: ScriptedApi, acme: Acme) -> None:
+    acme.run(api, Windows(TICKS, fail=(("/ticks", at(1), 4),)), {"ticks": "incremental"})
+    saved = ({"": iso(1, 3)}, {"": [[iso(2), iso(2, 5)], [iso(4), NOW.isoformat()]]})
+    assert _saved(acme.state("ticks")) == saved
+    stream = acme.run(api, Windows(TICKS), {"ticks": "incremental"}, now=NOW + timedelta(hours=1), window=(at(2), at(3)))
+    assert not stream.failed
+    # The next incremental run still skips what the failed run covered: the backfill changed none of it.
+    assert acme.spy.calls == [("write", ["b1"], saved), ("finish", saved)]
