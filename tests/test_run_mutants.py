@@ -551,6 +551,16 @@ def test_only_runs_the_named_streams(acme: Setup) -> None:
     assert [s.stream for s in summary.streams] == ["items"] and "/unsorted" not in acme.api.requests
 
 
+def test_only_reads_the_named_streams_from_their_saved_cursors(acme: Setup) -> None:
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    acme.run({"items": "incremental", "unsorted": "incremental"}, only=("items",))
+    assert acme.state("items")["cursor"] == {"": day(1)}
+    acme.api.requests.clear()
+    acme.run({"items": "incremental", "unsorted": "incremental"}, only=("items",))
+    (request,) = acme.api.requests
+    assert query(request)["filter"] == [f"greater-or-equal(updated,{day(1)})"]  # not from start_date (2024-01-01)
+
+
 def test_an_unreadable_state_fails_its_stream_only_and_is_left_as_it_was(acme: Setup) -> None:
     acme.api.routes["/items"] = page(item("i1", day(1)))
     acme.api.routes["/unsorted"] = page(item("u1", day(1)))
