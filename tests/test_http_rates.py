@@ -208,12 +208,16 @@ def test_an_answer_about_an_earlier_window_is_ignored() -> None:
     assert (budget.opened, budget.closes, budget.counted) == (61.0, 121.0, 1)
 
 
-@pytest.mark.parametrize(("sent", "now", "rate"), [(1, 10.0, 10.0), (15, 10.0, 0.25), (15, 60.0, 10.0)])
-def test_a_budget_sends_at_its_burst_rate_while_its_steady_window_has_room(sent: int, now: float, rate: float) -> None:
+@pytest.mark.parametrize("placed", [False, True], ids=["sliding", "placed"])
+@pytest.mark.parametrize(("sent", "now", "rate"), [(1, 10.0, 10.0), (8, 10.0, 10.0), (14, 10.0, 10.0), (15, 10.0, 0.25), (15, 60.0, 10.0)])
+def test_a_budget_sends_at_its_burst_rate_while_its_steady_window_has_room(placed: bool, sent: int, now: float, rate: float) -> None:
     t = FakeTime()
     budget = RateBudget(RateTier(burst=10, steady=15), clock=t.clock, sleep=t.sleep)
-    for _ in range(sent):
+    for n in range(sent):
         budget.acquire()
+        if placed and n == 0:
+            budget.follow(1, 60.0)  # the headers place the window where it opened: it closes at 60.0
+    assert budget.placed is placed
     t.now = now  # at 60.0 the full window has closed: the next request opens another
     assert budget.rate_now() == rate
 
