@@ -585,6 +585,7 @@ def test_a_stream_the_api_fails_does_not_stop_the_next(acme: Setup, answer) -> N
     summary = acme.run({"items": "incremental", "unsorted": "incremental"})
     assert [(s.stream, s.failed) for s in summary.streams] == [("items", True), ("unsorted", False)]
     assert [r["id"] for r in acme.table("unsorted", "id")] == ["u1"]
+    assert "(stream items)" in str(summary.streams[0].error)  # the request was sent as the stream's own
 
 
 def test_a_refused_key_stops_the_whole_run(acme: Setup) -> None:
