@@ -386,7 +386,7 @@ class HttpClient:
         wanted = [(f"path:{endpoint}", tier)] if tier else []
         if self.api.rate_limit_buckets:
             query = {**dict(parse_qsl(urlsplit(url).query)), **params}
-            wanted += [(f"bucket:{b.name}", b.tier) for b in self.api.rate_limit_buckets if b.matches(query)]
+            wanted += [(f"bucket:{b.name}", b.tier) for b in self.api.buckets_for(query)]
         with self.budgets_lock:
             for key, name in wanted:
                 if key not in self.budgets:

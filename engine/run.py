@@ -210,7 +210,7 @@ def start_order(spec: Spec, names: list[str]) -> list[int]:
 
     def steady(name: str) -> float:
         s = spec.streams[name]
-        tiers = ([s.rate_limit] if s.rate_limit else []) + [b.tier for b in spec.api.rate_limit_buckets if b.matches(dict(s.params))]
+        tiers = ([s.rate_limit] if s.rate_limit else []) + [b.tier for b in spec.api.buckets_for(s.params)]
         return min((spec.api.rate_limit_tiers[t].steady for t in tiers), default=math.inf)
 
     return sorted(range(len(names)), key=lambda i: steady(names[i]))
@@ -219,7 +219,7 @@ def start_order(spec: Spec, names: list[str]) -> list[int]:
 def budget_rate(http: HttpClient, spec: Spec, stream: str) -> float | None:
     """Requests a second the rate budgets of `stream`'s requests (its path's, and the buckets its params select) let through now."""
     s = spec.streams[stream]
-    keys = [f"path:{s.path}"] + [f"bucket:{b.name}" for b in spec.api.rate_limit_buckets if b.matches(dict(s.params))]
+    keys = [f"path:{s.path}"] + [f"bucket:{b.name}" for b in spec.api.buckets_for(s.params)]
     return rate_now([http.budgets[k] for k in keys if k in http.budgets]) if s.rate_limit else None
 
 

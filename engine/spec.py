@@ -116,6 +116,10 @@ class ApiSpec:
     revision_header: str | None = None  # the header whose ISO-date value `params_since` is checked against
     revision_where: str = ""  # file:line of that header's value
 
+    def buckets_for(self, params: dict[str, str]) -> list[RateBucket]:
+        """The named rate buckets a request with these query parameters also counts against."""
+        return [bucket for bucket in self.rate_limit_buckets if bucket.matches(params)]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CursorSpec:

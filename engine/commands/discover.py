@@ -19,7 +19,7 @@ def rate_limit(api: ApiSpec, stream: StreamSpec) -> str:
         return "-"
     tier = api.rate_limit_tiers[stream.rate_limit]
     text = f"{stream.rate_limit} ({tier.burst}/s, {tier.steady}/m)"
-    buckets = [b.name for b in api.rate_limit_buckets if b.matches(stream.params)]
+    buckets = [b.name for b in api.buckets_for(stream.params)]
     return text + "".join(f" + {name}" for name in buckets)
 
 

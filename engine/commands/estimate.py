@@ -157,9 +157,9 @@ def _strictest(api: ApiSpec, tier_name: str | None, params: dict[str, str]) -> t
     if not tier_name:
         return "-", None
     best_name, best = tier_name, api.rate_limit_tiers[tier_name]
-    for bucket in api.rate_limit_buckets:
+    for bucket in api.buckets_for(params):
         tier = api.rate_limit_tiers[bucket.tier]
-        if bucket.matches(params) and tier.steady < best.steady:
+        if tier.steady < best.steady:
             best_name, best = f"{bucket.name} ({bucket.tier})", tier
     return best_name, best
 
