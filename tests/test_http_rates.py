@@ -65,20 +65,35 @@ def test_a_stream_waiting_for_the_first_answer_reports_that_wait() -> None:
     assert 0.25 <= waited[0] < 1.0
 
 
-def test_the_steady_quota_comes_back_whole_when_the_window_closes() -> None:
-    t = FakeTime()
-    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
-    sent = []
+def _sent_at_gaps(budget: RateBudget, t: FakeTime, *, placed: bool) -> list[float]:
+    """When six requests asked for at these gaps go out (steady 3 a minute); `placed`: the first answer places the window."""
+    sent: list[float] = []
     for gap in (0.0, 30.0, 29.0, 0.5, 0.0, 0.0):
         t.now += gap
         budget.acquire()
-        if not sent:
+        if placed and not sent:
             budget.follow(1, 60.0)  # the first answer's headers place the window: it ends 60 s after it opened
         sent.append(t.now)
+    return sent
+
+
+def test_the_steady_quota_comes_back_whole_when_a_placed_window_closes() -> None:
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
     # The window opened at 0.0 closes at 60.0; the next three go at once, where a sliding minute would
-    # space them as the first three were (60, 90, 119).
-    assert sent == [0.0, 30.0, 59.0, 60.0, 60.0, 60.0]
+    # space them as the first three were (below).
+    assert _sent_at_gaps(budget, t, placed=True) == [0.0, 30.0, 59.0, 60.0, 60.0, 60.0]
     assert (budget.opened, budget.closes, budget.counted) == (60.0, 120.0, 3)
+
+
+def test_a_bucket_no_header_places_keeps_a_sliding_minute() -> None:
+    # Where the API's minutes fall is unknown: no 60 s may hold more than `steady`, wherever they fall.
+    t = FakeTime()
+    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
+    sent = _sent_at_gaps(budget, t, placed=False)
+    assert sent == [0.0, 30.0, 59.0, 60.0, 90.0, 119.0]
+    assert all(sum(1 for s in sent if start <= s < start + 60) <= 3 for start in sent)
+    assert not budget.placed and budget.rate_now() == 3 / 60
 
 
 def test_nothing_is_sent_in_the_last_two_margins_of_a_steady_window() -> None:
@@ -91,20 +106,6 @@ def test_nothing_is_sent_in_the_last_two_margins_of_a_steady_window() -> None:
     t.now = 59.75
     assert budget.acquire() == 0.5  # may arrive on either side of the API's window end: wait for the next window
     assert (budget.opened, budget.closes, budget.quiet, budget.counted) == (60.25, 120.5, 120.0, 1)
-
-
-def test_a_bucket_no_header_places_keeps_a_sliding_minute() -> None:
-    # Where the API's minutes fall is unknown: no 60 s may hold more than `steady`, wherever they fall.
-    t = FakeTime()
-    budget = RateBudget(RateTier(burst=10, steady=3), clock=t.clock, sleep=t.sleep)
-    sent = []
-    for gap in (0.0, 30.0, 29.0, 0.5, 0.0, 0.0):
-        t.now += gap
-        budget.acquire()
-        sent.append(t.now)
-    assert sent == [0.0, 30.0, 59.0, 60.0, 90.0, 119.0]
-    assert all(sum(1 for s in sent if start <= s < start + 60) <= 3 for start in sent)
-    assert not budget.placed and budget.rate_now() == 3 / 60
 
 
 def test_an_answer_placing_the_window_makes_it_fixed_from_then_on() -> None:
