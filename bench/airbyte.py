@@ -137,9 +137,11 @@ class TreeSampler(threading.Thread):
             self.peak = max(self.peak, tree_rss(self.pid))
 
 
-def run_airbyte(python: Path, url: str, work: Path, *, budget: bool, num_workers: int | None) -> Measured:
+def run_airbyte(python: Path, url: str, work: Path, *, budget: bool, num_workers: int | None, predictive: bool = True) -> Measured:
     """Run the connector against `url`; count the RECORD messages it prints, per stream."""
     config = {"api_key": API_KEY, "start_date": f"{START_DATE}T00:00:00Z"}
+    if not predictive:
+        config["disable_fetching_predictive_analytics"] = True
     if num_workers:
         config["num_workers"] = num_workers
     catalog = {"streams": [{"stream": {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]},
@@ -178,9 +180,12 @@ def run_airbyte(python: Path, url: str, work: Path, *, budget: bool, num_workers
     return measured
 
 
-def run_klx_measured(url: str, work: Path) -> Measured:
+def run_klx_measured(url: str, work: Path, predictive: bool = True) -> Measured:
     """One `klx run` of the same streams into DuckDB (bench/run.py's run_klx), with its report's counts."""
-    config = write_config(work, {name: "full_refresh" for name in STREAMS}, base_url=url, database=work / "bench.duckdb")
+    modes = {name: "full_refresh" for name in STREAMS}
+    if not predictive:
+        modes["profiles"] = "{sync_mode: full_refresh, leave_out: [predictive_analytics]}"
+    config = write_config(work, modes, base_url=url, database=work / "bench.duckdb")
     before = os.times()
     wall, rss_kib, code, _samples = run_klx(config, work / "report.json", work / "klx.log")
     after = os.times()
@@ -237,6 +242,10 @@ def main() -> int:
                         help="venv holding airbyte-source-klaviyo (default $AIRBYTE_VENV or ../airbyte-venv)")
     parser.add_argument("--no-api-budget", action="store_true", help="drop the connector manifest's client-side api_budget")
     parser.add_argument("--num-workers", type=int, help="the connector's num_workers (default: its own)")
+    parser.add_argument("--without-predictive-analytics", action="store_true",
+                        help="neither tool asks for profiles' predictive_analytics (Airbyte: disable_fetching_predictive_analytics; "
+                             "klx: leave_out), so profile reads skip Klaviyo's 10/s, 150/m predictive-analytics budget, which "
+                             "both tools pace themselves to and which otherwise sets the run's floor (100 profile pages: 9.9 s)")
     parser.add_argument("--only", choices=("airbyte", "klx"), help="run one of the two")
     parser.add_argument("--warm", action="store_true",
                         help="the simulator keeps the bodies it renders (--cache-responses) and each tool runs once untimed "
@@ -252,15 +261,19 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             def airbyte_run(into: Path) -> Measured:
-                return run_airbyte(python, url, into, budget=not args.no_api_budget, num_workers=args.num_workers)
+                return run_airbyte(python, url, into, budget=not args.no_api_budget, num_workers=args.num_workers,
+                                   predictive=not args.without_predictive_analytics)
 
-            for name, once in (("airbyte", airbyte_run), ("klx", lambda into: run_klx_measured(url, into))) if args.warm else ():
+            def klx_run(into: Path) -> Measured:
+                return run_klx_measured(url, into, predictive=not args.without_predictive_analytics)
+
+            for name, once in (("airbyte", airbyte_run), ("klx", klx_run)) if args.warm else ():
                 if args.only in (None, name) and (name != "airbyte" or python):
                     (work / f"warm-{name}").mkdir()
                     print(f"warming the simulator's response cache with one untimed {name} run ...", flush=True)
                     once(work / f"warm-{name}")
             airbyte = measure_against(server, url, lambda: airbyte_run(work)) if python else None
-            klx = measure_against(server, url, lambda: run_klx_measured(url, work)) if args.only != "airbyte" else None
+            klx = measure_against(server, url, lambda: klx_run(work)) if args.only != "airbyte" else None
         limits = requests.get(f"{url}/_sim/limits", timeout=10).json()
     finally:
         server.terminate()
@@ -268,6 +281,7 @@ def main() -> int:
     print(f"scale {args.scale:g}, latency {args.latency_ms:g} ms, simulator {'warm (responses cached)' if args.warm else 'cold'}, "
           f"rate limits {args.rate_limits} "
           f"({limits['refused']} 429s), streams {','.join(STREAMS)} full refresh from {START_DATE}"
+          + (", profiles without predictive_analytics" if args.without_predictive_analytics else "")
           + (f"; Airbyte api_budget {'off' if args.no_api_budget else 'on'}, num_workers {args.num_workers or 'default'}"
              if airbyte else ""))
     print(f"\n{'':<8} {'records':>9} {'wall s':>8} {'rec/s':>9} {'CPU s':>8} {'rec/CPU s':>9} {'RSS MB':>8} "
