@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import pyarrow as pa
 
 from .schema import ARROW_TYPES, Column, ColumnType
-from .records import parse_datetime
 
 Path = tuple[str, ...]
 
@@ -48,8 +47,28 @@ def value_type(value: Any) -> ColumnType | None:
     if isinstance(value, float):
         return ColumnType.DOUBLE
     if isinstance(value, str):
-        return ColumnType.TIMESTAMP if _TIMESTAMP.match(value) and parse_datetime(value) else ColumnType.TEXT
+        return ColumnType.TEXT if timestamp_offset(value) is None else ColumnType.TIMESTAMP
     return ColumnType.JSON
+
+
+def timestamp_offset(value: str) -> timedelta | None:
+    """A timestamp's instant as its distance from 1970-01-01 UTC (parse_datetime's datetime, as Arrow takes it in
+    bulk); None when `value` is not a timestamp (value_type says TEXT)."""
+    if not _TIMESTAMP.match(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())  # strip: the pattern's $ lets a final newline through
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # the pattern requires an offset; kept to read exactly as parse_datetime does
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    offset = parsed - _EPOCH
+    # parse_datetime gives None where the instant falls outside what a datetime holds in UTC (year 1 to 9999)
+    return offset if _FIRST <= offset <= _LAST else None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FIRST, _LAST = datetime.min.replace(tzinfo=timezone.utc) - _EPOCH, datetime.max.replace(tzinfo=timezone.utc) - _EPOCH
 
 
 def widen(a: ColumnType | None, b: ColumnType | None) -> ColumnType | None:
@@ -148,6 +167,7 @@ class RowBuilder:
             columns.append(Column(name=name, type=kind))
         for slot in self.slots:
             slot.values = None
+            slot.texts = []
         self.count, self.nbytes, self.received = 0, 0, []
         return pa.Table.from_arrays(arrays, names=names), columns
 
@@ -170,19 +190,41 @@ class RowBuilder:
                 column = slot.values = [None] * row
             elif len(column) != row:
                 if len(column) > row:  # the same path twice in one record (keys 1 and "1"): the last one wins
-                    column.pop()
+                    if column.pop() is not None and slot.type is ColumnType.TIMESTAMP:
+                        slot.texts.pop()
                 else:
                     column.extend([None] * (row - len(column)))
-            column.append(value)
             if value is None:
+                column.append(None)
                 continue
             current = slot.type
+            cls = value.__class__
             # TEXT is the widest type: once there, a column needs no more inference; nor does a value of
             # the very Python type that made the column what it is.
-            if current is ColumnType.TEXT or _SETTLED.get(value.__class__, _UNSETTLED) is current:
+            if current is ColumnType.TEXT or _SETTLED.get(cls, _UNSETTLED) is current:
+                column.append(value)
                 continue
-            kind = value_type(value)
+            if cls is str and (current is ColumnType.TIMESTAMP or current is None):
+                # A timestamp is parsed once, here: its instant goes into the column (take() hands Arrow those
+                # in bulk), its text aside in case a later value makes the column TEXT.
+                instant = timestamp_offset(value)
+                if instant is not None:
+                    column.append(instant)
+                    slot.texts.append(value)
+                    if current is None:
+                        slot.type = self.map.types[slot.path] = ColumnType.TIMESTAMP
+                    continue
+                kind = ColumnType.TEXT
+            elif cls is int and current is ColumnType.BIGINT and value in _BIGINT_RANGE:
+                column.append(value)
+                continue
+            else:
+                kind = value_type(value)
+            column.append(value)
             if kind is not current:
+                if current is ColumnType.TIMESTAMP:  # a TEXT column holds the texts, not their instants
+                    texts = iter(slot.texts)
+                    column[:-1] = [v if v is None else next(texts) for v in column[:-1]]
                 slot.type = self.map.types[slot.path] = widen(current, kind)
 
     def _slot(self, parent: _Slot, key: Any) -> _Slot:
@@ -201,7 +243,7 @@ class RowBuilder:
 class _Slot:
     """One source path: its values in the current batch, its column type, and the slots of the keys beneath it."""
 
-    __slots__ = ("path", "values", "type", "children", "nested")
+    __slots__ = ("path", "values", "type", "children", "nested", "texts")
 
     def __init__(self, path: Path, *, nested: bool) -> None:
         self.path = path
@@ -209,6 +251,7 @@ class _Slot:
         self.type: ColumnType | None = None
         self.children: dict[Any, _Slot] = {}
         self.nested = nested  # whether an object here is flattened into the slots beneath (else it is a JSON value)
+        self.texts: list[str] = []  # while the column is TIMESTAMP: the texts of the instants in `values`, in order
 
 
 # Python type -> the column type its values cannot widen: no inference needed (looked up by class, not enum hash).
@@ -223,12 +266,17 @@ def _array(values: list[Any], kind: ColumnType) -> pa.Array:
             return pa.array(values, type=pa.string())
         except pa.ArrowTypeError:  # a number, boolean, list or object among them: its JSON text
             pass
+    elif kind is ColumnType.TIMESTAMP:  # instants as distances from the epoch (RowBuilder._add) and None
+        return pa.array(values, type=_DURATION).view(ARROW_TYPES[kind])
     elif kind is ColumnType.DOUBLE:
         try:  # floats, and integers a double holds exactly, as float() gives them; any other integer: float() below
             return pa.array(values, type=pa.float64())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
     return pa.array(_converted(values, kind), type=ARROW_TYPES[kind])
+
+
+_DURATION = pa.duration("us")  # the same 64 bits as a timestamp in microseconds: viewed as one, without a copy
 
 
 def _converted(values: list[Any], kind: ColumnType) -> list[Any]:
@@ -241,11 +289,9 @@ def _converted(values: list[Any], kind: ColumnType) -> list[Any]:
 
 
 def _convert(value: Any, kind: ColumnType) -> Any:
-    """One value of a TIMESTAMP, JSON or DOUBLE column (_converted passes the other types on as they are)."""
+    """One value of a JSON or DOUBLE column (_converted passes the other types on as they are)."""
     if value is None:
         return None
-    if kind is ColumnType.TIMESTAMP:
-        return parse_datetime(value)
     if kind is ColumnType.JSON:
         return dumps(value)
     return float(value)  # DOUBLE: an int as the nearest double (Arrow refuses one a double cannot hold exactly)

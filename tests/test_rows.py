@@ -125,6 +125,72 @@ def test_timestamp_columns_hold_the_instants_parse_datetime_reads_whatever_the_s
         assert rows["at"] == [*(parse_datetime(v) for v in values), None]
 
 
+ODD_TIMESTAMPS = [
+    "2024-06-11T13:02:45Z\n", "2024-06-11T13:02:45Z\n\n", " 2024-06-11T13:02:45Z", "2024-06-11T13:02:45", "2024-06-11T13:02:45.1234567Z",
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:59:59+01:00", "0001-01-01T01:00:00+01:00",
+    "2024-02-30T00:00:00Z", "2024-06-11T24:00:00Z", "2024-06-11T23:59:60Z", "2024-06-11T13:02:45+24:00", "2024-06-11T13:02:45+0530",
+    "２０２４-０６-１１T１３:０２:４５Z", "2024-06-11T13:02:45.5-00:00", "2024-06-11t13:02:45Z", "2024-06-11T13:02:45z",
+]
+
+
+@pytest.mark.parametrize("value", ODD_TIMESTAMPS, ids=repr)
+def test_a_text_is_a_timestamp_exactly_when_it_has_the_pattern_and_parse_datetime_reads_it(value: str) -> None:
+    expected = parse_datetime(value) if rows_module._TIMESTAMP.match(value) else None
+    assert value_type(value) is (ColumnType.TEXT if expected is None else ColumnType.TIMESTAMP)
+    rows, types, _ = build([{"id": "a", "at": value}])
+    assert rows["at"] == [value if expected is None else expected]
+
+
+@pytest.mark.parametrize(
+    "later", ["not a time", 5, 2.5, True, ["x"], "2024-06-11"], ids=repr,
+)
+def test_timestamps_then_another_value_make_a_text_column_of_the_very_texts_read(later: object) -> None:
+    texts = ["2024-06-11 15:02:45.5+0200", None, "2024-06-11T13:02:45Z", "2024-06-11T13:02:45.000000+00:00"]
+    rows, types, _ = build([{"id": str(n), "at": v} for n, v in enumerate([*texts, later, texts[0]])])
+    assert types["at"] is ColumnType.TEXT
+    assert rows["at"] == [*texts, later if isinstance(later, str) else json.dumps(later), texts[0]]
+
+
+def test_a_saved_timestamp_column_widened_by_a_later_batch_keeps_that_batch_s_texts() -> None:
+    _, types, columns = build([{"id": "a", "at": "2024-06-11T13:02:45Z"}])
+    assert types["at"] is ColumnType.TIMESTAMP
+    rows, types, _ = build([{"id": "b", "at": "2024-06-12T13:02:45+00:00"}, {"id": "c"}, {"id": "d", "at": 7}],
+                           saved=columns.to_state())
+    assert (types["at"], rows["at"]) == (ColumnType.TEXT, ["2024-06-12T13:02:45+00:00", None, "7"])
+
+
+def test_a_timestamp_column_widened_in_the_next_batch_of_one_builder_holds_that_batch_s_texts() -> None:
+    builder = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), depth=3)
+    for n, value in enumerate(["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"]):
+        builder.add({"id": str(n), "at": value}, AT)
+    builder.take(LOAD)
+    for n, value in enumerate(["2024-03-03T00:00:00Z", "text"]):
+        builder.add({"id": str(n), "at": value}, AT)
+    table, columns = builder.take(LOAD)
+    assert table.to_pydict()["at"] == ["2024-03-03T00:00:00Z", "text"]
+
+
+def test_a_timestamp_read_twice_in_one_record_keeps_the_last_text() -> None:
+    # Keys 1 and "1" name one column; the second value replaces the first, its text too.
+    records = [{"1": "2024-01-01T00:00:00Z"}, {1: "2024-02-02T00:00:00Z", "1": "2024-03-03T00:00:00Z"},
+               {1: None, "1": "2024-04-04T00:00:00Z"}, {"1": "2024-05-05T00:00:00Z", 1: None}]
+    rows, types, _ = build(records)
+    assert types["_1"] is ColumnType.TIMESTAMP
+    assert rows["_1"] == [parse_datetime(v) for v in ("2024-01-01T00:00:00Z", "2024-03-03T00:00:00Z", "2024-04-04T00:00:00Z")] + [None]
+    rows, types, _ = build([*records, {"1": "later text"}])
+    assert (types["_1"], rows["_1"]) == (
+        ColumnType.TEXT, ["2024-01-01T00:00:00Z", "2024-03-03T00:00:00Z", "2024-04-04T00:00:00Z", None, "later text"])
+
+
+def test_integers_keep_a_bigint_column_until_one_needs_more_than_64_bits() -> None:
+    rows, types, _ = build([{"id": "a", "n": 2**63 - 1}, {"id": "b", "n": -(2**63)}, {"id": "c", "n": 0}])
+    assert (types["n"], rows["n"]) == (ColumnType.BIGINT, [2**63 - 1, -(2**63), 0])
+    rows, types, _ = build([{"id": "a", "n": 2**63 - 1}, {"id": "b", "n": 2**63}])
+    assert (types["n"], rows["n"]) == (ColumnType.TEXT, [str(2**63 - 1), str(2**63)])
+    rows, types, _ = build([{"id": "a", "n": 1}, {"id": "b", "n": True}])
+    assert (types["n"], rows["n"]) == (ColumnType.TEXT, ["1", "true"])
+
+
 def test_double_columns_hold_what_float_gives_each_value() -> None:
     values = [1, 2.5, -(2**53), 2**53 + 1, 0.1, -0.0, 1e308]  # 2**53 + 1: no double holds it, float() rounds it
     rows, types, _ = build([{"id": str(n), "x": v} for n, v in enumerate([*values, None])])
