@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from jmespath.exceptions import JMESPathError
 
-from .expressions import compile_search_with, compiles
+from .expressions import compile_all_with, compile_search_with
 
 RELATED_KEY = "included"  # derived expressions see included resources under this key
 
@@ -17,15 +17,17 @@ class Derivations:
     def __init__(self, columns: dict[str, str]) -> None:
         # Each sees the record as it was before any derived column was set: {**record, included: related}.
         self.columns = [(column, compile_search_with(expression, RELATED_KEY)) for column, expression in columns.items()]
-        # When every expression is compiled (none can fail), one pass with no try per column.
-        self.names = [column for column, _ in self.columns] if all(map(compiles, columns.values())) else None
-        self.searches = [search for _, search in self.columns]
+        # When every expression is compiled (none can fail), one function computes them all, with no try per column.
+        compiled = compile_all_with(list(columns.values()), RELATED_KEY)
+        self.names = list(columns) if compiled else None
+        self.all = compiled[0] if compiled else None
+        # Whether apply() needs the included resources (records.py builds them only then).
+        self.reads_related = compiled[1] if compiled else True
 
     def apply(self, record: dict[str, Any], related: dict[str, Any]) -> None:
         """Set every derived column of `record`; an expression that fails on this record gives null."""
-        if self.names is not None:
-            values = [search(record, related) for search in self.searches]
-            record.update(zip(self.names, values))
+        if self.all is not None:
+            record.update(zip(self.names, self.all(record, related)))
             return
         values = []
         for column, search in self.columns:

@@ -40,13 +40,20 @@ def compile_search_with(text: str, key: str) -> Callable[[dict[str, Any], Any], 
         return lambda record, extra: parsed.search({**record, key: extra})
 
 
-def compiles(text: str) -> bool:
-    """Whether `text` is in the compiled subset (whose functions never raise)."""
+def compile_all_with(texts: list[str], key: str) -> tuple[Callable[[dict[str, Any], Any], tuple[Any, ...]], bool] | None:
+    """All of `texts` as one function f(record, extra) returning the tuple of what compile_search_with's functions
+    return, and whether any of them reads `key`; None when one is outside the compiled subset.
+
+    One call per record instead of one per expression, and a path several expressions read (events' three
+    derived columns read event_properties."$flow" or ."$message" five times) is read once: every node in the
+    subset reads without side effects and never raises, so reading it ahead of the expression changes nothing.
+    """
+    source = _Source(key, shared=True)
     try:
-        _compile(jmespath.compile(text).parsed, None)
-        return True
+        text = source.functions([jmespath.compile(t).parsed for t in texts])
     except _Unsupported:
-        return False
+        return None
+    return _define(text, source, "<jmespath derived>"), source.reads_top
 
 
 def _compile(node: dict[str, Any], top: str | None) -> str:
@@ -62,25 +69,54 @@ def _compile(node: dict[str, Any], top: str | None) -> str:
 
 def _function(node: dict[str, Any], top: str | None) -> Callable[..., Any]:
     source = _Source(top)
-    text = source.function(node)
+    return _define(source.function(node), source, f"<jmespath {node.get('type')}>")
+
+
+def _define(text: str, source: _Source, name: str) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"_is_false": _is_false, "_not": _not, "isinstance": isinstance, "dict": dict, "list": list, "len": len}
     namespace.update(source.constants)
-    exec(compile(text, f"<jmespath {node.get('type')}>", "exec"), namespace)  # noqa: S102 - source built from the parsed tree only
+    exec(compile(text, name, "exec"), namespace)  # noqa: S102 - source built from the parsed tree only
     return namespace["search"]
 
 
 class _Source:
     """Builds the Python expression of a parsed jmespath node; names and literals never enter the text as code."""
 
-    def __init__(self, top: str | None) -> None:
+    def __init__(self, top: str | None, *, shared: bool = False) -> None:
         self.top = top
         self.constants: dict[str, Any] = {}  # _cN -> a literal (or a key), the very object jmespath returns
         self.temporaries = 0
+        self.reads_top = False  # whether the expression reads the root field `top` (extra)
+        # shared: each read (a field or an index) is a local of the function, assigned once ahead of the
+        # expressions and named by its source text, so that a read written twice is evaluated once.
+        self.reads: dict[tuple[Any, ...], tuple[str, str]] | None = {} if shared else None
+        self.keys: dict[str, str] = {}  # field name -> its constant, so that one read has one text
 
     def function(self, node: dict[str, Any]) -> str:
         body = self.expression(node, "value" if self.top is None else None)
         arguments = "value" if self.top is None else "record, extra"
         return f"def search({arguments}):\n    return {body}\n"
+
+    def functions(self, nodes: list[dict[str, Any]]) -> str:
+        """One function of (record, extra) returning the tuple of the expressions' values, its reads assigned first."""
+        bodies = [self.expression(node, None) for node in nodes]
+        assert self.reads is not None
+        lines = [f"    {local} = {read}\n" for local, read in self.reads.values()]
+        return f"def search(record, extra):\n{''.join(lines)}    return ({''.join(f'{b}, ' for b in bodies)})\n"
+
+    def read(self, what: tuple[Any, ...], text: Callable[[], str]) -> str:
+        """The source text of a read without side effects (`what` names it: a field or index of a source text),
+        or, when reads are shared, the local that holds it."""
+        if self.reads is None:
+            return text()
+        if what not in self.reads:
+            self.reads[what] = (f"_r{len(self.reads)}", text())
+        return self.reads[what][0]
+
+    def key(self, name: str) -> str:
+        if name not in self.keys:
+            self.keys[name] = self.constant(name)
+        return self.keys[name]
 
     def constant(self, value: Any) -> str:
         name = f"_c{len(self.constants)}"
@@ -94,9 +130,16 @@ class _Source:
     def field(self, name: str, value: str | None) -> str:
         """Field `name` of `value` (None: of the root record, or extra when it is the extra key)."""
         if value is None:
-            return "extra" if name == self.top else f"record.get({self.constant(name)})"
-        t = self.temporary()
-        return f"({t}.get({self.constant(name)}) if isinstance({t} := {value}, dict) else None)"
+            if name == self.top:
+                self.reads_top = True
+                return "extra"
+            return self.read(("field", name, None), lambda: f"record.get({self.key(name)})")
+
+        def read() -> str:
+            t = self.temporary()
+            return f"({t}.get({self.key(name)}) if isinstance({t} := {value}, dict) else None)"
+
+        return self.read(("field", name, value), read)
 
     def expression(self, node: dict[str, Any], value: str | None) -> str:
         """`node` applied to the Python expression `value` (None: the root of a (record, extra) function)."""
@@ -112,8 +155,13 @@ class _Source:
         if kind == "index":
             if value is None:
                 raise _Unsupported(kind)
-            t, position = self.temporary(), int(node["value"])
-            return f"({t}[{position}] if isinstance({t} := {value}, list) and -len({t}) <= {position} < len({t}) else None)"
+            position = int(node["value"])
+
+            def read() -> str:
+                t = self.temporary()
+                return f"({t}[{position}] if isinstance({t} := {value}, list) and -len({t}) <= {position} < len({t}) else None)"
+
+            return self.read(("index", position, value), read)
         if kind == "literal":
             return self.constant(node["value"])  # the same object every time, as jmespath returns it
         if kind == "current" and value is not None:

@@ -43,6 +43,9 @@ class RecordReader:
         self._cursors: dict[str, Any] = {}  # partitions' own cursor expressions, compiled on first use
         # relationship -> [(attribute path, column)]: the include mapping with its dotted attributes split once.
         self._wanted = {name: [(attribute.split("."), column) for attribute, column in mapping.items()] for name, mapping in stream.include.items()}
+        self._relationship_columns: dict[str, tuple[str, str]] = {}
+        # Included resources are looked up for the include mapping, and for derived columns only when one reads them.
+        self.related = bool(self.derive and self.derive.reads_related)
 
     def page_records(self, body: Any, url: str) -> list[Any]:
         """The raw records of one page; an ApiError when the body has no record list."""
@@ -57,7 +60,7 @@ class RecordReader:
 
     def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
         """Normalised records with `extra` columns (parent keys, partitions) set, or Rejected for an unusable item."""
-        included = _Included(self._included(body) if self.jsonapi and (self.stream.include or self.derive) else {})
+        included = _Included(self._included(body) if self.jsonapi and (self.stream.include or self.related) else {})
         for item in raw:
             if not isinstance(item, dict):
                 yield Rejected(f"a record that is {_kind(item)}, not an object")
@@ -123,29 +126,43 @@ class RecordReader:
         else:
             record = {"id": resource.get("id"), **(attributes or {})}
         relationships = resource.get("relationships")
-        related: dict[str, Any] = {}  # relationship -> included resource(s), for derived columns
+        # relationship -> included resource(s), for derived columns; only when one reads them
+        related: dict[str, Any] | None = {} if self.related else None
         for name, relationship in relationships.items() if isinstance(relationships, dict) else ():
             if not isinstance(relationship, dict) or "data" not in relationship:
                 continue
             data = relationship["data"]
             wanted = self._wanted.get(name)
+            columns = self._relationship_columns.get(name) or self._name_columns(name)
             if isinstance(data, list):
-                record.setdefault(f"{name}_ids", [d.get("id") for d in data if isinstance(d, dict)])
-                if wanted or self.derive:
+                record.setdefault(columns[1], [d.get("id") for d in data if isinstance(d, dict)])
+                if wanted or related is not None:
                     targets = [included.flat(d) for d in data if isinstance(d, dict)]
-                    related[name] = [t for t in targets if t is not None]
+                    found = [t for t in targets if t is not None]
+                    if related is not None:
+                        related[name] = found
                     # A to-many include maps each attribute to a JSON array, one value per included resource.
                     for parts, column in wanted or ():
-                        record.setdefault(column, [pick(t, parts) for t in related[name]])
+                        record.setdefault(column, [pick(t, parts) for t in found])
                 continue
-            record.setdefault(f"{name}_id", data.get("id") if isinstance(data, dict) else None)
-            if wanted or self.derive:
-                related[name] = included.flat(data) if isinstance(data, dict) else None
+            record.setdefault(columns[0], data.get("id") if isinstance(data, dict) else None)
+            if wanted or related is not None:
+                target = included.flat(data) if isinstance(data, dict) else None
+                if related is not None:
+                    related[name] = target
                 for parts, column in wanted or ():
-                    record.setdefault(column, pick(related[name], parts))
+                    record.setdefault(column, pick(target, parts))
         if self.derive:
-            self.derive.apply(record, related)
+            self.derive.apply(record, _NOTHING_RELATED if related is None else related)
         return record
+
+    def _name_columns(self, name: str) -> tuple[str, str]:
+        """The columns of relationship `name`, to-one and to-many (<name>_id, <name>_ids), named once per reader."""
+        columns = self._relationship_columns[name] = (f"{name}_id", f"{name}_ids")
+        return columns
+
+
+_NOTHING_RELATED: dict[str, Any] = {}  # what derived columns that never read included resources are given
 
 
 class _Included:

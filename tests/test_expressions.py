@@ -10,7 +10,7 @@ import pytest
 from jmespath.exceptions import JMESPathError
 
 from engine import expressions
-from engine.expressions import compile_search, compile_search_with
+from engine.expressions import compile_all_with, compile_search, compile_search_with
 from engine.spec import Spec
 
 # Values JMESPath and Python disagree on (0 is true in JMESPath), plus nesting for paths to walk into.
@@ -72,6 +72,51 @@ def test_compiled_with_extra_key_matches_jmespath_on_the_merged_record() -> None
             extra = _value(rng, 3)
             got = _outcome(compiled, record, extra)
             assert got == _outcome(reference.search, {**record, "included": extra}), (text, record, extra)
+
+
+def test_expressions_compiled_together_match_jmespath_each_on_the_merged_record() -> None:
+    # One function for several expressions reads a path they share once: the values must be each expression's own.
+    rng = random.Random(12)
+    for _ in range(300):
+        texts = [_expression(rng, 3) for _ in range(rng.randint(1, 5))]
+        texts += rng.sample(texts, rng.randint(0, len(texts)))  # the same expression twice, too
+        compiled = compile_all_with(texts, "included")
+        references = [jmespath.compile(text) for text in texts]
+        if compiled is None:  # outside the subset (@ at the root of the merged record): each goes to jmespath alone
+            assert not all(map(_in_subset, texts)), texts
+            continue
+        together, reads_included = compiled
+        assert reads_included == any(_reads_root(r.parsed, "included") for r in references), texts
+        for _ in range(10):
+            record = {rng.choice(KEYS): _value(rng, 3) for _ in range(rng.randrange(5))}
+            extra = _value(rng, 3)
+            expected = tuple(r.search({**record, "included": extra}) for r in references)
+            assert together(record, extra) == expected, (texts, record, extra)
+            assert [type(v) for v in together(record, extra)] == [type(v) for v in expected]
+
+
+def _in_subset(text: str) -> bool:
+    try:
+        expressions._Source("included").function(jmespath.compile(text).parsed)
+        return True
+    except expressions._Unsupported:
+        return False
+
+
+def _reads_root(node: dict, key: str) -> bool:
+    """Whether a parsed expression reads the root field `key` (jmespath's own tree, walked by hand)."""
+    kind, children = node["type"], node.get("children", [])
+    if kind == "field":
+        return node["value"] == key
+    if kind in ("subexpression", "index_expression"):
+        return _reads_root(children[0], key)
+    return any(_reads_root(child, key) for child in children) if kind in ("and_expression", "or_expression", "not_expression") else False
+
+
+def test_expressions_compiled_together_say_whether_they_read_the_extra_key() -> None:
+    assert compile_all_with(['a.b', '"included"', 'x || included.y'], "included")[1] is True
+    assert compile_all_with(['a.included', 'a[0].included && `1`', '!b'], "included")[1] is False
+    assert compile_all_with(['a.b', 'length(a)'], "included") is None  # a function: outside the subset
 
 
 def test_subset_compiles_to_closures_and_the_rest_keeps_jmespath(monkeypatch: pytest.MonkeyPatch) -> None:

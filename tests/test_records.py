@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import records as records_module
 from engine.errors import ApiError
 from engine.records import RecordReader, parse_datetime, value_problem
 from engine.spec import Spec
@@ -249,6 +250,19 @@ def test_derived_event_columns_tell_a_flow_message_from_a_campaign_message() -> 
     flow, campaign = normalised(reader_for("events"), [event("e1", {"$flow": "F1", "$message": "M1"}), event("e2", {"$message": "M2"})])
     assert (flow["flow_id"], flow["flow_message_id"], flow["campaign_id"]) == ("F1", "M1", None)
     assert (campaign["flow_id"], campaign["flow_message_id"], campaign["campaign_id"]) == (None, None, "M2")
+
+
+def test_included_resources_are_not_looked_up_for_derived_columns_that_never_read_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    event = {"type": "event", "id": "e1", "attributes": {"event_properties": {"$flow": "F1", "$message": "M1"}},
+             "relationships": {"metric": {"data": {"type": "metric", "id": "m1"}}, "attributions": {"data": [{"type": "a", "id": "1"}]}}}
+    metric = {"type": "metric", "id": "m1", "attributes": {"name": "Opened"}}
+    monkeypatch.setattr(records_module, "flat", lambda resource: pytest.fail("an included resource was looked up"))
+    (record,) = normalised(reader_for("events", include={}), [event], [metric])
+    assert (record["flow_id"], record["flow_message_id"], record["metric_id"], record["attributions_ids"]) == ("F1", "M1", "m1", ["1"])
+    monkeypatch.undo()
+    reads = reader_for("events", include={}, derived={"metric": "included.metric.name", "first": "included.attributions[0].id"})
+    (record,) = normalised(reads, [event], [metric])
+    assert (record["metric"], record["first"]) == ("Opened", None)  # attribution 1 is not among the included resources
 
 
 def test_a_derived_expression_that_fails_on_a_record_gives_null() -> None:
