@@ -183,10 +183,16 @@ class RowBuilder:
                 self._add(slot, value, row)
                 continue
             column = slot.values
+            # Most values take this way: their column is as long as the rows before this one, and they are null
+            # or of the Python type the column takes as it is (str for TEXT, float for DOUBLE...). Profiled: the
+            # checks below cost 2.2 of the 7.2 µs an event record took here.
+            if column is not None and (value is None or value.__class__ is slot.takes) and len(column) == row:
+                column.append(value)
+                continue
             if column is None:  # the path's first value in this batch: its column (named on first sight ever)
                 if slot.path not in self.map.types:
                     self.map.name(slot.path)
-                slot.type = self.map.types[slot.path]
+                slot.settle(self.map.types[slot.path])
                 column = slot.values = [None] * row
             elif len(column) != row:
                 if len(column) > row:  # the same path twice in one record (keys 1 and "1"): the last one wins
@@ -212,7 +218,8 @@ class RowBuilder:
                     column.append(instant)
                     slot.texts.append(value)
                     if current is None:
-                        slot.type = self.map.types[slot.path] = ColumnType.TIMESTAMP
+                        slot.settle(ColumnType.TIMESTAMP)
+                        self.map.types[slot.path] = ColumnType.TIMESTAMP
                     continue
                 kind = ColumnType.TEXT
             elif cls is int and current is ColumnType.BIGINT and value in _BIGINT_RANGE:
@@ -225,7 +232,8 @@ class RowBuilder:
                 if current is ColumnType.TIMESTAMP:  # a TEXT column holds the texts, not their instants
                     texts = iter(slot.texts)
                     column[:-1] = [v if v is None else next(texts) for v in column[:-1]]
-                slot.type = self.map.types[slot.path] = widen(current, kind)
+                slot.settle(widen(current, kind))
+                self.map.types[slot.path] = slot.type
 
     def _slot(self, parent: _Slot, key: Any) -> _Slot:
         """The slot of `key` under `parent`, made on first sight (a key that is not a string shares its text's slot)."""
@@ -243,7 +251,7 @@ class RowBuilder:
 class _Slot:
     """One source path: its values in the current batch, its column type, and the slots of the keys beneath it."""
 
-    __slots__ = ("path", "values", "type", "children", "nested", "texts")
+    __slots__ = ("path", "values", "type", "children", "nested", "texts", "takes")
 
     def __init__(self, path: Path, *, nested: bool) -> None:
         self.path = path
@@ -252,11 +260,28 @@ class _Slot:
         self.children: dict[Any, _Slot] = {}
         self.nested = nested  # whether an object here is flattened into the slots beneath (else it is a JSON value)
         self.texts: list[str] = []  # while the column is TIMESTAMP: the texts of the instants in `values`, in order
+        self.takes: type = _NO_VALUE  # the Python type of the values the column takes with no inference
+
+    def settle(self, kind: ColumnType | None) -> None:
+        """Set the column's type, and with it the Python type whose values it takes as they are."""
+        self.type = kind
+        self.takes = _TAKES.get(kind, _NO_VALUE)
 
 
 # Python type -> the column type its values cannot widen: no inference needed (looked up by class, not enum hash).
 _UNSETTLED = object()  # any other Python type: never `is` a column type
 _SETTLED = {bool: ColumnType.BOOLEAN, float: ColumnType.DOUBLE, dict: ColumnType.JSON, list: ColumnType.JSON}
+# Column type -> the Python type whose values the column stores as they are, with no inference (one of what
+# _SETTLED and TEXT allow; any other value goes the longer way). A timestamp's text and an integer always need
+# their checks, and a column without a type yet its first value's: TIMESTAMP, BIGINT and None take none.
+_TAKES: dict[ColumnType | None, type] = {ColumnType.TEXT: str, ColumnType.BOOLEAN: bool, ColumnType.DOUBLE: float, ColumnType.JSON: list}
+
+
+class _NoValue:
+    """The type no value has: what a column takes as it is when it takes nothing (_TAKES)."""
+
+
+_NO_VALUE = _NoValue
 
 
 def _array(values: list[Any], kind: ColumnType) -> pa.Array:

@@ -170,6 +170,13 @@ def test_a_timestamp_column_widened_in_the_next_batch_of_one_builder_holds_that_
     assert table.to_pydict()["at"] == ["2024-03-03T00:00:00Z", "text"]
 
 
+def test_a_column_of_nulls_is_typed_by_its_first_value_whatever_comes_before() -> None:
+    rows, types, _ = build([{"id": "a", "at": None}, {"id": "b"}, {"id": "c", "at": None}, {"id": "d", "at": "2024-06-11T13:02:45Z"}])
+    assert (types["at"], rows["at"]) == (ColumnType.TIMESTAMP, [None, None, None, datetime(2024, 6, 11, 13, 2, 45, tzinfo=timezone.utc)])
+    rows, types, _ = build([{"id": "a", "n": None}, {"id": "b", "n": 2**63}, {"id": "c", "n": None}, {"id": "d", "n": True}])
+    assert (types["n"], rows["n"]) == (ColumnType.TEXT, [None, str(2**63), None, "true"])
+
+
 def test_a_timestamp_read_twice_in_one_record_keeps_the_last_text() -> None:
     # Keys 1 and "1" name one column; the second value replaces the first, its text too.
     records = [{"1": "2024-01-01T00:00:00Z"}, {1: "2024-02-02T00:00:00Z", "1": "2024-03-03T00:00:00Z"},
