@@ -177,6 +177,16 @@ def test_a_column_of_nulls_is_typed_by_its_first_value_whatever_comes_before() -
     assert (types["n"], rows["n"]) == (ColumnType.TEXT, [None, str(2**63), None, "true"])
 
 
+def test_a_path_holding_an_object_in_some_records_and_a_value_in_others_fills_both_columns() -> None:
+    records = [{"id": "a", "p": {"a": 1}}, {"id": "b", "p": "x"}, {"id": "c", "p": None}, {"id": "d", "p": {"a": 2}},
+               {"id": "e", "p": "y"}, {"id": "f", "p": {"a": {"b": [1]}, "c": None}}, {"id": "g", "p": ["z"]}]
+    rows, types, _ = build(records)
+    assert (types["p_a"], rows["p_a"]) == (ColumnType.BIGINT, [1, None, None, 2, None, None, None])
+    assert (types["p"], rows["p"]) == (ColumnType.TEXT, [None, "x", None, None, "y", None, '["z"]'])
+    assert (types["p_a_b"], rows["p_a_b"]) == (ColumnType.JSON, [None] * 5 + ["[1]", None])
+    assert rows["p_c"] == [None] * 7
+
+
 def test_a_timestamp_read_twice_in_one_record_keeps_the_last_text() -> None:
     # Keys 1 and "1" name one column; the second value replaces the first, its text too.
     records = [{"1": "2024-01-01T00:00:00Z"}, {1: "2024-02-02T00:00:00Z", "1": "2024-03-03T00:00:00Z"},
