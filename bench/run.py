@@ -5,8 +5,8 @@
     python bench/run.py --scale 10 --latency-ms 0 --rate-limits off --streams events,profiles
 
 The simulator runs in its own process (its serving cost is not klx's) and klx runs as `klx run` in another,
-so its peak RSS is its own (wait4's ru_maxrss); its RSS is also sampled every 0.2 s (/proc), to tell a
-steady level from a spike and a level that keeps growing with the stream. Every stream is a full refresh, so runs are comparable.
+so its peak RSS and CPU time are its own (wait4's ru_maxrss, ru_utime + ru_stime); its RSS is also sampled every
+--sample-ms (/proc; default 20 ms), to tell a steady level from a spike and a level that keeps growing with the stream. Every stream is a full refresh, so runs are comparable.
 Printed per stream: records, records/s, requests, 429s, wall time; then per rate bucket the requests it
 counted and the lower bound on wall time its limits set; then the total, with the ratio wall / bound.
 
@@ -85,8 +85,8 @@ def rss_kib(pid: int) -> int | None:
         return None
 
 
-def run_klx(config: Path, report: Path, log: Path) -> tuple[float, int, int, list[tuple[float, int]]]:
-    """(wall seconds, peak RSS in KiB, exit code, RSS samples (seconds, KiB)) of one `klx run`."""
+def run_klx(config: Path, report: Path, log: Path, every: float = 0.02) -> tuple[float, int, int, list[tuple[float, int]], float]:
+    """(wall seconds, peak RSS in KiB, exit code, RSS samples (seconds, KiB), CPU seconds) of one `klx run`."""
     env = {**os.environ, "KLAVIYO_API_KEY": API_KEY, "PYTHONPATH": str(ROOT)}
     samples: list[tuple[float, int]] = []
     began = time.perf_counter()
@@ -100,10 +100,10 @@ def run_klx(config: Path, report: Path, log: Path) -> tuple[float, int, int, lis
             rss = rss_kib(process.pid)
             if rss is not None:
                 samples.append((time.perf_counter() - began, rss))
-            time.sleep(0.2)
+            time.sleep(every)
     wall = time.perf_counter() - began
     process.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss, process.returncode, samples
+    return wall, usage.ru_maxrss, process.returncode, samples, usage.ru_utime + usage.ru_stime
 
 
 def rss_profile(samples: list[tuple[float, int]]) -> str:
@@ -124,6 +124,7 @@ def main() -> int:
     parser.add_argument("--streams", default=",".join(ALL_RESOURCES), help="comma list (default: all ten)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-limit", help="destination.memory_limit for DuckDB (default: klx's)")
+    parser.add_argument("--sample-ms", type=float, default=20.0, help="how often klx's RSS is sampled")
     args = parser.parse_args()
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     server, url = start_simulator(args)
@@ -133,7 +134,7 @@ def main() -> int:
             config = write_config(work, {name: "full_refresh" for name in streams}, base_url=url, database=work / "bench.duckdb")
             if args.memory_limit:
                 config.write_text(config.read_text().replace("  type: duckdb\n", f"  type: duckdb\n  memory_limit: {args.memory_limit}\n"))
-            wall, peak_kib, code, samples = run_klx(config, work / "report.json", work / "klx.log")
+            wall, peak_kib, code, samples, cpu = run_klx(config, work / "report.json", work / "klx.log", args.sample_ms / 1000)
             report = json.loads((work / "report.json").read_text()) if (work / "report.json").exists() else {"streams": []}
             if code:
                 print((work / "klx.log").read_text()[-3000:], file=sys.stderr)
@@ -160,7 +161,7 @@ def main() -> int:
     refused = sum(s["http_429"] for s in report["streams"])
     ratio = f"{wall / bound:.2f}" if bound else "n/a (no limits)"
     print(f"\n{'total':<20} {records:>9,} {records / wall:>9,.0f} {requests_sent:>9,} {refused:>6} {wall:>8.1f}")
-    print(f"RSS of klx {rss_profile(samples)}")
+    print(f"RSS of klx {rss_profile(samples)}; CPU of klx {cpu:.1f} s")
     print(f"peak RSS of klx {peak_kib / 1024:.0f} MB; lower bound {bound:.1f}s; wall / bound {ratio}; "
           f"429s by the simulator {limits['refused']}")
     return code
