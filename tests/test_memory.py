@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import subprocess
 import sys
@@ -58,3 +59,34 @@ def test_a_small_block_stays_in_the_heap() -> None:
     block = bytearray(LARGE_BLOCK // 4)
     assert _mapped_blocks() == before
     del block
+
+
+_ARROW_POOL = """
+import os, sys
+sys.path.insert(0, {root!r})
+{before}
+from engine.memory import return_large_blocks
+assert return_large_blocks()
+import pyarrow
+print(pyarrow.default_memory_pool().backend_name)
+"""
+
+
+@glibc
+@pytest.mark.parametrize("before", ["", "import pyarrow"], ids=["pyarrow imported after", "pyarrow imported before"])
+def test_arrow_buffers_come_from_malloc_so_freed_ones_are_unmapped(before: str) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", _ARROW_POOL.format(root=root, before=before)], capture_output=True, text=True,
+                         check=True, cwd=root, env=env)
+    assert out.stdout.strip() == "system"
+
+
+@glibc
+@pytest.mark.parametrize("before", ["", "import pyarrow"], ids=["pyarrow imported after", "pyarrow imported before"])
+def test_a_users_arrow_pool_is_kept(before: str) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
+    out = subprocess.run([sys.executable, "-c", _ARROW_POOL.format(root=root, before=before)], capture_output=True, text=True,
+                         check=True, cwd=root, env=env)
+    assert out.stdout.strip() == "jemalloc"
