@@ -38,6 +38,13 @@ MEMORY_SETTINGS: dict[str, Any] = {
     # what it writes: at DuckDB's default of 16 MiB it was the peak of a sync, ~90 MB for a second. 8 MiB took
     # ~28 MB off that peak at no measured CPU cost; 4 MiB ~35 MB, but ~20% more CPU (bench/README.md).
     "checkpoint_threshold": "8MiB",
+    # Each checkpoint writes what came since the last one as a new row group, and by default later checkpoints
+    # merge neighbouring row groups up to DuckDB's 122,880 rows, rewriting all of them: memory in proportion to
+    # the merged row group (events: up to ~125 MB at a time, capped only by memory_limit), so a sync's peak grew
+    # with the table. Without those merges a checkpoint writes only what is new; the table keeps row groups of a
+    # checkpoint's rows (~19,000 events, ~2,900 profiles), which another DuckDB process that writes to the file
+    # may merge later (bench/README.md, Session 5).
+    "max_vacuum_tasks": 0,
 }
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _CATALOG = "klx"  # the file's name inside the connection when it is ATTACHed with a storage version
