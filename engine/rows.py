@@ -151,9 +151,10 @@ class RowBuilder:
         columns, arrays, names = [], [], []
         count = self.count
         for name, kind in LOAD_COLUMNS.items():
-            value = load.get(name)
-            values = self.received if name == "received_at" else [value] * count
-            arrays.append(pa.array(values, type=ARROW_TYPES[kind]))
+            if name == "received_at":
+                arrays.append(_instants(self.received))
+            else:  # one value for the whole batch: converted once (a datetime costs Arrow ~0.3 µs each time)
+                arrays.append(pa.repeat(pa.scalar(load.get(name), type=ARROW_TYPES[kind]), count))
             names.append(name)
             columns.append(Column(name=name, type=kind))
         collected = {slot.path: slot.values for slot in self.slots if slot.values is not None}
@@ -303,6 +304,19 @@ def _array(values: list[Any], kind: ColumnType) -> pa.Array:
 
 
 _DURATION = pa.duration("us")  # the same 64 bits as a timestamp in microseconds: viewed as one, without a copy
+
+
+def _instants(values: list[datetime]) -> pa.Array:
+    """Aware datetimes (the rows' received_at: one object for all the rows of a page) as a timestamp array."""
+    offsets: list[timedelta] = []
+    last, offset = None, None
+    for value in values:
+        if value is not last:
+            if value is None or value.tzinfo is None:  # Arrow reads a naive datetime as UTC: as it always did
+                return pa.array(values, type=ARROW_TYPES[ColumnType.TIMESTAMP])
+            last, offset = value, value - _EPOCH
+        offsets.append(offset)
+    return pa.array(offsets, type=_DURATION).view(ARROW_TYPES[ColumnType.TIMESTAMP])
 
 
 def _converted(values: list[Any], kind: ColumnType) -> list[Any]:

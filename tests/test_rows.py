@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
 from engine.schema import ColumnType
@@ -63,6 +64,24 @@ def test_a_field_named_like_a_load_column_does_not_overwrite_it() -> None:
     rows, _, _ = build([{"id": "x", "received_at": "yesterday"}])
     assert rows["received_at_2"] == ["yesterday"]
     assert rows["received_at"] == [AT]
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_received_at_is_each_row_s_own_instant_and_the_load_values_are_the_batch_s(naive: bool) -> None:
+    builder = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), depth=3)
+    plus_two = timezone(timedelta(hours=2))
+    received = [AT, AT, datetime(2026, 11, 1, 2, tzinfo=plus_two), datetime(2026, 11, 1, 2, tzinfo=plus_two), datetime(1, 1, 1, tzinfo=timezone.utc),
+                datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), AT]
+    if naive:
+        received.append(datetime(2026, 11, 1, 5))
+    for n, at in enumerate(received):
+        builder.add({"id": str(n)}, at)
+    table, columns = builder.take({"uuid_ts": datetime(2026, 11, 2, 1, tzinfo=plus_two), "context_sources_job_run_id": None})
+    rows = table.to_pydict()
+    assert rows["received_at"] == [at if at.tzinfo else at.replace(tzinfo=timezone.utc) for at in received]
+    assert table.column("received_at").type == table.column("uuid_ts").type == pa.timestamp("us", tz="UTC")
+    assert rows["uuid_ts"] == [datetime(2026, 11, 1, 23, tzinfo=timezone.utc)] * len(received)
+    assert rows["context_sources_job_run_id"] == rows["context_sources_task_run_id"] == [None] * len(received)
 
 
 def test_every_row_carries_the_load_columns() -> None:
