@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from engine.destinations import DESTINATIONS, build_destination
+from engine.destinations import duckdb as duckdb_destination
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from engine.destinations.duckdb import MEMORY_SETTINGS, DuckDBDestination
 from engine.errors import ConfigError, WarehouseError
@@ -554,6 +556,39 @@ def test_a_checkpoint_writes_what_is_new_and_leaves_the_row_groups_it_wrote_befo
     kept = len(rows(dest))
     dest.close()
     assert (groups, counted, kept) == (3, 300, 300)
+
+
+def _cached_mb(dest: DuckDBDestination) -> float:
+    [(cached,)] = dest.connection.execute("SELECT sum(memory_usage_bytes) / 1e6 FROM duckdb_memory()").fetchall()
+    return cached
+
+
+def test_a_commit_leaves_duckdbs_cache_of_blocks_at_most_cache_after_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_destination, "CACHE_AFTER_COMMIT", "1MB")
+    dest = DuckDBDestination(path=str(tmp_path / "c.duckdb"), table_prefix="kl_", memory_limit="256MB")
+    load(dest, [profile(f"p{n}", 1 + n % 20, f"{secrets.token_hex(100)}@x") for n in range(20_000)])  # 4 MB that do not compress
+    dest.connection.execute("CHECKPOINT")
+    dest.connection.execute("SELECT * FROM kl_profiles").fetchall()  # reading the table caches its blocks
+    cached_before = _cached_mb(dest)
+    load(dest, [profile("one more", 1)])
+    cached_after, kept = _cached_mb(dest), len(rows(dest))
+    [(limit,)] = dest.connection.execute("SELECT current_setting('memory_limit')").fetchall()
+    dest.close()
+    assert cached_before > 3
+    assert cached_after <= 1
+    assert (kept, limit) == (20_001, "244.1 MiB")  # the statements keep the configured limit
+
+
+def test_a_database_in_memory_keeps_its_tables_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_destination, "CACHE_AFTER_COMMIT", "1MB")
+    monkeypatch.chdir(tmp_path)
+    dest = DuckDBDestination(path=":memory:", table_prefix="kl_")
+    load(dest, [profile(f"p{n}", 1 + n % 20, f"{secrets.token_hex(100)}@x") for n in range(20_000)])
+    load(dest, [profile("one more", 1)])
+    cached, kept = _cached_mb(dest), len(rows(dest))
+    dest.close()
+    assert (cached > 3, kept) == (True, 20_001)
+    assert list(tmp_path.iterdir()) == []  # nothing spilled to ./.tmp
 
 
 @pytest.mark.parametrize(

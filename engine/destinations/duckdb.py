@@ -46,6 +46,11 @@ MEMORY_SETTINGS: dict[str, Any] = {
     # may merge later (bench/README.md, Session 5).
     "max_vacuum_tasks": 0,
 }
+# DuckDB keeps blocks cached until it needs their room, up to memory_limit: those each checkpoint writes and
+# those a query reads (the key column a batch is matched against). A load reads none of them back, yet its
+# cache grew with its table. After each commit the limit drops to this for a moment, which evicts them (the
+# statements keep the whole memory_limit).
+CACHE_AFTER_COMMIT = "32MB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 _CATALOG = "klx"  # the file's name inside the connection when it is ATTACHed with a storage version
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
@@ -74,6 +79,9 @@ class DuckDBDestination(SqlDestination):
         self.path = path
         self.schema = schema
         self.table_prefix = table_prefix
+        # A database in memory has no file to evict to (DuckDB would spill its tables to ./.tmp).
+        in_file = not path.startswith((":memory:", "md:")) and _bytes(memory_limit) > _bytes(CACHE_AFTER_COMMIT)
+        self._evictions = [sql.render(_set_memory_limit(limit), DIALECT) for limit in (CACHE_AFTER_COMMIT, memory_limit)] if in_file else []
         settings: dict[str, Any] = {"memory_limit": memory_limit, **MEMORY_SETTINGS}
         if threads is not None:
             settings["threads"] = threads
@@ -142,6 +150,18 @@ class DuckDBDestination(SqlDestination):
         except BaseException:
             self.rollback()
             raise
+        self._evict_cache()
+
+    def _evict_cache(self) -> None:
+        """Lower memory_limit to CACHE_AFTER_COMMIT and put it back: DuckDB evicts cached blocks down to the lower one."""
+        if not self._evictions:
+            return
+        lower, restore = self._evictions
+        try:
+            self._con.execute(lower)
+        except self._duckdb.Error:  # more than that is in use (nothing to evict it to): the cache stays this time
+            return
+        self._con.execute(restore)
 
     @contextlib.contextmanager
     def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
@@ -163,6 +183,20 @@ class DuckDBDestination(SqlDestination):
     def close(self) -> None:
         """Release the connection."""
         self._con.close()
+
+
+def _bytes(size: str) -> float:
+    """A size as from_config accepts it (256MB, 1.5GiB) in bytes."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?i?B)", size.strip(), re.IGNORECASE)
+    if found is None:
+        raise ValueError(f"not a size: {size!r}")
+    unit = found[2].upper()
+    return float(found[1]) * (1024 if "I" in unit else 1000) ** "BKMGT".index(unit[0])
+
+
+def _set_memory_limit(limit: str) -> exp.Set:
+    """SET memory_limit = '<limit>' (a size from_config validated; SET takes no parameters)."""
+    return exp.Set(expressions=[exp.SetItem(this=exp.EQ(this=exp.var("memory_limit"), expression=exp.Literal.string(limit)))])
 
 
 def _attach(path: str, storage_version: str) -> exp.Attach:
