@@ -8,6 +8,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
+import orjson
 import pyarrow as pa
 
 from .schema import ARROW_TYPES, Column, ColumnType
@@ -340,8 +341,24 @@ def _convert(value: Any, kind: ColumnType) -> Any:
 def dumps(value: Any) -> str:
     """Compact JSON text of `value`, however deeply it nests (json.dumps recurses and stops near 1,000 levels)."""
     global _encode
-    if value.__class__ is list and not value:
+    kind = value.__class__
+    if kind is list and not value:
         return "[]"
+    # A list or object of strings, integers, booleans, nulls and lists of those (most JSON values: a profile's
+    # subscription channels, a list of tags) is written by orjson, 3-7x faster, whose text is then json.dumps'
+    # own: the same escapes for every code point, the same digits. It refuses what json would write otherwise
+    # (a key that is not a string, an integer beyond 64 bits, a lone surrogate), which then goes to json.
+    # Floats stay with json: orjson writes NaN as null and 1e-05 as 0.00001.
+    if kind is dict or kind is list:
+        items = value.values() if kind is dict else value
+        if _SCALARS.issuperset(map(type, items)) or (
+            _SCALARS_AND_LISTS.issuperset(map(type, items))
+            and all(_SCALARS.issuperset(map(type, item)) for item in items if item.__class__ is list)
+        ):
+            try:
+                return orjson.dumps(value).decode()
+            except orjson.JSONEncodeError:
+                pass
     try:
         return "".join(_encode(value, 0))
     except RecursionError:
@@ -350,6 +367,10 @@ def dumps(value: Any) -> str:
     except BaseException:
         _encode = _encoder()
         raise
+
+
+_SCALARS = {str, int, bool, type(None)}  # exact types: a subclass may write itself otherwise
+_SCALARS_AND_LISTS = _SCALARS | {list}
 
 
 def _encoder() -> Any:

@@ -305,6 +305,34 @@ def test_json_text_is_what_json_dumps_writes_and_survives_a_too_deep_value() -> 
         assert rows_module.dumps(value) == expected
 
 
+class _Text(str):
+    pass
+
+
+FLAT_JSON = [["a", "b"], {"a": None, "b": True, "c": 1, "d": "x"}, {"l": ["a", 1, None, True], "e": []}, [True, False, None],
+             [2**63 - 1, -(2**63), 2**64 - 1], ["é\n\u2028\x7f\"\\/😀", "\x00\x1f"], {"é\n\"": "key"}, [[], ["x"]]]
+NOT_FLAT_JSON = [[2**64, "x"], [-(2**63) - 1], {1: "int key", "2": None}, {"a": "\ud800 alone"}, [_Text("x")], {"a": [_Text("y")]},
+                 [[[1]]], {"a": [1.5]}, {"a": [1e-05]}, [[float("inf")]], [1.5, "x"], [1e-05, float("nan")], {"a": {"b": 1}}, [{"a": 1}], (1, "tuple")]
+
+
+@pytest.mark.parametrize("value", FLAT_JSON + NOT_FLAT_JSON, ids=repr)
+def test_json_text_of_flat_and_other_values_is_json_dumps_own(value: object) -> None:
+    assert rows_module.dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_flat_json_values_are_written_without_json_s_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the speed is for: lists and objects of strings, integers, booleans, nulls and lists of those go to orjson.
+    monkeypatch.setattr(rows_module, "_encode", lambda value, level: pytest.fail(f"json's encoder wrote {value!r}"))
+    for value in FLAT_JSON:
+        assert json.loads(rows_module.dumps(value)) == value
+
+
+def test_json_text_of_every_code_point_is_json_dumps_own() -> None:
+    text = "".join(map(chr, [*range(0xD800), *range(0xE000, 0x110000)]))
+    for value in ([text], {text: text}, {"k": [text]}):
+        assert rows_module.dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def test_a_value_json_cannot_encode_fails_alone_and_the_next_values_encode() -> None:
     # An exception mid-encoding (here a value JSON has no form for; in a run, Ctrl-C) must not break dumps for good.
     with pytest.raises(TypeError, match="not JSON serializable"):
