@@ -146,12 +146,13 @@ class RecordReader:
                         record.setdefault(column, [pick(t, parts) for t in found])
                 continue
             record.setdefault(columns[0], data.get("id") if isinstance(data, dict) else None)
-            if wanted or related is not None:
-                target = included.flat(data) if isinstance(data, dict) else None
-                if related is not None:
-                    related[name] = target
+            if related is not None:
+                target = related[name] = included.flat(data) if isinstance(data, dict) else None
                 for parts, column in wanted or ():
                     record.setdefault(column, pick(target, parts))
+            elif wanted:
+                for parts, column in wanted:
+                    record.setdefault(column, included.pick(data, parts) if isinstance(data, dict) else None)
         if self.derive:
             self.derive.apply(record, _NOTHING_RELATED if related is None else related)
         return record
@@ -171,6 +172,25 @@ class _Included:
     def __init__(self, resources: dict[tuple[str, str], dict[str, Any]]) -> None:
         self.resources = resources
         self.flattened: dict[Any, dict[str, Any] | None] = {}
+
+    def pick(self, identifier: dict[str, Any], parts: list[str]) -> Any:
+        """pick(self.flat(identifier), parts), without flattening the resource when the path starts at one of its
+        attributes or its id (flattening it, on first use, was most of an event's include lookups)."""
+        kind, ident = identifier.get("type"), identifier.get("id")
+        if kind.__class__ is not str or ident.__class__ is not str:
+            return pick(self.flat(identifier), parts)
+        resource = self.resources.get((kind, ident))
+        if resource is None:
+            return None
+        attributes, first = resource.get("attributes"), parts[0]
+        # flat() puts the id first, then every attribute over it, then <rel>_id(s) where no attribute is named so
+        if isinstance(attributes, dict) and first in attributes:
+            value = attributes[first]
+        elif first == "id":
+            value = resource.get("id")
+        else:
+            return pick(self.flat(identifier), parts)
+        return pick(value, parts[1:]) if len(parts) > 1 else value
 
     def flat(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
         """The included resource a resource identifier names, flattened; None when the page does not include it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -209,6 +210,37 @@ def test_an_include_maps_dotted_attributes_and_the_included_resources_own_id_and
     assert {column: record[column] for column in mapping.values()} == {
         "profile_email": "a@example.com", "profile_city": "Boston", "profile_zip": None,
         "profile_ref": "p1", "profile_lists": ["L1", "L2"], "profile_org": "o1"}
+
+
+def test_an_include_mapping_reads_what_the_flattened_included_resource_holds() -> None:
+    # Included.pick reads an attribute or the id straight from the resource; it must give what flattening gives.
+    from engine.derive import pick
+
+    rng = random.Random(5)
+    names = ["id", "email", "lists_ids", "org_id", "location", "city", "x"]
+    values = [None, "", "v", 0, 1.5, True, [], ["a"], {"city": "Boston"}, {"city": {"x": 1}}, {"id": 7}]
+    for _ in range(1500):
+        attributes = rng.choice([None, "junk", {name: rng.choice(values) for name in rng.sample(names, rng.randrange(5))}])
+        resource = {"type": "profile", "id": rng.choice(["p1", 1]), "attributes": attributes, "relationships": {
+            "lists": {"data": [{"type": "list", "id": "L1"}]}, "org": {"data": {"type": "org", "id": "o1"}}}}
+        included = records_module._Included({("profile", resource["id"]): resource})
+        identifier = rng.choice([{"type": "profile", "id": resource["id"]}, {"type": "profile", "id": "p2"}, {"type": "profile"}])
+        parts = rng.sample(names, rng.randint(1, 3))
+        got, expected = included.pick(identifier, parts), pick(included.flat(identifier), parts)
+        assert (got, type(got)) == (expected, type(expected)), (resource, identifier, parts)
+
+
+def test_an_include_mapping_of_attributes_and_ids_flattens_no_included_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = {"type": "profile", "id": "p1", "attributes": {"email": "a@b.c", "location": {"city": "Boston"}, "lists_ids": "own"}}
+    included = records_module._Included({("profile", "p1"): resource})
+    monkeypatch.setattr(records_module, "flat", lambda resource: pytest.fail("flattened"))
+    identifier = {"type": "profile", "id": "p1"}
+    assert [included.pick(identifier, parts) for parts in (["email"], ["id"], ["location", "city"], ["lists_ids"], ["email", "x"])] == [
+        "a@b.c", "p1", "Boston", "own", None]
+    assert included.pick({"type": "profile", "id": "p2"}, ["email"]) is None
+    # An attribute named id is what flattening keeps under "id" (it is written over the resource's own id).
+    included = records_module._Included({("profile", "p1"): {**resource, "attributes": {"id": "attribute id"}}})
+    assert included.pick(identifier, ["id"]) == "attribute id"
 
 
 def test_an_included_resource_with_unusable_attributes_still_resolves_its_id() -> None:
