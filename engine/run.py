@@ -35,7 +35,8 @@ from .state import StateError, encode_state
 log = logging.getLogger("klx.run")
 # Response bytes per warehouse transaction, besides api.batch_rows: wide records (profiles) fill memory first.
 # A profile's 2.9 KB of response is 4.4 KB of Python in a batch being built: at 8 MiB a profiles batch held
-# 13 MB; 4 MiB took ~15 MB off a scale-10 sync's peak for ~6% more CPU (more commits; bench/README.md).
+# 13 MB; 4 MiB took ~15 MB off a sync's peak, for more CPU: more commits (+6% at scale 10, +17% at scale 100,
+# where each commit also matches its keys against a larger table; bench/README.md).
 BATCH_BYTES = 4 * 1024 * 1024
 _PARENT_REF = re.compile(r"\{parent\.([^}]+)\}")
 # A stream stops when more than 1 in REJECT_RATIO records it read were rejected (once REJECT_MIN are):

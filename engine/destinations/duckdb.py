@@ -159,7 +159,7 @@ class DuckDBDestination(SqlDestination):
         lower, restore = self._evictions
         try:
             self._con.execute(lower)
-        except self._duckdb.Error:  # more than that is in use (nothing to evict it to): the cache stays this time
+        except self._duckdb.Error:  # more than that is pinned and cannot be evicted: the cache stays this time
             return
         self._con.execute(restore)
 
