@@ -186,12 +186,9 @@ def run_klx_measured(url: str, work: Path, predictive: bool = True) -> Measured:
     if not predictive:
         modes["profiles"] = "{sync_mode: full_refresh, leave_out: [predictive_analytics]}"
     config = write_config(work, modes, base_url=url, database=work / "bench.duckdb")
-    before = os.times()
-    wall, rss_kib, code, _samples = run_klx(config, work / "report.json", work / "klx.log")
-    after = os.times()
+    wall, rss_kib, code, _samples, cpu = run_klx(config, work / "report.json", work / "klx.log")
     report = json.loads((work / "report.json").read_text()) if (work / "report.json").exists() else {"streams": []}
-    measured = Measured(records={s["stream"]: s["records"] for s in report["streams"]}, wall=wall, rss=rss_kib * 1024, code=code,
-                        cpu=(after.children_user - before.children_user) + (after.children_system - before.children_system))
+    measured = Measured(records={s["stream"]: s["records"] for s in report["streams"]}, wall=wall, rss=rss_kib * 1024, code=code, cpu=cpu)
     if code:
         measured.note = (work / "klx.log").read_text()[-1000:]
     return measured
