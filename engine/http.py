@@ -324,17 +324,29 @@ class HttpClient:
     def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
         """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold)."""
         limit = int(self.api.max_response_mb * 1024 * 1024)
+        length = response.headers.get("Content-Length", "")
+        headers = response.headers
+        if length.isdigit() and "Content-Encoding" not in headers and "Transfer-Encoding" not in headers:
+            # The body's size is known before a byte of it is read: refused at once when too large, else read
+            # whole into one buffer. Read in chunks (below), a 2 MB page was copied twice more (each chunk into
+            # a growing bytearray, that into bytes) and its pages faulted in three times.
+            if int(length) > limit:
+                raise self._too_large(stream, shown)
+            return response.raw.read(decode_content=True)
         body = bytearray()
         for chunk in response.iter_content(CHUNK_BYTES):
             body += chunk
             if len(body) > limit:
-                raise ApiError(
-                    f"{self.api.name} sent a response larger than {self.api.max_response_mb:g} MB on GET {shown} (stream {stream})",
-                    stream=stream,
-                    url=shown,
-                    hint="raise api.max_response_mb in the spec if such pages are expected",
-                )
+                raise self._too_large(stream, shown)
         return bytes(body)
+
+    def _too_large(self, stream: str, shown: str) -> ApiError:
+        return ApiError(
+            f"{self.api.name} sent a response larger than {self.api.max_response_mb:g} MB on GET {shown} (stream {stream})",
+            stream=stream,
+            url=shown,
+            hint="raise api.max_response_mb in the spec if such pages are expected",
+        )
 
     def redact(self, url: str, params: dict[str, str]) -> str:
         """The URL for messages: no secret, query decoded for reading."""

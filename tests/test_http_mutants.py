@@ -302,6 +302,49 @@ def test_a_body_over_the_cap_is_refused_without_waiting_for_the_rest() -> None:
     assert str(raised.value).startswith("Klaviyo sent a response larger than 1 MB on GET")
 
 
+def test_a_declared_length_over_the_cap_is_refused_before_any_of_the_body() -> None:
+    def respond(handler, hit) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(1024 * 1024 + 1))
+        handler.end_headers()
+        handler.wfile.flush()
+        api.hang()  # no byte of the body ever comes: only its declared length can refuse it
+
+    with HostileApi(respond) as api:
+        began = time.monotonic()
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_response_mb=1, real_time=True, request_timeout_seconds=5, max_attempts=1))
+    assert str(raised.value).startswith("Klaviyo sent a response larger than 1 MB on GET")
+    assert time.monotonic() - began < 4  # refused at once, not at the request deadline
+
+
+def chunked(parts: list[bytes]):
+    """A handler answering 200 with `parts` as the chunks of a body without Content-Length."""
+
+    def respond(handler, hit) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        for part in parts:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+
+    return respond
+
+
+def test_a_chunked_body_is_read_whole_and_refused_past_the_cap() -> None:
+    body = b'{"data": "' + b"x" * (1024 * 1024 - 12) + b'"}'
+    parts = [body[i : i + 100_000] for i in range(0, len(body), 100_000)]
+    with HostileApi(chunked(parts)) as api:
+        page = get(client(api.url, max_response_mb=1))
+    assert page.size == 1024 * 1024 and page.body == {"data": "x" * (1024 * 1024 - 12)}
+    with HostileApi(chunked([*parts, b" "])) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, max_response_mb=1))
+    assert str(raised.value).startswith("Klaviyo sent a response larger than 1 MB on GET")
+
+
 def test_a_server_falling_silent_mid_body_did_not_answer_in_time() -> None:
     def respond(handler, hit) -> None:
         handler.send_response(200)
