@@ -326,7 +326,7 @@ class HttpClient:
         limit = int(self.api.max_response_mb * 1024 * 1024)
         length = response.headers.get("Content-Length", "")
         headers = response.headers
-        if length.isdigit() and "Content-Encoding" not in headers and "Transfer-Encoding" not in headers:
+        if length.isascii() and length.isdigit() and "Content-Encoding" not in headers and "Transfer-Encoding" not in headers:
             # The body's size is known before a byte of it is read: refused at once when too large, else read
             # whole into one buffer. Read in chunks (below), a 2 MB page was copied twice more (each chunk into
             # a growing bytearray, that into bytes) and its pages faulted in three times.
