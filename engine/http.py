@@ -322,10 +322,11 @@ class HttpClient:
         return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers), size=len(body))
 
     def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
-        """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold)."""
+        """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold): by its
+        declared length before it is read, or as it grows when its length is not known ahead."""
         limit = int(self.api.max_response_mb * 1024 * 1024)
-        length = response.headers.get("Content-Length", "")
         headers = response.headers
+        length = headers.get("Content-Length", "")
         if length.isascii() and length.isdigit() and "Content-Encoding" not in headers and "Transfer-Encoding" not in headers:
             # The body's size is known before a byte of it is read: refused at once when too large, else read
             # whole into one buffer. Read in chunks (below), a 2 MB page was copied twice more (each chunk into
