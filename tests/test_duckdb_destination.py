@@ -542,14 +542,19 @@ def test_duckdbs_allocator_hands_freed_memory_back_and_checkpoints_stay_small(tm
     assert bulk == "1.0 MiB"  # DuckDB's own rendering of the same size
 
 
+def _load_three_row_groups(dest: DuckDBDestination) -> None:
+    """300 profiles in three loads, each checkpointed: three row groups while nothing merges them."""
+    for start in (0, 100, 200):
+        load(dest, [profile(f"p{n}", 1 + n % 20, f"{n}@x") for n in range(start, start + 100)])
+        dest.connection.execute("CHECKPOINT")
+
+
 @pytest.mark.parametrize("storage_version", [None, "v1.2.0"])
 def test_a_checkpoint_writes_what_is_new_and_leaves_the_row_groups_it_wrote_before(tmp_path: Path, storage_version: str | None) -> None:
     # Merging them rewrote up to 122,880 rows at a time: memory that grew with the table (bench/README.md).
     options = {"path": str(tmp_path / "v.duckdb")} | ({"storage_version": storage_version} if storage_version else {})
     dest = build_destination(Config(options))
-    for start in (0, 100, 200):
-        load(dest, [profile(f"p{n}", 1 + n % 20, f"{n}@x") for n in range(start, start + 100)])
-        dest.connection.execute("CHECKPOINT")
+    _load_three_row_groups(dest)
     [(groups, counted)] = dest.connection.execute(
         "SELECT count(DISTINCT row_group_id), sum(count) FILTER (WHERE column_path = '[0]') FROM pragma_storage_info('kl_profiles')"
     ).fetchall()
@@ -567,9 +572,7 @@ def test_once_a_load_deletes_checkpoints_merge_row_groups_again_so_deleted_rows_
     # A deleted row stays marked in its row group until a merge rewrites the group: without merges a table that
     # loses rows on every run would grow with every run.
     dest = DuckDBDestination(path=str(tmp_path / "d.duckdb"), table_prefix="kl_")
-    for start in (0, 100, 200):
-        load(dest, [profile(f"p{n}", 1 + n % 20, f"{n}@x") for n in range(start, start + 100)])
-        dest.connection.execute("CHECKPOINT")
+    _load_three_row_groups(dest)
     groups_before = _row_groups(dest)
     run = dest.begin("profiles", PROFILES, replace=False)
     run.write(batch(COLUMNS, [profile("p300", 1)]), COLUMNS, {}, deletes=pa.table({"id": [f"p{n}" for n in range(0, 300, 3)]}))
@@ -584,9 +587,7 @@ def test_once_a_load_deletes_checkpoints_merge_row_groups_again_so_deleted_rows_
 
 def test_a_load_that_deletes_nothing_leaves_row_groups_unmerged(tmp_path: Path) -> None:
     dest = DuckDBDestination(path=str(tmp_path / "n.duckdb"), table_prefix="kl_")
-    for start in (0, 100, 200):
-        load(dest, [profile(f"p{n}", 1 + n % 20, f"{n}@x") for n in range(start, start + 100)])
-        dest.connection.execute("CHECKPOINT")
+    _load_three_row_groups(dest)
     run = dest.begin("profiles", PROFILES, replace=False)
     run.write(batch(COLUMNS, [profile("p300", 1)]), COLUMNS, {}, deletes=pa.table({"id": pa.array([], pa.string())}))
     run.finish({})
