@@ -129,6 +129,38 @@ def test_batches_of_new_distinct_keys_are_inserted_and_the_others_merged(dest: D
     ]
 
 
+def test_a_load_reads_its_tables_columns_and_row_count_again_only_after_changing_them(dest: DuckDBDestination, monkeypatch) -> None:
+    # Nothing else writes the table during a load: what one batch read and counted serves the next, until a
+    # batch alters the table (ADD COLUMN), deletes rows, or fails.
+    load(dest, [profile("z", 1, "z1")])
+    kinds: list[str] = []
+    execute = dest.execute
+    monkeypatch.setattr(dest, "execute", lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw))
+    wider = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+
+    def write(data: list[dict[str, Any]], columns: list[Column] = COLUMNS, deletes: pa.Table | None = None) -> tuple[int, int, list[str]]:
+        kinds.clear()
+        counts = run.write(batch(columns, data), columns, {}, deletes)
+        return counts.inserted, counts.updated, [k for k in kinds if k in ("READ COLUMNS", "COUNT ROWS", "ADD COLUMN")]
+
+    run = dest.begin("profiles", PROFILES, replace=False)
+    assert write([profile("a", 1), profile("b", 1)]) == (2, 0, ["READ COLUMNS", "COUNT ROWS"])
+    assert write([profile("c", 1)]) == (1, 0, [])
+    assert write([{**profile("d", 1), "phone": "+1"}], wider) == (1, 0, ["ADD COLUMN"])
+    assert write([{**profile("e", 1), "phone": "+2"}, profile("a", 2, "a2") | {"phone": None}], wider) == (1, 1, ["READ COLUMNS", "COUNT ROWS"])
+    gone = pa.table({"id": pa.array(["b"], pa.string())})
+    assert write([{**profile("f", 1), "phone": None}], wider, gone) == (1, 0, [])
+    assert write([{**profile("g", 1), "phone": None}], wider) == (1, 0, ["COUNT ROWS"])
+    bad = [*wider, Column(name="properties", type=ColumnType.JSON)]
+    with pytest.raises(WarehouseError):
+        write([{**profile("h", 1), "phone": None, "properties": "{not json"}], bad)
+    assert write([{**profile("h", 1), "phone": "+3"}], wider) == (1, 0, ["READ COLUMNS", "COUNT ROWS"])
+    run.finish({})
+    assert [(r["id"], r["phone"]) for r in rows(dest)] == [
+        ("a", None), ("c", None), ("d", "+1"), ("e", "+2"), ("f", None), ("g", None), ("h", "+3"), ("z", None),
+    ]
+
+
 def test_a_timestamp_key_met_again_is_upserted(dest: DuckDBDestination) -> None:
     # Only text or integer keys take the INSERT path (the dedup sees staged values, the upsert cast ones).
     table = TableSpec(name="kl_days", primary_key=("day",), cursor=None)

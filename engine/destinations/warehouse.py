@@ -198,6 +198,14 @@ class SqlLoad:
         self._into = shadow if replace else self._target
         self._columns: list[Column] = []
         self._prepared: tuple[Any, _Statements] | None = None  # the last batch's load statements, built as needed
+        # What the last committed batch left in the table: its columns as columns_of() read them (None after any
+        # DDL: read again) and its row count (None after a DELETE: counted again); both None after a failure.
+        # Nothing else writes the table during a load (the run's lock), so a batch need not read them again.
+        # Profiled at scale 10: the information_schema read and two COUNT(*)s of every batch waited 4.6 s
+        # of the writer thread's 6.7 s in SQL, for 2.6 ms of DuckDB's CPU each.
+        self._known: dict[str, exp.DataType] | None = None
+        self._rows: int | None = None
+        self._altered = False  # whether _evolve changed the table (CREATE, ADD or WIDEN) in this batch
         dest.ensure_state_table()
         # A full refresh killed before its swap leaves the shadow behind: drop it, whatever this run's mode.
         dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
@@ -232,8 +240,9 @@ class SqlLoad:
         staged = pa.Table.from_arrays(arrays, names=[*batch.column_names, sql.SEQ_COLUMN])
         ddl_first = not sql.rules(dest.dialect).transactional_ddl
         gone = deletes if deletes is not None and deletes.num_rows and self._table.primary_key else None
-        had = dest.columns_of(self._into)
-        updated = 0
+        had = self._known if self._known is not None else dest.columns_of(self._into)
+        known_rows, self._known, self._rows, self._altered = self._rows, None, None, False  # until this batch commits
+        inserted = updated = 0
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
@@ -241,15 +250,18 @@ class SqlLoad:
             with dest.transaction():
                 if not ddl_first:
                     types = self._evolve(columns, empty, had)
-                before = self._count() if had else 0
+                before = known_rows if known_rows is not None else self._count() if had else 0
                 if batch.num_rows:
                     distinct = self._distinct_keys(staged, staged_columns, types)
-                    updated = self._load(staging, staged_columns, types, empty_table=before == 0, distinct=distinct)
-                inserted = self._count() - before if batch.num_rows else 0
+                    inserted, updated = self._load(staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct)
+                    if inserted is None:  # a MERGE: only a count tells how many keys were new
+                        inserted = self._count() - before
                 if keys is not None:
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
                     dest.execute("DELETE", self._into, delete)
                 dest.save_state(self._stream, state)
+        self._known = None if self._altered else had
+        self._rows = None if keys is not None else before + inserted
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
         return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
 
@@ -297,12 +309,14 @@ class SqlLoad:
         """
         dest, into, schema, dialect = self._dest, self._into, self._dest.schema, self._dest.dialect
         if not existing:
+            self._altered = True
             dest.execute("CREATE TABLE", into, sql.create_table(into, columns, dialect, schema=schema))
         types: dict[str, exp.DataType] = {}
         for column in columns:
             dtype = existing.get(column.name)
             if dtype is None:
                 if existing:
+                    self._altered = True
                     dest.execute("ADD COLUMN", into, sql.add_column(into, column, dialect, schema=schema))
                 types[column.name] = sql.data_type(column.type, dialect)
             elif column.name in empty or sql.column_type_of(dtype, dialect) is column.type:
@@ -318,6 +332,7 @@ class SqlLoad:
                 if wanted is current:
                     types[column.name] = dtype
                     continue
+                self._altered = True
                 for statement in sql.widen_column(into, Column(name=column.name, type=wanted), dialect, schema=schema):
                     dest.execute("WIDEN COLUMN", into, statement)
                 types[column.name] = sql.data_type(wanted, dialect)
@@ -358,8 +373,12 @@ class SqlLoad:
             return len(set(staged.column(key[0]).to_pylist())) == staged.num_rows
         return len(set(zip(*(staged.column(name).to_pylist() for name in key)))) == staged.num_rows
 
-    def _load(self, staging: str, columns: list[Column], into: dict[str, exp.DataType], *, empty_table: bool, distinct: bool = False) -> int:
-        """Upsert the staged batch into the table, newest cursor per key (append when there is no key); rows updated.
+    def _load(
+        self, staging: str, columns: list[Column], into: dict[str, exp.DataType], rows: int, *, empty_table: bool, distinct: bool = False
+    ) -> tuple[int | None, int]:
+        """Upsert the staged batch (`rows` rows) into the table, newest cursor per key (append when there is no key).
+
+        Returns (rows inserted, rows updated); rows inserted is None after a MERGE, which only a count can tell.
 
         A batch whose keys are `distinct` and none of them in the table is a plain INSERT of its rows (what the
         MERGE would insert, without its dedup window and join): always so for the first batch of a full
@@ -377,7 +396,7 @@ class SqlLoad:
         prepared = self._prepared[1]
         if not self._table.primary_key:  # no key: append
             dest.execute("INSERT", self._into, prepared.append)
-            return 0
+            return rows, 0
         updated = 0
         if distinct:
             matched = 0
@@ -386,12 +405,12 @@ class SqlLoad:
                 updated = changed or 0
             if not matched:
                 dest.execute("INSERT", self._into, prepared.append)
-                return 0
+                return rows, 0
         elif not empty_table:  # a key can only be updated when the table holds rows
             [(updated,)] = dest.execute("COUNT UPDATES", self._into, prepared.count_updates)
         for kind, statement in prepared.upsert:
             dest.execute(kind, self._into, statement)
-        return updated
+        return None, updated
 
 
 class _Statements:
