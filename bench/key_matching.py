@@ -1,0 +1,105 @@
+"""Benchmark (run by hand, not a test): what one batch's load costs as the table it goes into grows.
+
+    python bench/key_matching.py --rows 2000000 --batch 2000
+
+Every batch of a load is matched against the table's keys before it goes in (SqlLoad._load: one query says
+whether any key is already there; a MERGE follows only when one is). DuckDB 2.0 answers that query by scanning
+the table's whole key column (and cursor column): the hash join pushes a probabilistic filter of the batch's
+keys into the scan ("Dynamic Filters: optional: id IN PRF(id)", "Row Groups Scanned: 9 / 9" in EXPLAIN
+ANALYZE), not a range, so no row group is skipped even when keys grow with load order. A batch costs time in
+proportion to the rows already loaded, and a load the square of its size.
+
+Batches of event-shaped rows (key, cursor, three text columns) go through DuckDBDestination.write() into a
+replace load's shadow table, once with keys in load order and once with random keys; printed per table size
+reached: milliseconds of wall and CPU per batch (the median of the last 20 batches before that size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.destinations.duckdb import DuckDBDestination  # noqa: E402
+from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec  # noqa: E402
+
+COLUMNS = [
+    Column(name="id", type=ColumnType.TEXT),
+    Column(name="datetime", type=ColumnType.TIMESTAMP),
+    Column(name="metric_id", type=ColumnType.TEXT),
+    Column(name="profile_id", type=ColumnType.TEXT),
+    Column(name="uuid", type=ColumnType.TEXT),
+]
+TABLE = TableSpec(name="bench_events", primary_key=("id",), cursor="datetime")
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as ULIDs
+
+
+def key(n: int, ordered: bool, rnd: random.Random) -> str:
+    """A 26-character ULID-like id: its first ten characters count up with n when `ordered`, else random."""
+    head = format(n, "010d") if ordered else "".join(rnd.choice(ALPHABET) for _ in range(10))
+    return head + "".join(rnd.choice(ALPHABET) for _ in range(16))
+
+
+def batch(start: int, size: int, ordered: bool, rnd: random.Random) -> pa.Table:
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    rows = {
+        "id": [key(start + i, ordered, rnd) for i in range(size)],
+        "datetime": [base + timedelta(seconds=start + i) for i in range(size)],
+        "metric_id": ["RESQ6t"] * size,
+        "profile_id": [key(rnd.randrange(10**6), True, rnd) for _ in range(size)],
+        "uuid": [f"{rnd.getrandbits(128):032x}" for _ in range(size)],
+    }
+    return pa.table({c.name: pa.array(rows[c.name], ARROW_TYPES[c.type]) for c in COLUMNS})
+
+
+def load(rows: int, size: int, ordered: bool, marks: list[int], work: Path) -> dict[int, tuple[float, float]]:
+    """Per mark (rows in the table): median (wall ms, CPU ms) of the 20 batches written before it."""
+    dest = DuckDBDestination(path=str(work / f"keys-{ordered}.duckdb"), table_prefix="bench_")
+    rnd = random.Random(0)
+    load = dest.begin("events", TABLE, replace=True)
+    timings: list[tuple[float, float]] = []
+    found: dict[int, tuple[float, float]] = {}
+    written = 0
+    while written < rows:
+        data = batch(written, size, ordered, rnd)
+        began, cpu = time.perf_counter(), time.process_time()
+        load.write(data, COLUMNS, {})
+        timings.append(((time.perf_counter() - began) * 1e3, (time.process_time() - cpu) * 1e3))
+        written += size
+        for mark in marks:
+            if mark not in found and written >= mark:
+                last = timings[-20:]
+                found[mark] = (statistics.median(t[0] for t in last), statistics.median(t[1] for t in last))
+    load.finish({})
+    dest.close()
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--batch", type=int, default=2000, help="rows a batch (events: about 2,000 fill BATCH_BYTES)")
+    args = parser.parse_args()
+    marks = [m for m in (100_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000) if m <= args.rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {ordered: load(args.rows, args.batch, ordered, marks, Path(tmp)) for ordered in (True, False)}
+    print(f"batches of {args.batch:,} rows into one replace load; ms per batch (median of the 20 before each size)")
+    print(f"{'rows in table':>14}  {'keys in load order':>24}  {'random keys':>24}")
+    for mark in marks:
+        cells = [f"{results[o][mark][0]:7.1f} wall {results[o][mark][1]:7.1f} CPU" for o in (True, False)]
+        print(f"{mark:>14,}  {cells[0]:>24}  {cells[1]:>24}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
