@@ -82,9 +82,11 @@ class WriteBehind:
             self._on_written(pending.result())
 
     def finish(self, state: Any) -> None:
-        """Make the load visible once its last write has ended."""
+        """Make the load visible once its last write has ended; what finishing changed, if anything, goes to `on_written`."""
         self.wait()
-        self._load.finish(state)
+        changed = self._load.finish(state)
+        if changed is not None:
+            self._on_written(changed)
 
     def abort(self) -> None:
         """Drop the load once a write in flight has ended (committed or rolled back: its outcome is not awaited as a result)."""

@@ -22,6 +22,8 @@ LOAD_COLUMNS: dict[str, ColumnType] = {
     "context_sources_job_run_id": ColumnType.TEXT,
     "context_sources_task_run_id": ColumnType.TEXT,
 }
+# The load column whose value grows batch by batch within a run (TableSpec.loaded_at).
+LOAD_ORDER = "uuid_ts"
 MAX_NAME = 63  # PostgreSQL's identifier limit, the strictest of the supported warehouses
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 _NUMERIC = (ColumnType.BIGINT, ColumnType.DOUBLE)

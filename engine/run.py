@@ -10,7 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
@@ -27,7 +27,7 @@ from .paginators import Request, build_paginator, first_request
 from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, load_spec
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
-from .rows import LOAD_COLUMNS, ColumnMap, RowBuilder
+from .rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap, RowBuilder
 from .spec import Spec, StreamSpec
 from .slices import Coverage, encode_covered, parse_covered
 from .state import StateError, encode_state
@@ -38,6 +38,7 @@ log = logging.getLogger("klx.run")
 # 13 MB; 4 MiB took ~15 MB off a sync's peak, for more CPU: more commits (+6% at scale 10, +17% at scale 100,
 # where each commit also matches its keys against a larger table; bench/README.md).
 BATCH_BYTES = 4 * 1024 * 1024
+_MICROSECOND = timedelta(microseconds=1)
 _PARENT_REF = re.compile(r"\{parent\.([^}]+)\}")
 # A stream stops when more than 1 in REJECT_RATIO records it read were rejected (once REJECT_MIN are):
 # a few bad records are skipped with a warning, a systematic problem (a renamed key field) is an error.
@@ -249,6 +250,7 @@ class StreamSync:
         self.state = state or {}
         self.job_run_id = job_run_id
         self.task_run_id = str(uuid.uuid4())
+        self.loaded_at = datetime.min.replace(tzinfo=timezone.utc)  # LOAD_ORDER of the last batch taken
         self.summary = StreamSummary(stream=self.stream.name, mode=stream_plan.mode, table=stream_plan.table)
         self.replace = stream_plan.mode == "full_refresh"
         saved = self.state.get("cursor", {}) if not self.replace else {}
@@ -289,7 +291,7 @@ class StreamSync:
     def _sync(self) -> None:
         key = tuple(self.columns.name((k,)) for k in self.stream.primary_key)
         cursor = self.columns.name(tuple(self.stream.cursor.field.split("."))) if self.stream.cursor else None
-        table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor)
+        table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
         self.load = WriteBehind(self.destination.begin(self.stream.name, table, replace=self.replace), self.writes, self._written)
         try:
             # Several request sequences fetch at once, taken in turn (engine/concurrency.py).
@@ -482,8 +484,11 @@ class StreamSync:
     def _flush(self) -> None:
         if not len(self.rows) and not self.deletes:
             return
+        # LOAD_ORDER's value grows with every batch, even should the clock step back: a replace load orders its
+        # batches by it (TableSpec.loaded_at).
+        loaded = self.loaded_at = max(datetime.now(timezone.utc), self.loaded_at + _MICROSECOND)
         batch, columns = self.rows.take(
-            {"uuid_ts": datetime.now(timezone.utc), "context_sources_job_run_id": self.job_run_id, "context_sources_task_run_id": self.task_run_id}
+            {LOAD_ORDER: loaded, "context_sources_job_run_id": self.job_run_id, "context_sources_task_run_id": self.task_run_id}
         )
         deletes = self.deletes.take() if self.deletes is not None else None
         # A replace load only becomes visible at finish(): until then the saved state must stay the old one.

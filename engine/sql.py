@@ -13,6 +13,8 @@ from engine.schema import Column, ColumnType
 # Columns the engine adds to a staged batch; API field names never start with "__klx_".
 SEQ_COLUMN = "__klx_seq"  # position of the row in its batch: later rows win ties
 _RANK_COLUMN = "__klx_rank"
+_ORDER_COLUMN = "__klx_order"  # a repeated key's row's place in load order
+_BEFORE_COLUMN = "__klx_before"  # the greatest cursor of a repeated key's rows before this one
 WIDEN_SUFFIX = "__klx_widen"  # the new column a widening by copy fills before it takes the old one's name
 
 STATE_TABLE = "klx_state"  # prefixed with the destination's table_prefix
@@ -81,6 +83,17 @@ def column_type_of(dtype: exp.DataType, dialect: str) -> ColumnType | None:
         if mapped.this == dtype.this:
             return ctype
     return None
+
+
+def keys_alike(dtype: exp.DataType, kind: ColumnType) -> bool:
+    """Whether staged `kind` keys cast into a column of `dtype` are equal exactly when the staged values are.
+
+    Text into VARCHAR or TEXT (Snowflake reports its VARCHAR columns as TEXT), integers into any integer type
+    (NUMBER(38,0) included): compared value for value. CHAR pads and NAME truncates, so neither is alike.
+    """
+    if kind is ColumnType.TEXT:
+        return dtype.this in (_T.VARCHAR, _T.TEXT)
+    return kind is ColumnType.BIGINT and family(dtype) is ColumnType.BIGINT
 
 
 def family(dtype: exp.DataType) -> ColumnType | None:
@@ -364,6 +377,78 @@ def upsert(
 def append(target: str, source: exp.Select, columns: Sequence[str], *, schema: str | None = None) -> exp.Insert:
     """INSERT every row of `source`: the load of a table without a primary key."""
     return exp.insert(source, table(target, schema), columns=[ident(c) for c in columns])
+
+
+def count_repeated_keys(target: str, primary_key: Sequence[str], *, schema: str | None = None) -> exp.Select:
+    """SELECT COUNT(*) of the keys `target` holds more than once (one hash aggregate over the key columns)."""
+    return exp.select(exp.Count(this=exp.Star())).from_(_repeated_keys(target, primary_key, schema).subquery(ident("r")))
+
+
+def superseded_counts(target: str, primary_key: Sequence[str], cursor: str | None, loaded_at: str, *, schema: str | None = None) -> exp.Select:
+    """(rows of a repeated key that MERGEs of the rows in load order would not have kept, rows those MERGEs would
+    have updated with), over the keys `target` holds more than once.
+
+    A MERGE replaces a row when the table's cursor is null or the incoming one is greater (count_matches): of
+    a key's rows in load order it keeps the one with the greatest cursor, the earliest of those when several
+    share it, and the latest when none has a cursor (or the table has no cursor); a row after the first
+    replaced the kept one when no row before it had a cursor or its cursor is greater than every one before.
+    """
+    ranked = _ranked_repeats(target, primary_key, cursor, loaded_at, schema)
+    one, zero = exp.Literal.number(1), exp.Literal.number(0)
+    removed = exp.Sum(this=exp.If(this=col(_RANK_COLUMN) > one, true=one, false=zero))
+    replaced: exp.Expr = col(_ORDER_COLUMN) > one
+    if cursor:
+        replaced = exp.and_(replaced, exp.or_(col(_BEFORE_COLUMN).is_(exp.null()), col(cursor) > col(_BEFORE_COLUMN)))
+    updated = exp.Sum(this=exp.If(this=replaced, true=one, false=zero))
+    return exp.select(removed, updated).from_(ranked.subquery(ident("ranked")))
+
+
+def delete_superseded(target: str, primary_key: Sequence[str], cursor: str | None, loaded_at: str, *, schema: str | None = None) -> exp.Delete:
+    """DELETE the rows superseded_counts() counts as removed: each repeated key keeps the row MERGEs in load order keep.
+
+    A row is named by its key and its loaded_at, which no two rows of one key share (a batch holds a key once).
+    """
+    ranked = _ranked_repeats(target, primary_key, cursor, loaded_at, schema)
+    names = [*primary_key, loaded_at]
+    losers = exp.select(*(col(n) for n in names)).from_(ranked.subquery(ident("ranked"))).where(col(_RANK_COLUMN) > exp.Literal.number(1))
+    return exp.delete(table(target, schema), where=_row_in(names, losers))
+
+
+def _repeated_keys(target: str, primary_key: Sequence[str], schema: str | None) -> exp.Select:
+    keys = [col(k) for k in primary_key]
+    return exp.select(*keys).from_(table(target, schema)).group_by(*keys).having(exp.Count(this=exp.Star()) > exp.Literal.number(1))
+
+
+def _ranked_repeats(target: str, primary_key: Sequence[str], cursor: str | None, loaded_at: str, schema: str | None) -> exp.Select:
+    """The rows of keys held more than once, each with its rank (1: the row MERGEs in load order keep), its place in
+    load order, and the greatest cursor of the key's rows before it."""
+    keys = lambda: [col(k) for k in primary_key]  # noqa: E731 - each window takes its own copies
+    loaded = lambda desc: exp.Ordered(this=col(loaded_at), desc=desc, nulls_first=False)  # noqa: E731
+    kept = []
+    if cursor:  # the greatest cursor; among equal ones the earliest row; without any cursor the latest
+        kept.append(exp.Ordered(this=col(cursor), desc=True, nulls_first=False))
+        earliest = exp.Case(ifs=[exp.If(this=col(cursor).is_(exp.null()), true=exp.null())], default=col(loaded_at))
+        kept.append(exp.Ordered(this=earliest, desc=False, nulls_first=False))
+    kept.append(loaded(True))
+    columns: list[exp.Expr] = [
+        *keys(),
+        col(loaded_at),
+        exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=keys(), order=exp.Order(expressions=kept)), ident(_RANK_COLUMN)),
+        exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=keys(), order=exp.Order(expressions=[loaded(False)])), ident(_ORDER_COLUMN)),
+    ]
+    if cursor:
+        if cursor not in primary_key:
+            columns.append(col(cursor))
+        before = exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end=exp.Literal.number(1), end_side="PRECEDING")
+        greatest = exp.Window(this=exp.Max(this=col(cursor)), partition_by=keys(), order=exp.Order(expressions=[loaded(False)]), spec=before)
+        columns.append(exp.alias_(greatest, ident(_BEFORE_COLUMN)))
+    return exp.select(*columns).from_(table(target, schema)).where(_row_in(primary_key, _repeated_keys(target, primary_key, schema)))
+
+
+def _row_in(names: Sequence[str], rows: exp.Select) -> exp.Expr:
+    """(a, b, ...) IN (rows); a single column without the parentheses."""
+    this: exp.Expr = col(names[0]) if len(names) == 1 else exp.Tuple(expressions=[col(n) for n in names])
+    return exp.In(this=this, query=rows.subquery())
 
 
 def state_table(prefix: str, dialect: str) -> str:

@@ -110,6 +110,24 @@ def test_first_full_refresh_renames_the_shadow_into_place(dest: Any) -> None:
     assert tables == {"KL_PROFILES", "KL_KLX_STATE"}  # no shadow, no staging table left
 
 
+def test_a_first_full_refresh_resolves_keys_repeated_across_batches_before_the_rename(dest: Any) -> None:
+    # The batches go in unmatched; finish keeps, of each repeated key, the row MERGEs in load order keep.
+    columns = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    recorder = Recorder(dest)
+    run = dest.begin("profiles", table, replace=True)
+    batches = [
+        [{"id": "a", "updated": ts(2), "email": "a0"}, {"id": "b", "updated": None, "email": "b0"}],
+        [{"id": "a", "updated": ts(2), "email": "a1"}, {"id": "b", "updated": ts(1), "email": "b1"}],
+        [{"id": "a", "updated": ts(3), "email": "a2"}, {"id": "c", "updated": ts(1), "email": "c2"}],
+    ]
+    counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, rows in enumerate(batches)]
+    finished = run.finish({"n": 1})
+    assert not any(s.startswith("MERGE") and "KL_PROFILES" in s and "STATE" not in s for s in recorder.statements)
+    assert query(dest, "select id, email from klaviyo.kl_profiles order by id") == [("a", "a2"), ("b", "b1"), ("c", "c2")]
+    assert (sum(c.inserted for c in counts) + finished.inserted, sum(c.updated for c in counts) + finished.updated) == (3, 2)
+
+
 def test_a_full_refresh_over_a_table_swaps_with_it_then_saves_state(dest: Any) -> None:
     load(dest, [{"id": "a", "updated": ts(1), "email": None}])
     recorder = Recorder(dest)
@@ -129,10 +147,15 @@ def test_data_and_state_merges_share_one_commit_after_all_ddl(dest: Any) -> None
     run = dest.begin("profiles", PROFILES, replace=False)
     run.write(batch(columns, [{"id": "b", "updated": ts(2), "email": None, "phone": "1"}]), columns, {"n": 2})
     kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
-    first_merge = kinds.index("MERGE")
-    assert kinds[first_merge:first_merge + 3] == ["MERGE", "MERGE", "<COMMIT>"]  # data MERGE, state MERGE, one commit
-    assert "ALTER" in kinds[:first_merge] and "ALTER" not in kinds[first_merge:]  # the new column came first
+    data = kinds.index("INSERT")  # a key new to the table (VARCHAR, reported as TEXT): no MERGE needed
+    assert kinds[data:data + 3] == ["INSERT", "MERGE", "<COMMIT>"]  # data INSERT, state MERGE, one commit
+    assert "ALTER" in kinds[:data] and "ALTER" not in kinds[data:]  # the new column came first
     assert "PUT" in kinds and "COPY" in kinds
+    recorder.statements.clear()
+    run.write(batch(columns, [{"id": "a", "updated": ts(3), "email": None, "phone": "2"}]), columns, {"n": 3})
+    kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
+    data = kinds.index("MERGE")
+    assert kinds[data:data + 3] == ["MERGE", "MERGE", "<COMMIT>"]  # a key in the table: data MERGE, state MERGE, one commit
 
 
 def test_failed_load_is_rolled_back_and_the_staging_table_dropped(dest: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -220,3 +221,111 @@ def test_run_history_rows_round_trip_newest_first(warehouse: Warehouse) -> None:
     (lists,) = oldest.streams
     assert (lists.inserted, lists.updated, lists.columns_added, lists.http_429, lists.waited_seconds, lists.rejected) == (5, 4, ("phone",), 1, 1.5, 1)
     assert sorted(s.stream for s in newest.streams) == ["lists", "metrics"]
+
+
+# Full refresh: batches go into the shadow without being matched; keys repeated across batches are resolved
+# at finish, as MERGEs in load order would have resolved them.
+
+LOADED = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
+
+
+def refresh(wh: Warehouse, batches: list[list[dict[str, Any]]], *, deferred: bool, kinds: list[str] | None = None,
+            columns: list[Column] = LOADED, key: tuple[str, ...] = ("id",)) -> tuple[list[dict[str, Any]], int, int]:
+    """One full refresh of `batches` (each row's uuid_ts: its batch's hour); the rows it leaves and its summed counts.
+
+    deferred=False names no loaded_at: every batch is matched against the shadow as it is written (the MERGE path).
+    """
+    table = TableSpec(name="kl_profiles", primary_key=key, cursor="updated", loaded_at="uuid_ts" if deferred else None)
+    if kinds is not None:
+        execute = wh.dest.execute
+        wh.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    try:
+        run = wh.dest.begin("profiles", table, replace=True)
+        inserted = updated = 0
+        for n, rows in enumerate(batches):
+            counts = run.write(batch(columns, [{**row, "uuid_ts": ts(20, n)} for row in rows]), columns, {})
+            inserted, updated = inserted + counts.inserted, updated + counts.updated
+        finished = run.finish({})
+    finally:
+        if kinds is not None:
+            del wh.dest.execute
+    if finished is not None:
+        inserted, updated = inserted + finished.inserted, updated + finished.updated
+    return profiles(wh, "id, updated, email, uuid_ts"), inserted, updated
+
+
+def row(key: str, day: int | None, email: str) -> dict[str, Any]:
+    return {"id": key, "updated": None if day is None else ts(day), "email": email}
+
+
+# Each case: batches in load order. The MERGE path keeps a key's greatest cursor, the earliest of equal ones,
+# the latest when none has a cursor; a later null never replaces a cursor.
+REPEATS = {
+    "newer later": [[row("a", 1, "a0")], [row("a", 2, "a1")]],
+    "stale later": [[row("a", 2, "a0")], [row("a", 1, "a1")]],
+    "equal cursors": [[row("a", 2, "a0")], [row("a", 2, "a1")], [row("a", 2, "a2")]],
+    "null then cursor then null": [[row("a", None, "a0")], [row("a", 1, "a1")], [row("a", None, "a2")]],
+    "all null": [[row("a", None, "a0")], [row("a", None, "a1")], [row("a", None, "a2")]],
+    "rising chain": [[row("a", 1, "a0")], [row("a", 2, "a1")], [row("a", 3, "a2")], [row("a", 2, "a3")]],
+    "within and across batches": [
+        [row("a", 1, "a0"), row("a", 3, "a0b"), row("b", None, "b0")],
+        [row("b", None, "b1"), row("b", None, "b1b"), row("a", 3, "a1")],
+        [row("c", 1, "c2"), row("a", 4, "a2"), row("b", 1, "b2")],
+    ],
+}
+
+
+def random_batches(seed: int) -> list[list[dict[str, Any]]]:
+    rnd = random.Random(seed)
+    return [
+        [row(rnd.choice("abcde"), rnd.choice([None, 1, 2, 3]), f"{n}.{i}") for i in range(rnd.randint(1, 6))]
+        for n in range(rnd.randint(2, 6))
+    ]
+
+
+@pytest.mark.parametrize("batches", [*REPEATS.values(), *(random_batches(seed) for seed in range(12))],
+                         ids=[*REPEATS, *(f"random-{seed}" for seed in range(12))])
+def test_a_full_refresh_resolves_repeated_keys_at_finish_as_merges_in_load_order_would(warehouse: Warehouse, batches) -> None:
+    matched = refresh(warehouse, batches, deferred=False)
+    assert refresh(warehouse, batches, deferred=True) == matched
+
+
+def test_a_full_refresh_matches_no_batch_against_the_rows_before_it(warehouse: Warehouse) -> None:
+    kinds: list[str] = []
+    rows, inserted, updated = refresh(warehouse, [[row("a", 1, "a0"), row("b", 1, "b0")], [row("c", 1, "c1")], [row("d", 1, "d2")]],
+                                      deferred=True, kinds=kinds)
+    assert (len(rows), inserted, updated) == (4, 4, 0)
+    assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == [
+        "INSERT", "INSERT", "INSERT", "COUNT REPEATED KEYS"]  # one aggregate at finish, and no key repeats
+    kinds.clear()
+    refresh(warehouse, [[row("a", 1, "a0")], [row("a", 2, "a1"), row("a", 3, "a1b")]], deferred=True, kinds=kinds)
+    assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == [
+        "INSERT", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED"]
+
+
+def test_a_full_refresh_whose_keys_stop_being_text_resolves_its_repeats_then_matches_every_batch(warehouse: Warehouse) -> None:
+    # A batch whose key arrives as a timestamp: two staged values the batch's dedup tells apart may be one text
+    # in the table, so from that batch on every batch is matched, once the keys repeated so far are resolved.
+    instant = [Column(name="id", type=ColumnType.TIMESTAMP), *LOADED[1:]]
+    batches = [
+        (LOADED, [row("a", 1, "a0"), row("b", 1, "b0")]),
+        (LOADED, [row("a", 2, "a1")]),
+        (instant, [{"id": ts(5), "updated": ts(1), "email": "t2"}]),
+        (instant, [{"id": ts(5), "updated": ts(2), "email": "t3"}, {"id": ts(6), "updated": ts(2), "email": "u3"}]),
+    ]
+    outcomes = []
+    for deferred in (False, True):
+        kinds: list[str] = []
+        execute = warehouse.dest.execute
+        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+        table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if deferred else None)
+        run = warehouse.dest.begin("profiles", table, replace=True)
+        counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
+        finished = run.finish({})
+        del warehouse.dest.execute
+        assert finished is None  # resolved by the third batch, matched from then on
+        outcomes.append((profiles(warehouse, "id, updated, email"), sum(c.inserted for c in counts), sum(c.updated for c in counts)))
+        if deferred:
+            assert kinds.count("DELETE SUPERSEDED") == 1 and "MERGE" in kinds
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[0][1:] == (4, 2)

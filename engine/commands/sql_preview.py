@@ -19,7 +19,7 @@ from ..dialects import DIALECTS
 from ..destinations.warehouse import SqlDestination
 from ..errors import ConfigError
 from ..plan import build_plan
-from ..rows import LOAD_COLUMNS, ColumnMap
+from ..rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap
 from ..schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from ..spec import Spec
 from ..sql import create_schema, render
@@ -99,10 +99,11 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
         if cursor and cursor not in key:
             columns.append(Column(name=cursor, type=ColumnType.TIMESTAMP))
         columns += [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
-        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor)
+        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
         load = dest.begin(stream.name, table, replace=stream_plan.mode == "full_refresh")
         row = pa.Table.from_pylist([{}], schema=pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns]))
-        # A batch of distinct keys new to the table goes in by INSERT; one that repeats a key, by the upsert (MERGE).
+        # A batch of distinct keys new to the table goes in by INSERT; one that repeats a key, by the upsert (MERGE),
+        # or in a full refresh by an INSERT of one row per key (the keys repeated across batches are resolved at finish).
         load.write(row, columns, {})
         load.write(pa.concat_tables([row, row]), columns, {})
         load.finish({})

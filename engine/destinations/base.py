@@ -31,8 +31,12 @@ class TableLoad(Protocol):
         dropped since it was last read goes, even if an older copy of it is in `batch`.
         """
 
-    def finish(self, state: dict[str, Any]) -> None:
-        """Make the load visible (a replace swaps the new contents in) and save `state`, in one transaction."""
+    def finish(self, state: dict[str, Any]) -> WriteCounts | None:
+        """Make the load visible (a replace swaps the new contents in) and save `state`, in one transaction.
+
+        Returns what finishing changed in the counts the writes returned (a replace load that resolves keys
+        written more than once: inserted goes down by the rows it removes), or None.
+        """
 
     def abort(self) -> None:
         """Drop whatever a replace load staged; the target table is left as it was."""

@@ -191,8 +191,14 @@ class SqlLoad:
             name=dest.name(table.name),
             primary_key=tuple(dest.name(k) for k in table.primary_key),
             cursor=dest.name(table.cursor) if table.cursor else None,
+            loaded_at=dest.name(table.loaded_at) if table.loaded_at else None,
         )
         self._replace = replace
+        # A replace load fills a shadow table nobody reads before the swap: its batches go in without being
+        # matched against the rows before them (a query that reads the whole key column, so a load would cost
+        # the square of its size: bench/key_matching.py), and finish() resolves the keys written more than
+        # once, as the MERGEs would have, with one aggregate over the key columns.
+        self._deferred = replace and bool(self._table.primary_key) and self._table.loaded_at is not None
         self._target = self._table.name
         shadow = dest.name(table.name + SHADOW_SUFFIX)
         self._into = shadow if replace else self._target
@@ -243,6 +249,7 @@ class SqlLoad:
         had = self._known if self._known is not None else dest.columns_of(self._into)
         known_rows, self._known, self._row_count, self._altered = self._row_count, None, None, False  # until this batch commits
         inserted = updated = 0
+        resolved = None  # what resolving the repeated keys of a deferred load changed, when this batch ends deferring
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
@@ -251,9 +258,17 @@ class SqlLoad:
                 if not ddl_first:
                     types = self._evolve(columns, empty, had)
                 before = known_rows if known_rows is not None else self._count() if had else 0
+                deferred = self._deferred
                 if batch.num_rows:
+                    if deferred and not self._comparable_keys(staged, staged_columns, types):
+                        # Two keys the staged dedup tells apart may be one in the table: from this batch on each
+                        # batch is matched as it is written, once the keys repeated so far are resolved.
+                        deferred, resolved = False, self._resolve_repeats(own_transaction=False)
+                        before += resolved.inserted if resolved else 0
                     distinct = self._distinct_keys(staged, staged_columns, types)
-                    inserted, updated = self._load(staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct)
+                    inserted, updated = self._load(
+                        staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct, deferred=deferred
+                    )
                     if inserted is None:  # a MERGE: only a count tells how many keys were new
                         inserted = self._count() - before
                 if keys is not None:
@@ -262,6 +277,9 @@ class SqlLoad:
                 dest.save_state(self._stream, state)
         self._known = None if self._altered else had
         self._row_count = None if keys is not None else before + inserted
+        self._deferred = deferred
+        if resolved is not None:
+            inserted, updated = inserted + resolved.inserted, updated + resolved.updated
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
         return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
 
@@ -276,10 +294,17 @@ class SqlLoad:
         columns = [Column(name=f.name, type=arrow_to_type.get(f.type, ColumnType.TEXT)) for f in keys.schema]
         return self._dest.staged(keys, columns, DELETES_TABLE)
 
-    def finish(self, state: dict[str, Any]) -> None:
-        """Make the load visible (a replace swaps the shadow in) and save `state`, in one transaction."""
+    def finish(self, state: dict[str, Any]) -> WriteCounts | None:
+        """Make the load visible (a replace swaps the shadow in) and save `state`, in one transaction.
+
+        Returns what resolving a deferred load's repeated keys changed in the counts its writes returned
+        (rows counted as inserted and then superseded, keys whose kept row came later), or None.
+        """
         dest, schema = self._dest, self._dest.schema
         ddl: list[tuple[str, str, exp.Expr]] = []
+        counts = None
+        if self._deferred and dest.columns_of(self._into):
+            counts = self._resolve_repeats()
         if self._replace and dest.columns_of(self._into):
             exists = bool(dest.columns_of(self._target))
             swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=exists, schema=schema)
@@ -292,6 +317,24 @@ class SqlLoad:
         with dest.transaction():
             dest.execute_ddl(ddl)
             dest.save_state(self._stream, state)
+        return counts
+
+    def _resolve_repeats(self, *, own_transaction: bool = True) -> WriteCounts | None:
+        """Of each key the shadow holds more than once, delete every row but the one a MERGE of the batches in
+        load order would have kept; the counts this changes, or None when no key repeats (the usual case:
+        one aggregate over the key columns, however many rows)."""
+        dest, into, schema = self._dest, self._into, self._dest.schema
+        key, cursor, loaded_at = self._table.primary_key, self._table.cursor, self._table.loaded_at
+        assert loaded_at is not None
+        [(repeated,)] = dest.execute("COUNT REPEATED KEYS", into, sql.count_repeated_keys(into, key, schema=schema))
+        if not repeated:
+            return None
+        with dest.transaction() if own_transaction else contextlib.nullcontext():
+            [(removed, replaced)] = dest.execute("COUNT SUPERSEDED", into, sql.superseded_counts(into, key, cursor, loaded_at, schema=schema))
+            dest.execute("DELETE SUPERSEDED", into, sql.delete_superseded(into, key, cursor, loaded_at, schema=schema))
+        # The writes counted every row they inserted as new; MERGEs would have inserted each key once and
+        # counted an update for every row that replaced the one kept before it.
+        return WriteCounts(inserted=-(removed or 0), updated=replaced or 0)
 
     def abort(self) -> None:
         """Roll back anything open and drop the shadow; the target table is left as it was."""
@@ -351,10 +394,21 @@ class SqlLoad:
     def _distinct_keys(self, staged: pa.Table, columns: list[Column], into: dict[str, exp.DataType]) -> bool:
         """Whether no two rows of the staged batch share a primary key, as the upsert's dedup sees keys.
 
+        A Python set counts them: no query, and no pyarrow.compute (9 MB and 40 ms to import, which no run
+        needs). False whenever the keys are not _comparable_keys.
+        """
+        key = self._table.primary_key
+        if not self._comparable_keys(staged, columns, into):
+            return False
+        if len(key) == 1:
+            return len(set(staged.column(key[0]).to_pylist())) == staged.num_rows
+        return len(set(zip(*(staged.column(name).to_pylist() for name in key)))) == staged.num_rows
+
+    def _comparable_keys(self, staged: pa.Table, columns: list[Column], into: dict[str, exp.DataType]) -> bool:
+        """Whether two staged keys are equal exactly when they are equal in the table.
+
         The dedup partitions on the staged values and the upsert matches on the values cast to the table's
-        types: only for keys that are text (or integers) on both sides are the two the same, so only then is
-        the answer True. A Python set counts them: no query, and no pyarrow.compute (9 MB and
-        40 ms to import, which no run needs).
+        types: only for keys that are text (or integers) on both sides are the two the same (sql.keys_alike).
         """
         key = self._table.primary_key
         if not key:
@@ -364,17 +418,23 @@ class SqlLoad:
             kind = staged_types.get(name)
             if kind not in (ColumnType.TEXT, ColumnType.BIGINT) or name not in into:
                 return False
-            if sql.column_type_of(into[name], self._dest.dialect) is not kind:
+            if not sql.keys_alike(into[name], kind):
                 return False
             arrow = staged.schema.field(name).type
             if not (pa.types.is_string(arrow) or pa.types.is_large_string(arrow) or pa.types.is_int64(arrow)):
                 return False
-        if len(key) == 1:
-            return len(set(staged.column(key[0]).to_pylist())) == staged.num_rows
-        return len(set(zip(*(staged.column(name).to_pylist() for name in key)))) == staged.num_rows
+        return True
 
     def _load(
-        self, staging: str, columns: list[Column], into: dict[str, exp.DataType], rows: int, *, empty_table: bool, distinct: bool = False
+        self,
+        staging: str,
+        columns: list[Column],
+        into: dict[str, exp.DataType],
+        rows: int,
+        *,
+        empty_table: bool,
+        distinct: bool = False,
+        deferred: bool = False,
     ) -> tuple[int | None, int]:
         """Upsert the staged batch (`rows` rows) into the table, newest cursor per key (append when there is no key).
 
@@ -397,6 +457,9 @@ class SqlLoad:
         if not self._table.primary_key:  # no key: append
             dest.execute("INSERT", self._into, prepared.append)
             return rows, 0
+        if deferred:  # keys repeated across batches are resolved at finish (_resolve_repeats)
+            dest.execute("INSERT", self._into, prepared.append if distinct else prepared.append_deduplicated)
+            return (rows if distinct else None), 0
         updated = 0
         if distinct:
             matched = 0
@@ -435,6 +498,11 @@ class _Statements:
     def append(self) -> exp.Insert:
         """INSERT every staged row: the load of a table without a key, or of a batch whose keys are new and distinct."""
         return sql.append(self._load._into, self._rows(dedup=False), self._names, schema=self._load._dest.schema)
+
+    @functools.cached_property
+    def append_deduplicated(self) -> exp.Insert:
+        """INSERT one row per staged key (the greatest cursor, then the later row): a deferred load's batch that repeats a key."""
+        return sql.append(self._load._into, self._rows(dedup=True), self._names, schema=self._load._dest.schema)
 
     @functools.cached_property
     def count_matches(self) -> exp.Select:
