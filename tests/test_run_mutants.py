@@ -144,7 +144,7 @@ class SpyLoad:
 
     def finish(self, state):
         self.calls.append(("finish", self.stream, copy.deepcopy(state)))
-        self.load.finish(state)
+        return self.load.finish(state)
 
     def abort(self):
         self.calls.append(("abort", self.stream))
@@ -225,6 +225,23 @@ def cursor_of(state: dict) -> dict:
 
 
 # -- batches and the cursor that goes with them ------------------------------------------------------
+
+
+def test_a_full_refresh_orders_its_batches_by_uuid_ts_even_when_the_clock_stands_still(acme: Setup, monkeypatch) -> None:
+    # The destination resolves a key written in two batches of a full refresh by their uuid_ts: it must grow.
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return NOW
+
+    monkeypatch.setattr(engine.run, "datetime", Frozen)
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = page(item("i1", day(4)), item("i4", day(5)))  # i1 again, updated meanwhile
+    (stream,) = acme.run({"items": "full_refresh"}).streams
+    loaded = rows(acme.database, "select id, updated, uuid_ts from kl_acme_items order by id")
+    assert [(r["id"], r["updated"].day) for r in loaded] == [("i1", 4), ("i2", 2), ("i3", 3), ("i4", 5)]
+    assert sorted({r["uuid_ts"] for r in loaded}) == [NOW, NOW + timedelta(microseconds=1), NOW + timedelta(microseconds=2)]
+    assert (stream.inserted, stream.updated) == (4, 1)
 
 
 def test_a_sorted_stream_commits_every_batch_rows_with_the_cursor_of_the_rows_it_holds(acme: Setup) -> None:
