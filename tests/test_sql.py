@@ -84,6 +84,13 @@ CASES: dict[str, Callable[[str], list[exp.Expr]]] = {
         rules(d).identifier("kl_profiles__klx_shadow"), rules(d).identifier("kl_profiles"), d, target_exists=True, schema=rules(d).identifier("klaviyo")
     ),
     "staging_table": _one(lambda d: sql.create_temporary_table("__klx_batch", _fold(PROFILE_COLUMNS, d), d)),
+    # A full refresh's finish: keys written more than once, the rows MERGEs in load order would not have kept, their deletion.
+    "resolve_repeats": lambda d: (lambda shadow, key, cursor, loaded, schema: [
+        sql.count_repeated_keys(shadow, key, schema=schema),
+        sql.superseded_counts(shadow, key, cursor, loaded, schema=schema),
+        sql.delete_superseded(shadow, key, cursor, loaded, schema=schema),
+    ])(rules(d).identifier("kl_members__klx_shadow"), tuple(rules(d).identifier(k) for k in ("segment_id", "id")),
+       rules(d).identifier("joined"), rules(d).identifier("uuid_ts"), rules(d).identifier("klaviyo")),
 }
 
 
