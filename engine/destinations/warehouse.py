@@ -298,14 +298,15 @@ class SqlLoad:
         """Make the load visible (a replace swaps the shadow in) and save `state`, in one transaction.
 
         Returns what resolving a deferred load's repeated keys changed in the counts its writes returned
-        (rows counted as inserted and then superseded, keys whose kept row came later), or None.
+        (rows counted as inserted and then superseded, the updates MERGEs would have counted), or None.
         """
         dest, schema = self._dest, self._dest.schema
         ddl: list[tuple[str, str, exp.Expr]] = []
         counts = None
-        if self._deferred and dest.columns_of(self._into):
+        shadow = self._replace and bool(dest.columns_of(self._into))  # a replace load that wrote at least one batch
+        if shadow and self._deferred:
             counts = self._resolve_repeats()
-        if self._replace and dest.columns_of(self._into):
+        if shadow:
             exists = bool(dest.columns_of(self._target))
             swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=exists, schema=schema)
             ddl = [("SWAP IN", self._target, statement) for statement in swap]
