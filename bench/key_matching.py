@@ -51,19 +51,18 @@ TABLE = TableSpec(name="bench_events", primary_key=("id",), cursor="datetime", l
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as ULIDs
 
 
-def key(n: int, ordered: bool, rnd: random.Random) -> str:
-    """A 26-character ULID-like id: its first ten characters count up with n when `ordered`, else random."""
-    head = format(n, "010d") if ordered else "".join(rnd.choice(ALPHABET) for _ in range(10))
-    return head + "".join(rnd.choice(ALPHABET) for _ in range(16))
+def key(rnd: random.Random) -> str:
+    """A random 26-character ULID-like id."""
+    return "".join(rnd.choice(ALPHABET) for _ in range(26))
 
 
-def batch(start: int, size: int, ordered: bool, rnd: random.Random) -> pa.Table:
+def batch(start: int, size: int, rnd: random.Random) -> pa.Table:
     base = datetime(2024, 1, 1, tzinfo=timezone.utc)
     rows = {
-        "id": [key(start + i, ordered, rnd) for i in range(size)],
+        "id": [key(rnd) for _ in range(size)],
         "datetime": [base + timedelta(seconds=start + i) for i in range(size)],
         "metric_id": ["RESQ6t"] * size,
-        "profile_id": [key(rnd.randrange(10**6), True, rnd) for _ in range(size)],
+        "profile_id": [key(rnd) for _ in range(size)],
         "uuid": [f"{rnd.getrandbits(128):032x}" for _ in range(size)],
         "uuid_ts": [base + timedelta(days=1, microseconds=start)] * size,  # grows batch by batch, as a run's
     }
@@ -79,7 +78,7 @@ def load(rows: int, size: int, replace: bool, marks: list[int], work: Path) -> t
     found: dict[int, tuple[float, float]] = {}
     written = 0
     while written < rows:
-        data = batch(written, size, False, rnd)
+        data = batch(written, size, rnd)
         began, cpu = time.perf_counter(), time.process_time()
         load.write(data, COLUMNS, {})
         timings.append(((time.perf_counter() - began) * 1e3, (time.process_time() - cpu) * 1e3))
