@@ -45,7 +45,8 @@ class TableSpec:
     name: str  # full name, prefix included, e.g. kl_rudder_profiles
     primary_key: tuple[str, ...]
     cursor: str | None  # column whose larger value wins on MERGE; None: the newest batch wins
-    # A column whose value grows batch by batch within a load (uuid_ts): a replace load writes its batches
-    # without matching their keys, and at finish keeps, of a key written more than once, the row a MERGE of
-    # the batches in this order would have kept. None: every batch is matched as it is written.
+    # A column holding each batch's load time (uuid_ts): one value per batch, later than every batch before
+    # it. A replace load, and an incremental load into an empty table, write their batches without matching
+    # their keys, and at finish keep, of a key written more than once, the row a MERGE of the batches in this
+    # order would have kept. None: every batch is matched as it is written.
     loaded_at: str | None = None

@@ -15,6 +15,12 @@ from .schema import ColumnType
 # "covered" {partition: [[from, to], ...]}, ranges beyond the partition's cursor a sliced read has read
 # in full (engine/slices.py); without them a rerun reads from the cursor.
 STATE_VERSION = 1
+# Version 2 adds "unresolved": the load time (ISO) of the last batch a deferred load wrote to the table
+# without matching its keys (engine/destinations/warehouse.py): until that load finishes, the table may hold
+# a key more than once, and the stream's next load must resolve them. An older klx would load on and never
+# resolve them, so a state carrying it says version 2, which an older klx refuses; finish() saves version 1.
+UNRESOLVED_VERSION = 2
+UNRESOLVED = "unresolved"
 _TYPES = frozenset(t.value for t in ColumnType)
 
 
@@ -52,9 +58,9 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     version = state.get("version", STATE_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise fail(f"version {_short(version)} is not a positive whole number")
-    if version > STATE_VERSION:
+    if version > UNRESOLVED_VERSION:
         raise fail(
-            f"written by a newer klx (state format {version}; this klx reads up to {STATE_VERSION}); left as it is",
+            f"written by a newer klx (state format {version}; this klx reads up to {UNRESOLVED_VERSION}); left as it is",
             hint="upgrade klx to run this stream",
         )
     cursors = state.get("cursor", {})
@@ -65,7 +71,20 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     _columns(state.get("columns", []), fail)
     if "covered" in state:
         state["covered"] = _covered(state["covered"], fail)
+    if UNRESOLVED in state:
+        state[UNRESOLVED] = _cursor(UNRESOLVED, state[UNRESOLVED], lambda what: fail(what.replace(f'cursor["{UNRESOLVED}"]', UNRESOLVED)))
     return state
+
+
+def mark_unresolved(state: dict[str, Any], loaded_at: datetime) -> dict[str, Any]:
+    """`state` saying its table may repeat keys, written by a deferred load up to `loaded_at` (see UNRESOLVED)."""
+    return {**state, "version": UNRESOLVED_VERSION, UNRESOLVED: loaded_at.astimezone(timezone.utc).isoformat()}
+
+
+def unresolved_until(state: dict[str, Any] | None) -> datetime | None:
+    """The load time of the last batch written without matching its keys, when `state` says keys may repeat."""
+    value = (state or {}).get(UNRESOLVED)
+    return datetime.fromisoformat(value) if value else None
 
 
 def _covered(covered: Any, fail: Any) -> dict[str, list[list[str]]]:

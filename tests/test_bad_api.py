@@ -170,13 +170,13 @@ def test_a_foreign_state_row_fails_its_stream_with_one_line_and_is_left_alone(sy
 
 def test_a_state_from_a_newer_klx_is_refused_and_never_overwritten(synced, capsys) -> None:
     _, config, database = synced
-    newer = json.dumps({"version": 2, "cursor": {"": "2025-01-01T00:00:00+00:00"}, "columns": [], "future": {"x": 1}})
+    newer = json.dumps({"version": 3, "cursor": {"": "2025-01-01T00:00:00+00:00"}, "columns": [], "future": {"x": 1}})
     set_state(database, newer)
     before = snapshot(database)
     exit_code, errors, _ = run_cli(config, capsys)
     assert (exit_code, errors) == (4, [
-        "error: stream items failed: state of stream items in table main.kl_klx_state: written by a newer klx (state format 2; "
-        "this klx reads up to 1); left as it is (hint: upgrade klx to run this stream)"
+        "error: stream items failed: state of stream items in table main.kl_klx_state: written by a newer klx (state format 3; "
+        "this klx reads up to 2); left as it is (hint: upgrade klx to run this stream)"
     ])
     after = snapshot(database)
     assert after["kl_acme_items"] == before["kl_acme_items"]

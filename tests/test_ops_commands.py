@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from engine.cli import main
+from engine.destinations.duckdb import DuckDBDestination
+from engine.state import encode_state, mark_unresolved
 from klaviyo_sim import Simulator
 from tests.hostile_api import HostileApi, send
 from tests.klx_testing import SIM_NOW, default_modes, rows, write_config
@@ -66,8 +70,6 @@ def test_state_show_and_reset_move_only_the_chosen_streams_back_to_start_date(si
     assert main(["state", "reset", str(config), "--streams", "lists"]) == 0
     assert capsys.readouterr().out == "lists: cursor reset; the next run reads from start_date 2024-01-01\n"
     assert main(["state", "show", str(config), "--streams", "lists,segments", "--log-format", "json"]) == 0
-    import json
-
     shown = json.loads(capsys.readouterr().out)
     assert shown["lists"]["cursor"] == {} and shown["segments"]["cursor"] != {}
     monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
@@ -256,3 +258,22 @@ def duckdb_connection(path: Path):
     import duckdb
 
     return duckdb.connect(str(path))
+
+
+def test_state_show_tells_a_killed_first_syncs_keys_may_repeat_and_reset_keeps_that(tmp_path: Path, capsys) -> None:
+    database = tmp_path / "x.duckdb"
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url=None, database=database)
+    dest = DuckDBDestination(path=str(database), table_prefix="kl_")
+    dest.ensure_state_table()
+    killed = mark_unresolved(encode_state({"": "2024-03-01T00:00:00+00:00"}, []), datetime(2024, 3, 2, tzinfo=timezone.utc))
+    with dest.transaction():
+        dest.save_state("lists", killed)
+    dest.close()
+    assert main(["state", "show", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == (
+        "  a first sync stopped after loading rows at 2024-03-02T00:00:00+00:00: the table may hold a key more than once "
+        "until the stream's next run ends, which keeps the newest row of each")
+    assert main(["state", "reset", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["state", "show", str(config), "--log-format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"lists": {"cursor": {}, "columns": 0, "repeats_unresolved": "2024-03-02T00:00:00+00:00"}}

@@ -128,6 +128,24 @@ def test_a_first_full_refresh_resolves_keys_repeated_across_batches_before_the_r
     assert (sum(c.inserted for c in counts) + finished.inserted, sum(c.updated for c in counts) + finished.updated) == (3, 2)
 
 
+def test_a_first_incremental_sync_resolves_its_repeated_keys_in_the_commit_that_clears_its_state_mark(dest: Any) -> None:
+    columns = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    run = dest.begin("profiles", table, replace=False)
+    batches = [[{"id": "a", "updated": ts(2), "email": "a0"}, {"id": "b", "updated": ts(1), "email": "b0"}],
+               [{"id": "a", "updated": ts(3), "email": "a1"}]]
+    for n, rows in enumerate(batches):
+        run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {"n": n})
+    assert dest.read_state("profiles") == {"n": 1, "version": 2, "unresolved": ts(20, 1).isoformat()}
+    recorder = Recorder(dest)
+    finished = run.finish({"n": 2})
+    kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
+    assert kinds == ["DELETE", "MERGE", "<COMMIT>"]  # superseded rows and the state, one commit
+    assert (finished.inserted, finished.updated) == (-1, 1)
+    assert query(dest, "select id, email from klaviyo.kl_profiles order by id") == [("a", "a1"), ("b", "b0")]
+    assert dest.read_state("profiles") == {"n": 2}
+
+
 def test_a_full_refresh_over_a_table_swaps_with_it_then_saves_state(dest: Any) -> None:
     load(dest, [{"id": "a", "updated": ts(1), "email": None}])
     recorder = Recorder(dest)

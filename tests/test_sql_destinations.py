@@ -230,22 +230,24 @@ LOADED = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
 
 
 def refresh(wh: Warehouse, batches: list[list[dict[str, Any]]], *, deferred: bool, kinds: list[str] | None = None,
-            columns: list[Column] = LOADED, key: tuple[str, ...] = ("id",)) -> tuple[list[dict[str, Any]], int, int]:
-    """One full refresh of `batches` (each row's uuid_ts: its batch's hour); the rows it leaves and its summed counts.
+            columns: list[Column] = LOADED, key: tuple[str, ...] = ("id",), replace: bool = True, first_hour: int = 0,
+            finish: bool = True) -> tuple[list[dict[str, Any]], int, int]:
+    """One load of `batches` (each row's uuid_ts: its batch's hour from `first_hour`), a full refresh unless
+    replace=False; the rows it leaves and its summed counts. finish=False stops it as a kill would, after its last batch.
 
-    deferred=False names no loaded_at: every batch is matched against the shadow as it is written (the MERGE path).
+    deferred=False names no loaded_at: every batch is matched against the table as it is written (the MERGE path).
     """
     table = TableSpec(name="kl_profiles", primary_key=key, cursor="updated", loaded_at="uuid_ts" if deferred else None)
     if kinds is not None:
         execute = wh.dest.execute
         wh.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
     try:
-        run = wh.dest.begin("profiles", table, replace=True)
+        run = wh.dest.begin("profiles", table, replace=replace)
         inserted = updated = 0
-        for n, rows in enumerate(batches):
+        for n, rows in enumerate(batches, start=first_hour):
             counts = run.write(batch(columns, [{**row, "uuid_ts": ts(20, n)} for row in rows]), columns, {})
             inserted, updated = inserted + counts.inserted, updated + counts.updated
-        finished = run.finish({})
+        finished = run.finish({}) if finish else None
     finally:
         if kinds is not None:
             del wh.dest.execute
@@ -329,3 +331,77 @@ def test_a_full_refresh_whose_keys_stop_being_text_resolves_its_repeats_then_mat
             assert kinds.count("DELETE SUPERSEDED") == 1 and "MERGE" in kinds
     assert outcomes[1] == outcomes[0]
     assert outcomes[0][1:] == (4, 2)
+
+
+# An incremental load into an empty table (a first sync) defers too. Its rows are visible as batches commit,
+# so until finish() its state says keys may repeat, and a load killed before then is resumed and resolved.
+
+def first_sync(wh: Warehouse, batches: list[list[dict[str, Any]]], **kw: Any) -> tuple[list[dict[str, Any]], int, int]:
+    wh.run("drop table if exists kl_profiles")
+    wh.dest.delete_state("profiles")
+    return refresh(wh, batches, replace=False, **kw)
+
+
+@pytest.mark.parametrize("batches", [*REPEATS.values(), *(random_batches(seed) for seed in range(12))],
+                         ids=[*REPEATS, *(f"random-{seed}" for seed in range(12))])
+def test_a_first_incremental_sync_resolves_repeated_keys_at_finish_as_merges_in_load_order_would(warehouse: Warehouse, batches) -> None:
+    matched = first_sync(warehouse, batches, deferred=False)
+    assert first_sync(warehouse, batches, deferred=True) == matched
+    assert "unresolved" not in warehouse.dest.read_state("profiles")
+
+
+@pytest.mark.parametrize("batches", [*REPEATS.values(), *(random_batches(seed) for seed in range(12, 24))],
+                         ids=[*REPEATS, *(f"random-{seed}" for seed in range(12, 24))])
+def test_a_killed_first_sync_is_resumed_deferred_and_resolved_as_merges_in_load_order_would(warehouse: Warehouse, batches) -> None:
+    matched = first_sync(warehouse, batches, deferred=False)
+    cut = len(batches) // 2 + 1  # the kill lands after the batch at `cut` committed
+    first_sync(warehouse, batches[:cut], deferred=True, finish=False)
+    assert warehouse.dest.read_state("profiles")["unresolved"] == ts(20, cut - 1).isoformat()
+    kinds: list[str] = []
+    resumed = refresh(warehouse, batches[cut:], deferred=True, replace=False, first_hour=cut, kinds=kinds)
+    assert not {"COUNT MATCHES", "COUNT UPDATES", "MERGE"} & set(kinds)
+    assert "unresolved" not in warehouse.dest.read_state("profiles")
+    assert resumed[0] == matched[0]
+
+
+def test_a_first_incremental_sync_matches_no_batch_and_its_state_says_keys_may_repeat_until_it_ends(warehouse: Warehouse) -> None:
+    kinds: list[str] = []
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    execute = warehouse.dest.execute
+    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    run = warehouse.dest.begin("profiles", table, replace=False)
+    states = []
+    for n, rows in enumerate([[row("a", 1, "a0"), row("b", 1, "b0")], [row("c", 1, "c1")], [row("a", 2, "a2")]]):
+        counts = run.write(batch(LOADED, [{**r, "uuid_ts": ts(20, n)} for r in rows]), LOADED, {"cursor": {"": ts(n + 1).isoformat()}})
+        assert (counts.inserted, counts.updated) == (len(rows), 0)
+        states.append(warehouse.dest.read_state("profiles"))
+    assert [s["unresolved"] for s in states] == [ts(20, 0).isoformat(), ts(20, 1).isoformat(), ts(20, 2).isoformat()]
+    assert all(s["version"] == 2 and s["cursor"] == {"": ts(n + 1).isoformat()} for n, s in enumerate(states))
+    assert len(profiles(warehouse)) == 4  # "a" twice, until finish
+    finished = run.finish({"cursor": {"": ts(3).isoformat()}})
+    del warehouse.dest.execute
+    assert (finished.inserted, finished.updated) == (-1, 1)
+    assert warehouse.dest.read_state("profiles") == {"cursor": {"": ts(3).isoformat()}}
+    assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a2"), ("b", "b0"), ("c", "c1")]
+    assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == [
+        "INSERT", "INSERT", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED"]
+    # The next load finds rows in the table: it matches each batch as it is written.
+    kinds.clear()
+    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    refresh(warehouse, [[row("d", 1, "d0")], [row("b", 2, "b1")]], deferred=True, replace=False, first_hour=5)
+    del warehouse.dest.execute
+    assert [k for k in kinds if k in ("COUNT MATCHES", "MERGE", "INSERT", "COUNT REPEATED KEYS")] == ["COUNT MATCHES", "INSERT", "COUNT MATCHES", "MERGE"]
+    assert "unresolved" not in warehouse.dest.read_state("profiles")
+
+
+def test_a_resumed_first_sync_whose_batches_are_not_later_resolves_first_then_matches(warehouse: Warehouse) -> None:
+    # The clock stepped back between the killed load and its resumption: the resumed batches cannot be ordered
+    # after the rows before them, so those are resolved at once and each batch from then on is matched.
+    batches = [[row("a", 1, "a0"), row("b", 1, "b0")], [row("a", 2, "a1")], [row("a", 3, "a2"), row("b", 1, "b2")], [row("b", 2, "b3")]]
+    matched = first_sync(warehouse, batches, deferred=False)
+    first_sync(warehouse, batches[:2], deferred=True, first_hour=10, finish=False)
+    kinds: list[str] = []
+    resumed = refresh(warehouse, batches[2:], deferred=True, replace=False, first_hour=3, kinds=kinds)
+    assert kinds.count("DELETE SUPERSEDED") == 1 and "MERGE" in kinds
+    assert [(r["id"], r["updated"], r["email"]) for r in resumed[0]] == [(r["id"], r["updated"], r["email"]) for r in matched[0]]
+    assert "unresolved" not in warehouse.dest.read_state("profiles")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.state import STATE_VERSION, StateError, decode_state, encode_state
+from engine.state import STATE_VERSION, UNRESOLVED_VERSION, StateError, decode_state, encode_state, mark_unresolved, unresolved_until
 
 GOOD_COLUMNS = [[["id"], "id", "text"], [["location", "city"], "location_city", None]]
 HINT = "`klx state reset CONFIG --streams profiles` deletes that row; the stream then syncs again from start_date"
@@ -68,6 +69,7 @@ def test_cursors_come_back_in_utc() -> None:
         ({"covered": {"": [["2026-01-01", "soon"]]}}, "covered[\"\"] is 'soon', not an ISO datetime"),
         ({"covered": {"": [["2026-02-01", "2026-01-01"]]}}, "covered[\"\"] holds ['2026-02-01', '2026-01-01'], an empty range"),
         ({"version": "1"}, "version '1' is not a positive whole number"),
+        ({"version": 2, "unresolved": "later"}, "unresolved is 'later', not an ISO datetime"),
         ({"version": 0}, "version 0 is not a positive whole number"),
     ],
 )
@@ -80,9 +82,20 @@ def test_an_unusable_state_is_one_error_naming_the_table_and_stream(text: object
 
 def test_a_state_from_a_newer_klx_is_refused_not_overwritten() -> None:
     with pytest.raises(StateError) as raised:
-        decode({"version": STATE_VERSION + 1, "cursor": {}, "anything": "new"})
+        decode({"version": UNRESOLVED_VERSION + 1, "cursor": {}, "anything": "new"})
     assert str(raised.value) == (
         "state of stream profiles in table main.kl_klx_state: written by a newer klx "
-        f"(state format {STATE_VERSION + 1}; this klx reads up to {STATE_VERSION}); left as it is\n"
+        f"(state format {UNRESOLVED_VERSION + 1}; this klx reads up to {UNRESOLVED_VERSION}); left as it is\n"
         "  hint: upgrade klx to run this stream"
     )
+
+
+def test_a_state_saying_its_table_may_repeat_keys_is_version_2_and_round_trips() -> None:
+    # Only such a state is version 2: an older klx, which would load on and never resolve the repeats, refuses it.
+    state = encode_state({"": "2026-01-01T00:00:00+00:00"}, GOOD_COLUMNS)
+    assert unresolved_until(state) is None
+    marked = mark_unresolved(state, datetime(2026, 3, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    assert marked["version"] == UNRESOLVED_VERSION == 2 and state["version"] == STATE_VERSION == 1
+    read = decode(json.dumps(marked))
+    assert unresolved_until(read) == datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert read == {**state, "version": 2, "unresolved": "2026-03-01T00:00:00+00:00"}

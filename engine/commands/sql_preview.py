@@ -1,4 +1,4 @@
-"""`klx sql`: the DDL, insert, upsert and state statements a first run executes, in the configured or any dialect.
+"""`klx sql`: the DDL, insert, upsert and state statements a first run executes (and later runs' upserts), in the configured or any dialect.
 
 The statements come from the same loader a run uses (engine/destinations/warehouse.py), talking to a
 destination that records instead of executing: what is printed is what runs.
@@ -42,9 +42,11 @@ class RecordingDestination(SqlDestination):
             self.statements.append(create_schema(self.schema))
 
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Record `statement`; reads find nothing (no table exists yet), counts find 0."""
+        """Record `statement`. Reads find nothing; a table the recorded statements created holds a row; the
+        preview's batches repeat their key, so the statements resolving repeated keys show."""
         if kind.startswith(_READS):
-            return [(0,)] if kind.startswith("COUNT") else []
+            answers = {"COUNT ROWS": [(1 if table in self.tables else 0,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)]}
+            return answers.get(kind, [(0,)] if kind.startswith("COUNT") else [])
         self.statements.append(statement)
         if isinstance(statement, exp.Create) and isinstance(statement.this, exp.Schema):
             defs = statement.this.expressions
@@ -100,14 +102,26 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
             columns.append(Column(name=cursor, type=ColumnType.TIMESTAMP))
         columns += [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
         table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
-        load = dest.begin(stream.name, table, replace=stream_plan.mode == "full_refresh")
-        row = pa.Table.from_pylist([{}], schema=pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns]))
-        # A batch of distinct keys new to the table goes in by INSERT; one that repeats a key, by the upsert (MERGE),
-        # or in a full refresh by an INSERT of one row per key (the keys repeated across batches are resolved at finish).
-        load.write(row, columns, {})
-        load.write(pa.concat_tables([row, row]), columns, {})
+        replace = stream_plan.mode == "full_refresh"
+        schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns])
+        stamps = iter(datetime(2000, 1, 1, second=n, tzinfo=timezone.utc) for n in range(5))  # each batch's LOAD_ORDER
+
+        def row() -> pa.Table:
+            return pa.Table.from_pylist([{LOAD_ORDER: next(stamps)}], schema=schema)
+
+        # A first run (an empty table, or a full refresh's shadow) INSERTs its batches, one row per key, without
+        # matching them against the rows before them, and resolves the keys repeated across batches at the end.
+        load = dest.begin(stream.name, table, replace=replace)
+        load.write(row(), columns, {})
+        load.write(pa.concat_tables([row(), row()]), columns, {})
         load.finish({})
         out.append((f"{stream.name} ({stream_plan.mode}) -> {stream_plan.table}", dest.statements))
+        if not replace:  # a later incremental run upserts each batch into the table holding rows
+            dest.statements = []
+            load = dest.begin(stream.name, table, replace=False)
+            load.write(pa.concat_tables([row(), row()]), columns, {})
+            load.finish({})
+            out.append((f"{stream.name}: later runs upsert each batch", dest.statements))
     return dialect, out
 
 
@@ -115,7 +129,7 @@ def print_sql(config_path: Path, *, dialect: str | None = None, only: tuple[str,
     """Print what a first run executes (to stdout by default); exit 0."""
     file = file or sys.stdout
     dialect, streams = statements(config_path, dialect=dialect, only=only)
-    print(f"-- klx sql: the statements a first run of {config_path} executes on {dialect}.", file=file)
+    print(f"-- klx sql: the statements a first run of {config_path} executes on {dialect}, and later runs' upserts.", file=file)
     print("-- Values travel as bound parameters (? or %s); the batch is bulk-loaded into __klx_batch first.", file=file)
     print("-- Columns found in the records are added to CREATE TABLE, or by ALTER TABLE ... ADD on later runs.", file=file)
     for heading, stream_statements in streams:

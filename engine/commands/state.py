@@ -11,7 +11,7 @@ from ..config import Config
 from ..destinations import build_destination
 from ..errors import ConfigError
 from ..lock import RunLock
-from ..state import StateError, encode_state
+from ..state import StateError, encode_state, mark_unresolved, unresolved_until
 from . import config_without_secrets
 
 
@@ -37,6 +37,8 @@ def show(config_path: Path, only: tuple[str, ...] = (), *, as_json: bool = False
                 report[name] = {"error": err.message}
                 continue
             report[name] = {"cursor": (state or {}).get("cursor", {}), "columns": len((state or {}).get("columns", []))} if state else None
+            if (unresolved := unresolved_until(state)) is not None:
+                report[name]["repeats_unresolved"] = unresolved.isoformat()
     finally:
         destination.close()
     if as_json:
@@ -54,6 +56,9 @@ def show(config_path: Path, only: tuple[str, ...] = (), *, as_json: bool = False
             print(f"{name}: {state['columns']} column names kept; cursor per partition:", file=out)
             for partition, cursor in sorted(state["cursor"].items()):
                 print(f"  {partition or '(whole stream)'}: {cursor}", file=out)
+        if state and "repeats_unresolved" in state:
+            print(f"  a first sync stopped after loading rows at {state['repeats_unresolved']}: the table may hold a key more "
+                  "than once until the stream's next run ends, which keeps the newest row of each", file=out)
     return 0
 
 
@@ -78,8 +83,11 @@ def reset(config_path: Path, only: tuple[str, ...] = (), *, out: TextIO | None =
                 if state is None:
                     print(f"{name}: no saved state, nothing to reset", file=out)
                     continue
+                reset = encode_state({}, state.get("columns", []))
+                if (unresolved := unresolved_until(state)) is not None:  # a killed first sync's repeats stay to resolve
+                    reset = mark_unresolved(reset, unresolved)
                 with destination.transaction():
-                    destination.save_state(name, encode_state({}, state.get("columns", [])))
+                    destination.save_state(name, reset)
                 print(f"{name}: cursor reset; the next run reads from start_date {config.source.start_date:%Y-%m-%d}", file=out)
         finally:
             destination.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from datetime import datetime, timezone
 from typing import Any, ContextManager, Sequence
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ from engine import sql
 from engine.destinations.base import WriteCounts
 from engine.errors import WarehouseError
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
-from engine.state import decode_state
+from engine.state import decode_state, mark_unresolved, unresolved_until
 
 SHADOW_SUFFIX = "__klx_shadow"  # replace loads fill <table>__klx_shadow, then swap it in
 STAGING_TABLE = "__klx_batch"  # the batch as a table (or view) the upsert reads from
@@ -194,11 +195,6 @@ class SqlLoad:
             loaded_at=dest.name(table.loaded_at) if table.loaded_at else None,
         )
         self._replace = replace
-        # A replace load fills a shadow table nobody reads before the swap: its batches go in without being
-        # matched against the rows before them (a query that reads the whole key column, so a load would cost
-        # the square of its size: bench/key_matching.py), and finish() resolves the keys written more than
-        # once, as the MERGEs would have, with one aggregate over the key columns.
-        self._deferred = replace and bool(self._table.primary_key) and self._table.loaded_at is not None
         self._target = self._table.name
         shadow = dest.name(table.name + SHADOW_SUFFIX)
         self._into = shadow if replace else self._target
@@ -215,9 +211,27 @@ class SqlLoad:
         dest.ensure_state_table()
         # A full refresh killed before its swap leaves the shadow behind: drop it, whatever this run's mode.
         dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
-        if replace and dest.columns_of(self._target):
+        existing = dest.columns_of(self._target)
+        if replace and existing:
             # The shadow starts with every column of the target, so no column disappears on swap.
             dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
+        # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans
+        # every row group), so a load matching every batch costs the square of its size (bench/key_matching.py).
+        # A deferred load writes its batches without matching them and at finish resolves the keys written more
+        # than once, as the MERGEs in load order would have, with one aggregate over the key columns. So does a
+        # replace load (its shadow holds only its own rows, and nobody reads it before the swap) and an
+        # incremental load into an empty table (a first sync). The latter's rows are visible as its batches
+        # commit, so its state says the keys are unresolved until finish(); a load killed before then leaves
+        # that in the state, and the stream's next load resumes deferring and resolves them all at its end.
+        keyed = bool(self._table.primary_key) and self._table.loaded_at is not None
+        self._last_loaded: datetime | None = None  # the load time of the last batch written deferred
+        if replace:
+            self._deferred = keyed
+        else:
+            # (A table dropped since its load was killed left nothing to resolve.)
+            self._last_loaded = unresolved_until(dest.read_state(stream)) if keyed and existing else None
+            self._known, self._row_count = existing, self._count() if existing else 0
+            self._deferred = keyed and (self._last_loaded is not None or self._row_count == 0)
 
     def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts:
         """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
@@ -249,6 +263,7 @@ class SqlLoad:
         had = self._known if self._known is not None else dest.columns_of(self._into)
         known_rows, self._known, self._row_count, self._altered = self._row_count, None, None, False  # until this batch commits
         inserted = updated = 0
+        stamp = None  # the batch's load time, when it can be ordered after the deferred batches before it
         resolved = None  # what resolving the repeated keys of a deferred load changed, when this batch ends deferring
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
@@ -260,9 +275,11 @@ class SqlLoad:
                 before = known_rows if known_rows is not None else self._count() if had else 0
                 deferred = self._deferred
                 if batch.num_rows:
-                    if deferred and not self._comparable_keys(staged, staged_columns, types):
-                        # Two keys the staged dedup tells apart may be one in the table: from this batch on each
-                        # batch is matched as it is written, once the keys repeated so far are resolved.
+                    stamp = self._stamp(batch)
+                    if deferred and not (self._comparable_keys(staged, staged_columns, types) and stamp is not None):
+                        # Two keys the staged dedup tells apart may be one in the table, or the batch cannot be
+                        # placed after the ones before it: from this batch on each batch is matched as it is
+                        # written, once the keys repeated so far are resolved.
                         deferred, resolved = False, self._resolve_repeats(own_transaction=False)
                         before += resolved.inserted if resolved else 0
                     distinct = self._distinct_keys(staged, staged_columns, types)
@@ -274,14 +291,27 @@ class SqlLoad:
                 if keys is not None:
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
                     dest.execute("DELETE", self._into, delete)
-                dest.save_state(self._stream, state)
+                last = (stamp if deferred else None) or self._last_loaded
+                visible = deferred and not self._replace and last is not None  # keys may repeat in the target
+                dest.save_state(self._stream, mark_unresolved(state, last) if visible else state)
         self._known = None if self._altered else had
         self._row_count = None if keys is not None else before + inserted
-        self._deferred = deferred
+        self._deferred, self._last_loaded = deferred, last if deferred else None
         if resolved is not None:
             inserted, updated = inserted + resolved.inserted, updated + resolved.updated
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
         return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
+
+    def _stamp(self, batch: pa.Table) -> datetime | None:
+        """The batch's load time (TableSpec.loaded_at: one per batch) when it is later than the last deferred batch's."""
+        name = self._table.loaded_at
+        if name is None or name not in batch.column_names:
+            return None
+        stamp = batch.column(name)[0].as_py()
+        if not isinstance(stamp, datetime):
+            return None
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        return stamp if self._last_loaded is None or stamp > self._last_loaded else None
 
     def _count(self) -> int:
         [(rows,)] = self._dest.execute("COUNT ROWS", self._into, sql.count_rows(self._into, schema=self._dest.schema))
@@ -317,6 +347,10 @@ class SqlLoad:
             ddl = []
         with dest.transaction():
             dest.execute_ddl(ddl)
+            if not self._replace and self._last_loaded is not None:
+                # An incremental load's deferred rows, resolved in the transaction saving the state that no longer
+                # says they may repeat.
+                counts = self._resolve_repeats(own_transaction=False)
             dest.save_state(self._stream, state)
         return counts
 
