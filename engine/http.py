@@ -41,14 +41,12 @@ TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, htt
 # be counted in the API's next one.
 WINDOW_MARGIN = 0.25
 POOL_CONNECTIONS = 32  # kept-alive connections per host: at least the requests klx has in flight at once
-# The IETF draft headers describing the endpoint's steady window (limit, remaining, seconds to reset).
-RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 class RateBudget:
     """The budget of one endpoint (or named bucket): at most `burst` requests a second and `steady` a minute.
 
-    The API counts fixed windows, and the whole steady quota comes back when one ends. Once its RateLimit-*
+    The API counts fixed windows, and the whole steady quota comes back when one ends. Once its rate-limit
     headers have placed the steady window (see `follow`), it is kept the same way here: it opens with our
     first request after the last one closed and closes `60 + margin` seconds later, or where the headers say
     the API's does. A sliding minute would replay the first minute's gaps (klx starting up, a stream waiting
@@ -115,9 +113,9 @@ class RateBudget:
     def acquire(self) -> float:
         """Wait until one more request fits both windows, then count it; the seconds waited.
 
-        Until the API has answered one request of this budget, the others wait for that answer: its
-        RateLimit-* headers may say the account gets less than the spec's tier (see _follow), and a
-        burst sent before knowing would come back as 429s.
+        Until the API has answered one request of this budget, the others wait for that answer: its rate-limit
+        headers (api.rate_limit_headers) may say the account gets less than the spec's tier (see _follow), and
+        a burst sent before knowing would come back as 429s.
         """
         waited = 0.0
         while not self.heard.is_set():
@@ -175,7 +173,7 @@ class Page:
     body: Any
     url: str
     received_at: float  # epoch seconds
-    rate: tuple[float, float, float] | None = None  # the RateLimit-* headers: limit, remaining, seconds to reset
+    rate: tuple[float, float, float] | None = None  # the rate-limit headers (api.rate_limit_headers): limit, remaining, seconds to reset
     size: int = 0  # bytes of the response body
 
 
@@ -319,7 +317,7 @@ class HttpClient:
             # A 200 whose body was cut off mid-transfer: the same request is safe to repeat.
             message = f"{name} sent an unreadable JSON body on GET {shown} (stream {stream})"
             raise _Transient("unreadable JSON body", ApiError(message, stream=stream, url=shown)) from err
-        return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers), size=len(body))
+        return Page(body=parsed, url=shown, received_at=time.time(), rate=_rate_headers(response.headers, self.api.rate_limit_headers), size=len(body))
 
     def _read(self, response: requests.Response, stream: str, shown: str) -> bytes:
         """The decoded body, refused past api.max_response_mb (a gzip body can inflate a thousandfold): by its
@@ -458,10 +456,13 @@ def parse_body(body: bytes) -> Any:
     return json.loads(body)
 
 
-def _rate_headers(headers: Any) -> tuple[float, float, float] | None:
-    """(limit, remaining, reset) from the RateLimit-* headers; None unless all three are non-negative numbers."""
+def _rate_headers(headers: Any, names: tuple[str, str, str] | None) -> tuple[float, float, float] | None:
+    """(limit, remaining, reset) from the headers `names` (the spec's rate_limit_headers); None unless all three
+    are non-negative numbers."""
+    if names is None:
+        return None
     try:
-        values = tuple(float(headers[name]) for name in RATE_HEADERS)
+        values = tuple(float(headers[name]) for name in names)
     except (KeyError, ValueError):
         return None
     return values if all(0 <= v < math.inf for v in values) else None

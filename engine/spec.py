@@ -23,6 +23,9 @@ BOUND_OPERATORS = ("gt", "gte")
 FILTER_MISS_ACTIONS = ("skip", "delete")
 CURSOR_STARTS = ("start_date", "epoch", "run")
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 token)
+# The IETF draft's headers describing an endpoint's steady window: limit, remaining, seconds to reset.
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_DURATION = timedelta(days=3650)  # lookbacks and granularities beyond ten years are mistakes (and overflow)
@@ -114,6 +117,8 @@ class ApiSpec:
     batch_rows: int = 5000  # rows per warehouse transaction: bounds memory, keeps commits frequent
     rate_limit_buckets: tuple[RateBucket, ...] = ()
     revision_header: str | None = None  # the header whose ISO-date value `params_since` is checked against
+    # The response headers saying the endpoint's steady window: (limit, remaining, seconds to reset); None: not read.
+    rate_limit_headers: tuple[str, str, str] | None = RATE_LIMIT_HEADERS
     revision_where: str = ""  # file:line of that header's value
 
     def buckets_for(self, params: dict[str, str]) -> list[RateBucket]:
@@ -291,6 +296,7 @@ def _api(r: Reader) -> ApiSpec:
         batch_rows=_int(r, "batch_rows", 5000, 1, 10_000_000),
         rate_limit_buckets=_buckets(r.child("rate_limit_buckets", {}), tiers),
         revision_header=_revision_header(r, headers),
+        rate_limit_headers=_rate_limit_headers(r),
         revision_where=_revision_where(r, headers),
     )
     auth.done()
@@ -381,6 +387,20 @@ def _filter(r: Reader) -> FilterSyntax:
     )
     r.done()
     return syntax
+
+
+def _rate_limit_headers(r: Reader) -> tuple[str, str, str] | None:
+    """`rate_limit_headers`: {limit, remaining, reset} header names, or null to read none."""
+    if r.has("rate_limit_headers") and r.get("rate_limit_headers", object, None) is None:
+        return None
+    names = r.child("rate_limit_headers", {})
+    limit, remaining, reset = RATE_LIMIT_HEADERS
+    found = (names.get("limit", str, limit), names.get("remaining", str, remaining), names.get("reset", str, reset))
+    names.done()
+    for key, name in zip(("limit", "remaining", "reset"), found):
+        if not _HEADER_NAME.fullmatch(name):
+            raise names.fail(key, f"{name!r} is not an HTTP header name")
+    return found
 
 
 def _retry(r: Reader) -> RetrySpec:

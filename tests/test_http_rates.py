@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import pytest
 
 from engine.http import RateBudget
-from engine.spec import RateTier
+from engine.config import default_spec_path
+from engine.spec import RateTier, Spec
 from tests.test_http import FakeTime
 from tests.test_http_errors import always, client, get
 from tests.test_http_mutants import get_tiered
@@ -278,6 +280,32 @@ def test_the_rate_headers_are_read_when_all_three_are_non_negative_numbers(value
     headers = dict(zip(("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"), values))
     with always(200, {"data": []}, headers) as api:
         assert get(client(api.url)).rate == rate
+
+
+@pytest.mark.parametrize(
+    ("names", "rate"),
+    [
+        (("X-Quota", "X-Quota-Left", "X-Quota-Reset"), (150.0, 3.0, 20.0)),  # the spec's own names
+        (None, None),  # rate_limit_headers: null, the API's figures are not read
+    ],
+)
+def test_the_rate_headers_read_are_the_ones_the_spec_names(names: tuple[str, str, str] | None, rate: tuple | None) -> None:
+    headers = {"X-Quota": "150", "X-Quota-Left": "3", "X-Quota-Reset": "20", "RateLimit-Limit": "9", "RateLimit-Remaining": "9", "RateLimit-Reset": "9"}
+    with always(200, {"data": []}, headers) as api:
+        http = client(api.url)
+        http.api = dataclasses.replace(http.api, rate_limit_headers=names)
+        assert get(http).rate == rate
+
+
+def test_the_klaviyo_spec_names_the_ietf_draft_headers_and_a_spec_may_read_none(tmp_path) -> None:
+    assert Spec.from_yaml(default_spec_path()).api.rate_limit_headers == ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+    text = default_spec_path().read_text()
+    start = text.index("  rate_limit_headers:\n")
+    end = text.index("  retry:\n", start)
+    (tmp_path / "none.yaml").write_text(text[:start] + "  rate_limit_headers: null\n" + text[end:])
+    assert Spec.from_yaml(tmp_path / "none.yaml").api.rate_limit_headers is None
+    (tmp_path / "default.yaml").write_text(text[:start] + text[end:])
+    assert Spec.from_yaml(tmp_path / "default.yaml").api.rate_limit_headers == ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 def test_a_budget_wait_is_returned_to_be_reported() -> None:

@@ -79,6 +79,10 @@ INVALID_SPECS = [
     ("  records: data\n", "  records: [data]\n", "records: [data]", "api.records: expected a string, got a list"),
     ("    page_size: 50\n", "    page_size: 0\n", "page_size: 0",
      "streams.flows.page_size: 0 is not between 1 and 100000"),
+    ("    remaining: RateLimit-Remaining\n", "    remaining: 'RateLimit Remaining'\n", "remaining: 'RateLimit Remaining'",
+     "api.rate_limit_headers.remaining: 'RateLimit Remaining' is not an HTTP header name"),
+    ("    reset: RateLimit-Reset\n", "    reset: RateLimit-Reset\n    used: RateLimit-Used\n", "used: RateLimit-Used",
+     "api.rate_limit_headers.used: unknown key; known: limit, remaining, reset"),
 ]
 
 
