@@ -15,6 +15,8 @@ SEQ_COLUMN = "__klx_seq"  # position of the row in its batch: later rows win tie
 _RANK_COLUMN = "__klx_rank"
 _ORDER_COLUMN = "__klx_order"  # a repeated key's row's place in load order
 _BEFORE_COLUMN = "__klx_before"  # the greatest cursor of a repeated key's rows before this one
+_PRESENT_COLUMN = "__klx_present"  # 1 where the pending row's key is in the target
+_HELD_COLUMN = "__klx_held"  # the greatest cursor the target holds for the key
 WIDEN_SUFFIX = "__klx_widen"  # the new column a widening by copy fills before it takes the old one's name
 
 STATE_TABLE = "klx_state"  # prefixed with the destination's table_prefix
@@ -177,9 +179,10 @@ def create_table(
     )
 
 
-def create_table_like(name: str, source: str, *, schema: str | None = None) -> exp.Create:
-    """CREATE TABLE `name` with the columns of `source` and no rows."""
-    empty = exp.select(exp.Star()).from_(table(source, schema)).where(exp.false())
+def create_table_like(name: str, source: str, *, schema: str | None = None, columns: Sequence[str] | None = None) -> exp.Create:
+    """CREATE TABLE `name` with the columns of `source` (or those of them named in `columns`, in that order) and no rows."""
+    chosen = [col(c) for c in columns] if columns else [exp.Star()]
+    empty = exp.select(*chosen).from_(table(source, schema)).where(exp.false())
     return exp.Create(this=table(name, schema), kind="TABLE", expression=empty)
 
 
@@ -412,6 +415,65 @@ def delete_superseded(target: str, primary_key: Sequence[str], cursor: str | Non
     names = [*primary_key, loaded_at]
     losers = exp.select(*(col(n) for n in names)).from_(ranked.subquery(ident("ranked"))).where(col(_RANK_COLUMN) > exp.Literal.number(1))
     return exp.delete(table(target, schema), where=_row_in(names, losers))
+
+
+def pending_counts(
+    pending: str, target: str, primary_key: Sequence[str], cursor: str | None, loaded_at: str, *, schema: str | None = None
+) -> exp.Select:
+    """(keys new to `target`, updates) that MERGEs of `pending`'s rows into `target`, one batch at a time in
+    load order, would have counted: what merging them at once (after delete_superseded on `pending`) must report.
+
+    A key's first pending row is an insert when `target` lacks the key; any other row is an update when it
+    replaces the row kept before it: the table's cursor was null or this one is greater. The cursor kept
+    before a row is the greatest of the target's and of the earlier pending rows' (nulls ignored), as
+    superseded_counts() reckons it over the pending rows alone.
+    """
+    one, zero = exp.Literal.number(1), exp.Literal.number(0)
+    keys = lambda alias=None: [col(k, alias) for k in primary_key]  # noqa: E731 - fresh copies for each use
+    held_select: list[exp.Expr] = [*keys(), exp.alias_(one.copy(), ident(_PRESENT_COLUMN))]
+    if cursor:
+        held_select.append(exp.alias_(exp.Max(this=col(cursor)), ident(_HELD_COLUMN)))
+    touched = exp.select(one.copy()).from_(table(pending, schema, alias="p")).where(exp.and_(*(col(k, "p").eq(col(k, "t")) for k in primary_key)))
+    held = exp.select(*held_select).from_(table(target, schema, alias="t")).where(exp.Exists(this=touched)).group_by(*keys())
+    loaded = exp.Order(expressions=[exp.Ordered(this=col(loaded_at, "p"), desc=False, nulls_first=False)])
+    ordered: list[exp.Expr] = [
+        col(_PRESENT_COLUMN, "h"),
+        exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=keys("p"), order=loaded), ident(_ORDER_COLUMN)),
+    ]
+    if cursor:
+        earlier = exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end=exp.Literal.number(1), end_side="PRECEDING")
+        before = exp.Window(this=exp.Max(this=col(cursor, "p")), partition_by=keys("p"), order=loaded.copy(), spec=earlier)
+        ordered += [col(cursor, "p"), exp.alias_(before, ident(_BEFORE_COLUMN)), col(_HELD_COLUMN, "h")]
+    on = exp.and_(*(col(k, "p").eq(col(k, "h")) for k in primary_key))
+    rows = exp.select(*ordered).from_(table(pending, schema, alias="p")).join(held.subquery(ident("h")), on=on, join_type="left")
+    present = col(_PRESENT_COLUMN).is_(exp.not_(exp.null()))
+    first = col(_ORDER_COLUMN).eq(one.copy())
+    absent = col(_PRESENT_COLUMN).is_(exp.null())
+    inserted = exp.Sum(this=exp.If(this=exp.and_(absent, first), true=one.copy(), false=zero.copy()))
+    replaces: exp.Expr = exp.or_(present, col(_ORDER_COLUMN) > one.copy())
+    if cursor:
+        held_cursor, earlier_cursor = col(_HELD_COLUMN), col(_BEFORE_COLUMN)
+        kept = exp.Case(
+            ifs=[
+                exp.If(this=held_cursor.is_(exp.null()), true=earlier_cursor.copy()),
+                exp.If(this=earlier_cursor.copy().is_(exp.null()), true=held_cursor.copy()),
+                exp.If(this=held_cursor.copy() > earlier_cursor.copy(), true=held_cursor.copy()),
+            ],
+            default=earlier_cursor.copy(),
+        )
+        replaces = exp.and_(exp.paren(replaces), exp.paren(exp.or_(kept.is_(exp.null()), col(cursor) > kept.copy())))
+    updated = exp.Sum(this=exp.If(this=replaces, true=one.copy(), false=zero.copy()))
+    return exp.select(inserted, updated).from_(rows.subquery(ident("ranked")))
+
+
+def table_rows(name: str, columns: Sequence[str], *, schema: str | None = None) -> exp.Select:
+    """SELECT `columns` FROM `name`: a table already in the target's types as the source of an upsert."""
+    return exp.select(*(col(c) for c in columns)).from_(table(name, schema))
+
+
+def delete_all(name: str, *, schema: str | None = None) -> exp.Delete:
+    """DELETE every row of `name` (transactional everywhere, unlike TRUNCATE on some warehouses)."""
+    return exp.delete(table(name, schema))
 
 
 def _repeated_keys(target: str, primary_key: Sequence[str], schema: str | None) -> exp.Select:

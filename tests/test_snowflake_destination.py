@@ -146,6 +146,28 @@ def test_a_first_incremental_sync_resolves_its_repeated_keys_in_the_commit_that_
     assert dest.read_state("profiles") == {"n": 2}
 
 
+def test_a_later_incremental_load_gathers_its_batches_and_merges_them_with_the_final_state(dest: Any) -> None:
+    columns = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    load(dest, [{"id": "a", "updated": ts(2), "email": "a-old"}, {"id": "b", "updated": ts(1), "email": "b-old"}])
+    recorder = Recorder(dest)
+    run = dest.begin("profiles", table, replace=False)
+    batches = [[{"id": "a", "updated": ts(1), "email": "stale"}, {"id": "c", "updated": ts(1), "email": "c0"}],
+               [{"id": "b", "updated": ts(3), "email": "b1"}, {"id": "c", "updated": ts(2), "email": "c1"}]]
+    counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {"n": n}) for n, rows in enumerate(batches)]
+    assert [(c.inserted, c.updated) for c in counts] == [(0, 0), (0, 0)]
+    assert query(dest, "select id, email from klaviyo.kl_profiles order by id") == [("a", "a-old"), ("b", "b-old")]
+    kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
+    assert kinds.index("CREATE") < kinds.index("<COMMIT>")  # the pending table, made before the batch's transaction
+    recorder.statements.clear()
+    finished = run.finish({"n": 2})
+    assert (finished.inserted, finished.updated) == (1, 2)  # c new (then updated), b updated; the stale a left as it was
+    kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
+    assert kinds == ["DELETE", "MERGE", "DELETE", "MERGE", "<COMMIT>", "DROP"]  # superseded, merge, empty, state; then drop
+    assert query(dest, "select id, email from klaviyo.kl_profiles order by id") == [("a", "a-old"), ("b", "b1"), ("c", "c1")]
+    assert dest.read_state("profiles") == {"n": 2}
+
+
 def test_a_full_refresh_over_a_table_swaps_with_it_then_saves_state(dest: Any) -> None:
     load(dest, [{"id": "a", "updated": ts(1), "email": None}])
     recorder = Recorder(dest)

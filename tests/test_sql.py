@@ -91,6 +91,16 @@ CASES: dict[str, Callable[[str], list[exp.Expr]]] = {
         sql.delete_superseded(shadow, key, cursor, loaded, schema=schema),
     ])(rules(d).identifier("kl_members__klx_shadow"), tuple(rules(d).identifier(k) for k in ("segment_id", "id")),
        rules(d).identifier("joined"), rules(d).identifier("uuid_ts"), rules(d).identifier("klaviyo")),
+    # A later incremental run's merge of the rows it gathered: its counts, the pending table made, merged and emptied.
+    "merge_pending": lambda d: (lambda pending, target, key, cursor, loaded, names, schema: [
+        sql.create_table_like(pending, target, schema=schema, columns=names),
+        sql.pending_counts(pending, target, key, cursor, loaded, schema=schema),
+        sql.delete_superseded(pending, key, cursor, loaded, schema=schema),
+        *sql.upsert(target, sql.table_rows(pending, names, schema=schema), names, key, cursor, d, schema=schema),
+        sql.delete_all(pending, schema=schema),
+    ])(rules(d).identifier("kl_members__klx_pending"), rules(d).identifier("kl_members"),
+       tuple(rules(d).identifier(k) for k in ("segment_id", "id")), rules(d).identifier("joined"), rules(d).identifier("uuid_ts"),
+       [rules(d).identifier(c.name) for c in MEMBER_COLUMNS], rules(d).identifier("klaviyo")),
 }
 
 

@@ -62,13 +62,15 @@ def test_full_refresh_fills_a_shadow_and_renames_it_into_place(tmp_path: Path, c
 def test_a_first_run_inserts_and_resolves_repeated_keys_and_later_runs_upsert(tmp_path: Path, capsys) -> None:
     out = printed(capsys, str(config(tmp_path, POSTGRES)), "--streams", "lists,segments_profiles")
     sections = {part.split("\n", 1)[0]: part for part in out.split("\n-- ")}
-    first, later = sections["lists (incremental) -> kl_rudder_lists"], sections["lists: later runs upsert each batch"]
+    first, later = sections["lists (incremental) -> kl_rudder_lists"], sections["lists: later runs gather batches in a pending table and merge them"]
     refresh = sections["segments_profiles (full_refresh) -> kl_rudder_segments_profiles"]
     for section, table in ((first, "kl_rudder_lists"), (refresh, "kl_rudder_segments_profiles__klx_shadow")):
         assert section.count(f'INSERT INTO "klaviyo"."{table}"') == 2 and f'MERGE INTO "klaviyo"."{table}"' not in section
         resolve = section.index(f'DELETE FROM "klaviyo"."{table}"')  # the keys repeated across batches, resolved at the end
         assert resolve > section.rindex(f'INSERT INTO "klaviyo"."{table}"')
     assert 'MERGE INTO "klaviyo"."kl_rudder_lists" AS "t"' in later and 'INSERT INTO "klaviyo"."kl_rudder_lists"' not in later
+    gather, merge = later.index('INSERT INTO "klaviyo"."kl_rudder_lists__klx_pending"'), later.index('MERGE INTO "klaviyo"."kl_rudder_lists" AS "t"')
+    assert gather < merge < later.index('DROP TABLE IF EXISTS "klaviyo"."kl_rudder_lists__klx_pending"')
 
 
 def test_snowflake_names_are_upper_case_and_json_goes_through_parse_json(tmp_path: Path, capsys) -> None:

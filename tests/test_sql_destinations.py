@@ -385,12 +385,14 @@ def test_a_first_incremental_sync_matches_no_batch_and_its_state_says_keys_may_r
     assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a2"), ("b", "b0"), ("c", "c1")]
     assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == [
         "INSERT", "INSERT", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED"]
-    # The next load finds rows in the table: it matches each batch as it is written.
+    # The next load finds rows in the table: it gathers its batches and merges them at finish, no key repeating.
     kinds.clear()
     warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    refresh(warehouse, [[row("d", 1, "d0")], [row("b", 2, "b1")]], deferred=True, replace=False, first_hour=5)
+    rows, inserted, updated = refresh(warehouse, [[row("d", 1, "d0")], [row("b", 2, "b1")]], deferred=True, replace=False, first_hour=5)
     del warehouse.dest.execute
-    assert [k for k in kinds if k in ("COUNT MATCHES", "MERGE", "INSERT", "COUNT REPEATED KEYS")] == ["COUNT MATCHES", "INSERT", "COUNT MATCHES", "MERGE"]
+    assert [k for k in kinds if k in ("COUNT MATCHES", "MERGE", "INSERT", "COUNT PENDING", "COUNT REPEATED KEYS")] == [
+        "INSERT", "INSERT", "COUNT PENDING", "COUNT REPEATED KEYS", "MERGE"]
+    assert (len(rows), inserted, updated) == (4, 1, 1)
     assert "unresolved" not in warehouse.dest.read_state("profiles")
 
 
@@ -405,3 +407,129 @@ def test_a_resumed_first_sync_whose_batches_are_not_later_resolves_first_then_ma
     assert kinds.count("DELETE SUPERSEDED") == 1 and "MERGE" in kinds
     assert [(r["id"], r["updated"], r["email"]) for r in resumed[0]] == [(r["id"], r["updated"], r["email"]) for r in matched[0]]
     assert "unresolved" not in warehouse.dest.read_state("profiles")
+
+
+# An incremental load into a table holding rows gathers its batches in <table>__klx_pending and merges them
+# every `pending_rows` rows and at finish: the same rows and counts as matching each batch as it is written.
+
+PHONE = [*LOADED, Column(name="phone", type=ColumnType.TEXT)]
+
+
+def later(wh: Warehouse, batches: list[list[dict[str, Any]]], *, gather: bool, limit: int = 100_000, first_hour: int = 0,
+          finish: bool = True, wider_from: int | None = None, deletes: dict[int, list[str]] | None = None) -> tuple[list[dict[str, Any]], int, int]:
+    """One incremental load of `batches` into kl_profiles as it stands; from batch `wider_from` on, rows carry a
+    phone column; `deletes` maps a batch to the keys it deletes. The rows left and the summed counts."""
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if gather else None)
+    run = wh.dest.begin("profiles", table, replace=False)
+    run.merge_every = limit
+    inserted = updated = 0
+    for n, rows in enumerate(batches, start=first_hour):
+        columns = PHONE if wider_from is not None and n >= wider_from else LOADED
+        data = [{**r, "uuid_ts": ts(20, n), **({"phone": f"+{n}"} if columns is PHONE else {})} for r in rows]
+        gone = pa.table({"id": pa.array((deletes or {}).get(n, []), pa.string())})
+        counts = run.write(batch(columns, data), columns, {}, gone if (deletes or {}).get(n) else None)
+        inserted, updated = inserted + counts.inserted, updated + counts.updated
+    finished = run.finish({}) if finish else None
+    if finished is not None:
+        inserted, updated = inserted + finished.inserted, updated + finished.updated
+    return profiles(wh, "id, updated, email, uuid_ts"), inserted, updated
+
+
+def existing(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    """kl_profiles holding `rows` (loaded at day 19), as a table klx loaded before or adopted."""
+    wh.run("drop table if exists kl_profiles")
+    wh.run("drop table if exists kl_profiles__klx_pending")
+    wh.dest.delete_state("profiles")
+    first_sync(wh, [rows], deferred=False)
+    wh.run("update kl_profiles set uuid_ts = timestamp '2024-01-19 00:00:00'")
+
+
+BEFORE = [row("a", 2, "a-old"), row("b", None, "b-old"), row("z", 1, "z-old")]
+
+
+def random_existing(seed: int) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    return [row(key, rnd.choice([None, 1, 2, 3]), f"{key}-old") for key in rnd.sample("abcdexyz", rnd.randint(1, 6))]
+
+
+CASES = [(BEFORE, b) for b in REPEATS.values()] + [(random_existing(seed), random_batches(seed)) for seed in range(30, 42)]
+CASE_IDS = [*REPEATS, *(f"random-{seed}" for seed in range(30, 42))]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 100_000], ids=["merge every batch", "every 3 rows", "at finish"])
+@pytest.mark.parametrize(("before", "batches"), CASES, ids=CASE_IDS)
+def test_an_incremental_load_into_a_table_with_rows_gathers_and_merges_as_matching_each_batch_would(
+    warehouse: Warehouse, before, batches, limit: int
+) -> None:
+    existing(warehouse, before)
+    matched = later(warehouse, batches, gather=False)
+    existing(warehouse, before)
+    assert later(warehouse, batches, gather=True, limit=limit) == matched
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending")
+
+
+@pytest.mark.parametrize(("before", "batches"), CASES, ids=CASE_IDS)
+def test_a_killed_incremental_loads_pending_rows_are_merged_by_the_next_load(warehouse: Warehouse, before, batches) -> None:
+    existing(warehouse, before)
+    matched = later(warehouse, batches, gather=False)
+    existing(warehouse, before)
+    cut = len(batches) // 2 + 1
+    _, inserted, updated = later(warehouse, batches[:cut], gather=True, finish=False)  # killed after batch `cut` committed
+    assert (inserted, updated) == (0, 0) and warehouse.dest.columns_of("kl_profiles__klx_pending")
+    assert profiles(warehouse, "id, updated, email") == [{k: r[k] for k in ("id", "updated", "email")} for r in sorted(before, key=lambda r: r["id"])]
+    rows, more_inserted, more_updated = later(warehouse, batches[cut:], gather=True, first_hour=cut)
+    assert (rows, more_inserted, more_updated) == matched
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending")
+
+
+@pytest.mark.parametrize("deletes", [None, {1: ["a", "c"], 3: ["z"]}], ids=["new column", "new column and deletes"])
+def test_gathered_rows_are_merged_before_a_batch_changes_the_table_or_deletes(warehouse: Warehouse, deletes) -> None:
+    batches = [[row("a", 3, "a0"), row("c", 1, "c0")], [row("c", 2, "c1"), row("d", 1, "d1")], [row("d", 2, "d2"), row("e", 1, "e2")], [row("c", 3, "c3")]]
+    outcomes = []
+    for gather in (False, True):
+        existing(warehouse, BEFORE)
+        kinds: list[str] = []
+        execute = warehouse.dest.execute
+        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+        outcome = later(warehouse, batches, gather=gather, wider_from=2, deletes=deletes)
+        del warehouse.dest.execute
+        outcomes.append((outcome, warehouse.query("select id, phone from kl_profiles order by id")))
+        if gather:  # merged before the phone column is added (or with the batch deleting, its rows first), and at finish
+            assert kinds.count("COUNT PENDING") == 2 and "COUNT MATCHES" not in kinds
+            assert kinds.index("COUNT PENDING") < kinds.index("ADD COLUMN")
+    assert outcomes[1] == outcomes[0]
+    kept = ["b", "c", "d", "e"] if deletes else ["a", "b", "c", "d", "e", "z"]  # a and z deleted; c deleted, then read again
+    assert [r["id"] for r in outcomes[0][0][0]] == kept
+
+
+def test_a_pending_table_whose_keys_stop_being_text_is_merged_then_each_batch_matched(warehouse: Warehouse) -> None:
+    instant = [Column(name="id", type=ColumnType.TIMESTAMP), *LOADED[1:]]
+    existing(warehouse, BEFORE)
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    run = warehouse.dest.begin("profiles", table, replace=False)
+    first = run.write(batch(LOADED, [{**row("a", 3, "a0"), "uuid_ts": ts(20, 0)}, {**row("q", 1, "q0"), "uuid_ts": ts(20, 0)}]), LOADED, {})
+    assert (first.inserted, first.updated) == (0, 0)
+    second = run.write(batch(instant, [{"id": ts(5), "updated": ts(1), "email": "t1", "uuid_ts": ts(20, 1)}]), instant, {})
+    assert (second.inserted, second.updated) == (2, 1)  # q and the timestamp key new; a updated
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending")
+    assert run.finish({}) is None
+    assert [r["email"] for r in profiles(warehouse)] == ["t1", "a0", "b-old", "q0", "z-old"]
+
+
+def test_a_gathered_batch_not_later_than_the_one_before_is_matched_once_the_gathered_rows_are_merged(warehouse: Warehouse) -> None:
+    # The pending rows are ordered by load time: a batch that cannot be placed after them (a clock stepping
+    # back) is not gathered; the rows before it are merged and each batch from then on matched.
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    existing(warehouse, BEFORE)
+    run = warehouse.dest.begin("profiles", table, replace=False)
+    kinds: list[str] = []
+    execute = warehouse.dest.execute
+    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    first = run.write(batch(LOADED, [{**row("a", 2, "a1"), "uuid_ts": ts(20, 5)}]), LOADED, {})
+    second = run.write(batch(LOADED, [{**row("a", 2, "a2"), "uuid_ts": ts(20, 3)}, {**row("c", 1, "c2"), "uuid_ts": ts(20, 3)}]), LOADED, {})
+    assert run.finish({}) is None
+    del warehouse.dest.execute
+    assert [(c.inserted, c.updated) for c in (first, second)] == [(0, 0), (1, 0)]  # equal cursors: a stays a-old
+    assert "COUNT PENDING" in kinds and "COUNT MATCHES" in kinds
+    assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a-old"), ("b", "b-old"), ("c", "c2"), ("z", "z-old")]
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending")

@@ -45,7 +45,8 @@ class RecordingDestination(SqlDestination):
         """Record `statement`. Reads find nothing; a table the recorded statements created holds a row; the
         preview's batches repeat their key, so the statements resolving repeated keys show."""
         if kind.startswith(_READS):
-            answers = {"COUNT ROWS": [(1 if table in self.tables else 0,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)]}
+            answers = {"COUNT ROWS": [(1 if table in self.tables else 0,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)],
+                       "COUNT PENDING": [(0, 0)]}
             return answers.get(kind, [(0,)] if kind.startswith("COUNT") else [])
         self.statements.append(statement)
         if isinstance(statement, exp.Create) and isinstance(statement.this, exp.Schema):
@@ -116,12 +117,12 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
         load.write(pa.concat_tables([row(), row()]), columns, {})
         load.finish({})
         out.append((f"{stream.name} ({stream_plan.mode}) -> {stream_plan.table}", dest.statements))
-        if not replace:  # a later incremental run upserts each batch into the table holding rows
+        if not replace:  # a later incremental run gathers its batches beside the table holding rows, then merges them
             dest.statements = []
             load = dest.begin(stream.name, table, replace=False)
             load.write(pa.concat_tables([row(), row()]), columns, {})
             load.finish({})
-            out.append((f"{stream.name}: later runs upsert each batch", dest.statements))
+            out.append((f"{stream.name}: later runs gather batches in a pending table and merge them", dest.statements))
     return dialect, out
 
 

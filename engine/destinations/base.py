@@ -34,8 +34,9 @@ class TableLoad(Protocol):
     def finish(self, state: dict[str, Any]) -> WriteCounts | None:
         """Make the load visible (a replace swaps the new contents in) and save `state`, in one transaction.
 
-        Returns what finishing changed in the counts the writes returned (a replace load that resolves keys
-        written more than once: inserted goes down by the rows it removes), or None.
+        Returns what finishing changed in the counts the writes returned, or None: a load that resolves keys
+        written more than once lowers inserted by the rows it removes; one that merges the rows it gathered
+        counts them then. The writes and finish() together count what a MERGE of each batch would have.
         """
 
     def abort(self) -> None:

@@ -18,10 +18,12 @@ from sqlglot import exp
 from engine import sql
 from engine.destinations.base import WriteCounts
 from engine.errors import WarehouseError
+from engine.rows import LOAD_ORDER
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from engine.state import decode_state, mark_unresolved, unresolved_until
 
 SHADOW_SUFFIX = "__klx_shadow"  # replace loads fill <table>__klx_shadow, then swap it in
+PENDING_SUFFIX = "__klx_pending"  # incremental loads into a table holding rows gather batches here (SqlLoad)
 STAGING_TABLE = "__klx_batch"  # the batch as a table (or view) the upsert reads from
 DELETES_TABLE = "__klx_deletes"  # keys to delete, staged for the DELETE to read
 _RENDERED_MAX = 64  # statements whose SQL text a destination keeps
@@ -225,6 +227,22 @@ class SqlLoad:
         # that in the state, and the stream's next load resumes deferring and resolves them all at its end.
         keyed = bool(self._table.primary_key) and self._table.loaded_at is not None
         self._last_loaded: datetime | None = None  # the load time of the last batch written deferred
+        self._last_gathered: datetime | None = None  # the load time of the last batch gathered
+        # An incremental load into a table holding rows gathers its batches in <table>__klx_pending, committed
+        # with the state, and merges them into the table every `merge_every` rows and at finish(): one match
+        # of the table's keys per merge instead of per batch. A load killed before merging leaves the pending
+        # table; whatever the next load of the stream, it merges those rows first.
+        self._pending = dest.name(table.name + PENDING_SUFFIX)
+        self._pending_names: list[str] | None = None  # the pending table's columns, while it exists
+        self._pending_rows: int | None = 0  # rows gathered there (None: a killed load's, not counted)
+        self._carried: WriteCounts | None = None  # what merging a killed load's pending rows changed
+        if left := dest.columns_of(self._pending):
+            self._pending_names, self._pending_rows = list(left), None
+            if existing:  # (a table dropped since leaves nothing to merge into: its pending rows go with it)
+                with dest.transaction():
+                    self._carried = self._merge_pending()
+            self._drop_pending()
+            existing = dest.columns_of(self._target)
         if replace:
             self._deferred = keyed
         else:
@@ -232,11 +250,13 @@ class SqlLoad:
             self._last_loaded = unresolved_until(dest.read_state(stream)) if keyed and existing else None
             self._known, self._row_count = existing, self._count() if existing else 0
             self._deferred = keyed and (self._last_loaded is not None or self._row_count == 0)
+        self._gathering = keyed and not replace and not self._deferred
 
     def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts:
         """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
 
         Returns what the batch changed: rows inserted, rows updated (key present, cursor advanced), columns added.
+        A load that defers or gathers (__init__) counts rows when it resolves or merges them (finish() too).
 
         `deletes` (primary-key columns only) comes after the upsert: a key the source dropped since it was
         last read goes, even if an older copy of it is in `batch`.
@@ -265,45 +285,134 @@ class SqlLoad:
         inserted = updated = 0
         stamp = None  # the batch's load time, when it can be ordered after the deferred batches before it
         resolved = None  # what resolving the repeated keys of a deferred load changed, when this batch ends deferring
+        merged: list[WriteCounts | None] = []  # what merging the pending rows into the table changed
+        gathering, names = self._gathering, list(batch.column_names)
+        if gathering and self._pending_names is not None and (self._pending_names != names or self._needs_ddl(columns, empty, had)):
+            # The pending rows go into the table as it is, before it changes; the pending table is then made anew.
+            with dest.transaction():
+                merged.append(self._merge_pending())
+            self._drop_pending()
+            known_rows = None
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
-            types = self._evolve(columns, empty, had) if ddl_first else {}
+            if ddl_first:
+                types = self._evolve(columns, empty, had)
+                if gathering and batch.num_rows:
+                    self._create_pending(names)
             with dest.transaction():
                 if not ddl_first:
                     types = self._evolve(columns, empty, had)
+                    if gathering and batch.num_rows:
+                        self._create_pending(names)
                 before = known_rows if known_rows is not None else self._count() if had else 0
                 deferred = self._deferred
                 if batch.num_rows:
-                    stamp = self._stamp(batch)
-                    if deferred and not (self._comparable_keys(staged, staged_columns, types) and stamp is not None):
+                    stamp = self._stamp(batch, after=self._last_loaded if deferred else self._last_gathered)
+                    comparable = self._comparable_keys(staged, staged_columns, types) and stamp is not None
+                    if deferred and not comparable:
                         # Two keys the staged dedup tells apart may be one in the table, or the batch cannot be
                         # placed after the ones before it: from this batch on each batch is matched as it is
                         # written, once the keys repeated so far are resolved.
                         deferred, resolved = False, self._resolve_repeats(own_transaction=False)
                         before += resolved.inserted if resolved else 0
+                    if gathering and not comparable:  # likewise: the rows gathered so far go in, then each batch is matched
+                        gathering = False
+                        merged.append(self._merge_pending())
+                        before = self._count()
                     distinct = self._distinct_keys(staged, staged_columns, types)
-                    inserted, updated = self._load(
-                        staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct, deferred=deferred
-                    )
-                    if inserted is None:  # a MERGE: only a count tells how many keys were new
-                        inserted = self._count() - before
+                    if gathering:
+                        self._gather(staging, staged_columns, types, distinct)
+                        self._pending_rows = None if self._pending_rows is None else self._pending_rows + batch.num_rows
+                    else:
+                        inserted, updated = self._load(
+                            staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct, deferred=deferred
+                        )
+                        if inserted is None:  # a MERGE: only a count tells how many keys were new
+                            inserted = self._count() - before
                 if keys is not None:
+                    if gathering:  # the rows gathered go in first (counted as their MERGEs would), then the keys go
+                        merged.append(self._merge_pending())
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
                     dest.execute("DELETE", self._into, delete)
+                if gathering and (self._pending_rows is None or self._pending_rows >= self.merge_every):
+                    merged.append(self._merge_pending())
                 last = (stamp if deferred else None) or self._last_loaded
                 visible = deferred and not self._replace and last is not None  # keys may repeat in the target
                 dest.save_state(self._stream, mark_unresolved(state, last) if visible else state)
+        if self._pending_names is not None and not gathering:
+            self._drop_pending()
         self._known = None if self._altered else had
-        self._row_count = None if keys is not None else before + inserted
-        self._deferred, self._last_loaded = deferred, last if deferred else None
-        if resolved is not None:
-            inserted, updated = inserted + resolved.inserted, updated + resolved.updated
+        self._row_count = None if keys is not None or merged else before + inserted
+        for counts in (*merged, resolved):
+            if counts is not None:
+                inserted, updated = inserted + counts.inserted, updated + counts.updated
+        self._deferred, self._last_loaded, self._gathering = deferred, last if deferred else None, gathering
+        self._last_gathered = (stamp or self._last_gathered) if gathering else None
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
         return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
 
-    def _stamp(self, batch: pa.Table) -> datetime | None:
-        """The batch's load time (TableSpec.loaded_at: one per batch) when it is later than the last deferred batch's."""
+    # Rows an incremental load gathers before merging them into the table it loads (SqlLoad.__init__): a merge
+    # reads the table's keys once, so its cost per row falls as this grows; DuckDB spills a larger MERGE's
+    # join past its memory_limit. bench/key_matching.py: about 18 ms a batch of 2,000 events at 1,000,000 rows.
+    merge_every = 100_000
+
+    def _needs_ddl(self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType]) -> bool:
+        """Whether _evolve may change the table for `columns` (it creates, adds or widens), as it decides without a query."""
+        dialect = self._dest.dialect
+        for column in columns:
+            dtype = existing.get(column.name)
+            if dtype is None:
+                return True
+            if column.name in empty or sql.column_type_of(dtype, dialect) is column.type:
+                continue
+            if sql.holds(dtype, column.type) and sql.column_type_of(dtype, dialect) is None:
+                continue
+            return True  # a widening, or a conflict _evolve reports
+        return False
+
+    def _create_pending(self, names: list[str]) -> None:
+        """The pending table, when missing: the batch's columns, with the table's types."""
+        if self._pending_names is None:
+            dest = self._dest
+            dest.execute("CREATE TABLE", self._pending, sql.create_table_like(self._pending, self._target, schema=dest.schema, columns=names))
+            self._pending_names, self._pending_rows = names, 0
+
+    def _drop_pending(self) -> None:
+        self._dest.execute("DROP TABLE", self._pending, sql.drop_table(self._pending, schema=self._dest.schema))
+        self._pending_names, self._pending_rows = None, 0
+
+    def _gather(self, staging: str, columns: list[Column], into: dict[str, exp.DataType], distinct: bool) -> None:
+        """INSERT the staged batch into the pending table, one row per key (the greatest cursor, then the later row)."""
+        signature = (staging, tuple(columns), tuple(into.items()))
+        if self._prepared is None or self._prepared[0] != signature:
+            self._prepared = (signature, _Statements(self, staging, columns, into))
+        prepared = self._prepared[1]
+        self._dest.execute("INSERT", self._pending, prepared.gather if distinct else prepared.gather_deduplicated)
+
+    def _merge_pending(self) -> WriteCounts | None:
+        """MERGE the pending rows into the table and empty the pending table; what the MERGEs of their batches
+        would have counted. Runs in the caller's transaction."""
+        if self._pending_names is None or self._pending_rows == 0:
+            return None
+        dest, pending, target, schema = self._dest, self._pending, self._target, self._dest.schema
+        key, cursor = self._table.primary_key, self._table.cursor
+        loaded_at = self._table.loaded_at or dest.name(LOAD_ORDER)
+        counts = sql.pending_counts(pending, target, key, cursor, loaded_at, schema=schema)
+        [(inserted, updated)] = dest.execute("COUNT PENDING", pending, counts)
+        [(repeated,)] = dest.execute("COUNT REPEATED KEYS", pending, sql.count_repeated_keys(pending, key, schema=schema))
+        if repeated:  # keep of each key the row the batches' MERGEs would have left: one row per key to merge
+            dest.execute("DELETE SUPERSEDED", pending, sql.delete_superseded(pending, key, cursor, loaded_at, schema=schema))
+        source = sql.table_rows(pending, self._pending_names, schema=schema)
+        for statement in sql.upsert(target, source, self._pending_names, key, cursor, dest.dialect, schema=schema, form=dest.upsert_form):
+            dest.execute("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), target, statement)
+        dest.execute("DELETE", pending, sql.delete_all(pending, schema=schema))
+        self._pending_rows = 0
+        return WriteCounts(inserted=inserted or 0, updated=updated or 0)
+
+    def _stamp(self, batch: pa.Table, *, after: datetime | None) -> datetime | None:
+        """The batch's load time (TableSpec.loaded_at: one per batch) when it is later than `after` (the last batch's
+        this load wrote unmatched, or None)."""
         name = self._table.loaded_at
         if name is None or name not in batch.column_names:
             return None
@@ -311,7 +420,7 @@ class SqlLoad:
         if not isinstance(stamp, datetime):
             return None
         stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
-        return stamp if self._last_loaded is None or stamp > self._last_loaded else None
+        return stamp if after is None or stamp > after else None
 
     def _count(self) -> int:
         [(rows,)] = self._dest.execute("COUNT ROWS", self._into, sql.count_rows(self._into, schema=self._dest.schema))
@@ -345,14 +454,23 @@ class SqlLoad:
         if not sql.rules(dest.dialect).transactional_ddl:
             dest.execute_ddl(ddl)
             ddl = []
+        merged = None
         with dest.transaction():
             dest.execute_ddl(ddl)
             if not self._replace and self._last_loaded is not None:
                 # An incremental load's deferred rows, resolved in the transaction saving the state that no longer
                 # says they may repeat.
                 counts = self._resolve_repeats(own_transaction=False)
+            if self._gathering:  # the rows gathered since the last merge, merged with the final state
+                merged = self._merge_pending()
             dest.save_state(self._stream, state)
-        return counts
+        if self._pending_names is not None:
+            self._drop_pending()
+        changed = [c for c in (self._carried, counts, merged) if c is not None]
+        self._carried = None
+        if not changed:
+            return None
+        return WriteCounts(inserted=sum(c.inserted for c in changed), updated=sum(c.updated for c in changed))
 
     def _resolve_repeats(self, *, own_transaction: bool = True) -> WriteCounts | None:
         """Of each key the shadow holds more than once, delete every row but the one a MERGE of the batches in
@@ -538,6 +656,18 @@ class _Statements:
     def append_deduplicated(self) -> exp.Insert:
         """INSERT one row per staged key (the greatest cursor, then the later row): a deferred load's batch that repeats a key."""
         return sql.append(self._load._into, self._rows(dedup=True), self._names, schema=self._load._dest.schema)
+
+    @functools.cached_property
+    def gather(self) -> exp.Insert:
+        """INSERT every staged row into the pending table: a batch of distinct keys an incremental load gathers."""
+        load = self._load
+        return sql.append(load._pending, self._rows(dedup=False), self._names, schema=load._dest.schema)
+
+    @functools.cached_property
+    def gather_deduplicated(self) -> exp.Insert:
+        """INSERT one row per staged key into the pending table (the greatest cursor, then the later row)."""
+        load = self._load
+        return sql.append(load._pending, self._rows(dedup=True), self._names, schema=load._dest.schema)
 
     @functools.cached_property
     def count_matches(self) -> exp.Select:
