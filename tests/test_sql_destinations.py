@@ -533,3 +533,35 @@ def test_a_gathered_batch_not_later_than_the_one_before_is_matched_once_the_gath
     assert "COUNT PENDING" in kinds and "COUNT MATCHES" in kinds
     assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a-old"), ("b", "b-old"), ("c", "c2"), ("z", "z-old")]
     assert not warehouse.dest.columns_of("kl_profiles__klx_pending")
+
+
+SCORED = [*LOADED, Column(name="score", type=ColumnType.BIGINT)]
+TEXT_SCORED = [*LOADED, Column(name="score", type=ColumnType.TEXT)]
+
+
+@pytest.mark.parametrize("held", ["'high'", "NULL"], ids=["adopted text column with values", "empty text column"])
+def test_gathering_into_an_adopted_text_column_merges_only_at_finish_and_as_matching_would(warehouse: Warehouse, held: str) -> None:
+    # A RudderStack table's text column that klx reads numbers into keeps its type: no DDL, so no merge per
+    # batch. Numbers gathered but not merged count as its values: a later batch does not re-type it.
+    batches = [(TEXT_SCORED, [{**row("a", 3, "a0"), "score": "7"}]), (SCORED, [{**row("c", 1, "c1"), "score": 9}]),
+               (SCORED, [{**row("a", 4, "a2"), "score": 11}, {**row("d", 1, "d2"), "score": None}])]
+    outcomes = []
+    for gather in (False, True):
+        existing(warehouse, BEFORE)
+        warehouse.run("alter table kl_profiles add column score VARCHAR")
+        warehouse.run(f"update kl_profiles set score = {held} where id = 'a'")
+        kinds: list[str] = []
+        execute = warehouse.dest.execute
+        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+        table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if gather else None)
+        run = warehouse.dest.begin("profiles", table, replace=False)
+        counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
+        finished = run.finish({})
+        del warehouse.dest.execute
+        if gather:
+            assert kinds.count("COUNT PENDING") == 1 and not {"WIDEN COLUMN", "COUNT MATCHES"} & set(kinds)
+            counts.append(finished)
+        outcomes.append((warehouse.query("select id, email, score from kl_profiles order by id"),
+                         sum(c.inserted for c in counts), sum(c.updated for c in counts), warehouse.types("kl_profiles")["score"]))
+    assert outcomes[1] == outcomes[0]
+    assert [r["score"] for r in outcomes[0][0]] == ["11", None, "9", None, None]

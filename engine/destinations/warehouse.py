@@ -10,7 +10,7 @@ import contextlib
 import functools
 import json
 from datetime import datetime, timezone
-from typing import Any, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import pyarrow as pa
 from sqlglot import exp
@@ -287,25 +287,30 @@ class SqlLoad:
         resolved = None  # what resolving the repeated keys of a deferred load changed, when this batch ends deferring
         merged: list[WriteCounts | None] = []  # what merging the pending rows into the table changed
         gathering, names = self._gathering, list(batch.column_names)
-        if gathering and self._pending_names is not None and (self._pending_names != names or self._needs_ddl(columns, empty, had)):
-            # The pending rows go into the table as it is, before it changes; the pending table is then made anew.
-            with dest.transaction():
-                merged.append(self._merge_pending())
-            self._drop_pending()
-            known_rows = None
+
+        def merge_first() -> None:
+            # The pending rows go into the table as it is, before it changes; the pending table is then made anew
+            # with the batch's columns. Inside the batch's transaction where DDL is transactional.
+            if gathering and self._pending_names is not None:
+                with dest.transaction() if ddl_first else contextlib.nullcontext():
+                    merged.append(self._merge_pending())
+                self._drop_pending()
+
+        if self._pending_names != names:
+            merge_first()
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
             if ddl_first:
-                types = self._evolve(columns, empty, had)
+                types = self._evolve(columns, empty, had, before_change=merge_first)
                 if gathering and batch.num_rows:
                     self._create_pending(names)
             with dest.transaction():
                 if not ddl_first:
-                    types = self._evolve(columns, empty, had)
+                    types = self._evolve(columns, empty, had, before_change=merge_first)
                     if gathering and batch.num_rows:
                         self._create_pending(names)
-                before = known_rows if known_rows is not None else self._count() if had else 0
+                before = known_rows if known_rows is not None and not merged else self._count() if had else 0
                 deferred = self._deferred
                 if batch.num_rows:
                     stamp = self._stamp(batch, after=self._last_loaded if deferred else self._last_gathered)
@@ -356,20 +361,6 @@ class SqlLoad:
     # reads the table's keys once, so its cost per row falls as this grows; DuckDB spills a larger MERGE's
     # join past its memory_limit. bench/key_matching.py: about 18 ms a batch of 2,000 events at 1,000,000 rows.
     merge_every = 100_000
-
-    def _needs_ddl(self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType]) -> bool:
-        """Whether _evolve may change the table for `columns` (it creates, adds or widens), as it decides without a query."""
-        dialect = self._dest.dialect
-        for column in columns:
-            dtype = existing.get(column.name)
-            if dtype is None:
-                return True
-            if column.name in empty or sql.column_type_of(dtype, dialect) is column.type:
-                continue
-            if sql.holds(dtype, column.type) and sql.column_type_of(dtype, dialect) is None:
-                continue
-            return True  # a widening, or a conflict _evolve reports
-        return False
 
     def _create_pending(self, names: list[str]) -> None:
         """The pending table, when missing: the batch's columns, with the table's types."""
@@ -495,17 +486,22 @@ class SqlLoad:
         if self._replace:
             self._dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=self._dest.schema))
 
-    def _evolve(self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType]) -> dict[str, exp.DataType]:
+    def _evolve(
+        self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType], *, before_change: Callable[[], None] = lambda: None
+    ) -> dict[str, exp.DataType]:
         """Create the table or add and widen its columns; the column type each staged value is cast into.
 
         An existing column keeps its type when it holds the incoming values (a RudderStack table's TIMESTAMP
         without time zone, VARCHAR, NUMERIC); otherwise it widens like any klx column. Only a type klx cannot
         write to at all stops the run. `empty` names the columns without a value in this batch; `existing` the
-        table's columns now (read by write(): nothing changes them in between).
+        table's columns now (read by write(): nothing changes them in between). `before_change` runs before the
+        first statement changing the table (a gathering load merges its pending rows then, which count as the
+        table's values meanwhile).
         """
         dest, into, schema, dialect = self._dest, self._into, self._dest.schema, self._dest.dialect
         if not existing:
             self._altered = True
+            before_change()
             dest.execute("CREATE TABLE", into, sql.create_table(into, columns, dialect, schema=schema))
         types: dict[str, exp.DataType] = {}
         for column in columns:
@@ -513,6 +509,7 @@ class SqlLoad:
             if dtype is None:
                 if existing:
                     self._altered = True
+                    before_change()
                     dest.execute("ADD COLUMN", into, sql.add_column(into, column, dialect, schema=schema))
                 types[column.name] = sql.data_type(column.type, dialect)
             elif column.name in empty or sql.column_type_of(dtype, dialect) is column.type:
@@ -524,11 +521,15 @@ class SqlLoad:
             else:
                 count = sql.count_values(into, column.name, schema=schema)
                 [(values,)] = dest.execute("COUNT VALUES", into, count)
+                if not values and column.name in (self._pending_names or ()):  # the rows not merged yet count too
+                    count = sql.count_values(self._pending, column.name, schema=schema)
+                    [(values,)] = dest.execute("COUNT VALUES", self._pending, count)
                 wanted = column.type if values == 0 else sql.widest(current, column.type)
                 if wanted is current:
                     types[column.name] = dtype
                     continue
                 self._altered = True
+                before_change()
                 for statement in sql.widen_column(into, Column(name=column.name, type=wanted), dialect, schema=schema):
                     dest.execute("WIDEN COLUMN", into, statement)
                 types[column.name] = sql.data_type(wanted, dialect)
