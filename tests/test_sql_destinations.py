@@ -565,3 +565,27 @@ def test_gathering_into_an_adopted_text_column_merges_only_at_finish_and_as_matc
                          sum(c.inserted for c in counts), sum(c.updated for c in counts), warehouse.types("kl_profiles")["score"]))
     assert outcomes[1] == outcomes[0]
     assert [r["score"] for r in outcomes[0][0]] == ["11", None, "9", None, None]
+
+
+def test_an_aborted_gathering_load_merges_the_batches_it_committed_and_keeps_them_pending_if_it_cannot(warehouse: Warehouse, caplog) -> None:
+    # Every committed batch of an incremental load is in the table after a failure, as before gathering.
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    existing(warehouse, BEFORE)
+    run = warehouse.dest.begin("profiles", table, replace=False)
+    run.write(batch(LOADED, [{**row("a", 3, "a1"), "uuid_ts": ts(20, 0)}, {**row("c", 1, "c1"), "uuid_ts": ts(20, 0)}]), LOADED, {"n": 1})
+    bad = [*LOADED, Column(name="props", type=ColumnType.JSON)]
+    with pytest.raises(WarehouseError):
+        run.write(batch(bad, [{**row("d", 1, "d2"), "uuid_ts": ts(20, 1), "props": "{not json"}]), bad, {"n": 2})
+    run.abort()
+    assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a1"), ("b", "b-old"), ("c", "c1"), ("z", "z-old")]
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending") and warehouse.dest.read_state("profiles") == {"n": 1}
+    # A merge that fails as well leaves the rows pending, with a warning; the next load merges them.
+    run = warehouse.dest.begin("profiles", table, replace=False)
+    run.write(batch(LOADED, [{**row("e", 1, "e3"), "uuid_ts": ts(20, 3)}]), LOADED, {"n": 3})
+    warehouse.run("alter table kl_profiles rename column email to mail")
+    run.abort()
+    assert warehouse.dest.columns_of("kl_profiles__klx_pending") and "stay in kl_profiles__klx_pending" in caplog.text
+    warehouse.run("alter table kl_profiles rename column mail to email")
+    warehouse.dest.begin("profiles", table, replace=False).finish({"n": 4})
+    assert [r["id"] for r in profiles(warehouse)] == ["a", "b", "c", "e", "z"]
+    assert not warehouse.dest.columns_of("kl_profiles__klx_pending")

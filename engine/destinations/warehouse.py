@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Sequence
 
@@ -27,6 +28,7 @@ PENDING_SUFFIX = "__klx_pending"  # incremental loads into a table holding rows 
 STAGING_TABLE = "__klx_batch"  # the batch as a table (or view) the upsert reads from
 DELETES_TABLE = "__klx_deletes"  # keys to delete, staged for the DELETE to read
 _RENDERED_MAX = 64  # statements whose SQL text a destination keeps
+log = logging.getLogger("klx.warehouse")
 
 
 class SqlDestination:
@@ -481,10 +483,25 @@ class SqlLoad:
         return WriteCounts(inserted=-(removed or 0), updated=replaced or 0)
 
     def abort(self) -> None:
-        """Roll back anything open and drop the shadow; the target table is left as it was."""
-        self._dest.rollback()
+        """Roll back anything open and drop the shadow; the target table is left as it was.
+
+        A gathering load's committed batches go into the table, as every committed batch of an incremental
+        load does; should that fail too, they stay in the pending table for the stream's next load to merge.
+        """
+        dest = self._dest
+        dest.rollback()
         if self._replace:
-            self._dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=self._dest.schema))
+            dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=dest.schema))
+        elif self._gathering and (left := dest.columns_of(self._pending)):  # read again: the failed batch may have made it
+            self._pending_names, self._pending_rows = list(left), None
+            try:
+                with dest.transaction():
+                    self._merge_pending()
+                self._drop_pending()
+            except WarehouseError as err:
+                dest.rollback()
+                log.warning("table %s: the rows gathered before the failure stay in %s for the next run to merge (%s)",
+                            self._target, self._pending, err.message)
 
     def _evolve(
         self, columns: Sequence[Column], empty: set[str], existing: dict[str, exp.DataType], *, before_change: Callable[[], None] = lambda: None
