@@ -216,24 +216,9 @@ class SqlLoad:
         # A full refresh killed before its swap leaves the shadow behind: drop it, whatever this run's mode.
         dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
         existing = dest.columns_of(self._target)
-        if replace and existing:
-            # The shadow starts with every column of the target, so no column disappears on swap.
-            dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
-        # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans
-        # every row group), so a load matching every batch costs the square of its size (bench/key_matching.py).
-        # A deferred load writes its batches without matching them and at finish resolves the keys written more
-        # than once, as the MERGEs in load order would have, with one aggregate over the key columns. So does a
-        # replace load (its shadow holds only its own rows, and nobody reads it before the swap) and an
-        # incremental load into an empty table (a first sync). The latter's rows are visible as its batches
-        # commit, so its state says the keys are unresolved until finish(); a load killed before then leaves
-        # that in the state, and the stream's next load resumes deferring and resolves them all at its end.
-        keyed = bool(self._table.primary_key) and self._table.loaded_at is not None
-        self._last_loaded: datetime | None = None  # the load time of the last batch written deferred
-        self._last_gathered: datetime | None = None  # the load time of the last batch gathered
-        # An incremental load into a table holding rows gathers its batches in <table>__klx_pending, committed
-        # with the state, and merges them into the table every `merge_every` rows and at finish(): one match
-        # of the table's keys per merge instead of per batch. A load killed before merging leaves the pending
-        # table; whatever the next load of the stream, it merges those rows first.
+        # An incremental load into a table holding rows gathers its batches in <table>__klx_pending (below),
+        # committed with the state. A load killed before merging them leaves that table: whatever the stream's
+        # next load, it merges those rows first.
         self._pending = dest.name(table.name + PENDING_SUFFIX)
         self._pending_names: list[str] | None = None  # the pending table's columns, while it exists
         self._pending_rows: int | None = 0  # rows gathered there (None: a killed load's, not counted)
@@ -244,7 +229,23 @@ class SqlLoad:
                 with dest.transaction():
                     self._carried = self._merge_pending()
             self._drop_pending()
-            existing = dest.columns_of(self._target)
+        if replace and existing:
+            # The shadow starts with every column of the target, so no column disappears on swap.
+            dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
+        # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans
+        # every row group), so a load matching every batch costs the square of its size (bench/key_matching.py).
+        # No load whose table names a load time (TableSpec.loaded_at) does:
+        # - A deferred load writes its batches without matching them and at finish resolves the keys written
+        #   more than once, as the MERGEs in load order would have, with one aggregate over the key columns. So
+        #   does a replace load (its shadow holds only its own rows, and nobody reads it before the swap) and
+        #   an incremental load into an empty table (a first sync). The latter's rows are visible as its
+        #   batches commit, so its state says the keys are unresolved until finish(); a load killed before then
+        #   leaves that in the state, and the stream's next load resumes deferring and resolves them at its end.
+        # - Any other incremental load gathers its batches in the pending table and merges them into the table
+        #   every `merge_every` rows, before the table changes, and at finish(): one match per merge.
+        keyed = bool(self._table.primary_key) and self._table.loaded_at is not None
+        self._last_loaded: datetime | None = None  # the load time of the last batch written deferred
+        self._last_gathered: datetime | None = None  # the load time of the last batch gathered
         if replace:
             self._deferred = keyed
         else:
@@ -290,26 +291,26 @@ class SqlLoad:
         merged: list[WriteCounts | None] = []  # what merging the pending rows into the table changed
         gathering, names = self._gathering, list(batch.column_names)
 
-        def merge_first() -> None:
+        def merge_first(*, inside: bool) -> None:
             # The pending rows go into the table as it is, before it changes; the pending table is then made anew
-            # with the batch's columns. Inside the batch's transaction where DDL is transactional.
+            # with the batch's columns. `inside` the batch's transaction, or in one of their own.
             if gathering and self._pending_names is not None:
-                with dest.transaction() if ddl_first else contextlib.nullcontext():
+                with contextlib.nullcontext() if inside else dest.transaction():
                     merged.append(self._merge_pending())
                 self._drop_pending()
 
-        if self._pending_names != names:
-            merge_first()
+        if self._pending_names not in (None, names):  # a batch of other columns: gathered apart from these
+            merge_first(inside=False)
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
             if ddl_first:
-                types = self._evolve(columns, empty, had, before_change=merge_first)
+                types = self._evolve(columns, empty, had, before_change=lambda: merge_first(inside=False))
                 if gathering and batch.num_rows:
                     self._create_pending(names)
             with dest.transaction():
                 if not ddl_first:
-                    types = self._evolve(columns, empty, had, before_change=merge_first)
+                    types = self._evolve(columns, empty, had, before_change=lambda: merge_first(inside=True))
                     if gathering and batch.num_rows:
                         self._create_pending(names)
                 before = known_rows if known_rows is not None and not merged else self._count() if had else 0
