@@ -11,12 +11,19 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from engine.destinations.warehouse import SqlLoad
 from engine.errors import WarehouseError
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from tests.warehouses import Warehouse, pg_schema, warehouse  # noqa: F401  (fixtures)
 
 PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
+
+
+@pytest.fixture(autouse=True)
+def gather_into_any_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incremental loads into a table holding rows gather from the first row here (klx: from 250,000)."""
+    monkeypatch.setattr(SqlLoad, "gather_from", 0)
 COLUMNS = [
     Column(name="id", type=ColumnType.TEXT),
     Column(name="updated", type=ColumnType.TIMESTAMP),
@@ -589,3 +596,18 @@ def test_an_aborted_gathering_load_merges_the_batches_it_committed_and_keeps_the
     warehouse.dest.begin("profiles", table, replace=False).finish({"n": 4})
     assert [r["id"] for r in profiles(warehouse)] == ["a", "b", "c", "e", "z"]
     assert not warehouse.dest.columns_of("kl_profiles__klx_pending")
+
+
+def test_an_incremental_load_matches_each_batch_until_the_table_holds_gather_from_rows(warehouse: Warehouse, monkeypatch) -> None:
+    monkeypatch.setattr(SqlLoad, "gather_from", 5)
+    batches = [[row("c", 1, "c0")], [row("d", 1, "d1"), row("a", 3, "a1")], [row("e", 1, "e2")], [row("c", 2, "c3")]]
+    existing(warehouse, BEFORE)
+    matched = later(warehouse, batches, gather=False)
+    existing(warehouse, BEFORE)
+    kinds: list[str] = []
+    execute = warehouse.dest.execute
+    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    assert later(warehouse, batches, gather=True) == matched
+    del warehouse.dest.execute
+    # 3 rows, then 4: matched; 5 after the second batch: the third and fourth are gathered, merged at finish
+    assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT PENDING")] == ["COUNT MATCHES", "COUNT MATCHES", "COUNT PENDING"]

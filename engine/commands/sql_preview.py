@@ -16,7 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..dialects import DIALECTS
-from ..destinations.warehouse import SqlDestination
+from ..destinations.warehouse import SqlDestination, SqlLoad
 from ..errors import ConfigError
 from ..plan import build_plan
 from ..rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap
@@ -42,10 +42,12 @@ class RecordingDestination(SqlDestination):
             self.statements.append(create_schema(self.schema))
 
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Record `statement`. Reads find nothing; a table the recorded statements created holds a row; the
-        preview's batches repeat their key, so the statements resolving repeated keys show."""
+        """Record `statement`. Reads find nothing; a table the recorded statements created holds enough rows for
+        a later run to gather its batches; the preview's batches repeat their key, so the statements resolving
+        repeated keys show."""
         if kind.startswith(_READS):
-            answers = {"COUNT ROWS": [(1 if table in self.tables else 0,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)],
+            held = SqlLoad.gather_from if table in self.tables else 0  # a later run's table: as many as gathering takes
+            answers = {"COUNT ROWS": [(held,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)],
                        "COUNT PENDING": [(0, 0)]}
             return answers.get(kind, [(0,)] if kind.startswith("COUNT") else [])
         self.statements.append(statement)
@@ -122,7 +124,8 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
             load = dest.begin(stream.name, table, replace=False)
             load.write(pa.concat_tables([row(), row()]), columns, {})
             load.finish({})
-            out.append((f"{stream.name}: later runs gather batches in a pending table and merge them", dest.statements))
+            out.append((f"{stream.name}: later runs into {SqlLoad.gather_from:,}+ rows gather batches in a pending table, then merge them "
+                        "(smaller tables: each batch matched as it is written)", dest.statements))
     return dialect, out
 
 
