@@ -679,3 +679,25 @@ def test_a_database_in_memory_keeps_its_tables_in_memory(tmp_path: Path, monkeyp
 def test_bad_memory_options_are_config_errors_naming_the_line(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=f"config.yaml:11: {re.escape(message)}"):
         build_destination(Config({"path": ":memory:", **options}))
+
+
+def test_resolving_a_full_refreshs_repeated_keys_runs_under_a_lowered_memory_limit(dest: DuckDBDestination, monkeypatch) -> None:
+    # The aggregate over every key of the table grows with it: DuckDB spills it rather than fill memory_limit.
+    limits: dict[str, str] = {}
+    execute = dest.execute
+
+    def spy(kind: str, *args: Any, **kw: Any) -> Any:
+        if kind in ("COUNT REPEATED KEYS", "COUNT SUPERSEDED", "DELETE SUPERSEDED", "INSERT"):
+            [(limits[kind],)] = dest.connection.execute("select current_setting('memory_limit')").fetchall()
+        return execute(kind, *args, **kw)
+
+    monkeypatch.setattr(dest, "execute", spy)
+    columns = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
+    table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    run = dest.begin("profiles", table, replace=True)
+    for n, data in enumerate([[profile("a", 1, "a0")], [profile("a", 2, "a1")]]):
+        run.write(batch(columns, [{**r, "uuid_ts": ts(20 + n)} for r in data]), columns, {})
+    run.finish({})
+    assert limits == {"INSERT": "122.0 MiB", "COUNT REPEATED KEYS": "30.5 MiB", "COUNT SUPERSEDED": "30.5 MiB", "DELETE SUPERSEDED": "30.5 MiB"}
+    assert dest.connection.execute("select current_setting('memory_limit')").fetchall() == [("122.0 MiB",)]
+    assert [(r["id"], r["email"]) for r in rows(dest)] == [("a", "a1")]

@@ -181,6 +181,27 @@ class DuckDBDestination(SqlDestination):
         self._con.execute(restore)
 
     @contextlib.contextmanager
+    def frugal(self) -> Iterator[None]:
+        """Statements whose memory grows with a table's size (an aggregate over its keys) run under memory_limit
+        lowered to CACHE_AFTER_COMMIT: DuckDB spills their hash tables rather than fill the whole limit.
+
+        Measured on 1,000,000 random 26-character keys: the aggregate resolving a full refresh's repeated keys
+        took 103 MB at the 128 MB limit, 51 at a 48 MB one, for 0.17 and 0.18 s (bench/README.md, Session 8).
+        """
+        lowered = False
+        if self._evictions:
+            try:
+                self._con.execute(self._evictions[0])
+                lowered = True
+            except self._duckdb.Error:  # more than that is pinned: the statements run with the whole limit
+                pass
+        try:
+            yield
+        finally:
+            if lowered:
+                self._con.execute(self._evictions[1])
+
+    @contextlib.contextmanager
     def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
         """`batch` registered as a view: the upsert reads the Arrow data in place, no copy.
 

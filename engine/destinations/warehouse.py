@@ -62,6 +62,11 @@ class SqlDestination:
         """`batch` (typed as `columns`, plus any column not in them as BIGINT) readable as the yielded table name."""
         raise NotImplementedError
 
+    def frugal(self) -> ContextManager[None]:
+        """Statements whose memory grows with a table's size run within this; a warehouse in klx's process (DuckDB)
+        caps their memory, one elsewhere has nothing to do."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         """Release the connection."""
         raise NotImplementedError
@@ -482,10 +487,11 @@ class SqlLoad:
         dest, into, schema = self._dest, self._into, self._dest.schema
         key, cursor, loaded_at = self._table.primary_key, self._table.cursor, self._table.loaded_at
         assert loaded_at is not None
-        [(repeated,)] = dest.execute("COUNT REPEATED KEYS", into, sql.count_repeated_keys(into, key, schema=schema))
+        with dest.frugal():  # one aggregate over every key of the table
+            [(repeated,)] = dest.execute("COUNT REPEATED KEYS", into, sql.count_repeated_keys(into, key, schema=schema))
         if not repeated:
             return None
-        with dest.transaction() if own_transaction else contextlib.nullcontext():
+        with dest.transaction() if own_transaction else contextlib.nullcontext(), dest.frugal():
             [(removed, replaced)] = dest.execute("COUNT SUPERSEDED", into, sql.superseded_counts(into, key, cursor, loaded_at, schema=schema))
             dest.execute("DELETE SUPERSEDED", into, sql.delete_superseded(into, key, cursor, loaded_at, schema=schema))
         # The writes counted every row they inserted as new; MERGEs would have inserted each key once and
