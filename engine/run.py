@@ -484,8 +484,8 @@ class StreamSync:
     def _flush(self) -> None:
         if not len(self.rows) and not self.deletes:
             return
-        # LOAD_ORDER's value grows with every batch, even should the clock step back: a replace load orders its
-        # batches by it (TableSpec.loaded_at).
+        # LOAD_ORDER's value grows with every batch, even should the clock step back: the loads that write
+        # batches unmatched order them by it (TableSpec.loaded_at).
         loaded = self.loaded_at = max(datetime.now(timezone.utc), self.loaded_at + _MICROSECOND)
         batch, columns = self.rows.take(
             {LOAD_ORDER: loaded, "context_sources_job_run_id": self.job_run_id, "context_sources_task_run_id": self.task_run_id}

@@ -46,7 +46,8 @@ class TableSpec:
     primary_key: tuple[str, ...]
     cursor: str | None  # column whose larger value wins on MERGE; None: the newest batch wins
     # A column holding each batch's load time (uuid_ts): one value per batch, later than every batch before
-    # it. A replace load, and an incremental load into an empty table, write their batches without matching
-    # their keys, and at finish keep, of a key written more than once, the row a MERGE of the batches in this
-    # order would have kept. None: every batch is matched as it is written.
+    # it. A replace load, an incremental load into an empty table, and one gathering batches to merge them
+    # (into a large table) write their batches without matching their keys, and keep, of a key written more
+    # than once, the row a MERGE of the batches in this order would have kept. None: every batch is matched
+    # as it is written (engine/destinations/warehouse.py, SqlLoad).
     loaded_at: str | None = None

@@ -40,7 +40,8 @@ class TableLoad(Protocol):
         """
 
     def abort(self) -> None:
-        """Drop whatever a replace load staged; the target table is left as it was."""
+        """Drop whatever a replace load staged; the target table is left as it was (an incremental load's committed
+        batches stay, or go into it if they were gathered apart)."""
 
 
 class Destination(Protocol):

@@ -171,14 +171,8 @@ class DuckDBDestination(SqlDestination):
 
     def _evict_cache(self) -> None:
         """Lower memory_limit to CACHE_AFTER_COMMIT and put it back: DuckDB evicts cached blocks down to the lower one."""
-        if not self._evictions:
-            return
-        lower, restore = self._evictions
-        try:
-            self._con.execute(lower)
-        except self._duckdb.Error:  # more than that is pinned and cannot be evicted: the cache stays this time
-            return
-        self._con.execute(restore)
+        with self.frugal():
+            pass
 
     @contextlib.contextmanager
     def frugal(self) -> Iterator[None]:
@@ -193,7 +187,7 @@ class DuckDBDestination(SqlDestination):
             try:
                 self._con.execute(self._evictions[0])
                 lowered = True
-            except self._duckdb.Error:  # more than that is pinned: the statements run with the whole limit
+            except self._duckdb.Error:  # more than that is pinned and cannot be evicted: the whole limit stays
                 pass
         try:
             yield

@@ -226,13 +226,13 @@ class SqlLoad:
         # next load, it merges those rows first.
         self._pending = dest.name(table.name + PENDING_SUFFIX)
         self._pending_names: list[str] | None = None  # the pending table's columns, while it exists
-        self._pending_rows: int | None = 0  # rows gathered there (None: a killed load's, not counted)
+        self._pending_rows = 0  # rows this load gathered there since the last merge
         self._carried: WriteCounts | None = None  # what merging a killed load's pending rows changed
         if left := dest.columns_of(self._pending):
-            self._pending_names, self._pending_rows = list(left), None
+            self._pending_names = list(left)
             if existing:  # (a table dropped since leaves nothing to merge into: its pending rows go with it)
                 with dest.transaction():
-                    self._carried = self._merge_pending()
+                    self._carried = self._merge_pending(uncounted=True)
             self._drop_pending()
         if replace and existing:
             # The shadow starts with every column of the target, so no column disappears on swap.
@@ -327,7 +327,8 @@ class SqlLoad:
                 deferred = self._deferred
                 if batch.num_rows:
                     stamp = self._stamp(batch, after=self._last_loaded if deferred else self._last_gathered)
-                    comparable = self._comparable_keys(staged, staged_columns, types) and stamp is not None
+                    alike = self._comparable_keys(staged, staged_columns, types)
+                    comparable = alike and stamp is not None
                     if deferred and not comparable:
                         # Two keys the staged dedup tells apart may be one in the table, or the batch cannot be
                         # placed after the ones before it: from this batch on each batch is matched as it is
@@ -338,10 +339,10 @@ class SqlLoad:
                         gathering = self._may_gather = False
                         merged.append(self._merge_pending())
                         before = self._count()
-                    distinct = self._distinct_keys(staged, staged_columns, types)
+                    distinct = alike and self._distinct_keys(staged)
                     if gathering:
                         self._gather(staging, staged_columns, types, distinct)
-                        self._pending_rows = None if self._pending_rows is None else self._pending_rows + batch.num_rows
+                        self._pending_rows += batch.num_rows
                     else:
                         inserted, updated = self._load(
                             staging, staged_columns, types, batch.num_rows, empty_table=before == 0, distinct=distinct, deferred=deferred
@@ -353,7 +354,7 @@ class SqlLoad:
                         merged.append(self._merge_pending())
                     delete = sql.delete_keys(self._into, keys, self._table.primary_key, schema=dest.schema, keys_schema=dest.staging_schema)
                     dest.execute("DELETE", self._into, delete)
-                if gathering and (self._pending_rows is None or self._pending_rows >= self.merge_every):
+                if gathering and self._pending_rows >= self.merge_every:
                     merged.append(self._merge_pending())
                 last = (stamp if deferred else None) or self._last_loaded
                 visible = deferred and not self._replace and last is not None  # keys may repeat in the target
@@ -392,16 +393,23 @@ class SqlLoad:
 
     def _gather(self, staging: str, columns: list[Column], into: dict[str, exp.DataType], distinct: bool) -> None:
         """INSERT the staged batch into the pending table, one row per key (the greatest cursor, then the later row)."""
+        prepared = self._statements(staging, columns, into)
+        self._dest.execute("INSERT", self._pending, prepared.gather if distinct else prepared.gather_deduplicated)
+
+    def _statements(self, staging: str, columns: list[Column], into: dict[str, exp.DataType]) -> _Statements:
+        """The statements loading this shape of staged batch: those built for the last batch when it had the same.
+
+        They depend only on the staged columns and the table's types: those built for one batch serve the next
+        ones alike (sqlglot builds and copies a 40-column MERGE in milliseconds)."""
         signature = (staging, tuple(columns), tuple(into.items()))
         if self._prepared is None or self._prepared[0] != signature:
             self._prepared = (signature, _Statements(self, staging, columns, into))
-        prepared = self._prepared[1]
-        self._dest.execute("INSERT", self._pending, prepared.gather if distinct else prepared.gather_deduplicated)
+        return self._prepared[1]
 
-    def _merge_pending(self) -> WriteCounts | None:
+    def _merge_pending(self, *, uncounted: bool = False) -> WriteCounts | None:
         """MERGE the pending rows into the table and empty the pending table; what the MERGEs of their batches
-        would have counted. Runs in the caller's transaction."""
-        if self._pending_names is None or self._pending_rows == 0:
+        would have counted. Runs in the caller's transaction. `uncounted`: rows another load (killed) gathered."""
+        if self._pending_names is None or not (uncounted or self._pending_rows):
             return None
         dest, pending, target, schema = self._dest, self._pending, self._target, self._dest.schema
         key, cursor = self._table.primary_key, self._table.cursor
@@ -444,8 +452,9 @@ class SqlLoad:
     def finish(self, state: dict[str, Any]) -> WriteCounts | None:
         """Make the load visible (a replace swaps the shadow in) and save `state`, in one transaction.
 
-        Returns what resolving a deferred load's repeated keys changed in the counts its writes returned
-        (rows counted as inserted and then superseded, the updates MERGEs would have counted), or None.
+        Returns what finishing changed in the counts the writes returned, or None: resolving a deferred load's
+        repeated keys (rows counted as inserted and then superseded, the updates MERGEs would have counted),
+        merging the rows gathered since the last merge, and a killed load's pending rows merged at the start.
         """
         dest, schema = self._dest, self._dest.schema
         ddl: list[tuple[str, str, exp.Expr]] = []
@@ -509,10 +518,10 @@ class SqlLoad:
         if self._replace:
             dest.execute("DROP TABLE", self._into, sql.drop_table(self._into, schema=dest.schema))
         elif self._gathering and (left := dest.columns_of(self._pending)):  # read again: the failed batch may have made it
-            self._pending_names, self._pending_rows = list(left), None
+            self._pending_names = list(left)
             try:
                 with dest.transaction():
-                    self._merge_pending()
+                    self._merge_pending(uncounted=True)
                 self._drop_pending()
             except WarehouseError as err:
                 dest.rollback()
@@ -578,15 +587,13 @@ class SqlLoad:
             hint=f"change the column's type, e.g. {fix}, or drop the column, then sync again",
         )
 
-    def _distinct_keys(self, staged: pa.Table, columns: list[Column], into: dict[str, exp.DataType]) -> bool:
-        """Whether no two rows of the staged batch share a primary key, as the upsert's dedup sees keys.
+    def _distinct_keys(self, staged: pa.Table) -> bool:
+        """Whether no two rows of the staged batch share a primary key, for keys that are _comparable_keys (the
+        caller asks that first: only then does the upsert's dedup see keys as the table does).
 
-        A Python set counts them: no query, and no pyarrow.compute (9 MB and 40 ms to import, which no run
-        needs). False whenever the keys are not _comparable_keys.
+        A Python set counts them: no query, and no pyarrow.compute (9 MB and 40 ms to import, which no run needs).
         """
         key = self._table.primary_key
-        if not self._comparable_keys(staged, columns, into):
-            return False
         if len(key) == 1:
             return len(set(staged.column(key[0]).to_pylist())) == staged.num_rows
         return len(set(zip(*(staged.column(name).to_pylist() for name in key)))) == staged.num_rows
@@ -633,14 +640,10 @@ class SqlLoad:
         events in two batches (bench/engine.py's duckdb stage): the MERGE took 13.8 CPU µs a record, the
         INSERT 5.8; the dedup window alone 5.5.
 
-        The statements depend only on the staged columns and the table's types: those built for one batch serve
-        the next ones alike (sqlglot builds and copies a 40-column MERGE in milliseconds).
+        The statements are built once per shape of batch (_statements).
         """
         dest = self._dest
-        signature = (staging, tuple(columns), tuple(into.items()))
-        if self._prepared is None or self._prepared[0] != signature:
-            self._prepared = (signature, _Statements(self, staging, columns, into))
-        prepared = self._prepared[1]
+        prepared = self._statements(staging, columns, into)
         if not self._table.primary_key:  # no key: append
             dest.execute("INSERT", self._into, prepared.append)
             return rows, 0
@@ -681,27 +684,28 @@ class _Statements:
             return sql.staged_rows(staging, columns, table.primary_key, table.cursor, dialect, schema=schema, existing=into)
         return sql.staged_rows(staging, columns, (), None, dialect, schema=schema, existing=into)  # every row, cast
 
+    def _insert(self, table: str, dedup: bool) -> exp.Insert:
+        return sql.append(table, self._rows(dedup=dedup), self._names, schema=self._load._dest.schema)
+
     @functools.cached_property
     def append(self) -> exp.Insert:
         """INSERT every staged row: the load of a table without a key, or of a batch whose keys are new and distinct."""
-        return sql.append(self._load._into, self._rows(dedup=False), self._names, schema=self._load._dest.schema)
+        return self._insert(self._load._into, dedup=False)
 
     @functools.cached_property
     def append_deduplicated(self) -> exp.Insert:
         """INSERT one row per staged key (the greatest cursor, then the later row): a deferred load's batch that repeats a key."""
-        return sql.append(self._load._into, self._rows(dedup=True), self._names, schema=self._load._dest.schema)
+        return self._insert(self._load._into, dedup=True)
 
     @functools.cached_property
     def gather(self) -> exp.Insert:
         """INSERT every staged row into the pending table: a batch of distinct keys an incremental load gathers."""
-        load = self._load
-        return sql.append(load._pending, self._rows(dedup=False), self._names, schema=load._dest.schema)
+        return self._insert(self._load._pending, dedup=False)
 
     @functools.cached_property
     def gather_deduplicated(self) -> exp.Insert:
         """INSERT one row per staged key into the pending table (the greatest cursor, then the later row)."""
-        load = self._load
-        return sql.append(load._pending, self._rows(dedup=True), self._names, schema=load._dest.schema)
+        return self._insert(self._load._pending, dedup=True)
 
     @functools.cached_property
     def count_matches(self) -> exp.Select:
