@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pytest
@@ -230,6 +231,20 @@ def test_run_history_rows_round_trip_newest_first(warehouse: Warehouse) -> None:
     assert sorted(s.stream for s in newest.streams) == ["lists", "metrics"]
 
 
+@contextlib.contextmanager
+def recording(wh: Warehouse, kinds: list[str] | None) -> Iterator[None]:
+    """While inside, append the kind of every statement the destination executes to `kinds` (None: record nothing)."""
+    if kinds is None:
+        yield
+        return
+    execute = wh.dest.execute
+    wh.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del wh.dest.execute
+
+
 # Full refresh: batches go into the shadow without being matched; keys repeated across batches are resolved
 # at finish, as MERGEs in load order would have resolved them.
 
@@ -245,19 +260,13 @@ def refresh(wh: Warehouse, batches: list[list[dict[str, Any]]], *, deferred: boo
     deferred=False names no loaded_at: every batch is matched against the table as it is written (the MERGE path).
     """
     table = TableSpec(name="kl_profiles", primary_key=key, cursor="updated", loaded_at="uuid_ts" if deferred else None)
-    if kinds is not None:
-        execute = wh.dest.execute
-        wh.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    try:
+    with recording(wh, kinds):
         run = wh.dest.begin("profiles", table, replace=replace)
         inserted = updated = 0
         for n, rows in enumerate(batches, start=first_hour):
             counts = run.write(batch(columns, [{**row, "uuid_ts": ts(20, n)} for row in rows]), columns, {})
             inserted, updated = inserted + counts.inserted, updated + counts.updated
         finished = run.finish({}) if finish else None
-    finally:
-        if kinds is not None:
-            del wh.dest.execute
     if finished is not None:
         inserted, updated = inserted + finished.inserted, updated + finished.updated
     return profiles(wh, "id, updated, email, uuid_ts"), inserted, updated
@@ -325,13 +334,11 @@ def test_a_full_refresh_whose_keys_stop_being_text_resolves_its_repeats_then_mat
     outcomes = []
     for deferred in (False, True):
         kinds: list[str] = []
-        execute = warehouse.dest.execute
-        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-        table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if deferred else None)
-        run = warehouse.dest.begin("profiles", table, replace=True)
-        counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
-        finished = run.finish({})
-        del warehouse.dest.execute
+        with recording(warehouse, kinds):
+            table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if deferred else None)
+            run = warehouse.dest.begin("profiles", table, replace=True)
+            counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
+            finished = run.finish({})
         assert finished is None  # resolved by the third batch, matched from then on
         outcomes.append((profiles(warehouse, "id, updated, email"), sum(c.inserted for c in counts), sum(c.updated for c in counts)))
         if deferred:
@@ -374,19 +381,17 @@ def test_a_killed_first_sync_is_resumed_deferred_and_resolved_as_merges_in_load_
 def test_a_first_incremental_sync_matches_no_batch_and_its_state_says_keys_may_repeat_until_it_ends(warehouse: Warehouse) -> None:
     kinds: list[str] = []
     table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
-    execute = warehouse.dest.execute
-    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    run = warehouse.dest.begin("profiles", table, replace=False)
-    states = []
-    for n, rows in enumerate([[row("a", 1, "a0"), row("b", 1, "b0")], [row("c", 1, "c1")], [row("a", 2, "a2")]]):
-        counts = run.write(batch(LOADED, [{**r, "uuid_ts": ts(20, n)} for r in rows]), LOADED, {"cursor": {"": ts(n + 1).isoformat()}})
-        assert (counts.inserted, counts.updated) == (len(rows), 0)
-        states.append(warehouse.dest.read_state("profiles"))
-    assert [s["unresolved"] for s in states] == [ts(20, 0).isoformat(), ts(20, 1).isoformat(), ts(20, 2).isoformat()]
-    assert all(s["version"] == 2 and s["cursor"] == {"": ts(n + 1).isoformat()} for n, s in enumerate(states))
-    assert len(profiles(warehouse)) == 4  # "a" twice, until finish
-    finished = run.finish({"cursor": {"": ts(3).isoformat()}})
-    del warehouse.dest.execute
+    with recording(warehouse, kinds):
+        run = warehouse.dest.begin("profiles", table, replace=False)
+        states = []
+        for n, rows in enumerate([[row("a", 1, "a0"), row("b", 1, "b0")], [row("c", 1, "c1")], [row("a", 2, "a2")]]):
+            counts = run.write(batch(LOADED, [{**r, "uuid_ts": ts(20, n)} for r in rows]), LOADED, {"cursor": {"": ts(n + 1).isoformat()}})
+            assert (counts.inserted, counts.updated) == (len(rows), 0)
+            states.append(warehouse.dest.read_state("profiles"))
+        assert [s["unresolved"] for s in states] == [ts(20, 0).isoformat(), ts(20, 1).isoformat(), ts(20, 2).isoformat()]
+        assert all(s["version"] == 2 and s["cursor"] == {"": ts(n + 1).isoformat()} for n, s in enumerate(states))
+        assert len(profiles(warehouse)) == 4  # "a" twice, until finish
+        finished = run.finish({"cursor": {"": ts(3).isoformat()}})
     assert (finished.inserted, finished.updated) == (-1, 1)
     assert warehouse.dest.read_state("profiles") == {"cursor": {"": ts(3).isoformat()}}
     assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a2"), ("b", "b0"), ("c", "c1")]
@@ -394,9 +399,7 @@ def test_a_first_incremental_sync_matches_no_batch_and_its_state_says_keys_may_r
         "INSERT", "INSERT", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED"]
     # The next load finds rows in the table: it gathers its batches and merges them at finish, no key repeating.
     kinds.clear()
-    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    rows, inserted, updated = refresh(warehouse, [[row("d", 1, "d0")], [row("b", 2, "b1")]], deferred=True, replace=False, first_hour=5)
-    del warehouse.dest.execute
+    rows, inserted, updated = refresh(warehouse, [[row("d", 1, "d0")], [row("b", 2, "b1")]], deferred=True, replace=False, first_hour=5, kinds=kinds)
     assert [k for k in kinds if k in ("COUNT MATCHES", "MERGE", "INSERT", "COUNT PENDING", "COUNT REPEATED KEYS")] == [
         "INSERT", "INSERT", "COUNT PENDING", "COUNT REPEATED KEYS", "MERGE"]
     assert (len(rows), inserted, updated) == (4, 1, 1)
@@ -496,10 +499,8 @@ def test_gathered_rows_are_merged_before_a_batch_changes_the_table_or_deletes(wa
     for gather in (False, True):
         existing(warehouse, BEFORE)
         kinds: list[str] = []
-        execute = warehouse.dest.execute
-        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-        outcome = later(warehouse, batches, gather=gather, wider_from=2, deletes=deletes)
-        del warehouse.dest.execute
+        with recording(warehouse, kinds):
+            outcome = later(warehouse, batches, gather=gather, wider_from=2, deletes=deletes)
         outcomes.append((outcome, warehouse.query("select id, phone from kl_profiles order by id")))
         if gather:  # merged before the phone column is added (or with the batch deleting, its rows first), and at finish
             assert kinds.count("COUNT PENDING") == 2 and "COUNT MATCHES" not in kinds
@@ -530,12 +531,10 @@ def test_a_gathered_batch_not_later_than_the_one_before_is_matched_once_the_gath
     existing(warehouse, BEFORE)
     run = warehouse.dest.begin("profiles", table, replace=False)
     kinds: list[str] = []
-    execute = warehouse.dest.execute
-    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    first = run.write(batch(LOADED, [{**row("a", 2, "a1"), "uuid_ts": ts(20, 5)}]), LOADED, {})
-    second = run.write(batch(LOADED, [{**row("a", 2, "a2"), "uuid_ts": ts(20, 3)}, {**row("c", 1, "c2"), "uuid_ts": ts(20, 3)}]), LOADED, {})
-    assert run.finish({}) is None
-    del warehouse.dest.execute
+    with recording(warehouse, kinds):
+        first = run.write(batch(LOADED, [{**row("a", 2, "a1"), "uuid_ts": ts(20, 5)}]), LOADED, {})
+        second = run.write(batch(LOADED, [{**row("a", 2, "a2"), "uuid_ts": ts(20, 3)}, {**row("c", 1, "c2"), "uuid_ts": ts(20, 3)}]), LOADED, {})
+        assert run.finish({}) is None
     assert [(c.inserted, c.updated) for c in (first, second)] == [(0, 0), (1, 0)]  # equal cursors: a stays a-old
     assert "COUNT PENDING" in kinds and "COUNT MATCHES" in kinds
     assert [(r["id"], r["email"]) for r in profiles(warehouse)] == [("a", "a-old"), ("b", "b-old"), ("c", "c2"), ("z", "z-old")]
@@ -558,13 +557,11 @@ def test_gathering_into_an_adopted_text_column_merges_only_at_finish_and_as_matc
         warehouse.run("alter table kl_profiles add column score VARCHAR")
         warehouse.run(f"update kl_profiles set score = {held} where id = 'a'")
         kinds: list[str] = []
-        execute = warehouse.dest.execute
-        warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-        table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if gather else None)
-        run = warehouse.dest.begin("profiles", table, replace=False)
-        counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
-        finished = run.finish({})
-        del warehouse.dest.execute
+        with recording(warehouse, kinds):
+            table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts" if gather else None)
+            run = warehouse.dest.begin("profiles", table, replace=False)
+            counts = [run.write(batch(columns, [{**r, "uuid_ts": ts(20, n)} for r in rows]), columns, {}) for n, (columns, rows) in enumerate(batches)]
+            finished = run.finish({})
         if gather:
             assert kinds.count("COUNT PENDING") == 1 and not {"WIDEN COLUMN", "COUNT MATCHES"} & set(kinds)
             counts.append(finished)
@@ -605,9 +602,7 @@ def test_an_incremental_load_matches_each_batch_until_the_table_holds_gather_fro
     matched = later(warehouse, batches, gather=False)
     existing(warehouse, BEFORE)
     kinds: list[str] = []
-    execute = warehouse.dest.execute
-    warehouse.dest.execute = lambda kind, *args, **kw: kinds.append(kind) or execute(kind, *args, **kw)  # type: ignore[method-assign]
-    assert later(warehouse, batches, gather=True) == matched
-    del warehouse.dest.execute
+    with recording(warehouse, kinds):
+        assert later(warehouse, batches, gather=True) == matched
     # 3 rows, then 4: matched; 5 after the second batch: the third and fourth are gathered, merged at finish
     assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT PENDING")] == ["COUNT MATCHES", "COUNT MATCHES", "COUNT PENDING"]
