@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
-from . import collection
+from . import collection, switching
 from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
 from .config import Config
 from .destinations import build_destination
@@ -161,6 +161,7 @@ def run(
     # Each stream fetches as far ahead as its rate budgets and its consumer can use (engine/concurrency.py).
     http.events = flights = FlightsByStream(events, lambda name: functools.partial(budget_rate, http, spec, name))
     collecting = collection.pace()  # engine/collection.py: a full collection every few thousand records costs a sixth of a sync
+    switching_before = switching.pace()  # engine/switching.py: a thread back from I/O waits less for the GIL
     # One writer thread loads every stream's batches in turn while the streams read on (WriteBehind).
     writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klx-writer")
     try:
@@ -199,6 +200,7 @@ def run(
         return summary
     finally:
         collection.restore(collecting)
+        switching.restore(switching_before)
         http.close()
         writes.shutdown(wait=True)  # a write in flight ends (commits or rolls back) before the connection closes
         destination.close()
