@@ -84,6 +84,19 @@ def test_received_at_is_each_row_s_own_instant_and_the_load_values_are_the_batch
     assert rows["context_sources_job_run_id"] == rows["context_sources_task_run_id"] == [None] * len(received)
 
 
+def test_a_page_whose_rows_span_two_batches_gives_each_batch_its_received_at() -> None:
+    # run.py hands every row of a page the same datetime object; a batch may be taken in the middle of a page.
+    builder = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), depth=3)
+    first, second = AT, AT + timedelta(seconds=1)
+    for n, at in enumerate([first, first, first]):
+        builder.add({"id": str(n)}, at)
+    head = builder.take(LOAD)[0].column("received_at").to_pylist()
+    for n, at in enumerate([first, first, second]):
+        builder.add({"id": str(n)}, at)
+    tail = builder.take(LOAD)[0].column("received_at").to_pylist()
+    assert (head, tail) == ([first] * 3, [first, first, second])
+
+
 def test_every_row_carries_the_load_columns() -> None:
     rows, types, _ = build([{"id": "a"}, {"id": "b"}])
     assert rows["context_sources_job_run_id"] == ["job", "job"]
