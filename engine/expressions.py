@@ -179,6 +179,8 @@ class _Source:
 
 def _is_false(value: Any) -> bool:
     # JMESPath's falsehood, not Python's: 0 is true, and so is 0.0.
+    if value is None:  # most often: a key the record lacks (events' $flow)
+        return True
     kind = value.__class__
     if kind is str or kind is list or kind is dict or kind is bool:  # the JSON types: empty, or false
         return not value
@@ -189,6 +191,8 @@ def _is_false(value: Any) -> bool:
 
 def _not(value: Any) -> bool:
     # jmespath's `!`: Python's `not`, except that !0 is false (0 is not special in JMESPath).
+    if value is None:  # before the Number check below, which for None asks abc's slow isinstance
+        return True
     kind = value.__class__
     if (kind is int or kind is float or (kind is not bool and isinstance(value, Number))) and value == 0:
         return False
