@@ -161,3 +161,23 @@ def test_recorded_pages_give_the_same_records() -> None:
 def test_plain_specs_and_nested_record_paths_keep_parse_body() -> None:
     assert body_parser(dataclasses.replace(SPEC.api, record_format="plain"), parse_body) is parse_body
     assert body_parser(dataclasses.replace(SPEC.api, records="result.items", included=None), parse_body) is parse_body
+
+
+@pytest.mark.parametrize("lists", [("class", "m0"), ("data", "m1")])
+def test_record_lists_named_anything_are_read_with_the_schema_in_one_pass_or_two(lists: tuple[str, str]) -> None:
+    # The document schema's own field names (m0, m1...) are not members: a member may be named so, or be a keyword.
+    records, included = lists
+    parse = body_parser(dataclasses.replace(SPEC.api, records=records, included=included), parse_body)
+    page = {records: [EVENT], included: [PROFILE], "links": {"next": "https://x/next"}}
+    for document in (page, {**page, "m2": {"an": "extra member"}}):
+        body = json.dumps(document).encode()
+        expected = _without_links({"data": document[records], "included": document[included]})
+        assert parse(body) == {**parse_body(body), records: expected["data"], included: expected["included"]}
+
+
+def test_a_page_of_only_json_api_members_is_read_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import bodies
+
+    monkeypatch.setattr(bodies, "_members", None)  # the two-pass split: not used
+    body = json.dumps({**PAGE, "jsonapi": {"version": "1.1"}, "errors": None}).encode()
+    assert PARSE(body) == _without_links(parse_body(body))
