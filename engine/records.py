@@ -112,7 +112,12 @@ class RecordReader:
         found = self.included_path(body) if self.included_path else None
         if not isinstance(found, list):
             return {}
-        return {_ref(r): r for r in found if isinstance(r, dict) and _ref(r) is not None}
+        resources = {}
+        for resource in found:  # _ref once per resource: a page of events includes hundreds of profiles
+            key = _ref(resource) if isinstance(resource, dict) else None
+            if key is not None:
+                resources[key] = resource
+        return resources
 
     def _normalise(self, resource: dict[str, Any], included: _Included) -> dict[str, Any] | Rejected:
         # JSON:API: id and attributes at the top; a to-one relationship becomes <rel>_id and a
