@@ -150,6 +150,9 @@ def run(
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
     API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
+
+    While it runs, two settings of the whole process are its own: the garbage collector's thresholds
+    (engine/collection.py) and the thread switch interval (engine/switching.py); both are put back at its end.
     """
     spec = load_spec(config, only)  # a config error must not create or touch the destination
     if window is not None:
