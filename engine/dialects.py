@@ -22,6 +22,9 @@ class Dialect:
     upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
     swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
     transactional_ddl: bool = True  # False: DDL commits the open transaction, so it runs before BEGIN
+    # True: `(a, b) IN (SELECT a, b ...)` is refused (a subquery after IN returns one column), but the tuple is
+    # a STRUCT and `SELECT AS STRUCT a, b` returns one: BigQuery
+    struct_in: bool = False
 
     def identifier(self, name: str) -> str:
         """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
@@ -70,6 +73,7 @@ DIALECTS: dict[str, Dialect] = {
             max_identifier=300,
             parse_json=True,
             transactional_ddl=False,
+            struct_in=True,
         ),
         Dialect(
             name="redshift",

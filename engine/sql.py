@@ -141,7 +141,17 @@ def table(name: str, schema: str | None = None, alias: str | None = None) -> exp
 
 def render(expression: exp.Expr, dialect: str, *, pretty: bool = False) -> str:
     """SQL text of `expression` in `dialect`."""
+    if rules(dialect).struct_in:
+        expression = expression.transform(_struct_in)
     return expression.sql(dialect=dialect, pretty=pretty)
+
+
+def _struct_in(node: exp.Expr) -> exp.Expr:
+    """(a, b) IN (SELECT a, b ...) as (a, b) IN (SELECT AS STRUCT a, b ...), for Dialect.struct_in."""
+    query = node.args.get("query") if isinstance(node, exp.In) and isinstance(node.this, exp.Tuple) else None
+    if isinstance(query, exp.Subquery) and isinstance(query.this, exp.Select):
+        query.this.set("kind", "STRUCT")
+    return node
 
 
 def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str, into: exp.DataType | None = None) -> exp.Expr:

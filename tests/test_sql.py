@@ -231,3 +231,14 @@ def test_equal_cursor_does_not_match_the_update_branch() -> None:
 def test_table_without_primary_key_is_staged_without_dedup() -> None:
     rows = sql.staged_rows("__klx_batch", MEMBER_COLUMNS, (), None, "duckdb")
     assert "ROW_NUMBER" not in sql.render(rows, "duckdb")
+
+
+def test_a_row_compared_with_a_subquery_selects_one_struct_where_the_dialect_compares_structs_only() -> None:
+    # BigQuery refuses (a, b) IN (SELECT a, b ...): a subquery after IN returns one column. (a, b) is a STRUCT there.
+    rows = exp.select("a", "b").from_("t")
+    pair = exp.In(this=exp.Tuple(expressions=[sql.col("a"), sql.col("b")]), query=rows.subquery())
+    one = exp.In(this=sql.col("a"), query=exp.select("a").from_("t").subquery())
+    assert sql.render(pair, "bigquery") == "(`a`, `b`) IN (SELECT AS STRUCT a, b FROM t)"
+    assert sql.render(one, "bigquery") == "`a` IN (SELECT a FROM t)"
+    assert sql.render(pair, "postgres") == '("a", "b") IN (SELECT a, b FROM t)'
+    assert "kind" not in rows.args or rows.args["kind"] is None  # rendering leaves the expression as it was

@@ -75,7 +75,7 @@ FROM (
 DELETE FROM `klaviyo`.`kl_members__klx_pending`
 WHERE
   (`segment_id`, `id`, `uuid_ts`) IN (
-    SELECT
+    SELECT AS STRUCT
       `segment_id`,
       `id`,
       `uuid_ts`
@@ -98,7 +98,7 @@ WHERE
       FROM `klaviyo`.`kl_members__klx_pending`
       WHERE
         (`segment_id`, `id`) IN (
-          SELECT
+          SELECT AS STRUCT
             `segment_id`,
             `id`
           FROM `klaviyo`.`kl_members__klx_pending`

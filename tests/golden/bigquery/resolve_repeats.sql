@@ -42,7 +42,7 @@ FROM (
   FROM `klaviyo`.`kl_members__klx_shadow`
   WHERE
     (`segment_id`, `id`) IN (
-      SELECT
+      SELECT AS STRUCT
         `segment_id`,
         `id`
       FROM `klaviyo`.`kl_members__klx_shadow`
@@ -57,7 +57,7 @@ FROM (
 DELETE FROM `klaviyo`.`kl_members__klx_shadow`
 WHERE
   (`segment_id`, `id`, `uuid_ts`) IN (
-    SELECT
+    SELECT AS STRUCT
       `segment_id`,
       `id`,
       `uuid_ts`
@@ -80,7 +80,7 @@ WHERE
       FROM `klaviyo`.`kl_members__klx_shadow`
       WHERE
         (`segment_id`, `id`) IN (
-          SELECT
+          SELECT AS STRUCT
             `segment_id`,
             `id`
           FROM `klaviyo`.`kl_members__klx_shadow`
