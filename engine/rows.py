@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from operator import itemgetter
+from typing import Any, Iterable, Iterator
 
 import orjson
 import pyarrow as pa
@@ -138,21 +139,105 @@ class RowBuilder:
         # received_at by runs of rows, (first row, instant): a page's rows share one datetime object.
         self.received: list[tuple[int, datetime]] = []
         self._at: object = _NO_VALUE  # the instant of the last run
+        self.pending: list[dict[str, Any]] = []  # records added since their values last reached the column lists
 
     def __len__(self) -> int:
         return self.count
 
     def add(self, record: dict[str, Any], received_at: datetime, size: int = 0) -> None:
-        """Flatten one record (`size` response bytes) into the column lists and widen the column types it touches."""
-        self._add(self.root, record, self.count)
+        """Take one record (`size` response bytes): flattened into the column lists, widening the column types it
+        touches, with the records added before or after it (_settle)."""
+        self.pending.append(record)
         self.count += 1
         self.nbytes += size
         if received_at is not self._at:
             self._at = received_at
             self.received.append((self.count - 1, received_at))
+        if len(self.pending) >= SETTLE_ROWS:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Put the pending records' values into the column lists: in bulk, exactly as _add would one record after
+        another, or through _add where a key is not a string or a value not one of JSON's types."""
+        records, self.pending = self.pending, []
+        if not records:
+            return
+        first = self.count - len(records)
+        leaves = _leaves(records, first, self.depth)
+        if leaves is None:
+            for row, record in enumerate(records, first):
+                self._add(self.root, record, row)
+            return
+        # Columns are named on first sight, as _add names them: by the row that first holds each new path,
+        # then by the path's place among that row's values.
+        new = [path for path in leaves if path not in self.map.types]
+        if new:
+            first_row = {path: min(rows[0] for rows, _ in leaves[path]) for path in new}
+            place: dict[tuple[int, Path], int] = {}
+            for row in set(first_row.values()):
+                for n, path in enumerate(_leaf_paths(records[row - first], (), self.depth)):
+                    place.setdefault((row, path), n)
+            for path in sorted(new, key=lambda p: (first_row[p], place[(first_row[p], p)])):
+                self.map.name(path)
+        for path, chunks in leaves.items():
+            self._extend(self._path_slot(path), chunks, first, len(records))
+
+    def _extend(self, slot: _Slot, chunks: list[tuple[list[int], Any]], first: int, count: int) -> None:
+        """Append rows first..first+count-1 of `slot`'s column (chunks: the rows holding a value, and those values),
+        widening its type to the least one holding them all, as _add's value-by-value widening ends."""
+        column = slot.values
+        if column is None:  # the path's first value in this batch
+            slot.settle(self.map.types[slot.path])
+            column = slot.values = [None] * first
+        elif len(column) < first:
+            column.extend([None] * (first - len(column)))
+        if len(chunks) == 1 and len(chunks[0][0]) == count:
+            segment = list(chunks[0][1])
+        else:
+            segment = [None] * count
+            for rows, values in chunks:
+                for row, value in zip(rows, values):
+                    segment[row - first] = value
+        current = slot.type
+        classes = set(map(type, segment))
+        classes.discard(_NONE)
+        kind, offsets = None, None
+        if current is not ColumnType.TEXT:
+            for cls in classes:
+                if cls is str:
+                    found = ColumnType.TEXT  # unless every value is a timestamp's text (only then can it stay one)
+                    if len(classes) == 1 and (current is None or current is ColumnType.TIMESTAMP):
+                        offsets = [None if v is None else timestamp_offset(v) for v in segment]
+                        if offsets.count(None) == segment.count(None):
+                            found = ColumnType.TIMESTAMP
+                elif cls is int:
+                    numbers = [v for v in segment if v.__class__ is int]
+                    found = ColumnType.BIGINT if min(numbers) in _BIGINT_RANGE and max(numbers) in _BIGINT_RANGE else ColumnType.TEXT
+                else:
+                    found = _CLASS_TYPES[cls]
+                kind = widen(kind, found)
+        new = widen(current, kind) if classes else current
+        if new is ColumnType.TIMESTAMP and classes:
+            slot.texts.extend(v for v in segment if v is not None)
+            segment = offsets  # type: ignore[assignment]
+        elif current is ColumnType.TIMESTAMP and new is not current:  # a TEXT column holds the texts, not their instants
+            texts = iter(slot.texts)
+            column[:] = [v if v is None else next(texts) for v in column]
+        column.extend(segment)
+        if new is not current:
+            slot.settle(new)
+            self.map.types[slot.path] = new
+
+    def _path_slot(self, path: Path) -> _Slot:
+        slot = self.root
+        for key in path:
+            child = slot.children.get(key)
+            slot = child if child is not None else self._slot(slot, key)
+        return slot
 
     def take(self, load: dict[str, Any]) -> tuple[pa.Table, list[Column]]:
         """The collected rows as an Arrow table plus every column the table must have; resets the builder."""
+        self._settle()
         # Load columns first: a column first seen in a later batch is appended to the table, so only then
         # is the column order the same whatever the batch size.
         columns, arrays, names = [], [], []
@@ -267,6 +352,67 @@ class RowBuilder:
             self.slots.append(slot)
         parent.children[key] = slot
         return slot
+
+
+SETTLE_ROWS = 1000  # records held before their values reach the column lists (a page of events)
+_NONE = type(None)
+_CLASS_TYPES = {bool: ColumnType.BOOLEAN, float: ColumnType.DOUBLE, dict: ColumnType.JSON, list: ColumnType.JSON}
+_JSON_CLASSES = frozenset({_NONE, bool, int, float, str, dict, list})
+
+
+def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path, list[tuple[list[int], Any]]] | None:
+    """Each leaf path of rows first.. (`records`) flattened as _add flattens them: the rows holding it and their
+    values, gathered by groups of objects with the same keys (one transposition each); None when a key is not a
+    string or a value not one of JSON's types (_add's way then)."""
+    out: dict[Path, list[tuple[list[int], Any]]] = {}
+    stack: list[tuple[Path, list[int], list[dict[str, Any]]]] = [((), list(range(first, first + len(records))), records)]
+    while stack:
+        prefix, rows, objects = stack.pop()
+        groups: dict[tuple[Any, ...], tuple[list[int], list[dict[str, Any]]]] = {}
+        for row, item in zip(rows, objects):
+            keys = tuple(item)
+            group = groups.get(keys)
+            if group is None:
+                if not all(key.__class__ is str for key in keys):
+                    return None
+                group = groups[keys] = ([], [])
+            group[0].append(row)
+            group[1].append(item)
+        nested = len(prefix) + 1 < depth
+        for keys, (group_rows, items) in groups.items():
+            if not keys:
+                continue
+            columns = zip(*map(itemgetter(*keys), items)) if len(keys) > 1 else [[item[keys[0]] for item in items]]
+            for key, values in zip(keys, columns):
+                classes = set(map(type, values))
+                if not classes <= _JSON_CLASSES:
+                    return None
+                path = (*prefix, key)
+                if nested and dict in classes:  # objects flatten into the paths beneath; other values stay here
+                    inner_rows, inner, here_rows, here = [], [], [], []
+                    for row, value in zip(group_rows, values):
+                        if value.__class__ is dict:
+                            inner_rows.append(row)
+                            inner.append(value)
+                        else:
+                            here_rows.append(row)
+                            here.append(value)
+                    stack.append((path, inner_rows, inner))
+                    if here_rows:
+                        out.setdefault(path, []).append((here_rows, here))
+                else:
+                    out.setdefault(path, []).append((group_rows, values))
+    return out
+
+
+def _leaf_paths(record: dict[str, Any], prefix: Path, depth: int) -> Iterator[Path]:
+    """The leaf paths of one record in the order _add meets them."""
+    for key, value in record.items():
+        path = (*prefix, key)
+        if len(path) < depth and value.__class__ is dict:
+            yield from _leaf_paths(value, path, depth)
+        else:
+            yield path
 
 
 class _Slot:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -371,3 +373,55 @@ def test_keys_that_are_not_strings_share_the_column_of_their_text_across_batches
     builder.add({"id": "d", "n": {2: "next batch"}}, AT)
     second = builder.take(LOAD)[0].to_pydict()
     assert (second[one], second[deep]) == ([None], ["next batch"])
+
+
+def _random_value(rng, depth: int):
+    roll = rng.random()
+    if depth < 4 and roll < 0.15:
+        return {rng.choice(KEYS): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    return rng.choice([
+        None, None, True, False, 0, 7, -3, 2**63, -(2**63) - 1, 2**63 - 1, 1.5, -0.0, float("nan"), "", "text", "Ärger",
+        "2026-01-02T03:04:05+00:00", "2026-01-02 03:04:05.123456Z", "2026-02-30T00:00:00+00:00", "2026-01-02T03:04:05",
+        "0001-01-01T00:00:00+01:00", [], [1, "a"], [{"x": 1.5}], {},
+    ])
+
+
+KEYS = ["id", "a", "b", "A B", "a_b", "aB", "a b", "c", "$d", "updated", "x" * 70, "x" * 71]
+
+
+def _random_records(rng, n: int) -> list[dict]:
+    shapes = [[rng.choice(KEYS) for _ in range(rng.randint(1, 6))] for _ in range(4)]
+    records = []
+    for _ in range(n):
+        keys = rng.choice(shapes) if rng.random() < 0.8 else [rng.choice(KEYS) for _ in range(rng.randint(0, 6))]
+        record = {key: _random_value(rng, 1) for key in keys}
+        if rng.random() < 0.02:
+            record[1] = "a key that is not a string"
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_records_settled_in_bulk_give_what_one_record_at_a_time_gives(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RowBuilder puts the values of up to SETTLE_ROWS records into its columns at once (_leaves, _extend); with
+    # _leaves refusing every time, each record goes through _add alone. Both must give the same tables and columns.
+    rng = random.Random(seed)
+    monkeypatch.setattr(rows_module, "SETTLE_ROWS", rng.choice([1, 3, 7, 50]))
+    batches = [_random_records(rng, rng.randint(0, 40)) for _ in range(rng.randint(1, 4))]
+    saved = [[["updated"], "updated", "timestamp"], [["a"], "a", "bigint"]] if seed % 2 else None
+
+    def load(bulk: bool) -> list:
+        if not bulk:
+            monkeypatch.setattr(rows_module, "_leaves", lambda *args: None)
+        columns = ColumnMap(copy.deepcopy(saved), reserved=LOAD_COLUMNS)
+        builder = RowBuilder(columns, depth=3)
+        out = []
+        for batch in batches:
+            for record in copy.deepcopy(batch):
+                builder.add(record, AT)
+            table, cols = builder.take(LOAD)
+            out.append((repr(table.to_pydict()), table.schema, cols, columns.to_state()))
+        monkeypatch.undo() if not bulk else None
+        return out
+
+    assert load(True) == load(False)
