@@ -18,16 +18,15 @@ class Derivations:
         # Each sees the record as it was before any derived column was set: {**record, included: related}.
         self.columns = [(column, compile_search_with(expression, RELATED_KEY)) for column, expression in columns.items()]
         # When every expression is compiled (none can fail), one function computes them all, with no try per column.
-        compiled = compile_all_with(list(columns.values()), RELATED_KEY)
-        self.names = list(columns) if compiled else None
-        self.all = compiled[0] if compiled else None
+        compiled = compile_all_with(list(columns.values()), RELATED_KEY, into=list(columns))
+        self.all = compiled[0] if compiled else None  # sets every column of the record it is given
         # Whether apply() needs the included resources (records.py builds them only then).
         self.reads_related = compiled[1] if compiled else True
 
     def apply(self, record: dict[str, Any], related: dict[str, Any]) -> None:
         """Set every derived column of `record`; an expression that fails on this record gives null."""
         if self.all is not None:
-            record.update(zip(self.names, self.all(record, related)))
+            self.all(record, related)
             return
         values = []
         for column, search in self.columns:

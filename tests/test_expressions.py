@@ -93,6 +93,16 @@ def test_expressions_compiled_together_match_jmespath_each_on_the_merged_record(
             expected = tuple(r.search({**record, "included": extra}) for r in references)
             assert together(record, extra) == expected, (texts, record, extra)
             assert [type(v) for v in together(record, extra)] == [type(v) for v in expected]
+            # Set into the record instead: each column named after a key the expressions may read, every value
+            # taken from the record as it was before any is set.
+            names = rng.sample(KEYS, len(texts)) if len(texts) <= len(KEYS) else None
+            if names is not None and len(set(names)) == len(names):
+                setting = compile_all_with(texts, "included", into=names)
+                assert setting is not None
+                into = dict(record)
+                assert setting[0](into, extra) is None
+                assert into == {**record, **dict(zip(names, expected))}, (texts, record, names)
+                assert list(into) == list({**record, **dict.fromkeys(names)}), "keys keep their places, new ones follow"
 
 
 def _in_subset(text: str) -> bool:
