@@ -265,7 +265,8 @@ class RowBuilder:
         return pa.Table.from_arrays(arrays, names=names), columns
 
     def _add(self, parent: _Slot, record: dict[str, Any], row: int) -> None:
-        # The hot path of a sync: one pass per record, no intermediate dict, type inference only where a value could widen.
+        # One record at a time: what _settle does in bulk, and its way for records it cannot take in bulk (a key that
+        # is not a string, a value that is not JSON's). tests/test_rows.py holds the two ways to the same tables.
         slots = parent.children
         for key, value in record.items():
             slot = slots.get(key)
