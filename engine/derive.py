@@ -18,7 +18,7 @@ class Derivations:
         # Each sees the record as it was before any derived column was set: {**record, included: related}.
         self.columns = [(column, compile_search_with(expression, RELATED_KEY)) for column, expression in columns.items()]
         # When every expression is compiled (none can fail), one function computes them all, with no try per column.
-        compiled = compile_all_with(list(columns.values()), RELATED_KEY, into=list(columns))
+        compiled = compile_all_with(list(columns.values()), RELATED_KEY, list(columns))
         self.all = compiled[0] if compiled else None  # sets every column of the record it is given
         # Whether apply() needs the included resources (records.py builds them only then).
         self.reads_related = compiled[1] if compiled else True

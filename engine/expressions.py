@@ -40,12 +40,10 @@ def compile_search_with(text: str, key: str) -> Callable[[dict[str, Any], Any], 
         return lambda record, extra: parsed.search({**record, key: extra})
 
 
-def compile_all_with(
-    texts: list[str], key: str, *, into: list[str] | None = None
-) -> tuple[Callable[[dict[str, Any], Any], Any], bool] | None:
-    """All of `texts` as one function f(record, extra) returning the tuple of what compile_search_with's functions
-    return, and whether any of them reads `key`; None when one is outside the compiled subset. With `into` (one
-    name per text), f sets record[name] to each value instead, every value computed before any is set.
+def compile_all_with(texts: list[str], key: str, into: list[str]) -> tuple[Callable[[dict[str, Any], Any], None], bool] | None:
+    """All of `texts` as one function f(record, extra) setting record[into[i]] to what compile_search_with's
+    function of texts[i] returns, every value computed before any is set; and whether any of them reads `key`.
+    None when one is outside the compiled subset.
 
     One call per record instead of one per expression, and a path several expressions read (events' three
     derived columns read event_properties."$flow" or ."$message" five times) is read once: every node in the
@@ -101,16 +99,13 @@ class _Source:
         arguments = "value" if self.top is None else "record, extra"
         return f"def search({arguments}):\n    return {body}\n"
 
-    def functions(self, nodes: list[dict[str, Any]], into: list[str] | None = None) -> str:
-        """One function of (record, extra) returning the tuple of the expressions' values, its reads assigned first;
-        with `into`, setting record[name] to each value once all are computed (a tuple is evaluated whole first)."""
+    def functions(self, nodes: list[dict[str, Any]], into: list[str]) -> str:
+        """One function of (record, extra) setting record[name] to each expression's value, its reads assigned
+        first and every value computed before any is set (the tuple on the right is evaluated whole first)."""
         bodies = [self.expression(node, None) for node in nodes]
-        assert self.reads is not None
+        assert self.reads is not None and len(into) == len(nodes)
         lines = [f"    {local} = {read}\n" for local, read in self.reads.values()]
         values = f"({''.join(f'{b}, ' for b in bodies)})"
-        if into is None:
-            return f"def search(record, extra):\n{''.join(lines)}    return {values}\n"
-        assert len(into) == len(nodes)
         targets = "".join(f"record[{self.constant(name)}], " for name in into)
         return f"def search(record, extra):\n{''.join(lines)}    {targets}= {values}\n"
 

@@ -80,7 +80,8 @@ def test_expressions_compiled_together_match_jmespath_each_on_the_merged_record(
     for _ in range(300):
         texts = [_expression(rng, 3) for _ in range(rng.randint(1, 5))]
         texts += rng.sample(texts, rng.randint(0, len(texts)))  # the same expression twice, too
-        compiled = compile_all_with(texts, "included")
+        fresh = [f"column {n}" for n in range(len(texts))]  # names no expression reads
+        compiled = compile_all_with(texts, "included", fresh)
         references = [jmespath.compile(text) for text in texts]
         if compiled is None:  # outside the subset (@ at the root of the merged record): each goes to jmespath alone
             assert not all(map(_in_subset, texts)), texts
@@ -91,16 +92,19 @@ def test_expressions_compiled_together_match_jmespath_each_on_the_merged_record(
             record = {rng.choice(KEYS): _value(rng, 3) for _ in range(rng.randrange(5))}
             extra = _value(rng, 3)
             expected = tuple(r.search({**record, "included": extra}) for r in references)
-            assert together(record, extra) == expected, (texts, record, extra)
-            assert [type(v) for v in together(record, extra)] == [type(v) for v in expected]
-            # Set into the record instead: each column named after a key the expressions may read, every value
-            # taken from the record as it was before any is set.
+            into = dict(record)
+            assert together(into, extra) is None
+            values = tuple(into[name] for name in fresh)
+            assert values == expected, (texts, record, extra)
+            assert [type(v) for v in values] == [type(v) for v in expected]
+            # Columns named after keys the expressions may read: every value taken from the record as it was
+            # before any is set.
             names = rng.sample(KEYS, len(texts)) if len(texts) <= len(KEYS) else None
             if names is not None and len(set(names)) == len(names):
-                setting = compile_all_with(texts, "included", into=names)
+                setting = compile_all_with(texts, "included", names)
                 assert setting is not None
                 into = dict(record)
-                assert setting[0](into, extra) is None
+                setting[0](into, extra)
                 assert into == {**record, **dict(zip(names, expected))}, (texts, record, names)
                 assert list(into) == list({**record, **dict.fromkeys(names)}), "keys keep their places, new ones follow"
 
@@ -124,9 +128,9 @@ def _reads_root(node: dict, key: str) -> bool:
 
 
 def test_expressions_compiled_together_say_whether_they_read_the_extra_key() -> None:
-    assert compile_all_with(['a.b', '"included"', 'x || included.y'], "included")[1] is True
-    assert compile_all_with(['a.included', 'a[0].included && `1`', '!b'], "included")[1] is False
-    assert compile_all_with(['a.b', 'length(a)'], "included") is None  # a function: outside the subset
+    assert compile_all_with(['a.b', '"included"', 'x || included.y'], "included", ["p", "q", "r"])[1] is True
+    assert compile_all_with(['a.included', 'a[0].included && `1`', '!b'], "included", ["p", "q", "r"])[1] is False
+    assert compile_all_with(['a.b', 'length(a)'], "included", ["p", "q"]) is None  # a function: outside the subset
 
 
 def test_subset_compiles_to_closures_and_the_rest_keeps_jmespath(monkeypatch: pytest.MonkeyPatch) -> None:
