@@ -172,7 +172,7 @@ class RowBuilder:
         # then by the path's place among that row's values.
         new = [path for path in leaves if path not in self.map.types]
         if new:
-            first_row = {path: min(rows[0] for rows, _ in leaves[path]) for path in new}
+            first_row = {path: min(rows[0] for rows, _, _ in leaves[path]) for path in new}
             place: dict[tuple[int, Path], int] = {}
             for row in set(first_row.values()):
                 for n, path in enumerate(_leaf_paths(records[row - first], (), self.depth)):
@@ -182,9 +182,10 @@ class RowBuilder:
         for path, chunks in leaves.items():
             self._extend(self._path_slot(path), chunks, first, len(records))
 
-    def _extend(self, slot: _Slot, chunks: list[tuple[list[int], Any]], first: int, count: int) -> None:
-        """Append rows first..first+count-1 of `slot`'s column (chunks: the rows holding a value, and those values),
-        widening its type to the least one holding them all, as _add's value-by-value widening ends."""
+    def _extend(self, slot: _Slot, chunks: list[tuple[list[int], Any, set[type]]], first: int, count: int) -> None:
+        """Append rows first..first+count-1 of `slot`'s column (chunks: the rows holding a value, those values and
+        their Python classes), widening its type to the least one holding them all, as _add's value-by-value
+        widening ends."""
         column = slot.values
         if column is None:  # the path's first value in this batch
             slot.settle(self.map.types[slot.path])
@@ -195,11 +196,11 @@ class RowBuilder:
             segment = list(chunks[0][1])
         else:
             segment = [None] * count
-            for rows, values in chunks:
+            for rows, values, _ in chunks:
                 for row, value in zip(rows, values):
                     segment[row - first] = value
         current = slot.type
-        classes = set(map(type, segment))
+        classes = set().union(*(found for _, _, found in chunks))
         classes.discard(_NONE)
         kind, offsets = None, None
         if current is not ColumnType.TEXT:
@@ -361,11 +362,11 @@ _CLASS_TYPES = {bool: ColumnType.BOOLEAN, float: ColumnType.DOUBLE, dict: Column
 _JSON_CLASSES = frozenset({_NONE, bool, int, float, str, dict, list})
 
 
-def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path, list[tuple[list[int], Any]]] | None:
-    """Each leaf path of rows first.. (`records`) flattened as _add flattens them: the rows holding it and their
-    values, gathered by groups of objects with the same keys (one transposition each); None when a key is not a
+def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path, list[tuple[list[int], Any, set[type]]]] | None:
+    """Each leaf path of rows first.. (`records`) flattened as _add flattens them: the rows holding it, their
+    values and those values' Python classes, gathered by groups of objects with the same keys (one transposition each); None when a key is not a
     string or a value not one of JSON's types (_add's way then)."""
-    out: dict[Path, list[tuple[list[int], Any]]] = {}
+    out: dict[Path, list[tuple[list[int], Any, set[type]]]] = {}
     stack: list[tuple[Path, list[int], list[dict[str, Any]]]] = [((), list(range(first, first + len(records))), records)]
     while stack:
         prefix, rows, objects = stack.pop()
@@ -400,9 +401,9 @@ def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path,
                             here.append(value)
                     stack.append((path, inner_rows, inner))
                     if here_rows:
-                        out.setdefault(path, []).append((here_rows, here))
+                        out.setdefault(path, []).append((here_rows, here, classes - {dict}))
                 else:
-                    out.setdefault(path, []).append((group_rows, values))
+                    out.setdefault(path, []).append((group_rows, values, classes))
     return out
 
 
