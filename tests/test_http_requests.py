@@ -131,3 +131,46 @@ def test_a_deadline_is_kept_after_the_watchdog_went_idle() -> None:
         took = time.monotonic() - began
     assert str(raised.value) == "Klaviyo did not answer GET /api/metrics?page[size]=10 within 0.5s (stream metrics)"
     assert took < 1.2  # the whole body would take 1.6 s
+
+
+def test_the_environment_proxy_carries_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY is read once (not by requests on each request) and still used: the proxy gets the absolute URL."""
+    with always(200, {"data": []}) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        http = client("http://klaviyo.invalid")
+        get(http)
+        get(http)
+    assert [h.path for h in proxy.hits] == ["http://klaviyo.invalid/api/metrics?page%5Bsize%5D=10"] * 2
+    assert proxy.hits[0].headers["authorization"] == f"Klaviyo-API-Key {KEY}"
+
+
+def test_no_proxy_is_read_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.test")
+    http = client("https://a.klaviyo.com")
+    assert http._proxies_for("https://a.klaviyo.com/api/events?page=2")["https"] == "http://proxy.invalid:3128"
+    assert http._proxies_for("https://internal.test:8443/api/events") == {}
+
+
+def test_the_ca_bundle_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    assert client("https://a.klaviyo.com").session.verify == "/etc/corp/ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/corp/curl.pem")
+    assert client("https://a.klaviyo.com").session.verify == "/etc/corp/curl.pem"
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert client("https://a.klaviyo.com").session.verify is True
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_key(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """requests would send basic auth from ~/.netrc in place of the key header."""
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with always(200, {"data": []}) as api:
+        get(client(api.url))
+    assert api.hits[0].headers["authorization"] == f"Klaviyo-API-Key {KEY}"
