@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from jmespath.exceptions import JMESPathError
 
+from .bodies import Identifier, Relationship
 from .expressions import compile_all_with, compile_search_with
 
 RELATED_KEY = "included"  # derived expressions see included resources under this key
@@ -45,13 +46,21 @@ def flat(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     attributes = resource.get("attributes")
     out: dict[str, Any] = {"id": resource.get("id"), **(attributes if isinstance(attributes, dict) else {})}
     relationships = resource.get("relationships")
+    # A relationship and its identifiers come as structs (bodies.py), or as dicts from a body read whole.
     for name, relationship in relationships.items() if isinstance(relationships, dict) else ():
-        data = relationship.get("data") if isinstance(relationship, dict) else None
+        if relationship.__class__ is Relationship:
+            data = relationship.data
+        else:
+            data = relationship.get("data") if isinstance(relationship, dict) else None
         if isinstance(data, list):
-            out.setdefault(f"{name}_ids", [d.get("id") for d in data if isinstance(d, dict)])
-        elif isinstance(data, dict):
-            out.setdefault(f"{name}_id", data.get("id"))
+            out.setdefault(f"{name}_ids", [_id(d) for d in data if d.__class__ is Identifier or isinstance(d, dict)])
+        elif data.__class__ is Identifier or isinstance(data, dict):
+            out.setdefault(f"{name}_id", _id(data))
     return out
+
+
+def _id(identifier: Identifier | dict[str, Any]) -> Any:
+    return identifier.id if identifier.__class__ is Identifier else identifier.get("id")
 
 
 def pick(resource: dict[str, Any] | None, attribute: Sequence[str]) -> Any:

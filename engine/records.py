@@ -10,6 +10,9 @@ from typing import Any, Iterator
 
 from jmespath.exceptions import JMESPathError
 
+from msgspec import UNSET
+
+from .bodies import Identifier, Relationship
 from .derive import Derivations, flat, pick
 from .errors import ApiError
 from .expressions import compile_search
@@ -133,16 +136,23 @@ class RecordReader:
         relationships = resource.get("relationships")
         # relationship -> included resource(s), for derived columns; only when one reads them
         related: dict[str, Any] | None = {} if self.related else None
+        # A relationship and its identifiers come as structs (bodies.py), or as dicts from a body read whole.
         for name, relationship in relationships.items() if isinstance(relationships, dict) else ():
-            if not isinstance(relationship, dict) or "data" not in relationship:
+            if relationship.__class__ is Relationship:
+                data = relationship.data
+                if data is UNSET:
+                    continue
+            elif isinstance(relationship, dict) and "data" in relationship:
+                data = relationship["data"]
+            else:
                 continue
-            data = relationship["data"]
             wanted = self._wanted.get(name)
             columns = self._relationship_columns.get(name) or self._name_columns(name)
             if isinstance(data, list):
-                record.setdefault(columns[1], [d.get("id") for d in data if isinstance(d, dict)])
+                identifiers = [d for d in data if d.__class__ is Identifier or isinstance(d, dict)]
+                record.setdefault(columns[1], [d.id if d.__class__ is Identifier else d.get("id") for d in identifiers])
                 if wanted or related is not None:
-                    targets = [included.flat(d) for d in data if isinstance(d, dict)]
+                    targets = [included.flat(d) for d in identifiers]
                     found = [t for t in targets if t is not None]
                     if related is not None:
                         related[name] = found
@@ -150,14 +160,20 @@ class RecordReader:
                     for parts, column in wanted or ():
                         record.setdefault(column, [pick(t, parts) for t in found])
                 continue
-            record.setdefault(columns[0], data.get("id") if isinstance(data, dict) else None)
+            if data.__class__ is Identifier:
+                record.setdefault(columns[0], data.id)
+            elif isinstance(data, dict):
+                record.setdefault(columns[0], data.get("id"))
+            else:
+                record.setdefault(columns[0], None)
+                data = None
             if related is not None:
-                target = related[name] = included.flat(data) if isinstance(data, dict) else None
+                target = related[name] = included.flat(data) if data is not None else None
                 for parts, column in wanted or ():
                     record.setdefault(column, pick(target, parts))
             elif wanted:
                 for parts, column in wanted:
-                    record.setdefault(column, included.pick(data, parts) if isinstance(data, dict) else None)
+                    record.setdefault(column, included.pick(data, parts) if data is not None else None)
         if self.derive:
             self.derive.apply(record, _NOTHING_RELATED if related is None else related)
         return record
@@ -178,10 +194,13 @@ class _Included:
         self.resources = resources
         self.flattened: dict[Any, dict[str, Any] | None] = {}
 
-    def pick(self, identifier: dict[str, Any], parts: list[str]) -> Any:
+    def pick(self, identifier: Identifier | dict[str, Any], parts: list[str]) -> Any:
         """pick(self.flat(identifier), parts), without flattening the resource when the path starts at one of its
         attributes or its id (flattening it, on first use, was most of an event's include lookups)."""
-        kind, ident = identifier.get("type"), identifier.get("id")
+        if identifier.__class__ is Identifier:
+            kind, ident = identifier.type, identifier.id
+        else:
+            kind, ident = identifier.get("type"), identifier.get("id")
         if kind.__class__ is not str or ident.__class__ is not str:
             return pick(self.flat(identifier), parts)
         resource = self.resources.get((kind, ident))
@@ -197,9 +216,9 @@ class _Included:
             return pick(self.flat(identifier), parts)
         return pick(value, parts[1:]) if len(parts) > 1 else value
 
-    def flat(self, identifier: dict[str, Any]) -> dict[str, Any] | None:
+    def flat(self, identifier: Identifier | dict[str, Any]) -> dict[str, Any] | None:
         """The included resource a resource identifier names, flattened; None when the page does not include it."""
-        kind, ident = identifier.get("type"), identifier.get("id")
+        kind, ident = type_and_id(identifier)
         if kind.__class__ is not str or ident.__class__ is not str:  # rare: not cached (1 and 1.0 are one dict key)
             return flat(self.resources.get(_ref(identifier)))
         key = (kind, ident)
@@ -223,10 +242,17 @@ def value_problem(value: Any) -> str | None:
     return None
 
 
-def _ref(resource: dict[str, Any]) -> tuple[str, str] | None:
+def _ref(resource: Identifier | dict[str, Any]) -> tuple[str, str] | None:
     """The (type, id) a JSON:API resource or resource identifier names, when both are scalars."""
-    kind, ident = resource.get("type"), resource.get("id")
+    kind, ident = type_and_id(resource)
     return (kind, ident) if isinstance(kind, str) and isinstance(ident, (str, int)) else None
+
+
+def type_and_id(identifier: Identifier | dict[str, Any]) -> tuple[Any, Any]:
+    """A resource identifier's (or resource's) type and id, None where it has none, struct or dict alike."""
+    if identifier.__class__ is Identifier:
+        return identifier.type, identifier.id
+    return identifier.get("type"), identifier.get("id")
 
 
 def _kind(value: Any) -> str:

@@ -8,9 +8,11 @@ import json
 import random
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from engine.bodies import body_parser
+from engine.bodies import Identifier, Relationship, body_parser
+from engine.derive import flat
 from engine.http import parse_body
 from engine.records import RecordReader, Rejected
 from engine.spec import Spec
@@ -43,8 +45,20 @@ def _without_links(document: dict) -> dict:
             for key in [k for k in resource if k not in ("type", "id", "attributes", "relationships")]:
                 del resource[key]
             for name, relationship in resource.get("relationships", {}).items():
-                resource["relationships"][name] = {k: v for k, v in relationship.items() if k == "data"}
+                resource["relationships"][name] = {k: _identifiers(v) for k, v in relationship.items() if k == "data"}
     return out
+
+
+def _identifiers(data: object) -> object:
+    """A relationship's data as the schema keeps it: each identifier's type and id."""
+    if isinstance(data, list):
+        return [_identifiers(d) for d in data]
+    return {k: v for k, v in data.items() if k in ("type", "id")} if isinstance(data, dict) else data
+
+
+def _plain(parsed: object) -> object:
+    """A parsed body with its relationship structs as the dicts they stand for."""
+    return msgspec.to_builtins(parsed)
 
 
 def _records(document: object) -> list:
@@ -55,9 +69,10 @@ def _records(document: object) -> list:
 def test_resources_lose_only_their_links_and_meta_and_the_top_level_stays_whole() -> None:
     body = json.dumps(PAGE).encode()
     parsed = PARSE(body)
-    assert parsed == _without_links(parse_body(body))
+    assert _plain(parsed) == _without_links(parse_body(body))
     assert parsed["links"] == PAGE["links"] and parsed["meta"] == PAGE["meta"]  # what paginators read
-    assert parsed["data"][0]["relationships"]["lists"] == {}
+    relationships = parsed["data"][0]["relationships"]
+    assert relationships["lists"] == Relationship() and relationships["profile"].data == Identifier(type="profile", id="p1")
     assert _records(parsed) == _records(parse_body(body))
 
 
@@ -68,6 +83,8 @@ def test_resources_lose_only_their_links_and_meta_and_the_top_level_stays_whole(
         {**PAGE, "data": [EVENT, "not an object"]},
         {**PAGE, "data": [{**EVENT, "relationships": ["odd"]}]},
         {**PAGE, "data": [{**EVENT, "relationships": {"profile": None}}]},
+        {**PAGE, "data": [{**EVENT, "relationships": {"profile": {"data": "p1"}}}]},  # data neither object, list nor null
+        {**PAGE, "data": [{**EVENT, "relationships": {"attributions": {"data": [{"type": "a", "id": "1"}, 7]}}}]},
         {**PAGE, "included": {"not": "a list"}},
         [EVENT],  # no top-level object
         {"data": [], "errors": [{"detail": "x"}], "extra member": {"links": 1}},
@@ -77,7 +94,7 @@ def test_what_the_schema_does_not_fit_is_read_whole_as_parse_body_reads_it(page:
     body = json.dumps(page).encode()
     parsed, whole = PARSE(body), parse_body(body)
     if isinstance(whole, dict):  # a member the schema fits loses its links; any other is read whole
-        assert parsed == {name: _without_links({name: v})[name] if _fits(name, v) else v for name, v in whole.items()}
+        assert _plain(parsed) == {name: _without_links({name: v})[name] if _fits(name, v) else v for name, v in whole.items()}
     else:
         assert parsed == whole
     assert [_kind(r) for r in _records_or_none(parsed)] == [_kind(r) for r in _records_or_none(parse_body(body))]
@@ -91,9 +108,14 @@ def _fits(name: str, member: object) -> bool:
         if not isinstance(resource, dict):
             return False
         relationships = resource.get("relationships", {})
-        if not isinstance(relationships, dict) or not all(isinstance(r, dict) for r in relationships.values()):
+        if not isinstance(relationships, dict) or not all(isinstance(r, dict) and _data_fits(r.get("data")) for r in relationships.values()):
             return False
     return True
+
+
+def _data_fits(data: object) -> bool:
+    """Whether a relationship's data reads as identifiers: an object, a list of objects, or null."""
+    return data is None or isinstance(data, dict) or (isinstance(data, list) and all(isinstance(d, dict) for d in data))
 
 
 def _records_or_none(document: object) -> list:
@@ -172,7 +194,7 @@ def test_record_lists_named_anything_are_read_with_the_schema_in_one_pass_or_two
     for document in (page, {**page, "m2": {"an": "extra member"}}):
         body = json.dumps(document).encode()
         expected = _without_links({"data": document[records], "included": document[included]})
-        assert parse(body) == {**parse_body(body), records: expected["data"], included: expected["included"]}
+        assert _plain(parse(body)) == {**parse_body(body), records: expected["data"], included: expected["included"]}
 
 
 def test_a_page_of_only_json_api_members_is_read_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,4 +202,45 @@ def test_a_page_of_only_json_api_members_is_read_in_one_pass(monkeypatch: pytest
 
     monkeypatch.setattr(bodies, "_members", None)  # the two-pass split: not used
     body = json.dumps({**PAGE, "jsonapi": {"version": "1.1"}, "errors": None}).encode()
-    assert PARSE(body) == _without_links(parse_body(body))
+    assert _plain(PARSE(body)) == _without_links(parse_body(body))
+
+
+ODD_IDENTIFIERS = {
+    "profile": {"data": {"id": "p1", "meta": {"x": 1}}},  # no type: the include finds nothing
+    "metric": {"data": {"type": "metric", "id": "m1", "meta": {"count": 2}}},
+    "attributions": {"data": [{"type": "attribution", "id": 5}, {"id": None}, {"type": "attribution", "id": "a2"}]},
+    "campaign-messages": {"data": [{"type": "campaign-message", "id": "cm1"}], "meta": {}},
+    "tags": {"data": [{"type": "tag", "id": "t1"}, {"type": "tag", "id": "t2", "meta": {}}]},
+    "lists": {"data": None},
+    "segments": {"links": {"self": "https://x/s"}},
+}
+INCLUDED = [
+    {"type": "metric", "id": "m1", "attributes": {"name": "Opened"}, "relationships": {"flows": {"data": [{"type": "flow", "id": "f1"}]}}},
+    {"type": "profile", "id": "p1", "attributes": {"email": "a@b.c"}},
+    {"type": "tag", "id": "t1", "attributes": {"name": "vip"}},
+    {"type": "campaign-message", "id": "cm1", "attributes": {"definition": {"content": {"from_email": "x@y.z"}}},
+     "relationships": {"template": {"data": {"type": "template", "id": "T1"}}, "gone": {"data": None}}},
+]
+
+
+@pytest.mark.parametrize("stream", ["events", "campaigns", "flows"])
+def test_relationship_structs_give_the_records_that_dicts_give(stream: str) -> None:
+    """Identifiers without a type, with meta or a number for id, null data and data-less relationships: the
+    records of a page read with the schema (structs) are those of the same page read whole (dicts)."""
+    resource = {**EVENT, "relationships": ODD_IDENTIFIERS}
+    body = json.dumps({**PAGE, "data": [resource, {**resource, "id": "e2"}], "included": INCLUDED}).encode()
+    parsed = PARSE(body)
+    assert isinstance(parsed["data"][0]["relationships"]["tags"].data[0], Identifier)  # read with the schema
+    reader = RecordReader(SPEC.api, SPEC.streams[stream])
+    got = list(reader.records(parsed, reader.page_records(parsed, "/x"), {}))
+    want = list(reader.records(parse_body(body), reader.page_records(parse_body(body), "/x"), {}))
+    assert got == want
+    assert got[0]["attributions_ids"] == [5, None, "a2"] and got[0]["lists_id"] is None and "segments_id" not in got[0]
+    if stream == "events":
+        assert got[0]["metric_name"] == "Opened" and got[0]["profile_email"] is None
+    if stream == "campaigns":
+        assert got[0]["tag_names"] == ["vip"] and got[0]["from_email_0"] == "x@y.z"
+    # derive.flat, which derived columns read included resources through, reads their relationships alike
+    flattened = [flat(resource) for resource in parsed["included"]]
+    assert flattened == [flat(resource) for resource in parse_body(body)["included"]]
+    assert flattened[0]["flows_ids"] == ["f1"] and flattened[3]["template_id"] == "T1" and "gone_id" not in flattened[3]
