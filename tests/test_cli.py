@@ -100,3 +100,22 @@ def test_unusable_warehouse_exits_4(sim: Simulator, tmp_path: Path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot open DuckDB database {str(missing)!r}: ")
     assert err.endswith("\n  hint: check destination.path: its folder must exist and be writable\n")
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["-v", "--log-format", "json", "sql", "--help"], ["check", "--help", "-v"]])
+def test_klx_own_commands_do_not_look_for_plugin_commands(argv: list[str], monkeypatch) -> None:
+    """Reading the installed entry points and importing the simulator cost `klx run` 40-60 ms before its work."""
+    from engine import cli
+
+    monkeypatch.setattr(cli, "_add_plugin_commands", lambda commands: pytest.fail("plugin commands looked for"))
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-v", "--help"], ["--log-format", "json", "--help"]])
+def test_the_command_list_still_names_the_plugin_commands(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
+    listed = capsys.readouterr().out
+    assert "\n    sim " in listed and "\n    demo " in listed
