@@ -218,7 +218,10 @@ class _Included:
 
     def flat(self, identifier: Identifier | dict[str, Any]) -> dict[str, Any] | None:
         """The included resource a resource identifier names, flattened; None when the page does not include it."""
-        kind, ident = type_and_id(identifier)
+        if identifier.__class__ is Identifier:
+            kind, ident = identifier.type, identifier.id
+        else:
+            kind, ident = identifier.get("type"), identifier.get("id")
         if kind.__class__ is not str or ident.__class__ is not str:  # rare: not cached (1 and 1.0 are one dict key)
             return flat(self.resources.get(_ref(identifier)))
         key = (kind, ident)
@@ -244,15 +247,11 @@ def value_problem(value: Any) -> str | None:
 
 def _ref(resource: Identifier | dict[str, Any]) -> tuple[str, str] | None:
     """The (type, id) a JSON:API resource or resource identifier names, when both are scalars."""
-    kind, ident = type_and_id(resource)
+    if resource.__class__ is Identifier:
+        kind, ident = resource.type, resource.id
+    else:  # a resource (every included one: a page of events includes hundreds), or an identifier read whole
+        kind, ident = resource.get("type"), resource.get("id")
     return (kind, ident) if isinstance(kind, str) and isinstance(ident, (str, int)) else None
-
-
-def type_and_id(identifier: Identifier | dict[str, Any]) -> tuple[Any, Any]:
-    """A resource identifier's (or resource's) type and id, None where it has none, struct or dict alike."""
-    if identifier.__class__ is Identifier:
-        return identifier.type, identifier.id
-    return identifier.get("type"), identifier.get("id")
 
 
 def _kind(value: Any) -> str:
