@@ -370,16 +370,21 @@ def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path,
     stack: list[tuple[Path, list[int], list[dict[str, Any]]]] = [((), list(range(first, first + len(records))), records)]
     while stack:
         prefix, rows, objects = stack.pop()
+        keyed = list(map(tuple, objects))
         groups: dict[tuple[Any, ...], tuple[list[int], list[dict[str, Any]]]] = {}
-        for row, item in zip(rows, objects):
-            keys = tuple(item)
-            group = groups.get(keys)
-            if group is None:
-                if not all(key.__class__ is str for key in keys):
-                    return None
-                group = groups[keys] = ([], [])
-            group[0].append(row)
-            group[1].append(item)
+        if keyed.count(keyed[0]) == len(keyed):  # the usual case (a page's records, mostly): one group, made without a loop
+            if not all(key.__class__ is str for key in keyed[0]):
+                return None
+            groups[keyed[0]] = (rows, objects)
+        else:
+            for row, item, keys in zip(rows, objects, keyed):
+                group = groups.get(keys)
+                if group is None:
+                    if not all(key.__class__ is str for key in keys):
+                        return None
+                    group = groups[keys] = ([], [])
+                group[0].append(row)
+                group[1].append(item)
         nested = len(prefix) + 1 < depth
         for keys, (group_rows, items) in groups.items():
             if not keys:
