@@ -175,6 +175,33 @@ def test_a_text_is_a_timestamp_exactly_when_it_has_the_pattern_and_parse_datetim
     assert rows["at"] == [value if expected is None else expected]
 
 
+KLAVIYO_FORM = ["2026-02-04T22:20:02+00:00", "1970-01-01T00:00:00+00:00", "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+00:00"]
+ALMOST_KLAVIYO_FORM = [
+    "2026-02-30T00:00:00+00:00", "0000-01-01T00:00:00+00:00", "2026-13-01T00:00:00+00:00", "2026-02-04T24:00:00+00:00",
+    "2026-02-04 22:20:02+00:00", "2026-02-04T22:20:02+01:00", "2026-W05-3T22:20:02+00:00", "２０２６-02-04T22:20:02+00:00",
+    "2026-02-04T22:20:02+00:00\n", "2026-02-04T22:20:0\n+00:00", "2026-02-04T22:20:02.5+00:00", "2026-02-04T22:20:02Z",
+]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_column_s_timestamps_are_read_at_once_as_one_by_one(seed: int) -> None:
+    """timestamp_offsets (a column's texts told apart at once when all have Klaviyo's form) against
+    timestamp_offset on each text, over columns of that form with nulls and other texts mixed in."""
+    rng = random.Random(seed)
+    pool = KLAVIYO_FORM + ALMOST_KLAVIYO_FORM + ODD_TIMESTAMPS
+    for _ in range(20):
+        values = [rng.choice(KLAVIYO_FORM) if rng.random() < 0.8 else None for _ in range(rng.randint(0, 12))]
+        if rng.random() < 0.5:
+            values.insert(rng.randint(0, len(values)), rng.choice(pool))
+        assert rows_module.timestamp_offsets(values) == [None if v is None else rows_module.timestamp_offset(v) for v in values], values
+
+
+def test_a_column_of_klaviyo_s_form_is_parsed_without_the_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows_module, "timestamp_offset", lambda value: pytest.fail(f"{value!r} matched one by one"))
+    offsets = rows_module.timestamp_offsets([*KLAVIYO_FORM, None])
+    assert offsets[:2] == [timedelta(days=20488, seconds=80402), timedelta(0)] and offsets[-1] is None
+
+
 @pytest.mark.parametrize(
     "later", ["not a time", 5, 2.5, True, ["x"], "2024-06-11"], ids=repr,
 )
