@@ -96,10 +96,11 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     pages = []
     for body in parsed:
         kept = []
-        for record in reader.records(body, reader.page_records(body, "replay"), {}):
+        records = list(reader.records(body, reader.page_records(body, "replay"), {}))
+        reader.newest(records)  # as StreamSync._read_page moves the cursor
+        for record in records:
             if isinstance(record, Rejected):
                 continue
-            reader.cursor_value(record)
             if reader.keep(record) and reader.key_problem(record) is None:
                 kept.append(record)
         pages.append(kept)

@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, Iterator
 
 from jmespath.exceptions import JMESPathError
@@ -110,6 +111,22 @@ class RecordReader:
             return parse_datetime(search(record))
         except JMESPathError:  # e.g. max() over values of mixed types in this record
             return None
+
+    def newest(self, records: list[dict[str, Any] | Rejected], field: str | None = None) -> datetime | None:
+        """The latest cursor_value(record, field) of `records` (Rejected ones skipped), or None when none has one.
+
+        When the cursor is a plain key and its values are all texts of Klaviyo's own form (utc_form), the latest
+        is the greatest text, read alone: parsing each record's cursor was 2% of a sync's GIL time."""
+        if field is None and self.cursor_key is not None:
+            key = self.cursor_key
+            values = [record.get(key) for record in records if record.__class__ is dict]
+            if values and str in (classes := set(map(type, values))) and classes <= _TEXT_OR_NULL:
+                texts = [value for value in values if value is not None]
+                latest = parse_datetime(max(texts)) if utc_form(texts) else None
+                if latest is not None:  # (a greatest text that is no day, such as 2026-02-30: one by one below)
+                    return latest
+        found = [self.cursor_value(record, field) for record in records if not isinstance(record, Rejected)]
+        return max((value for value in found if value is not None), default=None)
 
     def _included(self, body: Any) -> dict[tuple[str, str], dict[str, Any]]:
         found = self.included_path(body) if self.included_path else None
@@ -257,6 +274,25 @@ def _ref(resource: Identifier | dict[str, Any]) -> tuple[str, str] | None:
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def utc_form(texts: list[str]) -> bool:
+    """Whether every one of `texts` (at least one) has Klaviyo's own form, YYYY-MM-DDTHH:MM:SS+00:00 with ASCII
+    digits: texts that sort as their instants do, each matching the timestamp pattern of rows.py.
+
+    Told at once: the texts joined, as bytes with every digit made 0, are that form's shape line after line, and
+    +00:00 is found once a text (the shape has one + a line)."""
+    joined = "\n".join(texts)
+    try:
+        shape = joined.encode("ascii").translate(_DIGIT_TO_ZERO)  # the pattern's \d would match other scripts' digits
+    except UnicodeEncodeError:
+        return False
+    return bool(texts) and shape == b"\n".join(repeat(_UTC_SHAPE, len(texts))) and joined.count("+00:00") == len(texts)
+
+
+_DIGIT_TO_ZERO = bytes(48 if 48 <= i <= 57 else i for i in range(256))
+_UTC_SHAPE = b"0000-00-00T00:00:00+00:00"
+_TEXT_OR_NULL = {str, type(None)}
 
 
 def parse_datetime(value: Any) -> datetime | None:

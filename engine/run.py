@@ -373,20 +373,16 @@ class StreamSync:
         records = list(self.reader.records(page.body, raw, reading.extra))
         if reading not in self.reading:
             self.reading.append(reading)
-        partition = reading.partition
         reading.read += len(records)
         self.summary.pages += 1
         self.summary.events += len(records)
         self.http.events.page(self.stream.name, len(records))
         received_at = datetime.fromtimestamp(page.received_at, tz=timezone.utc)
         size = page.size // max(len(records), 1)  # each record's share of the response, for the batch's byte bound
-        for record in records:
+        for n, record in enumerate(records, 1):
             if isinstance(record, Rejected):
                 self._reject(record.reason, page.url)
                 continue
-            value = self.reader.cursor_value(record, partition.cursor_field)
-            if value is not None and (reading.newest is None or value > reading.newest):
-                reading.newest = value
             if not self.reader.keep(record):
                 if self.deletes is not None and self.reader.key_problem(record) is None:
                     self.deletes.add(record)
@@ -400,8 +396,16 @@ class StreamSync:
             self.summary.rows += 1
             self.rows.add(record, received_at, size)
             if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows or self.rows.nbytes >= BATCH_BYTES:
+                self._advance(reading, records[:n])  # a batch's state covers the records read before it, no more
                 self._flush()
+        self._advance(reading, records)
         self._check_rejections(page.url)
+
+    def _advance(self, reading: Reading, records: list[dict[str, Any] | Rejected]) -> None:
+        """Move the reading's newest cursor value over `records` (every one read, kept or not)."""
+        newest = self.reader.newest(records, reading.partition.cursor_field)
+        if newest is not None and (reading.newest is None or newest > reading.newest):
+            reading.newest = newest
 
     def _covering(self, reading: Reading) -> Coverage | None:
         """The coverage of the reading's partition key, made on first use; None when nothing is saved for it."""

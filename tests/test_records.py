@@ -108,6 +108,46 @@ def test_an_epoch_seconds_cursor_moves_the_cursor() -> None:
 
 
 
+CURSOR_TEXTS = [
+    "2024-06-04T14:00:00+00:00", "2024-06-04T13:59:59+00:00", "2026-01-01T00:00:00+00:00", "0001-01-01T00:00:00+00:00",
+    "2026-02-30T00:00:00+00:00", "2027-01-01T00:00:00+05:00", "2026-06-01T00:00:00Z", "2026-06-01 00:00:00+00:00",
+    "2024-06-04T14:00:00.5+00:00", "２０２６-06-01T00:00:00+00:00", "not a time", "",
+    # sorted as texts, these come after 2026-01-01T01:00:00+00:00; as instants, before it
+    "2026-01-01T05:00:00+05:00", "2026-01-01T00:59:59.9+00:00", "2026-01-01 01:00:01+00:00", "2026-01-01T01:00:00.5-00:00",
+]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_page_s_newest_cursor_is_the_latest_of_its_records_cursors(seed: int) -> None:
+    """RecordReader.newest (the greatest text, when a page's cursor texts all have Klaviyo's form) against
+    cursor_value on each record, over pages mixing that form, other spellings, numbers, nulls and rejected items."""
+    rng = random.Random(seed)
+    reader = RecordReader(SPEC.api, SPEC.streams["profiles"])
+    for _ in range(40):
+        page: list = []
+        for n in range(rng.randint(0, 8)):
+            roll = rng.random()
+            if roll < 0.6:
+                updated = rng.choice([*CURSOR_TEXTS[:3], "2026-01-01T01:00:00+00:00"])
+            else:
+                updated = rng.choice([*CURSOR_TEXTS, None, 1717509600, 2.5, True])
+            page.append({"id": str(n), "updated": updated} if rng.random() < 0.9 else {"id": str(n)})
+        if rng.random() < 0.2:
+            page.insert(rng.randint(0, len(page)), records_module.Rejected("odd"))
+        expected = max((v for r in page if isinstance(r, dict) and (v := reader.cursor_value(r)) is not None), default=None)
+        assert reader.newest(page) == expected, page
+        field = "meta.seen"  # a partition's own cursor field: record by record
+        assert reader.newest([{"id": "a", "meta": {"seen": 1717509600}}, {"id": "b"}], field) == datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc)
+
+
+def test_a_page_of_klaviyo_form_cursors_parses_only_its_greatest(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = RecordReader(SPEC.api, SPEC.streams["profiles"])
+    parsed = []
+    monkeypatch.setattr(records_module, "parse_datetime", lambda value: parsed.append(value) or parse_datetime(value))
+    page = [{"id": str(n), "updated": f"2024-06-{n + 1:02d}T14:00:00+00:00"} for n in range(20)]
+    assert reader.newest(page) == datetime(2024, 6, 20, 14, 0, tzinfo=timezone.utc) and parsed == ["2024-06-20T14:00:00+00:00"]
+
+
 def test_the_cursor_is_read_from_a_top_level_key_a_nested_path_or_a_partitions_own_field() -> None:
     profiles = SPEC.streams["profiles"]
     reader = RecordReader(SPEC.api, profiles)
