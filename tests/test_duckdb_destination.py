@@ -163,6 +163,37 @@ def test_a_load_reads_its_tables_columns_and_row_count_again_only_after_changing
     ]
 
 
+def test_a_batch_saves_the_state_only_when_it_differs_from_the_last_one_committed(dest: DuckDBDestination, monkeypatch) -> None:
+    # A full refresh keeps the old state until finish(): its batches save it once. A failed batch's state may
+    # not have been saved: the next batch saves its own whatever it is.
+    saved: list[str] = []
+    save = dest.save_state_text
+    monkeypatch.setattr(dest, "save_state_text", lambda stream, text: saved.append(text) or save(stream, text))
+    full = dest.begin("profiles", PROFILES, replace=True)
+    for n in range(3):
+        full.write(batch(COLUMNS, [profile(f"r{n}", 1)]), COLUMNS, {"cursor": "old"})
+    full.finish({"cursor": "new"})
+    assert saved == ['{"cursor": "old"}', '{"cursor": "new"}']
+    assert saved_row(dest) == '{"cursor": "new"}'
+
+    saved.clear()
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.write(batch(COLUMNS, [profile("a", 2)]), COLUMNS, {"cursor": "a"})
+    run.write(batch(COLUMNS, [profile("b", 2)]), COLUMNS, {"cursor": "a"})
+    bad = [*COLUMNS, Column(name="properties", type=ColumnType.JSON)]
+    with pytest.raises(WarehouseError):
+        run.write(batch(bad, [{**profile("c", 2), "properties": "{not json"}]), bad, {"cursor": "c"})
+    run.write(batch(COLUMNS, [profile("d", 2)]), COLUMNS, {"cursor": "a"})
+    assert saved == ['{"cursor": "a"}', '{"cursor": "a"}']  # the failed batch stopped before its state; the next saves again
+    assert saved_row(dest) == '{"cursor": "a"}'
+    run.finish({"cursor": "d"})
+
+
+def saved_row(dest: DuckDBDestination) -> str:
+    [(text,)] = dest.connection.execute("SELECT state FROM kl_klx_state WHERE stream = 'profiles'").fetchall()
+    return text
+
+
 def test_a_timestamp_key_met_again_is_upserted(dest: DuckDBDestination) -> None:
     # Only text or integer keys take the INSERT path (the dedup sees staged values, the upsert cast ones).
     table = TableSpec(name="kl_days", primary_key=("day",), cursor=None)
