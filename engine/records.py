@@ -10,7 +10,6 @@ from itertools import repeat
 from typing import Any, Iterator
 
 from jmespath.exceptions import JMESPathError
-
 from msgspec import UNSET
 
 from .bodies import Identifier, Relationship
