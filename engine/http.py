@@ -201,12 +201,13 @@ class HttpClient:
         self.session = requests.Session()
         self.session.headers.update(api.headers)
         # What requests reads from the environment on every request (trust_env) is read here once: the CA bundle
-        # (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) now, the proxies (HTTPS_PROXY, NO_PROXY...) once per origin
-        # (_proxies_for). Profiled on a sync: the per-request reads (os.environ scans, a ~/.netrc lookup) held the
-        # GIL for 2.6% of the run. Nor is ~/.netrc read: requests' basic auth from it replaced the key header.
+        # (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and the proxies for the base URL (HTTPS_PROXY, NO_PROXY...), the
+        # only origin a request goes to (_check_origin). Profiled on a sync: the per-request reads (os.environ
+        # scans, a ~/.netrc lookup) held the GIL for 2.6% of the run. Nor is ~/.netrc read: requests' basic auth
+        # from it replaced the key header.
         self.session.trust_env = False
         self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._proxies: dict[str, dict[str, str]] = {}
+        self.proxies: dict[str, str] = requests.utils.get_environ_proxies(self.base_url)
         for prefix in ("http://", "https://"):
             # One kept-alive connection per concurrent request sequence (engine/concurrency.py), so none is dropped.
             self.session.mount(prefix, _Adapter(pool_maxsize=POOL_CONNECTIONS))
@@ -223,15 +224,6 @@ class HttpClient:
         self.events: RunEvents = NO_EVENTS  # run.py sets its observer: requests, retries, rate-limit waits
         self.detail = jmespath.compile(api.error_detail) if api.error_detail else None
         self.parse = body_parser(api, parse_body)  # a page body as parse_body reads it, minus what records never use
-
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        """The environment's proxies for `url`'s origin, as requests would read them for it ({} under NO_PROXY)."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        found = self._proxies.get(origin)
-        if found is None:
-            found = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
-        return found
 
     def url_for(self, path: str) -> str:
         """The absolute URL of a spec path (which starts with /); next links come absolute from the paginator's urljoin."""
@@ -288,7 +280,7 @@ class HttpClient:
                     timeout=(min(CONNECT_SECONDS, timeout), timeout),
                     allow_redirects=False,
                     stream=True,
-                    proxies=self._proxies_for(url),
+                    proxies=self.proxies,
                 )
                 with response:
                     if 300 <= response.status_code < 400:
