@@ -48,6 +48,13 @@ class Relationship(msgspec.Struct, gc=False, omit_defaults=True):
     data: Identifier | list[Identifier] | None | msgspec.UnsetType = msgspec.UNSET
 
 
+def type_and_id(identifier: Identifier | dict[str, Any]) -> tuple[Any, Any]:
+    """A resource identifier's (or a resource's) type and id, None where it has none: a struct or the same dict."""
+    if identifier.__class__ is Identifier:
+        return identifier.type, identifier.id
+    return identifier.get("type"), identifier.get("id")
+
+
 class _Resource(TypedDict, total=False):
     type: Any
     id: Any

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from jmespath.exceptions import JMESPathError
 
-from .bodies import Identifier, Relationship
+from .bodies import Identifier, Relationship, type_and_id
 from .expressions import compile_all_with, compile_search_with
 
 RELATED_KEY = "included"  # derived expressions see included resources under this key
@@ -53,14 +53,10 @@ def flat(resource: dict[str, Any] | None) -> dict[str, Any] | None:
         else:
             data = relationship.get("data") if isinstance(relationship, dict) else None
         if isinstance(data, list):
-            out.setdefault(f"{name}_ids", [_id(d) for d in data if d.__class__ is Identifier or isinstance(d, dict)])
+            out.setdefault(f"{name}_ids", [type_and_id(d)[1] for d in data if d.__class__ is Identifier or isinstance(d, dict)])
         elif data.__class__ is Identifier or isinstance(data, dict):
-            out.setdefault(f"{name}_id", _id(data))
+            out.setdefault(f"{name}_id", type_and_id(data)[1])
     return out
-
-
-def _id(identifier: Identifier | dict[str, Any]) -> Any:
-    return identifier.id if identifier.__class__ is Identifier else identifier.get("id")
 
 
 def pick(resource: dict[str, Any] | None, attribute: Sequence[str]) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from jmespath.exceptions import JMESPathError
 from msgspec import UNSET
 
-from .bodies import Identifier, Relationship
+from .bodies import Identifier, Relationship, type_and_id
 from .derive import Derivations, flat, pick
 from .errors import ApiError
 from .expressions import compile_search
@@ -114,7 +114,7 @@ class RecordReader:
     def newest(self, records: list[dict[str, Any] | Rejected], field: str | None = None) -> datetime | None:
         """The latest cursor_value(record, field) of `records` (Rejected ones skipped), or None when none has one.
 
-        When the cursor is a plain key and its values are all texts of Klaviyo's own form (utc_form), the latest
+        When the cursor is a plain key and its values are all texts of ISO 8601's UTC form (utc_form), the latest
         is the greatest text, read alone: parsing each record's cursor was 2% of a sync's GIL time."""
         if field is None and self.cursor_key is not None:
             key = self.cursor_key
@@ -132,8 +132,8 @@ class RecordReader:
         if not isinstance(found, list):
             return {}
         resources = {}
-        for resource in found:  # _ref once per resource: a page of events includes hundreds of profiles
-            key = _ref(resource) if isinstance(resource, dict) else None
+        for resource in found:  # read inline: a page of events includes hundreds of profiles
+            key = _scalar_ref(resource.get("type"), resource.get("id")) if isinstance(resource, dict) else None
             if key is not None:
                 resources[key] = resource
         return resources
@@ -166,7 +166,7 @@ class RecordReader:
             columns = self._relationship_columns.get(name) or self._name_columns(name)
             if isinstance(data, list):
                 identifiers = [d for d in data if d.__class__ is Identifier or isinstance(d, dict)]
-                record.setdefault(columns[1], [d.id if d.__class__ is Identifier else d.get("id") for d in identifiers])
+                record.setdefault(columns[1], [type_and_id(d)[1] for d in identifiers])
                 if wanted or related is not None:
                     targets = [included.flat(d) for d in identifiers]
                     found = [t for t in targets if t is not None]
@@ -213,7 +213,7 @@ class _Included:
     def pick(self, identifier: Identifier | dict[str, Any], parts: list[str]) -> Any:
         """pick(self.flat(identifier), parts), without flattening the resource when the path starts at one of its
         attributes or its id (flattening it, on first use, was most of an event's include lookups)."""
-        if identifier.__class__ is Identifier:
+        if identifier.__class__ is Identifier:  # type_and_id, inline: an event's every include mapping comes here
             kind, ident = identifier.type, identifier.id
         else:
             kind, ident = identifier.get("type"), identifier.get("id")
@@ -234,12 +234,9 @@ class _Included:
 
     def flat(self, identifier: Identifier | dict[str, Any]) -> dict[str, Any] | None:
         """The included resource a resource identifier names, flattened; None when the page does not include it."""
-        if identifier.__class__ is Identifier:
-            kind, ident = identifier.type, identifier.id
-        else:
-            kind, ident = identifier.get("type"), identifier.get("id")
+        kind, ident = type_and_id(identifier)
         if kind.__class__ is not str or ident.__class__ is not str:  # rare: not cached (1 and 1.0 are one dict key)
-            return flat(self.resources.get(_ref(identifier)))
+            return flat(self.resources.get(_scalar_ref(kind, ident)))
         key = (kind, ident)
         try:
             return self.flattened[key]
@@ -261,12 +258,8 @@ def value_problem(value: Any) -> str | None:
     return None
 
 
-def _ref(resource: Identifier | dict[str, Any]) -> tuple[str, str] | None:
-    """The (type, id) a JSON:API resource or resource identifier names, when both are scalars."""
-    if resource.__class__ is Identifier:
-        kind, ident = resource.type, resource.id
-    else:  # a resource (every included one: a page of events includes hundreds), or an identifier read whole
-        kind, ident = resource.get("type"), resource.get("id")
+def _scalar_ref(kind: Any, ident: Any) -> tuple[str, str] | None:
+    """The (type, id) key a JSON:API resource or resource identifier names, when both are scalars."""
     return (kind, ident) if isinstance(kind, str) and isinstance(ident, (str, int)) else None
 
 
@@ -276,8 +269,9 @@ def _kind(value: Any) -> str:
 
 
 def utc_form(texts: list[str]) -> bool:
-    """Whether every one of `texts` (at least one) has Klaviyo's own form, YYYY-MM-DDTHH:MM:SS+00:00 with ASCII
-    digits: texts that sort as their instants do, each matching the timestamp pattern of rows.py.
+    """Whether every one of `texts` (at least one) has ISO 8601's UTC form YYYY-MM-DDTHH:MM:SS+00:00 with ASCII
+    digits (what an API that writes its timestamps one way usually writes): texts that sort as their instants
+    do, each matching the timestamp pattern of rows.py.
 
     Told at once: the texts joined, as bytes with every digit made 0, are that form's shape line after line, and
     +00:00 is found once a text (the shape has one + a line)."""
