@@ -22,9 +22,11 @@ class Dialect:
     upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
     swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
     transactional_ddl: bool = True  # False: DDL commits the open transaction, so it runs before BEGIN
-    # True: `(a, b) IN (SELECT a, b ...)` is refused (a subquery after IN returns one column), but the tuple is
-    # a STRUCT and `SELECT AS STRUCT a, b` returns one: BigQuery
-    struct_in: bool = False
+    # How rows are compared with a subquery's rows, `(a, b) IN (SELECT a, b ...)`, which some warehouses refuse
+    # because a subquery after IN may return one column only: "tuple" (as written); "struct" (BigQuery: the
+    # tuple is a STRUCT, and `SELECT AS STRUCT a, b` returns one); "exists" (Redshift: EXISTS (SELECT 1 FROM
+    # (SELECT a, b ...) WHERE each column equals the outer row's)
+    row_in: str = "tuple"
 
     def identifier(self, name: str) -> str:
         """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
@@ -73,7 +75,7 @@ DIALECTS: dict[str, Dialect] = {
             max_identifier=300,
             parse_json=True,
             transactional_ddl=False,
-            struct_in=True,
+            row_in="struct",
         ),
         Dialect(
             name="redshift",
@@ -83,6 +85,7 @@ DIALECTS: dict[str, Dialect] = {
             max_identifier=127,
             parse_json=True,
             upsert="delete_insert",  # Redshift's MERGE allows one source row per target row and few clauses
+            row_in="exists",  # "table_subquery ... is limited to only one column in its select list" (IN condition)
         ),
         Dialect(
             name="databricks",

@@ -17,6 +17,7 @@ _ORDER_COLUMN = "__klx_order"  # a repeated key's row's place in load order
 _BEFORE_COLUMN = "__klx_before"  # the greatest cursor of a repeated key's rows before this one
 _PRESENT_COLUMN = "__klx_present"  # 1 where the pending row's key is in the target
 _HELD_COLUMN = "__klx_held"  # the greatest cursor the target holds for the key
+_ROW_ALIAS = "__klx_row"  # a subquery's rows, compared column by column where a dialect compares no rows (row_in)
 WIDEN_SUFFIX = "__klx_widen"  # the new column a widening by copy fills before it takes the old one's name
 
 STATE_TABLE = "klx_state"  # prefixed with the destination's table_prefix
@@ -141,17 +142,46 @@ def table(name: str, schema: str | None = None, alias: str | None = None) -> exp
 
 def render(expression: exp.Expr, dialect: str, *, pretty: bool = False) -> str:
     """SQL text of `expression` in `dialect`."""
-    if rules(dialect).struct_in:
-        expression = expression.transform(_struct_in)
-    return expression.sql(dialect=dialect, pretty=pretty)
+    return compare_rows(expression, rules(dialect).row_in).sql(dialect=dialect, pretty=pretty)
 
 
-def _struct_in(node: exp.Expr) -> exp.Expr:
-    """(a, b) IN (SELECT a, b ...) as (a, b) IN (SELECT AS STRUCT a, b ...), for Dialect.struct_in."""
-    query = node.args.get("query") if isinstance(node, exp.In) and isinstance(node.this, exp.Tuple) else None
-    if isinstance(query, exp.Subquery) and isinstance(query.this, exp.Select):
-        query.this.set("kind", "STRUCT")
-    return node
+def compare_rows(expression: exp.Expr, form: str) -> exp.Expr:
+    """`expression` with every `(a, b, ...) IN (subquery)` written in `form` (Dialect.row_in); a copy where it changes."""
+    if form == "tuple" or not any(map(_compares_rows, expression.find_all(exp.In))):
+        return expression
+    expression = expression.copy()
+    # Breadth first, reversed: the innermost first, so that an outer one's subquery holds it rewritten.
+    for node in reversed([node for node in expression.find_all(exp.In) if _compares_rows(node)]):
+        query = node.args["query"].this
+        if form == "struct":
+            query.set("kind", "STRUCT")
+        elif form == "exists":
+            node.replace(_exists(node.this, query, node.find_ancestor(exp.Delete, exp.Select)))
+        else:
+            raise ValueError(f"unknown row comparison {form!r}")
+    return expression
+
+
+def _compares_rows(node: exp.In) -> bool:
+    return isinstance(node.this, exp.Tuple) and isinstance(node.args.get("query"), exp.Subquery)
+
+
+def _exists(row: exp.Tuple, rows: exp.Select, statement: exp.Delete | exp.Select | None) -> exp.Exists:
+    """(a, b) IN (SELECT a, b ...) as EXISTS (SELECT 1 FROM (SELECT a, b ...) AS r WHERE r.a = t.a AND r.b = t.b),
+    t the table the statement reads or deletes from, named in full (Redshift's DELETE takes no alias).
+
+    The same rows where no compared value is null: those compared here are primary keys and load times."""
+    target = statement.this if isinstance(statement, exp.Delete) else statement.args["from_"].this if statement else None
+    columns = row.expressions
+    if not isinstance(target, exp.Table) or len(rows.named_selects) != len(columns) or not all(isinstance(c, exp.Column) for c in columns):
+        raise ValueError(f"cannot write {row.sql()} IN (...) as EXISTS: no table to compare with, or not columns alike")
+    alias = target.args.get("alias")
+    qualifier = {"table": alias.this} if alias is not None else {"table": target.this, "db": target.args.get("db")}
+    match = [
+        exp.column(ident(inner), table=ident(_ROW_ALIAS)).eq(exp.column(column.this.copy(), **{k: v.copy() for k, v in qualifier.items() if v}))
+        for inner, column in zip(rows.named_selects, columns)
+    ]
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(rows.subquery(ident(_ROW_ALIAS))).where(exp.and_(*match)))
 
 
 def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str, into: exp.DataType | None = None) -> exp.Expr:

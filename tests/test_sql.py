@@ -242,3 +242,24 @@ def test_a_row_compared_with_a_subquery_selects_one_struct_where_the_dialect_com
     assert sql.render(one, "bigquery") == "`a` IN (SELECT a FROM t)"
     assert sql.render(pair, "postgres") == '("a", "b") IN (SELECT a, b FROM t)'
     assert "kind" not in rows.args or rows.args["kind"] is None  # rendering leaves the expression as it was
+
+
+def test_a_row_compared_with_a_subquery_is_compared_column_by_column_where_the_dialect_compares_one_column() -> None:
+    # Redshift: "a subquery ... limited to only one column in its select list" after IN. EXISTS with each
+    # column equal to the outer row's, qualified by the table the statement reads (here aliased) or deletes from.
+    rows = exp.select("a", "b").from_("u")
+    select = exp.select("x").from_(sql.table("t", "s", alias="o")).where(
+        exp.In(this=exp.Tuple(expressions=[sql.col("a"), sql.col("b")]), query=rows.subquery())
+    )
+    assert sql.render(select, "redshift") == (
+        'SELECT x FROM "s"."t" AS "o" WHERE EXISTS(SELECT 1 FROM (SELECT a, b FROM u) AS "__klx_row" '
+        'WHERE "__klx_row"."a" = "o"."a" AND "__klx_row"."b" = "o"."b")'
+    )
+    assert "EXISTS" not in select.sql()  # rendering leaves the expression as it was
+    delete = sql.delete_superseded("t", ("a",), None, "l", schema="s")
+    rendered = sql.render(delete, "redshift")
+    assert rendered.count("EXISTS") == 1 and ') IN (' not in rendered  # only the one-column "a" IN (...) is left
+    assert '"__klx_row"."a" = "s"."t"."a" AND "__klx_row"."l" = "s"."t"."l"' in rendered
+    assert sql.render(exp.In(this=sql.col("a"), query=exp.select("a").from_("t").subquery()), "redshift") == '"a" IN (SELECT a FROM t)'
+
+

@@ -74,43 +74,58 @@ FROM (
 
 DELETE FROM "klaviyo"."kl_members__klx_pending"
 WHERE
-  ("segment_id", "id", "uuid_ts") IN (
+  EXISTS(
     SELECT
-      "segment_id",
-      "id",
-      "uuid_ts"
+      1
     FROM (
       SELECT
         "segment_id",
         "id",
-        "uuid_ts",
-        ROW_NUMBER() OVER (
-          PARTITION BY "segment_id", "id"
-          ORDER BY "joined" DESC NULLS LAST, CASE WHEN "joined" IS NULL THEN NULL ELSE "uuid_ts" END ASC, "uuid_ts" DESC NULLS LAST
-        ) AS "__klx_rank",
-        ROW_NUMBER() OVER (PARTITION BY "segment_id", "id" ORDER BY "uuid_ts" ASC) AS "__klx_order",
-        "joined",
-        MAX("joined") OVER (
-          PARTITION BY "segment_id", "id"
-          ORDER BY "uuid_ts" ASC
-          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-        ) AS "__klx_before"
-      FROM "klaviyo"."kl_members__klx_pending"
+        "uuid_ts"
+      FROM (
+        SELECT
+          "segment_id",
+          "id",
+          "uuid_ts",
+          ROW_NUMBER() OVER (
+            PARTITION BY "segment_id", "id"
+            ORDER BY "joined" DESC NULLS LAST, CASE WHEN "joined" IS NULL THEN NULL ELSE "uuid_ts" END ASC, "uuid_ts" DESC NULLS LAST
+          ) AS "__klx_rank",
+          ROW_NUMBER() OVER (PARTITION BY "segment_id", "id" ORDER BY "uuid_ts" ASC) AS "__klx_order",
+          "joined",
+          MAX("joined") OVER (
+            PARTITION BY "segment_id", "id"
+            ORDER BY "uuid_ts" ASC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+          ) AS "__klx_before"
+        FROM "klaviyo"."kl_members__klx_pending"
+        WHERE
+          EXISTS(
+            SELECT
+              1
+            FROM (
+              SELECT
+                "segment_id",
+                "id"
+              FROM "klaviyo"."kl_members__klx_pending"
+              GROUP BY
+                "segment_id",
+                "id"
+              HAVING
+                COUNT(*) > 1
+            ) AS "__klx_row"
+            WHERE
+              "__klx_row"."segment_id" = "klaviyo"."kl_members__klx_pending"."segment_id"
+              AND "__klx_row"."id" = "klaviyo"."kl_members__klx_pending"."id"
+          )
+      ) AS "ranked"
       WHERE
-        ("segment_id", "id") IN (
-          SELECT
-            "segment_id",
-            "id"
-          FROM "klaviyo"."kl_members__klx_pending"
-          GROUP BY
-            "segment_id",
-            "id"
-          HAVING
-            COUNT(*) > 1
-        )
-    ) AS "ranked"
+        "__klx_rank" > 1
+    ) AS "__klx_row"
     WHERE
-      "__klx_rank" > 1
+      "__klx_row"."segment_id" = "klaviyo"."kl_members__klx_pending"."segment_id"
+      AND "__klx_row"."id" = "klaviyo"."kl_members__klx_pending"."id"
+      AND "__klx_row"."uuid_ts" = "klaviyo"."kl_members__klx_pending"."uuid_ts"
   );
 
 DELETE FROM "klaviyo"."kl_members"
