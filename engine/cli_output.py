@@ -32,7 +32,8 @@ def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summ
             file=out,
         )
     streams = record.streams
-    seconds = sum(s.seconds for s in streams)
+    # The run's own duration: streams run side by side, so their seconds add up to more than the run took.
+    seconds = max((record.ended_at - record.started_at).total_seconds(), 0.0)
     print(
         f"{'total':<20} {'':<13} {'':<7} {record.records:>9} {sum(s.rows for s in streams):>9} {sum(s.inserted for s in streams):>9} "
         f"{sum(s.updated for s in streams):>9} {sum(s.pages for s in streams):>7} {sum(s.requests for s in streams):>8} "

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
+from engine.cli_output import print_summary
+from engine.history import RunRecord, StreamRecord
 from klaviyo_sim import Simulator
 from tests.expected_rows import expected_figures
 from tests.klx_testing import SIM_NOW, START_DATE, write_config
@@ -36,6 +40,17 @@ def test_run_prints_a_summary_per_stream_and_exits_0(sim: Simulator, tmp_path: P
     total = out[5].split()
     assert [total[0], total[1], total[2], total[5]] == ["total", *map(str, totals)]
     assert out[6].startswith("run ") and f" succeeded: {totals[0]} events in " in out[6]
+
+
+def test_the_summary_gives_the_runs_own_duration_and_rate_when_streams_ran_side_by_side() -> None:
+    began = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    streams = tuple(StreamRecord(stream=name, mode="full_refresh", status="done", records=6_000, rows=6_000, seconds=10.0)
+                    for name in ("events", "profiles"))
+    out = io.StringIO()
+    print_summary(RunRecord(run_id="r", started_at=began, ended_at=began + timedelta(seconds=12), status="succeeded", streams=streams), out)
+    lines = out.getvalue().splitlines()
+    assert [line.split()[-1] for line in lines[1:4]] == ["10.00", "10.00", "12.00"]
+    assert lines[4] == "run r succeeded: 12000 events in 12.0s (1,000 events/s)"
 
 
 def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
