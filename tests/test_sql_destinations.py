@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import random
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -120,6 +121,29 @@ def test_json_values_are_stored_as_json(warehouse: Warehouse) -> None:
     (row,) = warehouse.query("select props from kl_profiles")
     stored = row["props"] if isinstance(row["props"], dict) else json.loads(row["props"])
     assert stored == {"k": [1, "two"]}
+
+
+EDGE_TEXTS = ["", ",", '"', '""', "a,\"b\"\nc\r\nd", "\\N", "NULL", "é名😀\u2028", " padded ", "\\", "\t"]
+EDGE_DOUBLES = [0.1, 1e-05, 1e20, -0.0, 5e-324, 1.7976931348623157e308, 2.0, -123456789.12345679, 1 / 3]
+EDGE_INSTANTS = [datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+                 datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), ts(1)]
+
+
+def test_every_value_of_a_batch_lands_exactly_empty_texts_apart_from_nulls(warehouse: Warehouse) -> None:
+    # PostgreSQL's batches travel as CSV (an unquoted empty field is NULL, a quoted one an empty text).
+    columns = [*COLUMNS, Column(name="score", type=ColumnType.DOUBLE), Column(name="n", type=ColumnType.BIGINT),
+               Column(name="flag", type=ColumnType.BOOLEAN)]
+    width = max(len(EDGE_TEXTS), len(EDGE_DOUBLES), len(EDGE_INSTANTS)) + 1
+    rows = [
+        {"id": f"k{i:02}", "updated": (EDGE_INSTANTS + [None])[i % (len(EDGE_INSTANTS) + 1)],
+         "email": (EDGE_TEXTS + [None])[i % (len(EDGE_TEXTS) + 1)], "score": (EDGE_DOUBLES + [None])[i % (len(EDGE_DOUBLES) + 1)],
+         "n": [2**63 - 1, -(2**63), 0, None][i % 4], "flag": [True, False, None][i % 3]}
+        for i in range(width)
+    ]
+    load(warehouse, rows, columns=columns)
+    landed = warehouse.query("select id, updated, email, score, n, flag from kl_profiles order by id")
+    assert landed == rows
+    assert [math.copysign(1, r["score"]) for r in landed if r["score"] == 0] == [-1.0]  # -0.0 keeps its sign
 
 
 def test_hostile_field_names_round_trip_without_injection(warehouse: Warehouse) -> None:

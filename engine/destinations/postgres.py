@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlglot import exp
 
 from engine import sql
@@ -19,6 +21,12 @@ if TYPE_CHECKING:
 
 DIALECT = "postgres"
 OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout")
+# COPY's CSV is what Arrow's CSV writer writes: UTF-8 whatever the connection's encoding, no header.
+_CSV = [
+    exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("CSV")),
+    exp.CopyParameter(this=exp.var("ENCODING"), expression=exp.Literal.string("UTF8")),
+]
+_WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False)
 _MERGE_SINCE = 150000  # MERGE exists from PostgreSQL 15; older servers upsert by DELETE + INSERT
 
 
@@ -85,19 +93,27 @@ class PostgresDestination(SqlDestination):
 
     @contextlib.contextmanager
     def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
-        """`batch` COPYed into a temporary table of the session; dropped afterwards."""
+        """`batch` COPYed into a temporary table of the session, as CSV that Arrow writes; dropped afterwards.
+
+        Arrow writes the whole batch's text in C++ (an unquoted empty field is NULL, a quoted one an empty string;
+        timestamps in UTC with a Z; doubles in their shortest exact digits). Converting each value to a Python
+        object for psycopg's write_row took 22 of klx's 25 CPU µs a row loading events (bench/README.md).
+        """
         declared = {c.name: c for c in columns}
         staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
         self.execute("DROP TABLE", name, sql.drop_table(name))
         self.execute("CREATE TABLE", name, sql.create_temporary_table(name, staged, DIALECT))
         names = [sql.ident(c.name) for c in staged]
-        copy = exp.Copy(this=exp.Schema(this=sql.table(name), expressions=names), kind=True, files=[exp.var("STDIN")])
+        copy = exp.Copy(this=exp.Schema(this=sql.table(name), expressions=names), kind=True, files=[exp.var("STDIN")], params=_CSV)
+        text = io.BytesIO()
+        pa_csv.write_csv(batch, text, _WRITE_OPTIONS)
         try:
             with self._con.cursor() as cursor, cursor.copy(sql.render(copy, DIALECT)) as writer:
-                for row in zip(*(column.to_pylist() for column in batch.columns)):
-                    writer.write_row(row)
+                writer.write(text.getbuffer())
         except self._psycopg.Error as err:
             raise WarehouseError(f"COPY into the staging table of {self.schema} failed: {str(err).strip().splitlines()[0]}") from err
+        finally:
+            text.close()
         try:
             yield name
         finally:
