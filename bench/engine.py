@@ -7,11 +7,12 @@ The simulator serves the stream's pages once (in this process); their bytes are 
 - end to end: `engine.run.run` syncs the stream (full refresh into a fresh DuckDB file) with HttpClient.get
   replaced by a replay of those bytes, so everything klx does per record counts and no network does;
 - per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values, as
-  HttpClient reads them),
-  records (page -> normalised records, cursor, filter, key check), rows (records -> column lists ->
-  Arrow batches of api.batch_rows), duckdb (Arrow batches -> MERGE + state, committed). The stages run
-  with the collector paced as a run paces it (engine/collection.py): with Python's default thresholds,
-  young collections over the parsed pages held in memory made parse read 10.4 µs an event instead of 6.1.
+  HttpClient reads them), records (page -> normalised records, cursor, filter, key check), rows (records ->
+  column lists -> Arrow batches of api.batch_rows), duckdb (Arrow batches -> the table as a run's full
+  refresh loads them: the run's TableSpec and batches stamped in load order, so INSERTs unmatched, then its
+  finish; committed). The stages run with the collector paced as a run paces it (engine/collection.py):
+  with Python's default thresholds, young collections over the parsed pages held in memory made parse read
+  10.4 µs an event instead of 6.1.
 
 Each figure is the best of --repeat runs (the machine may be shared; the best run is the least disturbed).
 """
@@ -22,7 +23,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -37,7 +38,7 @@ from engine.config import Config  # noqa: E402
 from engine.destinations import build_destination  # noqa: E402
 from engine.http import HttpClient, Page, parse_body  # noqa: E402
 from engine.records import RecordReader, Rejected  # noqa: E402
-from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder  # noqa: E402
+from engine.rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap, RowBuilder  # noqa: E402
 from engine.schema import TableSpec  # noqa: E402
 from engine.spec import Spec  # noqa: E402
 from klaviyo_sim import Simulator  # noqa: E402
@@ -115,17 +116,18 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     for kept in pages:
         for record in kept:
             rows.add(record, received)
-            if len(rows) >= spec.api.batch_rows:
-                batches.append(rows.take(load))
+            if len(rows) >= spec.api.batch_rows:  # each batch loaded after the one before, as StreamSync._flush stamps them
+                batches.append(rows.take({**load, LOAD_ORDER: received + timedelta(microseconds=len(batches))}))
     if len(rows):
-        batches.append(rows.take(load))
+        batches.append(rows.take({**load, LOAD_ORDER: received + timedelta(microseconds=len(batches))}))
     times["rows"] = clock() - began
 
     config = write_config(work, {stream_name: "full_refresh"}, base_url=None, database=work / f"stage{n}.duckdb", prefix=f"s{n}_")
     destination = build_destination(Config.from_yaml(config, env={"KLAVIYO_API_KEY": API_KEY}).destination)
     key = tuple(columns.name((k,)) for k in stream.primary_key)
+    cursor = columns.name(tuple(stream.cursor.field.split("."))) if stream.cursor else None
     began = clock()
-    table_load = destination.begin(stream_name, TableSpec(name=f"s{n}_{stream_name}", primary_key=key, cursor=None), replace=True)
+    table_load = destination.begin(stream_name, TableSpec(name=f"s{n}_{stream_name}", primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER), replace=True)
     for batch, batch_columns in batches:
         table_load.write(batch, batch_columns, {})
     table_load.finish({})
