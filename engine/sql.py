@@ -171,7 +171,8 @@ def _exists(row: exp.Tuple, rows: exp.Select, statement: exp.Delete | exp.Select
     t the table the statement reads or deletes from, named in full (Redshift's DELETE takes no alias).
 
     The same rows where no compared value is null: those compared here are primary keys and load times."""
-    target = statement.this if isinstance(statement, exp.Delete) else statement.args["from_"].this if statement else None
+    source = statement.args.get("from_") if isinstance(statement, exp.Select) else None
+    target = statement.this if isinstance(statement, exp.Delete) else source.this if source is not None else None
     columns = row.expressions
     if not isinstance(target, exp.Table) or len(rows.named_selects) != len(columns) or not all(isinstance(c, exp.Column) for c in columns):
         raise ValueError(f"cannot write {row.sql()} IN (...) as EXISTS: no table to compare with, or not columns alike")
