@@ -249,6 +249,9 @@ class StreamSync:
         writes: ThreadPoolExecutor | None = None,
     ) -> None:
         self.plan, self.sp, self.http, self.destination = plan, stream_plan, http, destination
+        # A batch (one transaction) ends at batch_rows rows or batch_bytes of responses, whichever comes first.
+        scale = getattr(destination, "batch_scale", 1)  # (a destination that says nothing: 1)
+        self.batch_rows, self.batch_bytes = plan.api.batch_rows * scale, BATCH_BYTES * scale
         self.writes = writes  # the run's writer thread: batches load there while the stream reads on (WriteBehind)
         self.flights = flights or Flights()
         self.stream = stream_plan.stream
@@ -395,7 +398,7 @@ class StreamSync:
                 self.deletes.discard(record)
             self.summary.rows += 1
             self.rows.add(record, received_at, size)
-            if len(self.rows) + len(self.deletes or ()) >= self.plan.api.batch_rows or self.rows.nbytes >= BATCH_BYTES:
+            if len(self.rows) + len(self.deletes or ()) >= self.batch_rows or self.rows.nbytes >= self.batch_bytes:
                 self._advance(reading, records[:n])  # a batch's state covers the records read before it, no more
                 self._flush()
         self._advance(reading, records)

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from engine import run as run_module
+from engine.destinations.duckdb import DuckDBDestination
 from engine.destinations.warehouse import SqlLoad
 from engine.http import HttpClient
 from klaviyo_sim import Simulator
 from tests.klx_testing import SIM_NOW, rows, sync, write_config
+from tests.test_mid_stream_commits import spec_with_batch
 
 BOUND = 40_000  # bytes of responses per batch: about 15 profiles
 
@@ -27,7 +29,8 @@ def cuts(pages: list[tuple[int, int]], bound: int) -> list[int]:
     return batches + ([rows_in] if rows_in else [])
 
 
-def test_a_batch_is_cut_once_its_rows_came_from_batch_bytes_of_responses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("scale", [1, 3])
+def test_a_batch_is_cut_once_its_rows_came_from_batch_bytes_of_responses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: int) -> None:
     pages: list[tuple[int, int]] = []  # (response bytes, records) of each page, in order
     batches: list[int] = []
     real_get, real_write = HttpClient.get, SqlLoad.write
@@ -44,6 +47,7 @@ def test_a_batch_is_cut_once_its_rows_came_from_batch_bytes_of_responses(tmp_pat
     monkeypatch.setattr(HttpClient, "get", get)
     monkeypatch.setattr(SqlLoad, "write", write)
     monkeypatch.setattr(run_module, "BATCH_BYTES", BOUND)
+    monkeypatch.setattr(DuckDBDestination, "batch_scale", scale)  # a destination's batch_scale multiplies the bound
     database = tmp_path / "klx.duckdb"
     with Simulator(seed=1, scale=0.25, now=SIM_NOW) as sim:
         config = write_config(tmp_path, {"profiles": "full_refresh"}, base_url=sim.url, database=database)
@@ -51,6 +55,26 @@ def test_a_batch_is_cut_once_its_rows_came_from_batch_bytes_of_responses(tmp_pat
         total = len(sim.truth("profiles"))
 
     assert not summary.failed and len(pages) == 3 and pages[0][1] == 100
-    assert batches == cuts(pages, BOUND)
-    assert 10 < max(batches) < 100  # cut inside a page, far below api.batch_rows (5000)
+    assert batches == cuts(pages, BOUND * scale)
+    assert 10 * scale < max(batches) < 100 * scale  # cut inside a page, far below api.batch_rows (5000)
     assert sum(batches) == total == rows(database, "select count(*) as n from kl_rudder_profiles")[0]["n"]
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_a_batch_holds_batch_rows_times_the_destinations_batch_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scale: int) -> None:
+    batches: list[int] = []
+    real_write = SqlLoad.write
+
+    def write(self, batch, columns, state, deletes=None):
+        batches.append(batch.num_rows)
+        return real_write(self, batch, columns, state, deletes)
+
+    monkeypatch.setattr(SqlLoad, "write", write)
+    monkeypatch.setattr(DuckDBDestination, "batch_scale", scale)
+    with Simulator(seed=1, scale=0.05, now=SIM_NOW) as sim:
+        config = write_config(tmp_path, {"events": "full_refresh"}, base_url=sim.url, database=tmp_path / "klx.duckdb",
+                              spec=spec_with_batch(tmp_path, 7))
+        summary = sync(config, sim.api_key, now=SIM_NOW)
+        total = len(sim.truth("events"))
+    assert not summary.failed and total > 7 * 4 * 3
+    assert batches == [7 * scale] * (total // (7 * scale)) + ([total % (7 * scale)] if total % (7 * scale) else [])

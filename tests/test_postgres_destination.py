@@ -53,6 +53,18 @@ def test_unset_password_variable_is_a_config_error(tmp_path: Path) -> None:
         Config.from_yaml(path, env={"KLAVIYO_API_KEY": "pk_test"})
 
 
+def test_batch_scale_is_one_unless_set_and_a_bad_one_is_a_config_error(tmp_path: Path, pg_schema: str) -> None:
+    for extra, scale in (([], 1), (["  batch_scale: 4"], 4)):
+        path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=[
+            "  host: 127.0.0.1", "  port: 5432", "  user: postgres", "  database: test", *extra])
+        dest = build_destination(Config.from_yaml(path, env=ENV).destination)
+        assert dest.batch_scale == scale
+        dest.close()
+    path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=["  database: test", "  batch_scale: -1"])
+    with pytest.raises(ConfigError, match=r"postgres.yaml:\d+: destination.batch_scale: -1 is not a whole number from 1 to 64"):
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+
+
 def test_dsn_connects_too(tmp_path: Path, pg_schema: str) -> None:
     path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"},
                            connection=["  dsn: postgresql://postgres@127.0.0.1:5432/test"])

@@ -217,6 +217,18 @@ def test_password_or_key_pair_is_required(tmp_path: Path) -> None:
         build_destination(Config.from_yaml(config_file(tmp_path, lines), env={}).destination)
 
 
+def test_batches_hold_eight_times_the_rows_unless_batch_scale_says_otherwise(tmp_path: Path) -> None:
+    with fakesnow.patch():
+        for lines, scale in (([], 8), (["  batch_scale: 2"], 2)):
+            dest = build_destination(Config.from_yaml(config_file(tmp_path, ACCOUNT + lines), env={"SNOWFLAKE_PASSWORD": "pw"}).destination)
+            assert dest.batch_scale == scale
+            dest.close()
+    for bad in ("0", "65", "two", "true", "1.5"):
+        path = config_file(tmp_path, [*ACCOUNT, f"  batch_scale: {bad}"])
+        with pytest.raises(ConfigError, match=r"snowflake.yaml:\d+: destination.batch_scale: .* is not a whole number from 1 to 64"):
+            build_destination(Config.from_yaml(path, env={"SNOWFLAKE_PASSWORD": "pw"}).destination)
+
+
 def test_key_pair_auth_reads_a_pem_key(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

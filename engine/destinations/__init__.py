@@ -61,6 +61,20 @@ def config_relative(config: DestinationConfig, path: str) -> str:
     return str(Path(base) / path)
 
 
+# destination.batch_scale: a batch holds this many times api.batch_rows rows and run.BATCH_BYTES of responses.
+MAX_BATCH_SCALE = 64
+
+
+def batch_scale_option(config: DestinationConfig, default: int) -> int:
+    """destination.batch_scale (a whole number from 1 to MAX_BATCH_SCALE), or the destination's own default."""
+    value = config.options.get("batch_scale", default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_BATCH_SCALE:
+        raise ConfigError(
+            f"destination.batch_scale: {value!r} is not a whole number from 1 to {MAX_BATCH_SCALE}", where=option_where(config, "batch_scale")
+        )
+    return value
+
+
 def check_options(config: DestinationConfig, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
     """Raise ConfigError for an unknown or missing option of destination `config.type`."""
     for key in config.options:

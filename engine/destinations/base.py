@@ -48,6 +48,9 @@ class Destination(Protocol):
     """A warehouse connection; one per run."""
 
     dialect: str
+    # Each batch (one transaction) holds up to this many times api.batch_rows rows and run.BATCH_BYTES of
+    # responses: more than 1 where a transaction costs round trips of a remote service (Snowflake).
+    batch_scale: int
 
     def read_state(self, stream: str) -> dict[str, Any] | None:
         """The state last saved for `stream`, or None."""

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, check_options, destination, option_where
+from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, option_where
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import psycopg
 
 DIALECT = "postgres"
-OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout")
+OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "batch_scale")
 # COPY's CSV is what Arrow's CSV writer writes: UTF-8 whatever the connection's encoding, no header.
 _CSV = [
     exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("CSV")),
@@ -36,13 +36,16 @@ class PostgresDestination(SqlDestination):
 
     dialect = DIALECT
 
-    def __init__(self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "") -> None:
+    def __init__(
+        self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "", batch_scale: int = 1
+    ) -> None:
         import psycopg  # only a PostgreSQL run pays for the driver
 
         self._psycopg = psycopg
         self.driver_errors = (psycopg.Error,)
         self.schema = self.name(schema)
         self.table_prefix = table_prefix
+        self.batch_scale = batch_scale  # more than 1 for a server far away: fewer, larger transactions
         where = _describe(connection, dsn)
         try:
             # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
@@ -59,7 +62,8 @@ class PostgresDestination(SqlDestination):
     def from_config(cls, config: DestinationConfig) -> PostgresDestination:
         """Validate the connection keys (`dsn`, or host/port/user/password/database) and `schema`, then connect."""
         check_options(config, allowed=OPTIONS)
-        options = dict(config.options)
+        batch_scale = batch_scale_option(config, cls.batch_scale)
+        options = {key: value for key, value in config.options.items() if key != "batch_scale"}
         for key, value in options.items():
             wanted = int if key in ("port", "connect_timeout") else str
             if not isinstance(_reveal(value), wanted):
@@ -70,7 +74,8 @@ class PostgresDestination(SqlDestination):
             {"database": "dbname"}.get(key, key): _reveal(value) for key, value in options.items() if key not in ("dsn", "schema")
         }
         dsn = _reveal(options["dsn"]) if "dsn" in options else None
-        return cls(connection=connection, dsn=dsn, schema=options.get("schema", "public"), table_prefix=config.table_prefix)
+        schema = options.get("schema", "public")
+        return cls(connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
 
     @property
     def connection(self) -> psycopg.Connection:

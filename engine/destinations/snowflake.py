@@ -13,7 +13,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where
+from engine.destinations import DestinationConfig, batch_scale_option, check_options, config_relative, destination, option_where
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination, _first_line
 from engine.errors import ConfigError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DIALECT = "snowflake"
 OPTIONS = (
     "account", "user", "password", "private_key_path", "private_key_passphrase",
-    "warehouse", "database", "schema", "role",
+    "warehouse", "database", "schema", "role", "batch_scale",
 )
 STAGE = "klx_stage"  # a temporary stage: it lives as long as the session, nothing to clean up
 
@@ -34,8 +34,15 @@ class SnowflakeDestination(SqlDestination):
     """A Snowflake database; tables live in `schema` (created if missing), state in <PREFIX>KLX_STATE."""
 
     dialect = DIALECT
+    # A batch costs about seven round trips (CREATE, PUT, COPY, INSERT or MERGE, the state's MERGE, COMMIT,
+    # DROP) of a tenth of a second to a second each: batches of api.batch_rows rows would keep a sync waiting
+    # on them far longer than on Klaviyo. Eight times the rows and bytes make eight times fewer round trips
+    # (bench/README.md, Session 11).
+    batch_scale = 8
 
-    def __init__(self, *, connection: dict[str, Any], schema: str, table_prefix: str = "") -> None:
+    def __init__(
+        self, *, connection: dict[str, Any], schema: str, table_prefix: str = "", batch_scale: int | None = None
+    ) -> None:
         import snowflake.connector  # only a Snowflake run pays for the driver
 
         self._driver = snowflake.connector
@@ -43,6 +50,7 @@ class SnowflakeDestination(SqlDestination):
         self.schema = self.name(schema)
         self.staging_schema = self.schema
         self.table_prefix = table_prefix
+        self.batch_scale = batch_scale or type(self).batch_scale
         try:
             # autocommit off: a DML statement opens a transaction that lasts until commit() (DDL commits too,
             # which is why the loader runs DDL first). Sessions in UTC for adopted TIMESTAMP_NTZ columns.
@@ -65,7 +73,8 @@ class SnowflakeDestination(SqlDestination):
     def from_config(cls, config: DestinationConfig) -> SnowflakeDestination:
         """Validate account/user with a password or a key pair, warehouse/database/schema/role; then connect."""
         check_options(config, allowed=OPTIONS, required=("account", "user", "database"))
-        options = {key: _reveal(value) for key, value in config.options.items()}
+        batch_scale = batch_scale_option(config, cls.batch_scale)
+        options = {key: _reveal(value) for key, value in config.options.items() if key != "batch_scale"}
         for key, value in options.items():
             if not isinstance(value, str):
                 raise ConfigError(f"destination.{key}: must be a string", where=option_where(config, key))
@@ -75,7 +84,8 @@ class SnowflakeDestination(SqlDestination):
         if "private_key_path" in options:
             path = config_relative(config, options["private_key_path"])
             connection["private_key"] = _private_key(path, options.get("private_key_passphrase"), option_where(config, "private_key_path"))
-        return cls(connection=connection, schema=options.get("schema", "PUBLIC"), table_prefix=config.table_prefix)
+        schema = options.get("schema", "PUBLIC")
+        return cls(connection=connection, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
 
     @property
     def connection(self) -> snowflake.connector.SnowflakeConnection:

@@ -40,6 +40,7 @@ class SqlDestination:
     driver_errors: tuple[type[BaseException], ...] = ()
     staging_schema: str | None = None  # where staged() tables live; None: the session's own (temporary tables)
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
+    batch_scale = 1  # base.Destination.batch_scale
     _state_ready = False
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
     _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
