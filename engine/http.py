@@ -627,8 +627,12 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
 
 def _read_timeout(err: Exception) -> bool:
-    """Whether a socket read timed out: before the body requests raises ReadTimeout, within it ConnectionError(ReadTimeoutError)."""
-    return isinstance(err, requests.exceptions.ReadTimeout) or bool(err.args) and isinstance(err.args[0], urllib3.exceptions.ReadTimeoutError)
+    """Whether a socket read timed out: before the body requests raises ReadTimeout; within it ConnectionError(ReadTimeoutError),
+    or ReadTimeoutError itself where the body is read from urllib3 whole (HttpClient._read)."""
+    return (
+        isinstance(err, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError))
+        or bool(err.args) and isinstance(err.args[0], urllib3.exceptions.ReadTimeoutError)
+    )
 
 
 def _ssl_reason(err: requests.exceptions.SSLError) -> str:

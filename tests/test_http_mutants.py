@@ -360,11 +360,34 @@ def test_a_server_falling_silent_mid_body_did_not_answer_in_time() -> None:
     assert str(raised.value) == "Klaviyo did not answer GET /api/metrics?page[size]=10 within 0.3s (stream metrics)"
 
 
+
+def test_a_body_read_whose_socket_times_out_before_the_deadline_did_not_answer_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The socket's read timeout and the watchdog's deadline are the same length: either may fire first. Here
+    # the deadline is far off, so the read timeout (urllib3's own ReadTimeoutError, unwrapped) is what ends it.
+    from engine.http import _Watchdog
+
+    start = _Watchdog.start
+    monkeypatch.setattr(_Watchdog, "start", lambda self, seconds: start(self, seconds + 60))
+
+    def respond(handler, hit) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b'{"data": [')
+        handler.wfile.flush()
+        api.hang()
+
+    with HostileApi(respond) as api:
+        with pytest.raises(ApiError) as raised:
+            get(client(api.url, real_time=True, request_timeout_seconds=0.3, max_attempts=1))
+    assert str(raised.value) == "Klaviyo did not answer GET /api/metrics?page[size]=10 within 0.3s (stream metrics)"
+
 @pytest.mark.parametrize(
     ("err", "timed_out"),
     [
         (requests.exceptions.ReadTimeout("Read timed out."), True),  # before the body
         (requests.exceptions.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/x", "Read timed out.")), True),  # within it
+        (urllib3.exceptions.ReadTimeoutError(None, "/x", "Read timed out."), True),  # within a body read whole from urllib3
         (requests.exceptions.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused")), False),
         (requests.exceptions.ConnectionError(), False),
     ],
