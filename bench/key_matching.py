@@ -13,7 +13,7 @@ Since session 7 a full refresh skips that query (its shadow table is read by nob
 batches go in unmatched, and finish() resolves the keys written more than once with one aggregate over the
 key columns (SqlLoad._resolve_repeats). Since session 8 so does an incremental load into an empty table (a
 first sync), its state saying the keys are unresolved until finish(); and an incremental load into a table
-of 250,000 rows or more (a later run; SqlLoad.gather_from, 0 here) gathers its batches in <table>__klx_pending
+of 250,000 rows or more (a later run; DuckDBDestination.gather_from, 0 here) gathers its batches in <table>__klx_pending
 and merges them every 100,000 rows:
 one match of the table's keys per merge rather than per batch.
 
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.destinations.duckdb import DuckDBDestination  # noqa: E402
-from engine.destinations.warehouse import SqlLoad  # noqa: E402
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec  # noqa: E402
 
 COLUMNS = [
@@ -115,7 +114,7 @@ def load(rows: int, size: int, mode: str, marks: list[int], work: Path) -> tuple
 
 
 def main() -> int:
-    SqlLoad.gather_from = 0  # the later run gathers from its first batch, to show gathering's cost at every size
+    DuckDBDestination.gather_from = 0  # the later run gathers from its first batch, to show gathering's cost at every size
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=2000, help="rows a batch (events: about 2,000 fill BATCH_BYTES)")

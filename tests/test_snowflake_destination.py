@@ -15,7 +15,6 @@ import pytest
 
 from engine.config import Config
 from engine.destinations import build_destination
-from engine.destinations.warehouse import SqlLoad
 from engine.errors import ConfigError, WarehouseError
 from engine.schema import Column, ColumnType, TableSpec
 from tests.test_sql_destinations import COLUMNS, PROFILES, batch, ts
@@ -148,7 +147,7 @@ def test_a_first_incremental_sync_resolves_its_repeated_keys_in_the_commit_that_
 
 
 def test_a_later_incremental_load_gathers_its_batches_and_merges_them_with_the_final_state(dest: Any, monkeypatch) -> None:
-    monkeypatch.setattr(SqlLoad, "gather_from", 0)
+    monkeypatch.setattr(dest, "gather_from", 0)
     columns = [*COLUMNS, Column(name="uuid_ts", type=ColumnType.TIMESTAMP)]
     table = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
     load(dest, [{"id": "a", "updated": ts(2), "email": "a-old"}, {"id": "b", "updated": ts(1), "email": "b-old"}])

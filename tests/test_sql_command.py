@@ -62,7 +62,7 @@ def test_full_refresh_fills_a_shadow_and_renames_it_into_place(tmp_path: Path, c
 def test_a_first_run_inserts_and_resolves_repeated_keys_and_later_runs_upsert(tmp_path: Path, capsys) -> None:
     out = printed(capsys, str(config(tmp_path, POSTGRES)), "--streams", "lists,segments_profiles")
     sections = {part.split("\n", 1)[0]: part for part in out.split("\n-- ")}
-    first, later = sections["lists (incremental) -> kl_rudder_lists"], sections["lists: later runs into 250,000+ rows gather batches in a pending table, then merge them (smaller tables: each batch matched as it is written)"]
+    first, later = sections["lists (incremental) -> kl_rudder_lists"], sections["lists: later runs into 25,000+ rows gather batches in a pending table, then merge them (smaller tables: each batch matched as it is written)"]
     refresh = sections["segments_profiles (full_refresh) -> kl_rudder_segments_profiles"]
     for section, table in ((first, "kl_rudder_lists"), (refresh, "kl_rudder_segments_profiles__klx_shadow")):
         assert section.count(f'INSERT INTO "klaviyo"."{table}"') == 2 and f'MERGE INTO "klaviyo"."{table}"' not in section

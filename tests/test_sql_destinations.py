@@ -14,7 +14,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-from engine.destinations.warehouse import SqlLoad
+from engine.destinations.postgres import PostgresDestination
+from engine.destinations.warehouse import SqlDestination
 from engine.dialects import DIALECTS
 from engine.errors import WarehouseError
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder
@@ -26,8 +27,9 @@ PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
 
 @pytest.fixture(autouse=True)
 def gather_into_any_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Incremental loads into a table holding rows gather from the first row here (klx: from 250,000)."""
-    monkeypatch.setattr(SqlLoad, "gather_from", 0)
+    """Incremental loads into a table holding rows gather from the first row here (klx: from 250,000 on DuckDB)."""
+    for destination in (SqlDestination, PostgresDestination):
+        monkeypatch.setattr(destination, "gather_from", 0)
 COLUMNS = [
     Column(name="id", type=ColumnType.TEXT),
     Column(name="updated", type=ColumnType.TIMESTAMP),
@@ -639,7 +641,7 @@ def test_an_aborted_gathering_load_merges_the_batches_it_committed_and_keeps_the
 
 
 def test_an_incremental_load_matches_each_batch_until_the_table_holds_gather_from_rows(warehouse: Warehouse, monkeypatch) -> None:
-    monkeypatch.setattr(SqlLoad, "gather_from", 5)
+    monkeypatch.setattr(warehouse.dest, "gather_from", 5)
     batches = [[row("c", 1, "c0")], [row("d", 1, "d1"), row("a", 3, "a1")], [row("e", 1, "e2")], [row("c", 2, "c3")]]
     existing(warehouse, BEFORE)
     matched = later(warehouse, batches, gather=False)

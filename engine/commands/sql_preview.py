@@ -16,7 +16,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ..dialects import DIALECTS
-from ..destinations.warehouse import SqlDestination, SqlLoad
+from ..destinations import DESTINATIONS
+from ..destinations.warehouse import SqlDestination
 from ..errors import ConfigError
 from ..plan import build_plan
 from ..rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap
@@ -34,6 +35,8 @@ class RecordingDestination(SqlDestination):
 
     def __init__(self, dialect: str, schema: str | None, table_prefix: str) -> None:
         self.dialect = dialect
+        # From the destination of this dialect's name, where there is one: the rows from which a later run gathers.
+        self.gather_from = getattr(DESTINATIONS.get(dialect), "gather_from", SqlDestination.gather_from)
         self.schema = self.name(schema) if schema else schema  # type: ignore[assignment]
         self.table_prefix = table_prefix
         self.statements: list[exp.Expr] = []
@@ -46,7 +49,7 @@ class RecordingDestination(SqlDestination):
         a later run to gather its batches; the preview's batches repeat their key, so the statements resolving
         repeated keys show."""
         if kind.startswith(_READS):
-            held = SqlLoad.gather_from if table in self.tables else 0  # a later run's table: as many as gathering takes
+            held = self.gather_from if table in self.tables else 0  # a later run's table: as many as gathering takes
             answers = {"COUNT ROWS": [(held,)], "COUNT REPEATED KEYS": [(1,)], "COUNT SUPERSEDED": [(0, 0)],
                        "COUNT PENDING": [(0, 0)]}
             return answers.get(kind, [(0,)] if kind.startswith("COUNT") else [])
@@ -124,7 +127,7 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
             load = dest.begin(stream.name, table, replace=False)
             load.write(pa.concat_tables([row(), row()]), columns, {})
             load.finish({})
-            out.append((f"{stream.name}: later runs into {SqlLoad.gather_from:,}+ rows gather batches in a pending table, then merge them "
+            out.append((f"{stream.name}: later runs into {dest.gather_from:,}+ rows gather batches in a pending table, then merge them "
                         "(smaller tables: each batch matched as it is written)", dest.statements))
     return dialect, out
 

@@ -41,6 +41,10 @@ class SqlDestination:
     staging_schema: str | None = None  # where staged() tables live; None: the session's own (temporary tables)
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
     batch_scale = 1  # base.Destination.batch_scale
+    # Rows a table holds before an incremental load into it gathers rather than matches each batch (SqlLoad):
+    # on DuckDB where bench/key_matching.py's two costs cross (about 13 and 16 ms a 2,000-event batch at 100,000
+    # rows, 20 and 16 at 250,000). A gathering run also lets DuckDB's merge use its memory_limit.
+    gather_from = 250_000
     _state_ready = False
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
     _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
@@ -267,10 +271,10 @@ class SqlLoad:
             self._last_loaded = unresolved_until(dest.read_state(stream)) if keyed and existing else None
             self._known, self._row_count = existing, self._count() if existing else 0
             self._deferred = keyed and (self._last_loaded is not None or self._row_count == 0)
-        # Gathering pays an INSERT a batch and a merge, matching pays a scan of the table a batch: below
-        # `gather_from` rows matching costs less, and the merge's join would hold more memory than it saves.
+        # Gathering pays an INSERT a batch and a merge, matching pays a scan of the table a batch: below the
+        # destination's `gather_from` rows matching costs less, and the merge's join would hold more memory than it saves.
         self._may_gather = keyed and not replace and not self._deferred
-        self._gathering = self._may_gather and (self._row_count or 0) >= self.gather_from
+        self._gathering = self._may_gather and (self._row_count or 0) >= dest.gather_from
 
     def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts:
         """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
@@ -307,7 +311,7 @@ class SqlLoad:
         stamp = None  # the batch's load time, when it can be ordered after the deferred batches before it
         resolved = None  # what resolving the repeated keys of a deferred load changed, when this batch ends deferring
         merged: list[WriteCounts | None] = []  # what merging the pending rows into the table changed
-        if not self._gathering and self._may_gather and (known_rows or 0) >= self.gather_from:
+        if not self._gathering and self._may_gather and (known_rows or 0) >= dest.gather_from:
             self._gathering = True  # the table has grown past matching's range: gather from this batch on
         gathering, names = self._gathering, list(batch.column_names)
 
@@ -388,10 +392,6 @@ class SqlLoad:
     # reads the table's keys once, so its cost per row falls as this grows; DuckDB spills a larger MERGE's
     # join past its memory_limit. bench/key_matching.py: about 18 ms a batch of 2,000 events at 1,000,000 rows.
     merge_every = 100_000
-    # Rows a table holds before an incremental load into it gathers rather than matches each batch: where
-    # bench/key_matching.py's two costs cross (about 13 and 16 ms a 2,000-event batch at 100,000 rows, 20
-    # and 16 at 250,000). A gathering run also lets DuckDB's merge use its memory_limit.
-    gather_from = 250_000
 
     def _create_pending(self, names: list[str]) -> None:
         """The pending table, when missing: the batch's columns, with the table's types."""
