@@ -101,6 +101,19 @@ def test_servers_before_15_upsert_with_delete_and_insert(tmp_path: Path, pg_sche
     wh.dest.close()
 
 
+def test_a_batch_the_copy_refuses_fails_in_one_line_and_leaves_rows_and_state_as_they_were(tmp_path: Path, pg_schema: str) -> None:
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    load = wh.dest.begin("profiles", PROFILES, replace=False)
+    load.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": "kept"}]), COLUMNS, {"n": 1})
+    with pytest.raises(WarehouseError) as raised:  # PostgreSQL's text holds no NUL character
+        load.write(batch(COLUMNS, [{"id": "a", "updated": ts(2), "email": "nul\x00"}, {"id": "b", "updated": ts(2), "email": "b"}]),
+                   COLUMNS, {"n": 2})
+    assert str(raised.value) == f'COPY into the staging table of {pg_schema} failed: invalid byte sequence for encoding "UTF8": 0x00'
+    assert wh.query("select id, email from kl_profiles order by id") == [{"id": "a", "email": "kept"}]
+    assert wh.dest.read_state("profiles") == {"n": 1}
+    wh.dest.close()
+
+
 def test_long_table_names_are_shortened_before_postgres_cuts_them(tmp_path: Path, pg_schema: str) -> None:
     wh = open_warehouse("postgres", tmp_path, pg_schema, prefix="a_rather_long_prefix_")
     spec = PROFILES.__class__(name="a_rather_long_prefix_segments_profiles_with_a_much_longer_name_than_63", primary_key=("id",), cursor=None)

@@ -119,7 +119,7 @@ class PostgresDestination(SqlDestination):
         pa_csv.write_csv(batch, text, _WRITE_OPTIONS)
         try:
             with self._con.cursor() as cursor, cursor.copy(sql.render(copy, DIALECT)) as writer:
-                writer.write(text.getbuffer())
+                writer.write(text.getvalue())  # a copy: no view of the buffer outlives it (close() below)
         except self._psycopg.Error as err:
             raise WarehouseError(f"COPY into the staging table of {self.schema} failed: {str(err).strip().splitlines()[0]}") from err
         finally:
