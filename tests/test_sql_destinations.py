@@ -14,13 +14,14 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
+from engine import sql
 from engine.destinations.postgres import PostgresDestination
 from engine.destinations.warehouse import SqlDestination
 from engine.dialects import DIALECTS
 from engine.errors import WarehouseError
 from engine.rows import LOAD_COLUMNS, ColumnMap, RowBuilder
 from engine.schema import ARROW_TYPES, Column, ColumnType, TableSpec
-from tests.warehouses import Warehouse, pg_schema, warehouse  # noqa: F401  (fixtures)
+from tests.warehouses import Warehouse, open_warehouse, pg_schema, warehouse  # noqa: F401  (fixtures)
 
 PROFILES = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated")
 
@@ -70,6 +71,24 @@ def test_state_is_saved_with_the_rows_and_read_back(warehouse: Warehouse) -> Non
     assert warehouse.dest.read_state("profiles") is None
     load(warehouse, [{"id": "a", "updated": ts(1), "email": None}], state={"cursor": {"": "2024-01-01T00:00:00+00:00"}})
     assert warehouse.dest.read_state("profiles") == {"cursor": {"": "2024-01-01T00:00:00+00:00"}}
+
+
+def test_a_later_run_reads_the_state_tables_columns_once_and_a_known_tables_not_again_at_finish(warehouse: Warehouse, tmp_path) -> None:
+    # Each INFORMATION_SCHEMA read is a round trip, and a slow one on Snowflake.
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
+    warehouse.dest.close()
+    later = open_warehouse(warehouse.kind, tmp_path, warehouse.dest.schema)  # a later run: a new connection
+    sent: list[tuple[str, str]] = []
+    execute = later.dest.execute
+    later.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    assert later.dest.read_state("profiles") == {"n": 1} and later.dest.read_state("lists") is None
+    load(later, [{"id": "b", "updated": ts(2), "email": "b"}], state={"n": 2})
+    state_table = sql.state_table("kl_", later.dest.dialect)
+    assert [table for kind, table in sent if kind == "READ COLUMNS"] == [state_table, "kl_profiles", "kl_profiles__klx_pending"]
+    assert ("CREATE TABLE", state_table) not in sent  # known to exist: not created IF NOT EXISTS again
+    assert later.dest.read_state("profiles") == {"n": 2}
+    assert [r["id"] for r in later.query("select id from kl_profiles order by id")] == ["a", "b"]
+    later.dest.close()
 
 
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
@@ -235,8 +254,6 @@ def test_a_write_counts_inserted_and_updated_rows_and_added_columns(warehouse: W
 
 
 def test_run_history_rows_round_trip_newest_first(warehouse: Warehouse) -> None:
-    from engine import sql
-
     def row(run_id: str, day: int, stream: str) -> tuple[Any, ...]:
         values = {c.name: None for c in sql.RUNS_COLUMNS}
         values.update(run_id=run_id, started_at=ts(day), ended_at=ts(day, 1), run_status="succeeded", stream=stream, mode="incremental",

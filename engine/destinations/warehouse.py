@@ -142,8 +142,10 @@ class SqlDestination:
     def read_state(self, stream: str) -> dict[str, Any] | None:
         """The state last saved for `stream`, or None."""
         table = sql.state_table(self.table_prefix, self.dialect)
-        if not self.columns_of(table):
-            return None
+        if not self._state_ready:  # (once it exists, it does for the rest of the run: no need to look again)
+            if not self.columns_of(table):
+                return None
+            self._state_ready = True  # nor to CREATE it IF NOT EXISTS
         found = self.execute("READ STATE", table, sql.select_state(self.table_prefix, self.dialect, schema=self.schema), (stream,))
         return decode_state(found[0][0], stream=stream, table=f"{self.schema}.{table}") if found else None
 
@@ -479,7 +481,7 @@ class SqlLoad:
             exists = bool(dest.columns_of(self._target))
             swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=exists, schema=schema)
             ddl = [("SWAP IN", self._target, statement) for statement in swap]
-        elif self._columns and not dest.columns_of(self._target):
+        elif self._columns and not (self._known or dest.columns_of(self._target)):  # (_known: the columns it has)
             ddl = [("CREATE TABLE", self._target, sql.create_table(self._target, self._columns, dest.dialect, schema=schema))]
         if not sql.rules(dest.dialect).transactional_ddl:
             dest.execute_ddl(ddl)
