@@ -306,6 +306,17 @@ def table_columns(dialect: str = "") -> exp.Select:
     return exp.select(*(col(name(c)) for c in wanted)).from_(info).where(where).order_by(col(name("ordinal_position")))
 
 
+def tables_columns(count: int, dialect: str = "") -> exp.Select:
+    """table_columns() of `count` tables at once, each row led by its table's name; parameters: schema, then the
+    table names."""
+    name = rules(dialect).identifier
+    info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
+    named = exp.In(this=col(name("table_name")), expressions=[exp.Placeholder() for _ in range(count)])
+    wanted = ("table_name", "column_name", "data_type", "numeric_precision", "numeric_scale")
+    order = (col(name("table_name")), col(name("ordinal_position")))
+    return exp.select(*(col(name(c)) for c in wanted)).from_(info).where(exp.and_(col(name("table_schema")).eq(exp.Placeholder()), named)).order_by(*order)
+
+
 def reported_type(data_type: str, precision: int | None, scale: int | None, dialect: str) -> exp.DataType:
     """The type information_schema reports, parsed; a type sqlglot does not know stays a user-defined type."""
     try:

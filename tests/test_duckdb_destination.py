@@ -144,8 +144,8 @@ def test_a_load_reads_its_tables_columns_and_row_count_again_only_after_changing
         return counts.inserted, counts.updated, [k for k in kinds if k in ("READ COLUMNS", "COUNT ROWS", "ADD COLUMN")]
 
     run = dest.begin("profiles", PROFILES, replace=False)
-    # begin() reads them (and whether a killed load left a pending table)
-    assert [k for k in kinds if k in ("READ COLUMNS", "COUNT ROWS")] == ["READ COLUMNS", "READ COLUMNS", "COUNT ROWS"]
+    # begin() reads them (with, in the same read, whether a killed load left a shadow or a pending table)
+    assert [k for k in kinds if k in ("READ COLUMNS", "COUNT ROWS")] == ["READ COLUMNS", "COUNT ROWS"]
     assert write([profile("a", 1), profile("b", 1)]) == (2, 0, [])
     assert write([profile("c", 1)]) == (1, 0, [])
     assert write([{**profile("d", 1), "phone": "+1"}], wider) == (1, 0, ["ADD COLUMN"])

@@ -67,6 +67,10 @@ class RecordingDestination(SqlDestination):
         """The columns the recorded statements gave `table`."""
         return dict(self.tables.get(table, {}))
 
+    def columns_of_tables(self, tables: Sequence[str]) -> dict[str, dict[str, exp.DataType]]:
+        """columns_of() of each of `tables` the recorded statements created."""
+        return {table: self.columns_of(table) for table in tables if table in self.tables}
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN … COMMIT, shown as such."""
