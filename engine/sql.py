@@ -299,22 +299,28 @@ def table_columns(dialect: str = "") -> exp.Select:
 
     Names are folded like every identifier: on Snowflake information_schema is INFORMATION_SCHEMA.
     """
-    name = rules(dialect).identifier
-    info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
-    where = exp.and_(col(name("table_schema")).eq(exp.Placeholder()), col(name("table_name")).eq(exp.Placeholder()))
-    wanted = ("column_name", "data_type", "numeric_precision", "numeric_scale")
-    return exp.select(*(col(name(c)) for c in wanted)).from_(info).where(where).order_by(col(name("ordinal_position")))
+    return _information_columns(dialect, None)
 
 
 def tables_columns(count: int, dialect: str = "") -> exp.Select:
     """table_columns() of `count` tables at once, each row led by its table's name; parameters: schema, then the
     table names."""
+    return _information_columns(dialect, count)
+
+
+def _information_columns(dialect: str, count: int | None) -> exp.Select:
+    """information_schema.columns of one table (count None), or of `count` named ones with the table's name first."""
     name = rules(dialect).identifier
     info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
-    named = exp.In(this=col(name("table_name")), expressions=[exp.Placeholder() for _ in range(count)])
-    wanted = ("table_name", "column_name", "data_type", "numeric_precision", "numeric_scale")
-    order = (col(name("table_name")), col(name("ordinal_position")))
-    return exp.select(*(col(name(c)) for c in wanted)).from_(info).where(exp.and_(col(name("table_schema")).eq(exp.Placeholder()), named)).order_by(*order)
+    table_name, position = col(name("table_name")), col(name("ordinal_position"))
+    wanted = [col(name(c)) for c in ("column_name", "data_type", "numeric_precision", "numeric_scale")]
+    if count is None:
+        named: exp.Expr = table_name.eq(exp.Placeholder())
+        order = [position]
+    else:
+        named = exp.In(this=table_name, expressions=[exp.Placeholder() for _ in range(count)])
+        wanted, order = [table_name.copy(), *wanted], [table_name.copy(), position]
+    return exp.select(*wanted).from_(info).where(exp.and_(col(name("table_schema")).eq(exp.Placeholder()), named)).order_by(*order)
 
 
 def reported_type(data_type: str, precision: int | None, scale: int | None, dialect: str) -> exp.DataType:
