@@ -36,7 +36,7 @@ class SnowflakeDestination(SqlDestination):
     dialect = DIALECT
     # A batch costs about seven round trips (CREATE, PUT, COPY, INSERT or MERGE, the state's MERGE, COMMIT,
     # DROP) of a tenth of a second to a second each: batches of api.batch_rows rows would keep a sync waiting
-    # on them far longer than on Klaviyo. Eight times the rows and bytes make eight times fewer round trips
+    # on them far longer than on the API. Eight times the rows and bytes make eight times fewer round trips
     # (bench/README.md, Session 11).
     batch_scale = 8
 

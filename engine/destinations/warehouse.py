@@ -250,6 +250,8 @@ class SqlLoad:
         if shadow in found:
             dest.execute("DROP TABLE", shadow, sql.drop_table(shadow, schema=dest.schema))
         existing = found.get(self._target, {})
+        # Whether the table was there: a replace load writes only its shadow, so finish() need not ask again.
+        self._target_existed = bool(existing)
         self._pending_names: list[str] | None = None  # the pending table's columns, while it exists
         self._pending_rows = 0  # rows this load gathered there since the last merge
         self._carried: WriteCounts | None = None  # what merging a killed load's pending rows changed
@@ -488,8 +490,7 @@ class SqlLoad:
         if shadow and self._deferred:
             counts = self._resolve_repeats()
         if shadow:
-            exists = bool(dest.columns_of(self._target))
-            swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=exists, schema=schema)
+            swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=self._target_existed, schema=schema)
             ddl = [("SWAP IN", self._target, statement) for statement in swap]
         elif self._columns and not (self._known or dest.columns_of(self._target)):  # (_known: the columns it has)
             ddl = [("CREATE TABLE", self._target, sql.create_table(self._target, self._columns, dest.dialect, schema=schema))]
