@@ -8,7 +8,8 @@ The simulator serves the stream's pages once (in this process); their bytes are 
   replaced by a replay of those bytes, so everything klx does per record counts and no network does;
 - per stage (CPU time): the same pages through each stage on its own: parse (bytes -> Python values, as
   HttpClient reads them), records (page -> normalised records, cursor, filter, key check), rows (records ->
-  column lists -> Arrow batches of api.batch_rows), duckdb (Arrow batches -> the table as a run's full
+  column lists -> Arrow batches cut as a run cuts them: at api.batch_rows rows or run.BATCH_BYTES of
+  responses, each record counting its share of its page), duckdb (Arrow batches -> the table as a run's full
   refresh loads them: the run's TableSpec and batches stamped in load order, so INSERTs unmatched, then its
   finish; committed). The stages run with the collector paced as a run paces it (engine/collection.py):
   with Python's default thresholds, young collections over the parsed pages held in memory made parse read
@@ -80,8 +81,8 @@ def end_to_end(bodies: list[bytes], stream: str, work: Path, n: int) -> tuple[fl
     return seconds, cpu, summary.events
 
 
-def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[str, float]:
-    """Seconds spent in each stage over all pages."""
+def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> tuple[dict[str, float], int]:
+    """Seconds spent in each stage over all pages, and the number of batches loaded."""
     spec = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml")
     stream = spec.streams[stream_name]
     times = dict.fromkeys(("parse", "records", "rows", "duckdb"), 0.0)
@@ -95,7 +96,7 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     reader = RecordReader(spec.api, stream)
     began = clock()
     pages = []
-    for body in parsed:
+    for body, raw in zip(parsed, bodies):
         kept = []
         records = list(reader.records(body, reader.page_records(body, "replay"), {}))
         reader.newest(records)  # as StreamSync._read_page moves the cursor
@@ -104,7 +105,7 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
                 continue
             if reader.keep(record) and reader.key_problem(record) is None:
                 kept.append(record)
-        pages.append(kept)
+        pages.append((kept, len(raw) // max(len(records), 1)))  # each record's share of its response, as StreamSync counts it
     times["records"] = clock() - began
 
     columns = ColumnMap(None, reserved=LOAD_COLUMNS)
@@ -113,10 +114,11 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     load = {"uuid_ts": received, "context_sources_job_run_id": "bench", "context_sources_task_run_id": "bench"}
     began = clock()
     batches = []
-    for kept in pages:
+    for kept, size in pages:
         for record in kept:
-            rows.add(record, received)
-            if len(rows) >= spec.api.batch_rows:  # each batch loaded after the one before, as StreamSync._flush stamps them
+            rows.add(record, received, size)
+            # Cut where StreamSync cuts (DuckDB's batch_scale is 1); each batch stamped after the one before, as _flush stamps them.
+            if len(rows) >= spec.api.batch_rows or rows.nbytes >= run_module.BATCH_BYTES:
                 batches.append(rows.take({**load, LOAD_ORDER: received + timedelta(microseconds=len(batches))}))
     if len(rows):
         batches.append(rows.take({**load, LOAD_ORDER: received + timedelta(microseconds=len(batches))}))
@@ -133,7 +135,7 @@ def stages(bodies: list[bytes], stream_name: str, work: Path, n: int) -> dict[st
     table_load.finish({})
     times["duckdb"] = clock() - began
     destination.close()
-    return times
+    return times, len(batches)
 
 
 def main() -> int:
@@ -151,7 +153,8 @@ def main() -> int:
         best = dict.fromkeys(("parse", "records", "rows", "duckdb"), float("inf"))
         collecting = collection.pace()  # as run() does
         for n in range(args.repeat):
-            for stage, seconds in stages(bodies, args.stream, work, n).items():
+            times, batches = stages(bodies, args.stream, work, n)
+            for stage, seconds in times.items():
                 best[stage] = min(best[stage], seconds)
         collection.restore(collecting)
     print(f"{args.stream}: {records:,} records in {len(bodies)} pages ({megabytes:.1f} MB), best of {args.repeat}")
@@ -159,7 +162,7 @@ def main() -> int:
           f"({records / best_wall:,.0f} records/s), {best_cpu * 1e6 / records:6.1f} µs/record CPU")
     for stage, seconds in best.items():
         print(f"  {stage:<8} {seconds * 1e6 / records:6.1f} µs/record CPU")
-    print(f"  stages summed {sum(best.values()) * 1e6 / records:6.1f} µs/record CPU")
+    print(f"  stages summed {sum(best.values()) * 1e6 / records:6.1f} µs/record CPU ({batches} batches of {records / batches:,.0f} rows on average)")
     return 0
 
 
