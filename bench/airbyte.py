@@ -11,6 +11,7 @@ then
     python bench/airbyte.py --scale 10
     python bench/airbyte.py --scale 10 --no-api-budget    # without the connector's own client-side rate limiter
     python bench/airbyte.py --scale 10 --warm    # the simulator's rendering taken out of both timed runs
+    python bench/airbyte.py --scale 10 --warm --repeat 3    # three timed rounds, the order alternating
 
 --warm: on a real account the server's work is Klaviyo's, not this machine's. Cold, the simulator renders
 every record while the client runs (for klx at scale 10 it burns about as much CPU as klx does), so on two
@@ -27,6 +28,12 @@ by this script, which counts RECORD messages per stream and loads them nowhere: 
 Airbyte's figure, as none was in the one the issue quotes. klx: one `klx run` (bench/run.py's run_klx), so
 its figure includes flattening and loading every record into DuckDB.
 
+--repeat N: N timed rounds of both tools, the first tool alternating from round to round (Airbyte first in the
+first), each run into a fresh directory. On a shared machine one round's ratio moves by a third (13.65x-18.38x
+in three single runs, bench/README.md Session 11), mostly with Airbyte's own figure; each tool's best run is
+the one the machine disturbed least, so the ratio of the two best runs is the figure to compare, printed with
+every round's own ratio and the median.
+
 Printed for each: records per stream (and what the simulator says a correct sync returns), wall time from
 process start to exit (imports included), records/s, CPU seconds and records per CPU second, peak RSS of its
 process tree (the larger of wait4's ru_maxrss and the tree's summed VmRSS sampled every 0.1 s), the /api
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,12 +224,16 @@ def measure_against(server: subprocess.Popen, url: str, run) -> Measured:
     return measured
 
 
+def rate(m: Measured) -> float:
+    """Records a second of wall time."""
+    return m.total / m.wall if m.wall else 0.0
+
+
 def show(name: str, m: Measured, truth: dict[str, int]) -> None:
     counts = ", ".join(f"{s} {m.records.get(s, 0):,}" + ("" if m.records.get(s, 0) == truth[s] else f" (expected {truth[s]:,})")
                        for s in STREAMS)
-    rate = m.total / m.wall if m.wall else 0.0
     per_cpu = m.total / m.cpu if m.cpu else 0.0
-    print(f"{name:<8} {m.total:>9,} {m.wall:>8.1f} {rate:>9,.0f} {m.cpu:>8.1f} {per_cpu:>9,.0f} {m.rss / 2**20:>8.0f} "
+    print(f"{name:<10} {m.total:>9,} {m.wall:>8.1f} {rate(m):>9,.0f} {m.cpu:>8.1f} {per_cpu:>9,.0f} {m.rss / 2**20:>8.0f} "
           f"{m.requests:>9,} {m.sim_cpu:>8.1f}   exit {m.code}; {counts}")
     if m.first_record is not None:
         print(f"         first record after {m.first_record:.1f} s (imports, manifest validation, first page)")
@@ -244,6 +256,7 @@ def main() -> int:
                              "klx: leave_out), so profile reads skip Klaviyo's 10/s, 150/m predictive-analytics budget, which "
                              "both tools pace themselves to and which otherwise sets the run's floor (100 profile pages: 9.9 s)")
     parser.add_argument("--only", choices=("airbyte", "klx"), help="run one of the two")
+    parser.add_argument("--repeat", type=int, default=1, help="timed rounds of both tools, the order alternating")
     parser.add_argument("--warm", action="store_true",
                         help="the simulator keeps the bodies it renders (--cache-responses) and each tool runs once untimed "
                              "first: the timed runs then measure the client, not the stand-in's rendering")
@@ -269,8 +282,14 @@ def main() -> int:
                     (work / f"warm-{name}").mkdir()
                     print(f"warming the simulator's response cache with one untimed {name} run ...", flush=True)
                     once(work / f"warm-{name}")
-            airbyte = measure_against(server, url, lambda: airbyte_run(work)) if python else None
-            klx = measure_against(server, url, lambda: klx_run(work)) if args.only != "airbyte" else None
+            airbyte_runs: list[Measured] = []
+            klx_runs: list[Measured] = []
+            tools = [("airbyte", airbyte_run, airbyte_runs)] if python else []
+            tools += [("klx", klx_run, klx_runs)] if args.only != "airbyte" else []
+            for round_ in range(args.repeat):
+                for name, once, into in tools if round_ % 2 == 0 else reversed(tools):
+                    (work / f"{name}-{round_}").mkdir()
+                    into.append(measure_against(server, url, lambda: once(work / f"{name}-{round_}")))
         limits = requests.get(f"{url}/_sim/limits", timeout=10).json()
     finally:
         server.terminate()
@@ -280,21 +299,31 @@ def main() -> int:
           f"({limits['refused']} 429s), streams {','.join(STREAMS)} full refresh from {START_DATE}"
           + (", profiles without predictive_analytics" if args.without_predictive_analytics else "")
           + (f"; Airbyte api_budget {'off' if args.no_api_budget else 'on'}, num_workers {args.num_workers or 'default'}"
-             if airbyte else ""))
-    print(f"\n{'':<8} {'records':>9} {'wall s':>8} {'rec/s':>9} {'CPU s':>8} {'rec/CPU s':>9} {'RSS MB':>8} "
+             if airbyte_runs else ""))
+    print(f"\n{'':<10} {'records':>9} {'wall s':>8} {'rec/s':>9} {'CPU s':>8} {'rec/CPU s':>9} {'RSS MB':>8} "
           f"{'requests':>9} {'sim CPU':>8}")
-    if airbyte:
-        show("airbyte", airbyte, truth)
-    if klx:
-        show("klx", klx, truth)
+    for round_ in range(args.repeat):
+        for name, runs in (("airbyte", airbyte_runs), ("klx", klx_runs)):
+            if runs:
+                show(name if args.repeat == 1 else f"{name} {round_ + 1}", runs[round_], truth)
+    # Each tool's best run: the fastest wall (the least disturbed), and apart from it the lowest CPU.
+    airbyte = min(airbyte_runs, key=lambda m: m.wall, default=None)
+    klx = min(klx_runs, key=lambda m: m.wall, default=None)
     if airbyte and klx and airbyte.total and airbyte.wall and klx.wall:
-        ratio = (klx.total / klx.wall) / (airbyte.total / airbyte.wall)
-        print(f"\nklx / Airbyte records/s: {ratio:.2f}x (issue 10's target: at least 15x; klx peak RSS at most 200 MB). "
+        ratio = rate(klx) / rate(airbyte)
+        best = " of the best runs" if args.repeat > 1 else ""
+        print(f"\nklx / Airbyte records/s{best}: {ratio:.2f}x (issue 10's target: at least 15x; klx peak RSS at most 200 MB). "
               "Airbyte's records go nowhere; klx's are loaded into DuckDB.")
-        if airbyte.cpu and klx.cpu:
-            print(f"klx / Airbyte records per CPU second: {(klx.total / klx.cpu) / (airbyte.total / airbyte.cpu):.2f}x "
+        if args.repeat > 1:
+            rounds = sorted(rate(k) / rate(a) for a, k in zip(airbyte_runs, klx_runs))
+            print(f"each round's own: {', '.join(f'{r:.2f}x' for r in rounds)} (median {statistics.median(rounds):.2f}x); "
+                  f"klx peak RSS {max(m.rss for m in klx_runs) / 2**20:.0f} MB at most")
+        cheapest_airbyte = min(airbyte_runs, key=lambda m: m.cpu or float("inf"))
+        cheapest_klx = min(klx_runs, key=lambda m: m.cpu or float("inf"))
+        if cheapest_airbyte.cpu and cheapest_klx.cpu:
+            print(f"klx / Airbyte records per CPU second: {(cheapest_klx.total / cheapest_klx.cpu) / (cheapest_airbyte.total / cheapest_airbyte.cpu):.2f}x "
                   "(less sensitive to the machine's load than wall time)")
-    ran = [m for m in (airbyte, klx) if m]
+    ran = [*airbyte_runs, *klx_runs]
     if any(m.records.get(s, 0) != truth[s] for m in ran for s in STREAMS):
         print("bench/airbyte.py: a run did not return what the simulator says a correct sync returns; its figure is not valid")
         return 1
