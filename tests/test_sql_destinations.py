@@ -94,6 +94,36 @@ def test_a_later_run_reads_information_schema_twice_and_drops_no_table_that_is_n
     later.dest.close()
 
 
+@pytest.mark.parametrize("replace, existing", [(False, False), (True, False), (True, True)], ids=["first sync", "full refresh", "full refresh over a table"])
+def test_a_load_reads_its_tables_columns_once_though_its_batches_create_add_and_widen_them(
+    warehouse: Warehouse, replace: bool, existing: bool
+) -> None:
+    # The DDL a batch runs says what the table has after it: the next batch need not read information_schema.
+    if existing:
+        load(warehouse, [{"id": "z", "updated": ts(1), "email": "z"}])
+    sent: list[tuple[str, str]] = []
+    execute = warehouse.dest.execute
+    warehouse.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    scored = [*COLUMNS, Column(name="score", type=ColumnType.BIGINT)]
+    as_text = [*COLUMNS, Column(name="score", type=ColumnType.TEXT)]
+    run = warehouse.dest.begin("profiles", PROFILES, replace=replace)
+    run.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": "a"}]), COLUMNS, {})
+    run.write(batch(scored, [{"id": "b", "updated": ts(1), "email": "b", "score": 2}]), scored, {})  # ADD COLUMN score BIGINT
+    run.write(batch(as_text, [{"id": "c", "updated": ts(1), "email": "c", "score": "high"}]), as_text, {})  # widened to text
+    run.write(batch(scored, [{"id": "d", "updated": ts(1), "email": "d", "score": 4}]), scored, {})  # text holds it
+    run.finish({})
+    into = "kl_profiles__klx_shadow" if replace else "kl_profiles"
+    reads = [table for kind, table in sent if kind == "READ COLUMNS" and table.startswith("kl_profiles")]
+    assert reads == ["kl_profiles"]  # begin()'s (the table, a shadow and a pending table in one read)
+    # (over a table, begin() makes the shadow from it; else the first batch creates the table)
+    ddl = [(kind, table) for kind, table in sent if kind in ("CREATE TABLE", "ADD COLUMN", "WIDEN COLUMN") and table.startswith("kl_profiles")]
+    assert ddl == [("CREATE TABLE", into), ("ADD COLUMN", into), ("WIDEN COLUMN", into)]
+    found = warehouse.query("select id, score from kl_profiles order by id")
+    expected = [("a", None), ("b", "2"), ("c", "high"), ("d", "4")] + ([("z", None)] if existing and not replace else [])
+    assert [(r["id"], r["score"]) for r in found] == expected
+    assert sql.column_type_of(warehouse.dest.columns_of("kl_profiles")["score"], warehouse.dest.dialect) is ColumnType.TEXT
+
+
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)

@@ -228,9 +228,9 @@ class SqlLoad:
         self._into = shadow if replace else self._target
         self._columns: list[Column] = []
         self._prepared: tuple[Any, _Statements] | None = None  # the last batch's load statements, built as needed
-        # What the last committed batch left in the table: its columns as columns_of() read them (None after any
-        # DDL: read again) and its row count (None after a DELETE: counted again); both None after a failure.
-        # Nothing else writes the table during a load (the run's lock), so a batch need not read them again.
+        # What the last committed batch left in the table: its columns and their types (as columns_of() read them,
+        # or as the DDL klx ran made them) and its row count (None after a DELETE: counted again); both None after
+        # a failure. Nothing else writes the table during a load (the run's lock), so a batch need not read them again.
         # Profiled at scale 10: the information_schema read and two COUNT(*)s of every batch took 3.6 s of
         # the writer thread's 6.7 s in SQL, for 2.1 ms (the read) and 0.5 ms (a count) of DuckDB's CPU each.
         self._known: dict[str, exp.DataType] | None = None
@@ -264,6 +264,8 @@ class SqlLoad:
         if replace and existing:
             # The shadow starts with every column of the target, so no column disappears on swap.
             dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
+        if replace:  # the shadow: the target's columns and types (CREATE ... AS SELECT copies them), no rows; or none
+            self._known, self._row_count = existing, 0
         # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans
         # every row group), so a load matching every batch costs the square of its size (bench/key_matching.py).
         # No load whose table names a load time (TableSpec.loaded_at) does:
@@ -392,7 +394,9 @@ class SqlLoad:
         self._saved_state = text
         if self._pending_names is not None and not gathering:
             self._drop_pending()
-        self._known = None if self._altered else had
+        # The columns now: those it had, with the batch's as _evolve created, added or widened them (the type klx
+        # asked for, which the warehouse may spell another way in information_schema: the same family either way).
+        self._known = {**had, **types} if self._altered else had
         self._row_count = None if keys is not None or merged else before + inserted
         for counts in (*merged, resolved):
             if counts is not None:
@@ -486,7 +490,8 @@ class SqlLoad:
         dest, schema = self._dest, self._dest.schema
         ddl: list[tuple[str, str, exp.Expr]] = []
         counts = None
-        shadow = self._replace and bool(dest.columns_of(self._into))  # a replace load that wrote at least one batch
+        # A replace load whose shadow exists: begin() made it from the target, or a batch created it.
+        shadow = self._replace and bool(self._known if self._known is not None else dest.columns_of(self._into))
         if shadow and self._deferred:
             counts = self._resolve_repeats()
         if shadow:
