@@ -124,6 +124,19 @@ def test_a_load_reads_its_tables_columns_once_though_its_batches_create_add_and_
     assert sql.column_type_of(warehouse.dest.columns_of("kl_profiles")["score"], warehouse.dest.dialect) is ColumnType.TEXT
 
 
+def test_a_first_run_looks_for_the_state_table_once_and_reads_it_once_a_load_made_it(warehouse: Warehouse) -> None:
+    # A first run reads every stream's state before any load creates the table: one round trip says it is missing.
+    sent: list[tuple[str, str]] = []
+    execute = warehouse.dest.execute
+    warehouse.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    assert [warehouse.dest.read_state(stream) for stream in ("profiles", "events", "lists")] == [None, None, None]
+    state_table = sql.state_table("kl_", warehouse.dest.dialect)
+    assert sent == [("READ COLUMNS", state_table)]
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})  # creates it
+    assert warehouse.dest.read_state("profiles") == {"n": 1} and warehouse.dest.read_state("events") is None
+    assert [table for kind, table in sent if kind == "READ COLUMNS" and table == state_table] == [state_table]
+
+
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)

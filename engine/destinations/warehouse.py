@@ -45,7 +45,8 @@ class SqlDestination:
     # on DuckDB where bench/key_matching.py's two costs cross (about 13 and 16 ms a 2,000-event batch at 100,000
     # rows, 20 and 16 at 250,000). A gathering run also lets DuckDB's merge use its memory_limit.
     gather_from = 250_000
-    _state_ready = False
+    _state_ready = False  # the state table exists (read_state found it, or ensure_state_table made sure)
+    _state_missing = False  # read_state found no state table (_state_ready, once ensure_state_table made it, comes first)
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
     _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
     _state_upsert: tuple[Any, list[tuple[exp.Expr, int]]] | None = None  # (what it depends on, [(statement, parameter pairs)])
@@ -151,7 +152,10 @@ class SqlDestination:
         """The state last saved for `stream`, or None."""
         table = sql.state_table(self.table_prefix, self.dialect)
         if not self._state_ready:  # (once it exists, it does for the rest of the run: no need to look again)
-            if not self.columns_of(table):
+            # Nor while it is missing: a first run reads every stream's state before any load creates the table,
+            # and only klx creates it (ensure_state_table; no other klx run of this prefix runs meanwhile: the lock).
+            if self._state_missing or not self.columns_of(table):
+                self._state_missing = True
                 return None
             self._state_ready = True  # nor to CREATE it IF NOT EXISTS
         found = self.execute("READ STATE", table, sql.select_state(self.table_prefix, self.dialect, schema=self.schema), (stream,))
