@@ -427,6 +427,11 @@ def test_a_full_refresh_matches_no_batch_against_the_rows_before_it(warehouse: W
     refresh(warehouse, [[row("a", 1, "a0")], [row("a", 2, "a1"), row("a", 3, "a1b")]], deferred=True, kinds=kinds)
     assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == [
         "INSERT", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED"]
+    # One batch (its INSERT keeps one row per key): no key can repeat, and nothing asks (a round trip on Snowflake).
+    kinds.clear()
+    rows, inserted, updated = refresh(warehouse, [[row("a", 1, "a0"), row("a", 2, "a1"), row("b", 1, "b0")]], deferred=True, kinds=kinds)
+    assert (sorted((r["id"], r["email"]) for r in rows), inserted, updated) == ([("a", "a1"), ("b", "b0")], 2, 0)
+    assert [k for k in kinds if k in ("COUNT MATCHES", "COUNT UPDATES", "MERGE", "INSERT", "COUNT REPEATED KEYS", "DELETE SUPERSEDED")] == ["INSERT"]
 
 
 def test_a_full_refresh_whose_keys_stop_being_text_resolves_its_repeats_then_matches_every_batch(warehouse: Warehouse) -> None:

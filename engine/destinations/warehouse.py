@@ -284,11 +284,15 @@ class SqlLoad:
         keyed = bool(self._table.primary_key) and self._table.loaded_at is not None
         self._last_loaded: datetime | None = None  # the load time of the last batch written deferred
         self._last_gathered: datetime | None = None  # the load time of the last batch gathered
+        # A key can repeat only across two batches written deferred (each one's keys are distinct: its INSERT
+        # dedups them), or in what a killed load left deferred: with one batch or none, nothing to resolve.
+        self._deferred_batches, self._left_deferred = 0, False
         if replace:
             self._deferred = keyed
         else:
             # (A table dropped since its load was killed left nothing to resolve.)
             self._last_loaded = unresolved_until(dest.read_state(stream)) if keyed and existing else None
+            self._left_deferred = self._last_loaded is not None  # a killed load's batches, their keys unresolved
             self._known, self._row_count = existing, self._count() if existing else 0
             self._deferred = keyed and (self._last_loaded is not None or self._row_count == 0)
         # Gathering pays an INSERT a batch and a merge, matching pays a scan of the table a batch: below the
@@ -406,6 +410,8 @@ class SqlLoad:
             if counts is not None:
                 inserted, updated = inserted + counts.inserted, updated + counts.updated
         self._deferred, self._last_loaded, self._gathering = deferred, last if deferred else None, gathering
+        if deferred and batch.num_rows:
+            self._deferred_batches += 1
         self._last_gathered = (stamp or self._last_gathered) if gathering else None
         added = tuple(c.name for c in columns if c.name not in had) if had else ()
         return WriteCounts(inserted=inserted, updated=updated, columns_added=added)
@@ -531,6 +537,8 @@ class SqlLoad:
         dest, into, schema = self._dest, self._into, self._dest.schema
         key, cursor, loaded_at = self._table.primary_key, self._table.cursor, self._table.loaded_at
         assert loaded_at is not None
+        if self._deferred_batches <= 1 and not self._left_deferred:
+            return None
         with dest.frugal():  # one aggregate over every key of the table
             [(repeated,)] = dest.execute("COUNT REPEATED KEYS", into, sql.count_repeated_keys(into, key, schema=schema))
         if not repeated:
