@@ -503,8 +503,9 @@ class StreamSync:
             {LOAD_ORDER: loaded, "context_sources_job_run_id": self.job_run_id, "context_sources_task_run_id": self.task_run_id}
         )
         deletes = self.deletes.take() if self.deletes is not None else None
-        # A replace load only becomes visible at finish(): until then the saved state must stay the old one.
-        state = self.state if self.replace else self._state()
+        # A replace load only becomes visible at finish(): until then the saved state stays the old one (None:
+        # not written again, which was a round trip a stream and run, a slow one on Snowflake).
+        state = None if self.replace else self._state()
         self.load.write(batch, columns, state, deletes=deletes)
 
     def _written(self, counts: WriteCounts | None) -> None:

@@ -147,6 +147,25 @@ def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) 
     assert warehouse.dest.read_state("profiles") == {"n": 1}
 
 
+def test_a_batch_given_no_state_leaves_the_saved_one_and_sends_no_state_upsert(warehouse: Warehouse) -> None:
+    # A full refresh's batches: its rows become visible only at finish(), and the old state stays until then.
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
+    kinds: list[str] = []
+    with recording(warehouse, kinds):
+        run = warehouse.dest.begin("profiles", PROFILES, replace=True)
+        run.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "b"}]), COLUMNS, None)
+        run.write(batch(COLUMNS, [{"id": "c", "updated": ts(2), "email": "c"}]), COLUMNS, None)
+        assert warehouse.dest.read_state("profiles") == {"n": 1} and "STATE UPSERT" not in kinds
+        run.finish({"n": 2})
+    assert kinds.count("STATE UPSERT") == 1 and warehouse.dest.read_state("profiles") == {"n": 2}
+    assert [r["id"] for r in profiles(warehouse)] == ["b", "c"]
+    # Killed before finish: the old state and rows stay.
+    run = warehouse.dest.begin("profiles", PROFILES, replace=True)
+    run.write(batch(COLUMNS, [{"id": "d", "updated": ts(3), "email": "d"}]), COLUMNS, None)
+    run.abort()
+    assert warehouse.dest.read_state("profiles") == {"n": 2} and [r["id"] for r in profiles(warehouse)] == ["b", "c"]
+
+
 def test_full_refresh_swaps_in_only_the_new_rows(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": None}, {"id": "b", "updated": ts(1), "email": None}])
     load(warehouse, [{"id": "c", "updated": ts(2), "email": "c"}], replace=True)

@@ -24,8 +24,10 @@ class WriteCounts:
 class TableLoad(Protocol):
     """One stream's load into one table; see Destination.begin."""
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts | None:
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any] | None, deletes: pa.Table | None = None) -> WriteCounts | None:
         """Evolve the table to `columns`, MERGE `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction; what changed.
+
+        `state` None leaves the saved state as it is: a replace load's batches (its rows become visible only at finish()).
 
         `deletes` (primary-key columns only, the table's types) comes after the MERGE: a key the source
         dropped since it was last read goes, even if an older copy of it is in `batch`.

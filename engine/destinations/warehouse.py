@@ -300,8 +300,9 @@ class SqlLoad:
         self._may_gather = keyed and not replace and not self._deferred
         self._gathering = self._may_gather and (self._row_count or 0) >= dest.gather_from
 
-    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any], deletes: pa.Table | None = None) -> WriteCounts:
-        """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state`, in one transaction.
+    def write(self, batch: pa.Table, columns: Sequence[Column], state: dict[str, Any] | None, deletes: pa.Table | None = None) -> WriteCounts:
+        """Evolve the table to `columns`, upsert `batch` on the key, DELETE the keys in `deletes` and save `state` (None: the saved
+        state stays as it is), in one transaction.
 
         Returns what the batch changed: rows inserted, rows updated (key present, cursor advanced), columns added.
         A load that defers or gathers (__init__) counts rows when it resolves or merges them (finish() too).
@@ -396,7 +397,7 @@ class SqlLoad:
                     merged.append(self._merge_pending())
                 last = (stamp if deferred else None) or self._last_loaded
                 visible = deferred and not self._replace and last is not None  # keys may repeat in the target
-                text = json.dumps(mark_unresolved(state, last) if visible else state)
+                text = saved if state is None else json.dumps(mark_unresolved(state, last) if visible else state)
                 if text != saved:
                     dest.save_state_text(self._stream, text)
         self._saved_state = text
