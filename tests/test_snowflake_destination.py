@@ -107,7 +107,7 @@ def test_first_full_refresh_renames_the_shadow_into_place(dest: Any) -> None:
     load(dest, [{"id": "a", "updated": ts(1), "email": None}], replace=True)
     assert query(dest, "select id from klaviyo.kl_profiles") == [("a",)]
     tables = {r[0] for r in query(dest, "select table_name from information_schema.tables where table_schema = 'KLAVIYO'")}
-    assert tables == {"KL_PROFILES", "KL_KLX_STATE"}  # no shadow, no staging table left
+    assert tables == {"KL_PROFILES", "KL_KLX_STATE", "KL_KLX_BATCH"}  # no shadow; the staging table until close()
 
 
 def test_a_first_full_refresh_resolves_keys_repeated_across_batches_before_the_rename(dest: Any) -> None:
@@ -208,6 +208,35 @@ def test_failed_load_is_rolled_back_and_the_staging_table_dropped(dest: Any) -> 
     run.abort()
     assert query(dest, "select id, email from klaviyo.kl_profiles") == [("a", "kept")]
     assert dest.read_state("profiles") == {"n": 1}
+
+
+def test_each_batch_replaces_the_staging_table_which_close_drops(dest: Any) -> None:
+    # A DROP after every batch was a round trip a batch; the next batch's CREATE OR REPLACE replaces the table.
+    recorder = Recorder(dest)
+    run = dest.begin("profiles", PROFILES, replace=False)
+    for n in range(3):
+        run.write(batch(COLUMNS, [{"id": f"p{n}", "updated": ts(1), "email": None}]), COLUMNS, {"n": n})
+    run.finish({"n": 3})
+    staging = [s.split(" (")[0] for s in recorder.statements if '"KL_KLX_BATCH"' in s and s.startswith(("CREATE", "DROP"))]
+    assert staging == ['CREATE OR REPLACE TRANSIENT TABLE "KLAVIYO"."KL_KLX_BATCH"'] * 3
+    exists = "select count(*) from information_schema.tables where table_name = 'KL_KLX_BATCH'"
+    assert query(dest, exists) == [(1,)]
+    dest.close()
+    assert recorder.statements[-1] == 'DROP TABLE IF EXISTS "KLAVIYO"."KL_KLX_BATCH"'
+
+
+def test_a_failed_batch_drops_its_staging_table_at_once(dest: Any, monkeypatch) -> None:
+    from engine.destinations.warehouse import SqlLoad
+
+    def refused(*args: Any, **kw: Any) -> Any:
+        raise WarehouseError("refused")
+
+    monkeypatch.setattr(SqlLoad, "_load", refused)
+    run = dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError):
+        run.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": None}]), COLUMNS, {})
+    run.abort()
+    assert query(dest, "select count(*) from information_schema.tables where table_name = 'KL_KLX_BATCH'") == [(0,)]
 
 
 def test_password_or_key_pair_is_required(tmp_path: Path) -> None:

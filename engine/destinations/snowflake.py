@@ -4,6 +4,7 @@ table, then the data MERGE and the state MERGE in one transaction; DDL always ru
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from engine.schema import Column, ColumnType
 if TYPE_CHECKING:
     import snowflake.connector
 
+log = logging.getLogger("klx.snowflake")
 DIALECT = "snowflake"
 OPTIONS = (
     "account", "user", "password", "private_key_path", "private_key_passphrase",
@@ -68,6 +70,7 @@ class SnowflakeDestination(SqlDestination):
             ) from err
         self.ensure_schema()
         self._stage_ready = False
+        self._staging: set[str] = set()  # staging tables batches left, each replaced by the next: dropped at close()
 
     @classmethod
     def from_config(cls, config: DestinationConfig) -> SnowflakeDestination:
@@ -117,8 +120,10 @@ class SnowflakeDestination(SqlDestination):
     def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
         """`batch` as Parquet, PUT into the session's temporary stage and COPYed INTO a transient table.
 
-        The table (not TEMPORARY: fakesnow cannot COPY into one) is named after the prefix, replaced by the next
-        batch and dropped after this one. JSON columns travel as text; the upsert parses them into VARIANT.
+        The table (not TEMPORARY: fakesnow cannot COPY into one) is named after the prefix and replaced by the
+        next batch: dropped at close(), or at once when the batch fails, not after every batch (a round trip a
+        batch, on a service where each costs a tenth of a second to a second). JSON columns travel as text; the
+        upsert parses them into VARIANT.
         """
         declared = {c.name: c for c in columns}
         staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
@@ -138,14 +143,28 @@ class SnowflakeDestination(SqlDestination):
             pq.write_table(batch, path)
             self.execute("PUT", table, put(path, self.schema))
             self.execute("COPY INTO", table, copy_into(table, path.name, self.schema))
+        self._staging.add(table)
         try:
             yield table
-        finally:
+        except BaseException:
+            self._staging.discard(table)
             self.execute("DROP TABLE", table, sql.drop_table(table, schema=self.schema))
+            raise
 
     def close(self) -> None:
-        """Release the connection."""
-        self._con.close()
+        """Drop the staging tables the batches left, then release the connection.
+
+        A DROP refused here (a connection lost at the end) leaves a transient table the next run's first batch
+        replaces: a warning, never the run's outcome.
+        """
+        try:
+            for table in sorted(self._staging):
+                self.execute("DROP TABLE", table, sql.drop_table(table, schema=self.schema))
+        except WarehouseError as err:
+            log.warning("staging table %s.%s was left in place (the next run replaces it): %s", self.schema, table, err)
+        finally:
+            self._staging.clear()
+            self._con.close()
 
 
 def stage_ref(schema: str, file: str | None = None) -> exp.Var:
