@@ -36,10 +36,10 @@ class SnowflakeDestination(SqlDestination):
     """A Snowflake database; tables live in `schema` (created if missing), state in <PREFIX>KLX_STATE."""
 
     dialect = DIALECT
-    # A batch costs about seven round trips (CREATE, PUT, COPY, INSERT or MERGE, the state's MERGE, COMMIT,
-    # DROP) of a tenth of a second to a second each: batches of api.batch_rows rows would keep a sync waiting
-    # on them far longer than on the API. Eight times the rows and bytes make eight times fewer round trips
-    # (bench/README.md, Session 11).
+    # A batch costs five or six round trips (CREATE OR REPLACE of the staging table, PUT, COPY, INSERT or MERGE,
+    # the state's MERGE in an incremental load, COMMIT) of a tenth of a second to a second each: batches of
+    # api.batch_rows rows would keep a sync waiting on them far longer than on the API. Eight times the rows and
+    # bytes make eight times fewer round trips (bench/README.md, Sessions 11 and 12).
     batch_scale = 8
 
     def __init__(
