@@ -306,7 +306,7 @@ def main() -> int:
         for name, runs in (("airbyte", airbyte_runs), ("klx", klx_runs)):
             if runs:
                 show(name if args.repeat == 1 else f"{name} {round_ + 1}", runs[round_], truth)
-    # Each tool's best run: the fastest wall (the least disturbed), and apart from it the lowest CPU.
+    # Each tool's best run by wall time (the least disturbed); the per-CPU figure takes each tool's cheapest run.
     airbyte = min(airbyte_runs, key=lambda m: m.wall, default=None)
     klx = min(klx_runs, key=lambda m: m.wall, default=None)
     if airbyte and klx and airbyte.total and airbyte.wall and klx.wall:
@@ -315,7 +315,7 @@ def main() -> int:
         print(f"\nklx / Airbyte records/s{best}: {ratio:.2f}x (issue 10's target: at least 15x; klx peak RSS at most 200 MB). "
               "Airbyte's records go nowhere; klx's are loaded into DuckDB.")
         if args.repeat > 1:
-            rounds = sorted(rate(k) / rate(a) for a, k in zip(airbyte_runs, klx_runs))
+            rounds = [rate(k) / rate(a) for a, k in zip(airbyte_runs, klx_runs)]  # in round order
             print(f"each round's own: {', '.join(f'{r:.2f}x' for r in rounds)} (median {statistics.median(rounds):.2f}x); "
                   f"klx peak RSS {max(m.rss for m in klx_runs) / 2**20:.0f} MB at most")
         cheapest_airbyte = min(airbyte_runs, key=lambda m: m.cpu or float("inf"))
