@@ -53,6 +53,14 @@ def load(wh: Warehouse, data: list[dict[str, Any]], *, columns: list[Column] = C
     run.finish(state or {})
 
 
+def sending(dest: SqlDestination) -> list[tuple[str, str]]:
+    """From now on, (kind, table) of every statement `dest` executes, in order."""
+    sent: list[tuple[str, str]] = []
+    execute = dest.execute
+    dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    return sent
+
+
 def profiles(wh: Warehouse, columns: str = "id, updated, email") -> list[dict[str, Any]]:
     return wh.query(f"select {columns} from kl_profiles order by id")
 
@@ -78,9 +86,7 @@ def test_a_later_run_reads_information_schema_twice_and_drops_no_table_that_is_n
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
     warehouse.dest.close()
     later = open_warehouse(warehouse.kind, tmp_path, warehouse.dest.schema)  # a later run: a new connection
-    sent: list[tuple[str, str]] = []
-    execute = later.dest.execute
-    later.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    sent = sending(later.dest)
     assert later.dest.read_state("profiles") == {"n": 1} and later.dest.read_state("lists") is None
     load(later, [{"id": "b", "updated": ts(2), "email": "b"}], state={"n": 2})
     state_table = sql.state_table("kl_", later.dest.dialect)
@@ -101,9 +107,7 @@ def test_a_load_reads_its_tables_columns_once_though_its_batches_create_add_and_
     # The DDL a batch runs says what the table has after it: the next batch need not read information_schema.
     if existing:
         load(warehouse, [{"id": "z", "updated": ts(1), "email": "z"}])
-    sent: list[tuple[str, str]] = []
-    execute = warehouse.dest.execute
-    warehouse.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    sent = sending(warehouse.dest)
     scored = [*COLUMNS, Column(name="score", type=ColumnType.BIGINT)]
     as_text = [*COLUMNS, Column(name="score", type=ColumnType.TEXT)]
     run = warehouse.dest.begin("profiles", PROFILES, replace=replace)
@@ -126,9 +130,7 @@ def test_a_load_reads_its_tables_columns_once_though_its_batches_create_add_and_
 
 def test_a_first_run_looks_for_the_state_table_once_and_reads_it_once_a_load_made_it(warehouse: Warehouse) -> None:
     # A first run reads every stream's state before any load creates the table: one round trip says it is missing.
-    sent: list[tuple[str, str]] = []
-    execute = warehouse.dest.execute
-    warehouse.dest.execute = lambda kind, table, *args, **kw: sent.append((kind, table)) or execute(kind, table, *args, **kw)  # type: ignore[method-assign]
+    sent = sending(warehouse.dest)
     assert [warehouse.dest.read_state(stream) for stream in ("profiles", "events", "lists")] == [None, None, None]
     state_table = sql.state_table("kl_", warehouse.dest.dialect)
     assert sent == [("READ COLUMNS", state_table)]

@@ -45,8 +45,9 @@ class SqlDestination:
     # on DuckDB where bench/key_matching.py's two costs cross (about 13 and 16 ms a 2,000-event batch at 100,000
     # rows, 20 and 16 at 250,000). A gathering run also lets DuckDB's merge use its memory_limit.
     gather_from = 250_000
-    _state_ready = False  # the state table exists (read_state found it, or ensure_state_table made sure)
-    _state_missing = False  # read_state found no state table (_state_ready, once ensure_state_table made it, comes first)
+    # Whether the state table exists, once known: read_state looked, or ensure_state_table made sure. Known, it
+    # stays so for the run: only klx creates the table, and no other klx run of this prefix runs meanwhile (the lock).
+    _state_table: bool | None = None
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
     _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
     _state_upsert: tuple[Any, list[tuple[exp.Expr, int]]] | None = None  # (what it depends on, [(statement, parameter pairs)])
@@ -143,21 +144,19 @@ class SqlDestination:
 
     def ensure_state_table(self) -> None:
         """CREATE the state table once per run (outside any transaction: DDL commits on some warehouses)."""
-        if not self._state_ready:
+        if not self._state_table:
             table = sql.state_table(self.table_prefix, self.dialect)
             self.execute("CREATE TABLE", table, sql.create_state_table(self.table_prefix, self.dialect, schema=self.schema))
-            self._state_ready = True
+            self._state_table = True
 
     def read_state(self, stream: str) -> dict[str, Any] | None:
         """The state last saved for `stream`, or None."""
         table = sql.state_table(self.table_prefix, self.dialect)
-        if not self._state_ready:  # (once it exists, it does for the rest of the run: no need to look again)
-            # Nor while it is missing: a first run reads every stream's state before any load creates the table,
-            # and only klx creates it (ensure_state_table; no other klx run of this prefix runs meanwhile: the lock).
-            if self._state_missing or not self.columns_of(table):
-                self._state_missing = True
-                return None
-            self._state_ready = True  # nor to CREATE it IF NOT EXISTS
+        # Looked for once: a first run reads every stream's state before any load creates the table.
+        if self._state_table is None:
+            self._state_table = bool(self.columns_of(table))
+        if not self._state_table:
+            return None
         found = self.execute("READ STATE", table, sql.select_state(self.table_prefix, self.dialect, schema=self.schema), (stream,))
         return decode_state(found[0][0], stream=stream, table=f"{self.schema}.{table}") if found else None
 
