@@ -591,6 +591,12 @@ def select_state(prefix: str, dialect: str, *, schema: str | None = None) -> exp
     return exp.select(col(state)).from_(table(state_table(prefix, dialect), schema)).where(col(stream).eq(exp.Placeholder()))
 
 
+def select_states(prefix: str, dialect: str, *, schema: str | None = None) -> exp.Select:
+    """Every stream's saved state: (stream name, state text) rows."""
+    stream, state, _ = (c.name for c in _state_columns(dialect))
+    return exp.select(col(stream), col(state)).from_(table(state_table(prefix, dialect), schema))
+
+
 def upsert_state(prefix: str, dialect: str, *, schema: str | None = None, form: str | None = None) -> list[exp.Expr]:
     """Upsert one stream's state; parameters: stream name, then state JSON text (each statement binds them)."""
     stream, state, updated_at = (c.name for c in _state_columns(dialect))

@@ -139,6 +139,59 @@ def test_a_first_run_looks_for_the_state_table_once_and_reads_it_once_a_load_mad
     assert [table for kind, table in sent if kind == "READ COLUMNS" and table == state_table] == [state_table]
 
 
+def test_a_later_run_reads_every_streams_state_in_one_query_and_again_only_a_state_it_wrote(warehouse: Warehouse, tmp_path) -> None:
+    # A run reads each stream's state as it plans, and an incremental load into a table holding rows again as it
+    # begins: on Snowflake each read was a round trip (18 of a later run's 118 statements, all ten streams).
+    keyed = TableSpec(name="kl_profiles", primary_key=("id",), cursor="updated", loaded_at="uuid_ts")
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
+    with warehouse.dest.transaction():
+        warehouse.dest.save_state("events", {"n": 10})
+        warehouse.dest.save_state("lists", {"n": 20})
+    warehouse.dest.close()
+    later = open_warehouse(warehouse.kind, tmp_path, warehouse.dest.schema)  # a later run: a new connection
+    sent = sending(later.dest)
+    reads = lambda: [table for kind, table in sent if kind == "READ STATE"]  # noqa: E731
+    assert [later.dest.read_state(s) for s in ("profiles", "events", "lists", "flows")] == [{"n": 1}, {"n": 10}, {"n": 20}, None]
+    assert len(reads()) == 1
+    run = later.dest.begin("profiles", keyed, replace=False)  # reads the profiles state again: from that read
+    assert len(reads()) == 1
+    run.write(batch(LOADED, [{"id": "b", "updated": ts(2), "email": "b", "uuid_ts": ts(20)}]), LOADED, {"n": 2})
+    assert later.dest.read_state("profiles") == {"n": 2} and len(reads()) == 2  # written since: read again, on its own
+    run.finish({"n": 3})
+    later.dest.delete_state("lists")
+    assert [later.dest.read_state(s) for s in ("profiles", "events", "lists")] == [{"n": 3}, {"n": 10}, None]
+    assert len(reads()) == 4  # profiles' and lists' again; events' as first read
+    later.dest.close()
+
+
+def test_finish_saves_no_state_the_last_batch_committed(warehouse: Warehouse) -> None:
+    # An incremental run's last batch usually commits the state its finish() is given: one upsert, not two.
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
+    kinds: list[str] = []
+    with recording(warehouse, kinds):
+        run = warehouse.dest.begin("profiles", PROFILES, replace=False)
+        run.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "b"}]), COLUMNS, {"n": 2})
+        run.finish({"n": 2})
+    assert kinds.count("STATE UPSERT") == 1 and warehouse.dest.read_state("profiles") == {"n": 2}
+    # After a batch the warehouse refused, what the state row holds is not taken as known: finish() saves it.
+    kinds.clear()
+    bad = [*COLUMNS, Column(name="props", type=ColumnType.JSON)]
+    with recording(warehouse, kinds):
+        run = warehouse.dest.begin("profiles", PROFILES, replace=False)
+        run.write(batch(COLUMNS, [{"id": "c", "updated": ts(3), "email": "c"}]), COLUMNS, {"n": 3})
+        with pytest.raises(WarehouseError):
+            run.write(batch(bad, [{"id": "d", "updated": ts(3), "email": "d", "props": "{not json"}]), bad, {"n": 3})
+        run.finish({"n": 3})
+    assert kinds.count("STATE UPSERT") == 2 and warehouse.dest.read_state("profiles") == {"n": 3}
+    # Another state than the last batch's: saved.
+    kinds.clear()
+    with recording(warehouse, kinds):
+        run = warehouse.dest.begin("profiles", PROFILES, replace=False)
+        run.write(batch(COLUMNS, [{"id": "e", "updated": ts(4), "email": "e"}]), COLUMNS, {"n": 4})
+        run.finish({"n": 5})
+    assert kinds.count("STATE UPSERT") == 2 and warehouse.dest.read_state("profiles") == {"n": 5}
+
+
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)
