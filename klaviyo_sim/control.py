@@ -28,7 +28,7 @@ def control(sim: Simulator, method: str, path: str, query: dict[str, str], body:
     if path == "/_sim/mutate" and method == "POST":
         changed = sim.mutate(args["resource"], update=_int(args.get("update")), create=_int(args.get("create")),
                              delete=_int(args.get("delete")), suppress=_int(args.get("suppress")),
-                             lift=_int(args.get("lift")))
+                             lift=_int(args.get("lift")), resuppress=_int(args.get("resuppress")))
         return 200, {"resource": args["resource"], "clock": iso(sim.store.clock_us), **changed}
     if path == "/_sim/faults" and method == "POST":
         current = sim.faults.config

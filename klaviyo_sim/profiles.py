@@ -48,6 +48,8 @@ class Profiles:
         self._orders: dict[str, list[Key]] = {}
         self._emails: dict[int, str] = {}
         self._names: dict[int, int] = {}
+        # A profile suppressed again (add_suppression): its first suppression's time; suppressed_at holds the latest.
+        self.first_suppressed: dict[int, int] = {}
         self.generation = 0  # bumped on every change so dependent caches know to rebuild
         # Keyed by the profile's version and `updated` too, so a touched profile is re-rendered, never stale.
         self._encoded = lru_cache(maxsize=ENCODED_CACHE)(self._encode)
@@ -94,8 +96,17 @@ class Profiles:
         """Add a global suppression at `at`, or lift it (None): a lift also moves `updated` to `clock`."""
         i = self.index[id_]
         self.suppressed_at[i] = -1 if at is None else at
+        self.first_suppressed.pop(i, None)
         if at is None:
             self.updated[i] = clock
+        self._changed()
+
+    def add_suppression(self, id_: str, at: int) -> None:
+        """A further suppression of a suppressed profile at `at` (a spam complaint after an unsubscribe, say): the
+        suppression array gains an item and `updated` stays, as a first suppression leaves it (API-NOTES §3.5)."""
+        i = self.index[id_]
+        self.first_suppressed.setdefault(i, self.suppressed_at[i])
+        self.suppressed_at[i] = at
         self._changed()
 
     def delete(self, id_: str) -> None:
@@ -220,6 +231,10 @@ class Profiles:
     def _subscriptions(self, i: int, double_optin: bool, phone: str | None, consented: str) -> dict:
         at = self.suppressed_at[i]
         sup = [] if at < 0 else [{"reason": self.field(i, f"{SUPPRESSION}.reason"), "timestamp": iso(at)}]
+        first = self.first_suppressed.get(i)
+        if sup and first is not None:  # suppressed again: the first item, then the latest (filters read the latest)
+            later = "SPAM_COMPLAINT" if sup[0]["reason"] != "SPAM_COMPLAINT" else "USER_SUPPRESSED"
+            sup = [{**sup[0], "timestamp": iso(first)}, {"reason": later, "timestamp": iso(at)}]
         lsup = self.list_suppression(i)
         return {
             "email": {"marketing": {

@@ -118,13 +118,15 @@ class Simulator:
         return self.store.truth(resource, start_date)
 
     def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0, suppress: int = 0,
-               lift: int = 0) -> dict[str, list[str]]:
+               lift: int = 0, resuppress: int = 0) -> dict[str, list[str]]:
         """Change N records at the sim clock (+60 s per call); returns affected ids by action.
 
-        Profiles also take `suppress` (new global suppressions, `updated` unchanged) and `lift`
-        (suppressions removed, `updated` moves); see Store.mutate.
+        Profiles also take `suppress` (new global suppressions, `updated` unchanged), `resuppress` (a second
+        suppression of a suppressed profile, `updated` unchanged) and `lift` (suppressions removed, `updated`
+        moves); see Store.mutate.
         """
-        return self.store.mutate(resource, update=update, create=create, delete=delete, suppress=suppress, lift=lift)
+        return self.store.mutate(resource, update=update, create=create, delete=delete, suppress=suppress, lift=lift,
+                                 resuppress=resuppress)
 
     def clock(self) -> datetime:
         """The sim clock (starts at `now`, +60 s per mutate call)."""

@@ -63,19 +63,20 @@ class Store:
         return self.small.tables[type_]
 
     def mutate(self, resource: str, update: int = 0, create: int = 0, delete: int = 0, suppress: int = 0,
-               lift: int = 0) -> dict[str, list[str]]:
+               lift: int = 0, resuppress: int = 0) -> dict[str, list[str]]:
         """Update/create/delete records at the sim clock, which first advances 60 s (so cursors move past now).
 
-        Profiles only: `suppress` adds a global email suppression (UNSUBSCRIBE) and, as observed on live
-        Klaviyo, leaves `updated` alone (API-NOTES §3.5); `lift` removes one, which is a consent change that
-        moves `updated` [inference: a resubscribe writes the profile].
+        Profiles only: `suppress` adds a global email suppression to a profile without one and, as observed on
+        live Klaviyo, leaves `updated` alone (API-NOTES §3.5); `resuppress` adds a second one to a suppressed
+        profile, `updated` alone too; `lift` removes them, which is a consent change that moves `updated`
+        [inference: a resubscribe writes the profile].
         """
         if resource not in MUTABLE:
             raise ValueError(f"cannot mutate {resource!r}; mutable: {', '.join(sorted(MUTABLE))}")
         type_ = MUTABLE[resource]
         if type_ == "event" and (update or delete):
             raise ValueError("events are immutable in Klaviyo: only create is supported")
-        if type_ != "profile" and (suppress or lift):
+        if type_ != "profile" and (suppress or lift or resuppress):
             raise ValueError("only profiles carry suppressions")
         with self.lock:
             self.mutations += 1
@@ -84,8 +85,8 @@ class Store:
             rng = random.Random(mix(self.seed, self.mutations, 13))
             table = self.table(type_)
             out: dict[str, list[str]] = {"updated": [], "created": [], "deleted": []}
-            if suppress or lift:
-                out.update(self._suppressions(rng, suppress, lift, clock))
+            if suppress or lift or resuppress:
+                out.update(self._suppressions(rng, suppress, lift, resuppress, clock))
             if type_ == "event":
                 out["created"] = [self.events.create(clock // US) for _ in range(create)]
                 return out
@@ -103,18 +104,22 @@ class Store:
                 out["created"].append(self._create(type_, 100_000 + self.mutations * 1000 + k, clock))
             return out
 
-    def _suppressions(self, rng: random.Random, suppress: int, lift: int, clock: int) -> dict[str, list[str]]:
+    def _suppressions(self, rng: random.Random, suppress: int, lift: int, resuppress: int, clock: int) -> dict[str, list[str]]:
         p = self.profiles
         live = sorted(p.index)
         suppressed = [pid for pid in live if p.suppressed_at[p.index[pid]] >= 0]
         free = [pid for pid in live if p.suppressed_at[p.index[pid]] < 0]
         lifted = rng.sample(suppressed, min(lift, len(suppressed)))
         added = rng.sample(free, min(suppress, len(free)))
+        kept = [pid for pid in suppressed if pid not in set(lifted)]
+        again = rng.sample(kept, min(resuppress, len(kept)))
         for pid in lifted:
             p.set_suppression(pid, None, clock)
         for pid in added:
             p.set_suppression(pid, clock, clock)
-        return {"lifted": lifted, "suppressed": added}
+        for pid in again:
+            p.add_suppression(pid, clock)
+        return {"lifted": lifted, "suppressed": added, "resuppressed": again}
 
     def _create(self, type_: str, i: int, clock: int) -> str:
         if type_ == "profile":

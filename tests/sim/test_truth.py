@@ -78,6 +78,29 @@ def test_mutation_control_endpoint_advances_the_clock(fresh):
     assert {r["id"] for r in truth["records"]} == set(body["updated"])
 
 
+def test_a_second_suppression_adds_an_item_leaves_updated_and_is_found_by_its_timestamp(fresh):
+    # API-NOTES §3.5: a suppression leaves `updated` alone; the suppression filter reads its timestamp.
+    def suppressed(since: str) -> dict[str, dict]:
+        params = {"filter": f"greater-than(subscriptions.email.marketing.suppression.timestamp,{since})",
+                  "additional-fields[profile]": "subscriptions"}
+        return {r["id"]: r["attributes"] for body in follow(fresh, "/api/profiles", params) for r in body["data"]}
+
+    before = suppressed("1970-01-01T00:00:00Z")
+    body = requests.post(f"{fresh.url}/_sim/mutate", json={"resource": "profiles", "resuppress": 2}, timeout=5).json()
+    again = body["resuppressed"]
+    assert len(again) == 2 and set(again) <= set(before)
+    found = suppressed("2026-09-01T00:00:30Z")
+    assert set(found) == set(again)
+    for pid in again:
+        items = found[pid]["subscriptions"]["email"]["marketing"]["suppression"]
+        first = before[pid]["subscriptions"]["email"]["marketing"]["suppression"]
+        assert items[0] == first[0] and items[1]["timestamp"] == "2026-09-01T00:01:00+00:00" and len(items) == 2
+        assert items[1]["reason"] != items[0]["reason"]
+        assert found[pid]["updated"] == before[pid]["updated"]
+    lifted = fresh.mutate("profiles", lift=len(before))["lifted"]  # every suppression lifted: none left, nor a second item
+    assert set(lifted) == set(before) and not suppressed("1970-01-01T00:00:00Z")
+
+
 def test_events_can_only_be_created(fresh):
     created = fresh.mutate("events", create=4)["created"]
     assert {r["id"] for r in fresh.truth("events", "2026-09-01T00:00:30Z")} >= set(created)
