@@ -298,7 +298,10 @@ class StreamSync:
 
     def _sync(self) -> None:
         key = tuple(self.columns.name((k,)) for k in self.stream.primary_key)
-        cursor = self.columns.name(tuple(self.stream.cursor.field.split("."))) if self.stream.cursor else None
+        if self.stream.cursor:  # named first: its place among the columns
+            self.columns.name(tuple(self.stream.cursor.field.split(".")))
+        newest = self.stream.merge_cursor  # the column whose greater value replaces a key's row (spec newest_by)
+        cursor = self.columns.name(tuple(newest.split("."))) if newest else None
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
         self.load = WriteBehind(self.destination.begin(self.stream.name, table, replace=self.replace), self.writes, self._written)
         try:

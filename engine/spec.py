@@ -21,6 +21,7 @@ from .yaml_source import Reader, did_you_mean, load_yaml, show
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
 FILTER_MISS_ACTIONS = ("skip", "delete")
+_DOTTED = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z_$][A-Za-z0-9_$-]*)*")  # a field path: a.b.c
 CURSOR_STARTS = ("start_date", "epoch", "run")
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 token)
@@ -179,6 +180,9 @@ class StreamSpec:
     parent: ParentSpec | None
     record_filter: str | None
     on_filter_miss: str = "skip"  # delete: an incremental read removes the key of a record the filter drops
+    # The record field (a dotted path) whose greater value replaces a key's row when it is loaded again; None: the
+    # cursor's field. For records the API changes without moving their cursor (a derived column that does move).
+    newest_by: str | None = None
     include: dict[str, dict[str, str]]
     derived: dict[str, str] | None = None  # column -> jmespath over the record and `included` (engine/derive.py)
     optional: dict[str, str] = dataclasses.field(default_factory=dict)  # item a config may leave out -> its comma-list param
@@ -186,6 +190,11 @@ class StreamSpec:
     rate_limit: str | None
     scopes: tuple[str, ...]
     where: str
+
+    @property
+    def merge_cursor(self) -> str | None:
+        """The field whose greater value wins when a key is loaded again (the table's MERGE), or None: the later row."""
+        return self.newest_by or (self.cursor.field if self.cursor is not None else None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -496,6 +505,7 @@ def _stream(name: str, r: Reader, api: ApiSpec) -> StreamSpec:
         parent=parent,
         record_filter=_jmespath(r, "record_filter", None),
         on_filter_miss=_on_filter_miss(r),
+        newest_by=_newest_by(r),
         include=include,
         derived=_derived(r),
         optional=_optional(r, params),
@@ -568,6 +578,14 @@ def _optional(r: Reader, params: dict[str, str]) -> dict[str, str]:
                               + (f" ({listed!r})" if listed is not None else " (the stream sends no such parameter)"))
         items[str(item)] = param
     return items
+
+
+def _newest_by(r: Reader) -> str | None:
+    """A dotted path of the normalised record (its column is the table's), or None."""
+    field = r.get("newest_by", str, None)
+    if field is not None and not _DOTTED.fullmatch(field):
+        raise r.fail("newest_by", f"{field!r} is not a record field (names joined by dots, as its column is named)")
+    return field
 
 
 def _on_filter_miss(r: Reader) -> str:

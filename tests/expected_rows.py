@@ -164,6 +164,13 @@ def event_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
             "campaign_id": None if flow else props.get("$message")}
 
 
+def exclusion_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
+    """The later of the profile's `updated` and its newest suppression: a further suppression leaves `updated`."""
+    attributes = record.obj["attributes"]
+    stamps = [s["timestamp"] for s in attributes["subscriptions"]["email"]["marketing"]["suppression"]]
+    return {"updated_or_suppressed": max([attributes["updated"], *stamps])}
+
+
 def segment_member_columns(record: Fetched, truth: Truth) -> dict[str, Any]:
     """The parent key: which segment this profile was listed under."""
     return {"segment_id": record.parent_id}
@@ -174,6 +181,7 @@ EXTRA_COLUMNS: dict[str, Callable[[Fetched, Truth], dict[str, Any]]] = {
     "campaigns": campaign_columns,
     "events": event_columns,
     "flows": tag_columns,
+    "global_exclusions": exclusion_columns,
     "lists": tag_columns,
     "segments": tag_columns,
     "segments_profiles": segment_member_columns,

@@ -153,7 +153,12 @@ def test_subset_compiles_to_closures_and_the_rest_keeps_jmespath(monkeypatch: py
 def test_every_per_record_expression_of_the_bundled_spec_is_compiled() -> None:
     # What the speed is for: the bundled spec's derived columns, filters and cursors never go through the interpreter.
     spec = Spec.from_yaml(Path(__file__).parent.parent / "specs" / "klaviyo.yaml")
-    texts = [e for s in spec.streams.values() for e in (s.derived or {}).values()]
+    # One exception, calling max(): global_exclusions' updated_or_suppressed, on the suppressed profiles only (a
+    # tenth of profiles, read under the profiles rate budget): about 22 µs a record through the interpreter.
+    interpreted = {("global_exclusions", "updated_or_suppressed")}
+    derived = [(s.name, column, e) for s in spec.streams.values() for column, e in (s.derived or {}).items()]
+    assert {(stream, column) for stream, column, _ in derived} >= interpreted
+    texts = [e for stream, column, e in derived if (stream, column) not in interpreted]
     texts += [s.record_filter for s in spec.streams.values() if s.record_filter]
     texts += [s.cursor.field for s in spec.streams.values() if s.cursor]
     assert len(texts) > 5

@@ -41,6 +41,19 @@ def test_on_filter_miss_names_its_choices(tmp_path: Path, monkeypatch: pytest.Mo
            "streams.global_exclusions.on_filter_miss: 'drop' is not one of skip, delete")
 
 
+def test_global_exclusions_keep_the_row_of_the_latest_update_or_suppression() -> None:
+    # A further suppression leaves `updated` alone (API-NOTES §3.5): the table's MERGE compares a derived column.
+    spec = Spec.from_yaml(SPEC)
+    exclusions = spec.streams["global_exclusions"]
+    assert exclusions.merge_cursor == "updated_or_suppressed" and "updated_or_suppressed" in exclusions.derived
+    assert spec.streams["profiles"].merge_cursor == "updated" and spec.streams["metrics"].merge_cursor is None
+
+
+def test_newest_by_must_be_a_record_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "    newest_by: updated_or_suppressed\n", "    newest_by: max(updated)\n", "newest_by: max",
+           "streams.global_exclusions.newest_by: 'max(updated)' is not a record field")
+
+
 def test_on_filter_miss_delete_needs_a_record_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fails(tmp_path, monkeypatch, "    primary_key: [id]\n    cursor:\n      field: updated\n      # /api/profiles",
            "    primary_key: [id]\n    on_filter_miss: delete\n    cursor:\n      field: updated\n      # /api/profiles",

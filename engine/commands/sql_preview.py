@@ -107,11 +107,12 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
         names = ColumnMap(None, reserved=LOAD_COLUMNS)
         key = tuple(names.name((k,)) for k in stream.primary_key)
         cursor = names.name(tuple(stream.cursor.field.split("."))) if stream.cursor else None
+        newest = names.name(tuple(stream.merge_cursor.split("."))) if stream.merge_cursor else None  # spec newest_by, or the cursor
         columns = [Column(name=k, type=ColumnType.TEXT) for k in key]
-        if cursor and cursor not in key:
-            columns.append(Column(name=cursor, type=ColumnType.TIMESTAMP))
+        for name in dict.fromkeys(c for c in (cursor, newest) if c and c not in key):
+            columns.append(Column(name=name, type=ColumnType.TIMESTAMP))
         columns += [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
-        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
+        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=newest, loaded_at=LOAD_ORDER)
         replace = stream_plan.mode == "full_refresh"
         schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns])
         stamps = iter(datetime(2000, 1, 1, second=n, tzinfo=timezone.utc) for n in range(5))  # each batch's LOAD_ORDER

@@ -56,6 +56,27 @@ def test_a_lifted_suppression_leaves_global_exclusions_on_the_next_incremental_r
     assert len(all_lifted) == 3 and all(marketing[i]["consent"] == "SUBSCRIBED" for i in all_lifted)
 
 
+def test_a_second_suppression_reaches_global_exclusions_though_updated_stays(sim: Simulator, tmp_path: Path) -> None:
+    # Live Klaviyo adds a suppression without moving the profile's `updated` (API-NOTES §3.5). The suppressed read
+    # finds it by the suppression's timestamp; the row must then take it, though its `updated` is the same.
+    config, database = config_for(tmp_path, sim, {"global_exclusions": "incremental"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    before = {r["id"]: r for r in table(database, "global_exclusions", "id, updated")}
+    again = sim.mutate("profiles", resuppress=2)["resuppressed"]
+    assert len(again) == 2 and set(again) <= set(before)
+    sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    after = {r["id"]: r for r in table(database, "global_exclusions", "id, updated, subscriptions_email_marketing")}
+    for pid in again:
+        suppression = json.loads(after[pid]["subscriptions_email_marketing"])["suppression"]
+        assert len(suppression) == 2 and after[pid]["updated"] == before[pid]["updated"]
+    # What an incremental run keeps is what a full refresh reads now.
+    (tmp_path / "fresh").mkdir()
+    fresh, fresh_database = config_for(tmp_path / "fresh", sim, {"global_exclusions": "full_refresh"})
+    sync(fresh, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    read_now = {r["id"]: r["subscriptions_email_marketing"] for r in table(fresh_database, "global_exclusions", "id, subscriptions_email_marketing")}
+    assert {pid: r["subscriptions_email_marketing"] for pid, r in after.items()} == read_now
+
+
 def test_a_full_refresh_of_a_filtered_stream_needs_no_deletes(sim: Simulator, tmp_path: Path) -> None:
     config, database = config_for(tmp_path, sim, {"global_exclusions": "full_refresh"})
     sync(config, sim.api_key, now=SIM_NOW)
