@@ -63,6 +63,34 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
     assert rows(database, "select table_name from information_schema.tables where table_name like '%metrics%'") == []
 
 
+def test_sigterm_ends_a_run_as_ctrl_c_does_with_its_summary_and_history_row(tmp_path: Path) -> None:
+    # systemd, Kubernetes, Airflow and `timeout` send SIGTERM; by default it killed klx run with exit 143, no
+    # summary and no klx_runs row.
+    holder: list[HostileApi] = []
+    with HostileApi(first_page_then_hang(holder)) as api:
+        holder.append(api)
+        database = tmp_path / "x.duckdb"
+        config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
+        env = {**os.environ, "KLAVIYO_API_KEY": KEY}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        )
+        try:
+            wait_for(lambda: len(api.hits) == 2, 30)  # page 2 is hanging now
+            time.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
+    assert "metrics" in out  # the summary
+    [run] = rows(database, "select run_status, stream, status from kl_klx_runs")
+    assert (run["run_status"], run["stream"], run["status"]) == ("interrupted", "metrics", "failed")
+    assert rows(database, "select table_name from information_schema.tables where table_name like '%rudder_metrics%'") == []
+
+
 def test_an_unexpected_error_is_one_line_without_traceback(monkeypatch, capsys, tmp_path: Path) -> None:
     def broken(args):
         raise ZeroDivisionError(f"division by zero \x1b[31m{KEY}")

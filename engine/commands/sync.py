@@ -4,12 +4,15 @@ and, on request, a JSON report."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from ..cli_output import print_failures, print_summary
 from ..config import Config
@@ -38,10 +41,33 @@ def sync_once(
     if guard is not None:
         guard.acquire()
     try:
-        return _sync(config, log_format=log_format, verbose=verbose, report=report, out=out, err=err, **run_options)
+        with terminate_as_interrupt():
+            return _sync(config, log_format=log_format, verbose=verbose, report=report, out=out, err=err, **run_options)
     finally:
         if guard is not None:
             guard.release()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM ends the sync as Ctrl-C does: at its last commit, with the summary and the klx_runs
+    row, exit 130. systemd, Kubernetes, Airflow and `timeout` stop a process with SIGTERM, which by default kills
+    it on the spot: no summary, no history row. Later SIGTERMs are ignored until the sync has ended, so that
+    its summary and history row are written. Only where SIGTERM has no handler yet (klx schedule installs its
+    own) and on the main thread (the only one that can set one)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the sync is ending
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None, out: TextIO, err: TextIO, **run_options: Any) -> RunSummary:
