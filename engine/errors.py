@@ -112,3 +112,9 @@ class WarehouseError(KlxError):
     """The destination refused a statement or could not be reached."""
 
     exit_code = 4
+
+
+class LockedError(KlxError):
+    """Another process is syncing the same config and prefix, or loading the same warehouse schema and prefix."""
+
+    exit_code = 5

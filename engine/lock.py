@@ -10,13 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
-from .errors import KlxError
+from .errors import KlxError, LockedError
 
-
-class LockedError(KlxError):
-    """Another process is syncing the same config and prefix."""
-
-    exit_code = 5
+__all__ = ["LockedError", "RunLock"]
 
 
 class RunLock:

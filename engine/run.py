@@ -159,6 +159,11 @@ def run(
         check_window(config, spec, only, full_refresh)
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     destination = build_destination(config.destination)
+    try:
+        destination.claim()  # one run at a time per warehouse schema and prefix, whatever the config file
+    except BaseException:
+        destination.close()
+        raise
     http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
     events = events or NO_EVENTS
     # Each stream fetches as far ahead as its rate budgets and its consumer can use (engine/concurrency.py).

@@ -74,5 +74,9 @@ class Destination(Protocol):
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
 
+    def claim(self) -> None:
+        """Hold the destination's schema and table prefix for this run, or raise LockedError naming who does: the
+        config's file lock covers one config file, not two (on two machines) loading the same tables."""
+
     def close(self) -> None:
         """Release the connection."""

@@ -13,7 +13,7 @@ from sqlglot import exp
 from engine import sql
 from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, option_where
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
-from engine.errors import ConfigError, WarehouseError
+from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.schema import Column, ColumnType
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ _CSV = [
 ]
 _WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False)
 _MERGE_SINCE = 150000  # MERGE exists from PostgreSQL 15; older servers upsert by DELETE + INSERT
+_LOCK_CLASS = 0x6B6C78  # "klx": the first key of klx's advisory locks, the second is hashtext(schema.prefix)
 
 
 @destination("postgres")
@@ -129,6 +130,30 @@ class PostgresDestination(SqlDestination):
         finally:
             if not self._con.closed and self._con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
                 self.execute("DROP TABLE", name, sql.drop_table(name))
+
+    def claim(self) -> None:
+        """Hold this schema and table prefix for the run: a session advisory lock, released when the connection
+        closes or its process dies. Two runs of different config files (two machines, two Airflow workers) into
+        one schema and prefix would each load the same tables, and their full refreshes share one shadow table:
+        the second one is refused here, before it reads or writes anything."""
+        key = f"{self.schema}.{self.table_prefix}"
+        [(taken,)] = self.run_sql("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [_LOCK_CLASS, key])
+        if taken:
+            return
+        holders = self.run_sql(
+            "SELECT a.pid, host(a.client_addr), a.application_name, to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid",
+            [_LOCK_CLASS, key],
+        )
+        holder = "another session"
+        if holders:
+            pid, address, application, since = holders[0]
+            holder = f"PostgreSQL session {pid} ({address or 'local socket'}{', ' + application if application else ''}, since {since} UTC)"
+        raise LockedError(
+            f"schema {self.schema} with table prefix {self.table_prefix!r} is being loaded by another klx run: {holder}",
+            hint="one run at a time per schema and prefix; wait for it to finish, or give this config another table_prefix",
+        )
 
     def close(self) -> None:
         """Release the connection."""

@@ -85,6 +85,10 @@ class SqlDestination:
         """Release the connection."""
         raise NotImplementedError
 
+    def claim(self) -> None:
+        """base.Destination.claim: nothing to hold here (DuckDB's file admits one writing process; a destination
+        that can lock does so in its own module)."""
+
     # --- shared -------------------------------------------------------------------------------------------
     def name(self, name: str) -> str:
         """`name` as this warehouse stores it (case folding, length)."""
