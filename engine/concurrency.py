@@ -60,26 +60,33 @@ class WriteBehind:
     and raises its error there. Each batch keeps its rows and state in one transaction, as before; what
     changes is that the stream's thread turns the next pages into rows while the warehouse loads the last
     batch (DuckDB runs a statement without holding the GIL). `on_written` gets each write's counts, in order,
-    on the stream's thread. Without `writes` every write runs at once, on the caller's thread.
+    on the stream's thread, and `on_committed` (when given) the number of rows of the batch it committed.
+    Without `writes` every write runs at once, on the caller's thread.
     """
 
-    def __init__(self, load: Any, writes: ThreadPoolExecutor | None, on_written: Callable[[Any], None]) -> None:
+    def __init__(
+        self, load: Any, writes: ThreadPoolExecutor | None, on_written: Callable[[Any], None], on_committed: Callable[[int], None] | None = None
+    ) -> None:
         self._load, self._writes, self._on_written = load, writes, on_written
-        self._pending: Future[Any] | None = None
+        self._on_committed = on_committed or (lambda rows: None)
+        self._pending: tuple[Future[Any], int] | None = None
 
     def write(self, batch: Any, columns: Any, state: Any, *, deletes: Any = None) -> None:
         """Start writing `batch` once the stream's previous write has ended."""
         self.wait()
         if self._writes is None:
             self._on_written(self._load.write(batch, columns, state, deletes=deletes))
+            self._on_committed(batch.num_rows)
         else:
-            self._pending = self._writes.submit(self._load.write, batch, columns, state, deletes=deletes)
+            self._pending = (self._writes.submit(self._load.write, batch, columns, state, deletes=deletes), batch.num_rows)
 
     def wait(self) -> None:
         """Wait for the write in flight, if any; its error is raised here."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            self._on_written(pending.result())
+            written, rows = pending
+            self._on_written(written.result())
+            self._on_committed(rows)
 
     def finish(self, state: Any) -> None:
         """Make the load visible once its last write has ended; what finishing changed, if anything, goes to `on_written`."""
@@ -89,10 +96,15 @@ class WriteBehind:
             self._on_written(changed)
 
     def abort(self) -> None:
-        """Drop the load once a write in flight has ended (committed or rolled back: its outcome is not awaited as a result)."""
+        """Drop the load once a write in flight has ended (committed or rolled back: its error is not raised here;
+        a write that committed is still counted)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            wait([pending])
+            written, rows = pending
+            wait([written])
+            if written.exception() is None:  # it committed: its rows stay (an incremental load's), so they count
+                self._on_written(written.result())
+                self._on_committed(rows)
         self._load.abort()
 
 

@@ -81,7 +81,7 @@ class StreamSummary:
     mode: str
     table: str
     events: int = 0  # records returned by the API (each counts as one event)
-    rows: int = 0  # records that passed the stream's filters and were loaded
+    rows: int = 0  # records that passed the stream's filters and were loaded (committed; a full refresh's once swapped in)
     pages: int = 0
     seconds: float = 0.0
     rejected: int = 0  # records read but not stored: no usable primary key, or not a record at all
@@ -194,7 +194,12 @@ def run(
             else:
                 sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty,
                                   flights=flights[name], writes=writes)
-                result = sync.run()
+                try:
+                    result = sync.run()
+                except BaseException as err:  # the run stops (Ctrl-C, a refused key): what this stream committed is told too
+                    sync.summary.error = err if isinstance(err, KlxError) else KlxError(f"stopped: {type(err).__name__}")
+                    events.finished(sync.summary)
+                    raise
             events.finished(result)
             if on_stream:
                 on_stream(result)
@@ -266,6 +271,10 @@ class StreamSync:
         self.loaded_at = datetime.min.replace(tzinfo=timezone.utc)  # LOAD_ORDER of the last batch taken
         self.summary = StreamSummary(stream=self.stream.name, mode=stream_plan.mode, table=stream_plan.table)
         self.replace = stream_plan.mode == "full_refresh"
+        # What a full refresh's writes did, counted into the summary once finish() swaps its table in: until
+        # then nothing of it is in the table (a failed one leaves the table as it was).
+        self.unswapped = StreamSummary(stream=self.stream.name, mode=stream_plan.mode, table=stream_plan.table)
+        self.read_rows = 0  # records read that passed the filters (the empty-refresh guard asks, before finish)
         saved = self.state.get("cursor", {}) if not self.replace else {}
         self.cursors: dict[str, str] = dict(saved)
         self.columns = ColumnMap(self.state.get("columns"), reserved=LOAD_COLUMNS)
@@ -308,7 +317,7 @@ class StreamSync:
         newest = self.stream.merge_cursor  # the column whose greater value replaces a key's row (spec newest_by)
         cursor = self.columns.name(tuple(newest.split("."))) if newest else None
         table = TableSpec(name=self.sp.table, primary_key=key, cursor=cursor, loaded_at=LOAD_ORDER)
-        self.load = WriteBehind(self.destination.begin(self.stream.name, table, replace=self.replace), self.writes, self._written)
+        self.load = WriteBehind(self.destination.begin(self.stream.name, table, replace=self.replace), self.writes, self._written, self._committed)
         try:
             # Several request sequences fetch at once, taken in turn (engine/concurrency.py).
             for reading, answer in interleave(self._partitions(), self._open_sequence, flights=self.flights):
@@ -326,12 +335,14 @@ class StreamSync:
                 # Listed a moment ago, gone now (e.g. deleted between listing and reading): skip it.
                 self._warn(f"parent {reading.parent} skipped: {self.plan.api.name} answered {err.status} on GET {err.url}")
             self._flush()
-            if self.replace and not self.summary.rows and not self.allow_empty:
+            if self.replace and not self.read_rows and not self.allow_empty:
                 self._refuse_empty_replace()
             self.load.finish(self._state())
         except BaseException:
             self.load.abort()
             raise
+        if self.replace:  # swapped in: now its rows are the table's
+            self._count_into(self.summary, self.unswapped)
 
     def _refuse_empty_replace(self) -> None:
         kept = self.destination.count_rows(self.sp.table)
@@ -404,7 +415,7 @@ class StreamSync:
                 continue
             if self.deletes is not None:
                 self.deletes.discard(record)
-            self.summary.rows += 1
+            self.read_rows += 1
             self.rows.add(record, received_at, size)
             if len(self.rows) + len(self.deletes or ()) >= self.batch_rows or self.rows.nbytes >= self.batch_bytes:
                 self._advance(reading, records[:n])  # a batch's state covers the records read before it, no more
@@ -518,9 +529,21 @@ class StreamSync:
 
     def _written(self, counts: WriteCounts | None) -> None:
         if counts is not None:
-            self.summary.inserted += counts.inserted
-            self.summary.updated += counts.updated
-            self.summary.columns_added += [c for c in counts.columns_added if c not in self.summary.columns_added]
+            into = self.unswapped if self.replace else self.summary
+            into.inserted += counts.inserted
+            into.updated += counts.updated
+            into.columns_added += [c for c in counts.columns_added if c not in into.columns_added]
+
+    def _committed(self, rows: int) -> None:
+        """A batch of `rows` rows committed: an incremental load's are in the table, a full refresh's in its shadow."""
+        (self.unswapped if self.replace else self.summary).rows += rows
+
+    @staticmethod
+    def _count_into(summary: StreamSummary, counted: StreamSummary) -> None:
+        summary.rows += counted.rows
+        summary.inserted += counted.inserted
+        summary.updated += counted.updated
+        summary.columns_added += [c for c in counted.columns_added if c not in summary.columns_added]
 
     def _state(self) -> dict[str, Any]:
         """The state saved with a batch: each partition's cursor ends what is loaded without a gap below it.

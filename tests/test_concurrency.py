@@ -294,6 +294,17 @@ def test_a_stream_without_any_rate_limit_starts_last() -> None:
     assert start_order(spec, ["lists", "events"]) == [1, 0]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """Batch n of a test, with n + 1 rows."""
+
+    n: int
+
+    @property
+    def num_rows(self) -> int:
+        return self.n + 1
+
+
 class _Load:
     """A load that records calls; write n blocks until released[n] is set, and fails when told to."""
 
@@ -303,7 +314,7 @@ class _Load:
         self.fail_on = fail_on
 
     def write(self, batch, columns, state, deletes=None):
-        n = batch
+        n = batch.n
         self.calls.append(f"write {n} begins")
         assert self.released[n].wait(5)
         self.calls.append(f"write {n} ends")
@@ -319,12 +330,12 @@ class _Load:
 
 
 def test_write_behind_returns_at_once_and_keeps_one_write_in_flight() -> None:
-    load, counts = _Load(), []
+    load, counts, committed = _Load(), [], []
     with ThreadPoolExecutor(max_workers=1) as writes:
-        behind = WriteBehind(load, writes, counts.append)
-        behind.write(0, [], {})  # returns while write 0 is still running
+        behind = WriteBehind(load, writes, counts.append, committed.append)
+        behind.write(_Batch(0), [], {})  # returns while write 0 is still running
         assert counts == []
-        second = threading.Thread(target=behind.write, args=(1, [], {}))
+        second = threading.Thread(target=behind.write, args=(_Batch(1), [], {}))
         second.start()
         second.join(0.2)
         assert second.is_alive()  # the next write waits for the one in flight
@@ -333,35 +344,46 @@ def test_write_behind_returns_at_once_and_keeps_one_write_in_flight() -> None:
         assert counts == [0]
         load.released[1].set()
         behind.finish("s")
-    assert counts == [0, 10]
+    assert counts == [0, 10] and committed == [1, 2]  # each batch's rows, once its write has returned
     assert load.calls == ["write 0 begins", "write 0 ends", "write 1 begins", "write 1 ends", "finish s"]
 
 
 def test_a_failed_write_is_raised_by_the_next_write_and_never_finishes_the_load() -> None:
-    load, counts = _Load(fail_on=0), []
+    load, counts, committed = _Load(fail_on=0), [], []
     load.released[0].set()
     with ThreadPoolExecutor(max_workers=1) as writes:
-        behind = WriteBehind(load, writes, counts.append)
-        behind.write(0, [], {})
+        behind = WriteBehind(load, writes, counts.append, committed.append)
+        behind.write(_Batch(0), [], {})
         with pytest.raises(RuntimeError, match="write 0 failed"):
-            behind.write(1, [], {})
+            behind.write(_Batch(1), [], {})
         behind.abort()
-    assert counts == [] and load.calls == ["write 0 begins", "write 0 ends", "abort"]
+    assert counts == [] and committed == [] and load.calls == ["write 0 begins", "write 0 ends", "abort"]
 
 
 def test_abort_waits_for_the_write_in_flight_and_ignores_its_outcome() -> None:
     load = _Load(fail_on=0)
     with ThreadPoolExecutor(max_workers=1) as writes:
         behind = WriteBehind(load, writes, lambda counts: None)
-        behind.write(0, [], {})
+        behind.write(_Batch(0), [], {})
         threading.Timer(0.2, load.released[0].set).start()
         behind.abort()  # no error: the stream is already failing for another reason
     assert load.calls == ["write 0 begins", "write 0 ends", "abort"]
+
+
+def test_abort_counts_a_write_in_flight_that_committed() -> None:
+    # An incremental load's committed batch stays in the table when the stream then fails: it counts.
+    load, counts, committed = _Load(), [], []
+    with ThreadPoolExecutor(max_workers=1) as writes:
+        behind = WriteBehind(load, writes, counts.append, committed.append)
+        behind.write(_Batch(2), [], {})
+        threading.Timer(0.2, load.released[2].set).start()
+        behind.abort()
+    assert counts == [20] and committed == [3] and load.calls == ["write 2 begins", "write 2 ends", "abort"]
 
 
 def test_without_a_writer_thread_writes_run_at_once() -> None:
     load, counts = _Load(), []
     load.released[0].set()
     behind = WriteBehind(load, None, counts.append)
-    behind.write(0, [], {})
+    behind.write(_Batch(0), [], {})
     assert counts == [0] and load.calls == ["write 0 begins", "write 0 ends"]

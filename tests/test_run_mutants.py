@@ -277,7 +277,8 @@ def test_a_failure_after_a_commit_keeps_that_batch_and_its_cursor(acme: Setup) -
     assert [c[0] for c in acme.spy.calls] == ["begin", "write", "abort"]
     assert acme.state("items")["cursor"] == {"": day(2)}
     assert [r["id"] for r in acme.table("items", "id")] == ["i1", "i2"]
-    assert (stream.events, stream.rows, stream.pages) == (3, 3, 1)
+    assert (stream.events, stream.rows, stream.pages) == (3, 2, 1)  # rows: what it committed, not what it read
+    assert (stream.inserted, stream.updated) == (2, 0)
 
 
 def test_batches_are_also_cut_by_response_bytes(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -709,6 +710,29 @@ def test_an_observer_hears_the_plan_each_stream_start_every_page_and_each_end(ac
     items = [c for c in recorder.calls if "items" in c]
     assert items == [("started", "items"), ("page", "items", 3), ("page", "items", 1), ("finished", "items", 4, False)]
     assert [c for c in recorder.calls if "unsorted" in c] == [("started", "unsorted"), ("finished", "unsorted", 0, True)]
+
+
+def test_a_stream_cut_short_by_the_run_stopping_is_heard_with_what_it_committed(acme: Setup) -> None:
+    # A refused key (or Ctrl-C) stops the run from inside a stream: its summary never came back, so the run's
+    # summary and klx_runs said 0 rows and 0 inserted for a table holding the batches it had committed.
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = (401, {"errors": [{"detail": "Key revoked."}]})
+    recorder = Recorder()
+    with pytest.raises(ApiError):
+        acme.run({"items": "incremental"}, events=recorder)
+    assert [c for c in recorder.calls if c[0] == "finished"] == [("finished", "items", 2, True)]
+    assert [r["id"] for r in acme.table("items", "id")] == ["i1", "i2"]
+
+
+def test_a_failed_full_refresh_counts_no_rows_for_it_changed_nothing(acme: Setup) -> None:
+    # Its committed batches went into the shadow table, dropped on failure: the table is as it was.
+    acme.api.routes["/items"] = page(item("i1", day(1)), item("i2", day(2)), item("i3", day(3)), next_url="/items?page=2")
+    acme.api.routes["/items?page=2"] = (500, {"errors": [{"detail": "Boom."}]})
+    (stream,) = acme.run({"items": "full_refresh"}).streams
+    assert stream.failed and (stream.events, stream.rows, stream.inserted, stream.updated) == (3, 0, 0, 0)
+    acme.api.routes["/items?page=2"] = page(item("i4", day(4)))
+    (stream,) = acme.run({"items": "full_refresh"}).streams
+    assert not stream.failed and (stream.events, stream.rows, stream.inserted) == (4, 4, 4)
 
 
 def test_an_unreachable_api_stops_the_whole_run(acme: Setup) -> None:
