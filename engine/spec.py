@@ -20,6 +20,8 @@ from .yaml_source import Reader, did_you_mean, load_yaml, show
 
 SYNC_MODES = ("full_refresh", "incremental")
 BOUND_OPERATORS = ("gt", "gte")
+UPPER_BOUNDS = ("lt", "none")  # how a request bounds the cursor from above: less-than, or not at all
+_SLICE_UNBOUNDED = "needs a less-than filter to end each window, but cursor.upper is none (the API bounds this cursor from below only)"
 FILTER_MISS_ACTIONS = ("skip", "delete")
 _DOTTED = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z_$][A-Za-z0-9_$-]*)*")  # a field path: a.b.c
 CURSOR_STARTS = ("start_date", "epoch", "run")
@@ -134,6 +136,7 @@ class CursorSpec:
     field: str
     filter_field: str
     lower: str  # gt or gte: the operator the endpoint accepts for a lower bound
+    upper: str = "lt"  # lt, or none: the endpoint takes no upper bound (a backfill drops later records on the client)
     granularity: timedelta  # with gt, the bound moves back this much so the boundary value is re-read
     lookback: timedelta
     sort: bool
@@ -612,10 +615,14 @@ def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:
         raise r.fail("lower", f"{lower!r} is not one of {', '.join(BOUND_OPERATORS)}")
     if api.filter is not None and lower not in api.filter.operators:
         raise r.fail("lower", f"api.filter.operators has no {lower!r}")
+    upper = _cursor_upper(r)
+    if upper == "none" and r.has("slice"):
+        raise r.fail("slice", _SLICE_UNBOUNDED)
     cursor = CursorSpec(
         field=field,
         filter_field=r.get("filter_field", str, field),
         lower=lower,
+        upper=upper,
         granularity=parse_duration(r.get("granularity", str, "1s"), r, "granularity"),
         lookback=parse_duration(r.get("lookback", str, "0s"), r, "lookback"),
         sort=r.get("sort", bool, api.sort_param is not None),
@@ -625,6 +632,13 @@ def _cursor(r: Reader, api: ApiSpec) -> CursorSpec:
     )
     r.done()
     return cursor
+
+
+def _cursor_upper(r: Reader) -> str:
+    upper = r.get("upper", str, "lt")
+    if upper not in UPPER_BOUNDS:
+        raise r.fail("upper", f"{upper!r} is not one of {', '.join(UPPER_BOUNDS)}")
+    return upper
 
 
 def _cursor_start(r: Reader) -> str:
@@ -645,6 +659,10 @@ def _cursor_override(r: Reader, base: CursorSpec, api: ApiSpec) -> CursorSpec:
         changed["lower"] = r.get("lower", str)
         if changed["lower"] not in BOUND_OPERATORS or (api.filter is not None and changed["lower"] not in api.filter.operators):
             raise r.fail("lower", f"{changed['lower']!r} is not one of {', '.join(BOUND_OPERATORS)} in api.filter.operators")
+    if r.has("upper"):
+        changed["upper"] = _cursor_upper(r)
+        if changed["upper"] == "none" and base.slice is not None:
+            raise r.fail("upper", "none, but the stream's cursor.slice needs a less-than filter to end each window")
     for key in ("granularity", "lookback"):
         if r.has(key):
             changed[key] = parse_duration(r.get(key, str), r, key)

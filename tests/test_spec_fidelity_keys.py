@@ -127,3 +127,26 @@ def test_migration_guide_names_every_included_and_derived_column() -> None:
     columns |= {c for s in spec.streams.values() for mapping in s.include.values() for c in mapping.values()}
     assert columns >= {"flow_id", "flow_message_id", "campaign_id", "profile_email", "from_email_0", "tag_names"}
     assert [c for c in sorted(columns) if f"`{c}`" not in guide] == []
+
+
+def test_a_cursor_the_api_cannot_bound_above_cannot_be_sliced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each time slice ends with a less-than filter.
+    _fails(tmp_path, monkeypatch, "      slice: 30d\n", "      upper: none\n      slice: 30d\n", "slice: 30d",
+           "streams.events.cursor.slice: needs a less-than filter to end each window, but cursor.upper is none "
+           "(the API bounds this cursor from below only)")
+
+
+def test_a_partition_cursor_of_a_sliced_stream_cannot_drop_the_upper_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # profiles sliced: global_exclusions extends it, so its `changed` read may not go without less-than.
+    monkeypatch.chdir(tmp_path)
+    profiles = "      granularity: 1s\n    sync_modes: [full_refresh, incremental]\n\n  global_exclusions:"
+    changed = "            start: run\n"
+    text = SPEC.read_text()
+    assert profiles in text and changed in text
+    text = text.replace(profiles, profiles.replace("1s\n", "1s\n      slice: 30d\n")).replace(changed, changed + "            upper: none\n")
+    Path("klaviyo.yaml").write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row == "            upper: none")
+    with pytest.raises(SpecError) as raised:
+        Spec.from_yaml(Path("klaviyo.yaml"))
+    assert str(raised.value).startswith(f"klaviyo.yaml:{line}: streams.global_exclusions.partitions[0].cursors.changed.upper: "
+                                        "none, but the stream's cursor.slice needs a less-than filter to end each window")
