@@ -29,6 +29,9 @@ class PartitionPlan:
     cursor_field: str | None = None  # the record cursor this partition saves, when a partition value overrides the stream's
     slice: Window | None = None  # a time slice of the partition's range: [start, end), end None: open (engine/slices.py)
     since: datetime | None = None  # where the partition's read begins (lower_bound unless sliced)
+    # A backfill's end the API cannot filter by (cursor.upper none): records whose cursor is at or after it are dropped as read.
+    until: datetime | None = None
+    ordered: bool = False  # pages come in ascending order of the cursor kept (cursor.sort on its own field): reading may stop at `until`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,14 +92,22 @@ def check_window(config: Config, spec: Spec, only: tuple[str, ...], full_refresh
     """A backfill re-reads a window of incremental streams; refuse what it cannot do."""
     if full_refresh:
         raise ConfigError("--start/--end re-read a window of incremental streams; --full-refresh replaces whole tables: use one or the other")
-    if spec.api.filter is None or "lt" not in spec.api.filter.operators:
-        raise ConfigError(f"--start/--end need a less-than filter, which the spec's API ({spec.api.name}) does not declare")
     chosen = [r for r in config.resources if not only or r.name in only]
+    # A stream whose API takes no upper bound (cursor.upper none) ends the window on the client, and needs no less-than.
+    bounded_above = any(c.upper == "lt" for r in chosen if r.sync_mode == "incremental" for c in _cursors(spec.streams[r.name]))
+    if spec.api.filter is None or (bounded_above and "lt" not in spec.api.filter.operators):
+        raise ConfigError(f"--start/--end need a less-than filter, which the spec's API ({spec.api.name}) does not declare")
     for resource in chosen:
         if only and resource.sync_mode != "incremental":
             raise ConfigError(f"--streams: {resource.name!r} is {resource.sync_mode}, and a backfill window applies to incremental streams only")
     if not any(r.sync_mode == "incremental" for r in chosen):
         raise ConfigError("--start/--end: no incremental stream selected; a backfill window applies to incremental streams only")
+
+
+def _cursors(stream: StreamSpec) -> list[CursorSpec]:
+    """The cursors `stream`'s requests use: its own and its partition values' (partitions[].cursors)."""
+    own = [stream.cursor] if stream.cursor else []
+    return own + [c for d in stream.partitions for c in (d.cursors or {}).values()]
 
 
 def load_spec(config: Config, only: tuple[str, ...] = ()) -> Spec:
@@ -190,8 +201,11 @@ def _stream_plan(
                     lower_bound=piece[0], columns=columns, cursor_field=cursor_field, slice=piece, since=lower,
                 ))
             continue
-        if end is not None:
+        until = None
+        if end is not None and cursor.upper == "lt":
             predicates.append((cursor.filter_field, "lt", end))
+        elif end is not None:
+            until = end  # the API takes no upper bound: the run drops what it reads from `end` on
         partitions.append(
             PartitionPlan(
                 key=key,
@@ -200,6 +214,8 @@ def _stream_plan(
                 columns=columns,
                 cursor_field=cursor_field,
                 since=lower,
+                until=until,
+                ordered=until is not None and cursor.sort and cursor.filter_field == cursor.field,
             )
         )
     return StreamPlan(

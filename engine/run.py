@@ -71,6 +71,7 @@ class Reading:
     parent: str | None  # the parent it reads (child streams), for messages
     newest: datetime | None = None
     read: int = 0
+    sequence: Prefetch[Request, tuple[Page, list[Any]]] | None = None  # its pages, once opened
 
 
 @dataclass(slots=True)
@@ -393,6 +394,7 @@ class StreamSync:
 
     def _read_page(self, reading: Reading, page: Page, raw: list[Any]) -> None:
         records = list(self.reader.records(page.body, raw, reading.extra))
+        until, past = reading.partition.until, False
         if reading not in self.reading:
             self.reading.append(reading)
         reading.read += len(records)
@@ -405,6 +407,9 @@ class StreamSync:
             if isinstance(record, Rejected):
                 self._reject(record.reason, page.url)
                 continue
+            if until is not None and self._past(record, reading, until):
+                past = True
+                continue  # after a backfill's end the API could not filter by: not part of the window
             if not self.reader.keep(record):
                 if self.deletes is not None and self.reader.key_problem(record) is None:
                     self.deletes.add(record)
@@ -422,6 +427,13 @@ class StreamSync:
                 self._flush()
         self._advance(reading, records)
         self._check_rejections(page.url)
+        if past and reading.partition.ordered and reading.sequence is not None:
+            reading.sequence.close()  # in ascending cursor order every later page is past the end too: ask for none
+
+    def _past(self, record: dict[str, Any], reading: Reading, until: datetime) -> bool:
+        """Whether `record`'s cursor is at or after `until` (a record without one is kept: nothing says it is later)."""
+        value = self.reader.cursor_value(record, reading.partition.cursor_field)
+        return value is not None and value >= until
 
     def _advance(self, reading: Reading, records: list[dict[str, Any] | Rejected]) -> None:
         """Move the reading's newest cursor value over `records` (every one read, kept or not)."""
@@ -479,7 +491,8 @@ class StreamSync:
         return self._records(self._sequence(stream, path, params, reader), reader, extra)
 
     def _open_sequence(self, reading: Reading) -> Prefetch[Request, tuple[Page, list[Any]]]:
-        return self._sequence(self.stream, reading.path, reading.partition.params, self.reader, eager=False)
+        reading.sequence = self._sequence(self.stream, reading.path, reading.partition.params, self.reader, eager=False)
+        return reading.sequence
 
     def _sequence(
         self, stream: StreamSpec, path: str, params: dict[str, str], reader: RecordReader, eager: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -112,3 +113,26 @@ def test_unsupported_selection_is_a_config_error(tmp_path: Path, monkeypatch: py
 def test_streams_option_must_name_selected_resources(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--streams: 'events' is not selected under resources"):
         plan_of(tmp_path, "  profiles: incremental\n", only=("events",))
+
+
+def test_a_window_of_a_stream_the_api_cannot_bound_above_sends_only_its_start(tmp_path: Path) -> None:
+    # /api/lists takes only greater-than on updated (cursor.upper: none): the run drops what is read from the end on.
+    window = (datetime(2026, 6, 1, tzinfo=timezone.utc), datetime(2026, 6, 8, tzinfo=timezone.utc))
+    lists, profiles = plan_of(tmp_path, "  lists: incremental\n  profiles: incremental\n", window=window).streams
+    (partition,) = lists.partitions
+    assert partition.params["filter"] == "greater-than(updated,2026-05-31T23:59:59+00:00)"
+    assert (partition.until, partition.ordered) == (window[1], True)
+    (partition,) = profiles.partitions
+    assert partition.params["filter"] == "and(greater-than(updated,2026-05-31T23:59:59+00:00),less-than(updated,2026-06-08T00:00:00+00:00))"
+    assert partition.until is None
+
+
+def test_a_window_needs_the_apis_less_than_only_for_streams_it_bounds_above(tmp_path: Path) -> None:
+    api = dataclasses.replace(SPEC.api, filter=dataclasses.replace(SPEC.api.filter, operators={
+        op: word for op, word in SPEC.api.filter.operators.items() if op != "lt"}))
+    spec = dataclasses.replace(SPEC, api=api)
+    window = (datetime(2026, 6, 1, tzinfo=timezone.utc), datetime(2026, 6, 8, tzinfo=timezone.utc))
+    (lists,) = build_plan(config(tmp_path, "  lists: incremental\n"), spec, {}, NOW, window=window).streams
+    assert lists.partitions[0].until == window[1]
+    with pytest.raises(ConfigError, match=r"^--start/--end need a less-than filter, which the spec's API \(Klaviyo\) does not declare$"):
+        build_plan(config(tmp_path, "  lists: incremental\n  profiles: incremental\n"), spec, {}, NOW, window=window)

@@ -129,6 +129,18 @@ def test_migration_guide_names_every_included_and_derived_column() -> None:
     assert [c for c in sorted(columns) if f"`{c}`" not in guide] == []
 
 
+def test_lists_and_segments_take_no_upper_bound_on_their_cursor() -> None:
+    # /api/lists and /api/segments take only greater-than on updated (API-NOTES §3.6, §3.8).
+    spec = Spec.from_yaml(SPEC)
+    unbounded = sorted(name for name, s in spec.streams.items() if s.cursor and s.cursor.upper == "none")
+    assert unbounded == ["lists", "segments"]
+
+
+def test_cursor_upper_is_lt_or_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fails(tmp_path, monkeypatch, "      upper: none\n", "      upper: below\n", "upper: below",
+           "streams.lists.cursor.upper: 'below' is not one of lt, none")
+
+
 def test_a_cursor_the_api_cannot_bound_above_cannot_be_sliced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Each time slice ends with a less-than filter.
     _fails(tmp_path, monkeypatch, "      slice: 30d\n", "      upper: none\n      slice: 30d\n", "slice: 30d",

@@ -220,3 +220,67 @@ def test_global_exclusions_reads_only_suppressed_profiles_and_catches_suppressio
     assert landed == {t["id"] for t in sim.truth("global_exclusions")} == (suppressed | set(change["suppressed"])) - set(change["lifted"])
     # The second run read the new suppressions and the changed profiles, not every suppressed profile again.
     assert second.streams[0].events <= 3 + 2 + 4 + 2
+
+
+# /api/lists and /api/segments take only greater-than on `updated` (API-NOTES §3.6, §3.8): a backfill bounds them
+# from below on the server, and from above on the client.
+UNBOUNDED_ABOVE = ("lists", "segments")
+
+
+def in_window(sim: Simulator, resource: str, start: datetime, end: datetime) -> dict[str, str]:
+    """Truth of `resource` for a backfill of [start, end): id -> cursor."""
+    return {t["id"]: t["cursor"] for t in sim.truth(resource) if start <= datetime.fromisoformat(t["cursor"]) < end}
+
+
+def sent_filters(sim: Simulator, resource: str) -> list[str]:
+    return [q.get("filter", "") for _, path, q in sim.request_log if path == f"/api/{resource}"]
+
+
+def test_a_backfill_of_streams_the_api_cannot_bound_above_lands_exactly_the_window(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {r: "incremental" for r in UNBOUNDED_ABOVE})
+    # Two rounds of changes after the simulator's now.
+    first = {r: set(sim.mutate(r, update=2)["updated"]) for r in UNBOUNDED_ABOVE}
+    second = {r: sim.mutate(r, update=1, create=2) for r in UNBOUNDED_ABOVE}
+    later = {r: set(second[r]["updated"] + second[r]["created"]) for r in UNBOUNDED_ABOVE}
+    # The window starts at a list's `updated` (read) and ends at the first change of the second round (not read).
+    start = min(datetime.fromisoformat(t["cursor"]) for t in sim.truth("lists", "2026-08-01"))
+    end = min(datetime.fromisoformat(t["cursor"]) for t in sim.truth("lists") if t["id"] in later["lists"])
+    sim.request_log.clear()
+    summary = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5), window=(start, end))
+    assert not summary.failed, [str(s.error) for s in summary.failed]
+    for resource in UNBOUNDED_ABOVE:
+        expected = in_window(sim, resource, start, end)
+        assert first[resource] - later[resource] <= set(expected) and not later[resource] & set(expected)
+        assert any(datetime.fromisoformat(t["cursor"]) < start for t in sim.truth(resource))
+        landed = {r["id"]: r["updated"].isoformat() for r in table(database, resource, "id, updated")}
+        assert landed == expected
+        filters = sent_filters(sim, resource)
+        assert filters and not any("less-than" in f for f in filters)
+
+
+def test_a_backfill_of_lists_keeps_saved_cursors_and_leaves_changes_after_its_end_to_the_next_run(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {"lists": "incremental"})
+    sync(config, sim.api_key, now=SIM_NOW)
+    saved = state(database, "lists")
+    before = {r["id"]: r["updated"] for r in table(database, "lists", "id, updated")}
+    changed = sim.mutate("lists", update=3, create=1)
+    # A backfill of everything up to the simulator's now: what changed since is the next regular run's.
+    summary = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5), window=(datetime(2020, 1, 1, tzinfo=SIM_NOW.tzinfo), SIM_NOW))
+    assert not summary.failed, [str(s.error) for s in summary.failed]
+    assert {r["id"]: r["updated"] for r in table(database, "lists", "id, updated")} == before
+    assert summary.streams[0].rows == len(before) - len(changed["updated"])
+    assert state(database, "lists") == saved
+    sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    assert {r["id"]: r["updated"].isoformat() for r in table(database, "lists", "id, updated")} == in_window(
+        sim, "lists", datetime(2020, 1, 1, tzinfo=SIM_NOW.tzinfo), sim.clock() + timedelta(minutes=5))
+
+
+def test_a_backfill_read_in_cursor_order_stops_paging_past_the_windows_end(sim: Simulator, tmp_path: Path) -> None:
+    config, database = config_for(tmp_path, sim, {"lists": "incremental"})
+    old = len(sim.truth("lists"))
+    sim.mutate("lists", create=30)  # three more pages of lists, all after the window
+    sim.request_log.clear()
+    summary = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5), window=(datetime(2020, 1, 1, tzinfo=SIM_NOW.tzinfo), SIM_NOW))
+    assert not summary.failed and len(table(database, "lists", "id")) == old
+    # Lists come ten a page, oldest first: the read ends with the first page holding a list changed after the end.
+    assert len(sent_filters(sim, "lists")) == old // 10 + 1 < -(-(old + 30) // 10)
