@@ -162,10 +162,10 @@ def test_a_body_that_is_not_json_fails_as_parse_body_fails(body: bytes) -> None:
 
 
 def test_recorded_pages_give_the_same_records() -> None:
-    pages = sorted(RECORDED.glob("*.json"))
-    assert pages
+    pages = sorted(shared_file(RECORDED).glob("*.json"))
+    assert pages, f"{RECORDED} holds no recorded pages"
     for path in pages:
-        body = shared_file(path).read_bytes()
+        body = path.read_bytes()
         stream = next((s for s in SPEC.streams if s in path.name), None)
         if stream is None:
             continue
