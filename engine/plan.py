@@ -32,6 +32,7 @@ class PartitionPlan:
     # A backfill's end the API cannot filter by (cursor.upper none): records whose cursor is at or after it are dropped as read.
     until: datetime | None = None
     ordered: bool = False  # pages come in ascending order of the cursor kept (cursor.sort on its own field): reading may stop at `until`
+    from_epoch: bool = False  # begins at the epoch because the spec reads every record (cursor.start: epoch), not start_date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,11 +176,13 @@ def _stream_plan(
         # A partition value may read by a cursor of its own (spec partitions[].cursors).
         cursor = next((d.cursors[_text(v)] for d, v in zip(dimensions, combo) if d.cursors and _text(v) in d.cursors), stream.cursor)
         lower = None
+        from_epoch = False
         if cursor and bounded:
             # cursor.start: where a partition without a saved cursor begins (start_date, every record, or now).
             # The epoch bound renders as the epoch itself: a strict bound moves back one granule when sent.
             epoch = EPOCH + (cursor.granularity if cursor.lower == "gt" else timedelta(0))
             lower = {"start_date": start, "epoch": epoch, "run": now or start}[cursor.start]
+            from_epoch = cursor.start == "epoch" and key not in saved
             if key in saved:
                 back = datetime.fromisoformat(saved[key]) - lookback
                 lower = max(start, back) if cursor.start == "start_date" else back
@@ -189,6 +192,7 @@ def _stream_plan(
         end = None
         if window is not None and cursor:
             lower, end = window
+            from_epoch = False
         columns = {d.column: value for d, value in zip(dimensions, combo) if d.column}
         cursor_field = cursor.field if cursor is not None and cursor is not stream.cursor else None
         if cursor and cursor.slice and lower is not None:
@@ -199,6 +203,7 @@ def _stream_plan(
                 partitions.append(PartitionPlan(
                     key=key, params=request_params(spec.api, stream, piece[0], predicates + bounds, cursor=cursor),
                     lower_bound=piece[0], columns=columns, cursor_field=cursor_field, slice=piece, since=lower,
+                    from_epoch=from_epoch,
                 ))
             continue
         until = None
@@ -216,6 +221,7 @@ def _stream_plan(
                 since=lower,
                 until=until,
                 ordered=until is not None and cursor.sort and cursor.filter_field == cursor.field,
+                from_epoch=from_epoch,
             )
         )
     return StreamPlan(

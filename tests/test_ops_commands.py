@@ -277,3 +277,21 @@ def test_state_show_tells_a_killed_first_syncs_keys_may_repeat_and_reset_keeps_t
     capsys.readouterr()
     assert main(["state", "show", str(config), "--log-format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"lists": {"cursor": {}, "columns": 0, "repeats_unresolved": "2024-03-02T00:00:00+00:00"}}
+
+
+def test_plan_warns_of_each_streams_backfill_from_its_own_start(tmp_path: Path) -> None:
+    import io
+
+    from engine.commands.estimate import print_plan
+
+    config = write_config(tmp_path, {"campaigns": "incremental", "global_exclusions": "incremental", "lists": "incremental"},
+                          base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    out = io.StringIO()
+    print_plan(config, out=out, now=SIM_NOW)
+    lines = out.getvalue().splitlines()
+    assert lines[2].split()[:4] == ["global_exclusions", "incremental", "1970-01-01", "00:00"]  # every suppression, whatever start_date
+    # global_exclusions' suppressed read is as large as what is suppressed, not as the days since 1970: no warning by days.
+    assert [line for line in lines if line.startswith("warning")] == [
+        "warning: large backfill: campaigns, lists read 1,035 days since 2024-01-01 with nothing loaded yet to size them; "
+        "a first run over years of events can take hours",
+    ]

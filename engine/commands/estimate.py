@@ -33,6 +33,7 @@ class StreamEstimate:
     partitions: int  # request sequences the spec's partitions make (1 without any)
     windows: int  # time slices of the cursor range over all partitions (engine/slices.py); 0: not sliced
     since: datetime | None  # the earliest lower bound over its partitions; None: the whole source
+    backfill_since: datetime | None  # the same, leaving out reads from the epoch by design (global_exclusions' suppressed)
     records: int | None  # None: no earlier data to estimate from
     basis: str  # how `records` was estimated
     requests: int
@@ -76,6 +77,10 @@ def _stream(spec: Spec, plan: StreamPlan, state: dict[str, Any], destination: An
     stream, api = plan.stream, spec.api
     bounds = [p.lower_bound for p in plan.partitions if p.lower_bound is not None]
     since = min(bounds) if bounds else None
+    # A read the spec starts at the epoch (every suppression, whatever start_date) is as large as what it filters
+    # for, not as the days since 1970, and a later start_date would not shorten it: no backfill by days.
+    dated = [p.lower_bound for p in plan.partitions if p.lower_bound is not None and not p.from_epoch]
+    backfill_since = min(dated) if dated else None
     table = destination.name(plan.table) if hasattr(destination, "name") else plan.table
     rows = destination.count_rows(table)
     if plan.mode == "full_refresh" or stream.cursor is None:
@@ -101,7 +106,8 @@ def _stream(spec: Spec, plan: StreamPlan, state: dict[str, Any], destination: An
         requests = per_sequence * len(plan.partitions) * parents + parent_requests
     tier_name, tier = _strictest(api, stream.rate_limit, stream.params)
     return StreamEstimate(
-        stream=stream.name, mode=plan.mode, partitions=partitions, windows=windows, since=since, records=records, basis=basis,
+        stream=stream.name, mode=plan.mode, partitions=partitions, windows=windows, since=since, backfill_since=backfill_since,
+        records=records, basis=basis,
         requests=requests, tier=tier_name, seconds=least_seconds(requests, tier) if tier else 0.0,
     )
 
@@ -186,10 +192,12 @@ def print_plan(config_path: Path, *, out: TextIO | None = None, now: datetime | 
             span = f"{(now - e.since).days:,} days since {e.since:%Y-%m-%d}" if e.since else "the whole source"
             print(f"warning: large backfill: {e.stream} reads {span}: {e.requests:,} requests, at least {_duration(e.seconds)}; "
                   "a later start_date, or `klx run --streams` one stream at a time, splits it", file=out)
-    unsized = [e for e in estimates if e.records is None and e.since is not None and (now - e.since).days > LARGE_DAYS]
-    if unsized:
-        oldest = min(e.since for e in unsized if e.since)
-        print(f"warning: large backfill: {', '.join(e.stream for e in unsized)} read {(now - oldest).days:,} days since {oldest:%Y-%m-%d} "
+    unsized: dict[str, list[str]] = {}  # each stream's own start: streams reading from the same day share a line
+    for e in estimates:
+        if e.records is None and e.backfill_since is not None and (now - e.backfill_since).days > LARGE_DAYS:
+            unsized.setdefault(f"{(now - e.backfill_since).days:,} days since {e.backfill_since:%Y-%m-%d}", []).append(e.stream)
+    for span, streams in unsized.items():
+        print(f"warning: large backfill: {', '.join(streams)} read {span} "
               "with nothing loaded yet to size them; a first run over years of events can take hours", file=out)
     return 0
 
