@@ -348,6 +348,19 @@ def test_a_real_type_conflict_names_table_column_both_types_and_the_fix(warehous
     assert "ALTER TABLE" in raised.value.hint and '"updated"' in raised.value.hint
 
 
+def test_a_type_conflict_in_a_full_refresh_names_the_real_table_and_its_fix_works(warehouse: Warehouse) -> None:
+    warehouse.run("create table kl_profiles (id varchar, updated date, email varchar)")
+    with pytest.raises(WarehouseError) as raised:
+        load(warehouse, [{"id": "a", "updated": ts(2), "email": "e"}], replace=True)
+    message, hint = str(raised.value), raised.value.hint
+    assert f"of table {warehouse.dest.schema}.kl_profiles has type DATE" in message
+    assert "shadow" not in message + hint
+    for statement in hint.split("e.g. ", 1)[1].split(", or drop the column", 1)[0].split("; "):
+        warehouse.run(statement)
+    load(warehouse, [{"id": "a", "updated": ts(2), "email": "e"}], replace=True)
+    assert profiles(warehouse) == [{"id": "a", "updated": ts(2), "email": "e"}]
+
+
 def test_deleted_keys_leave_the_table_in_the_same_transaction(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": None}, {"id": "b", "updated": ts(1), "email": None}])
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)

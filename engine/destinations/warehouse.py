@@ -655,9 +655,10 @@ class SqlLoad:
     def _conflict(self, column: Column, dtype: exp.DataType) -> WarehouseError:
         dialect, schema = self._dest.dialect, self._dest.schema
         found, wanted = dtype.sql(dialect), sql.data_type(column.type, dialect).sql(dialect)
-        fix = "; ".join(sql.render(s, dialect) for s in sql.widen_column(self._into, column, dialect, schema=schema))
+        # Name the table the user has: a full refresh loads into a shadow copied from it, gone after the run.
+        fix = "; ".join(sql.render(s, dialect) for s in sql.widen_column(self._target, column, dialect, schema=schema))
         return WarehouseError(
-            f"column {column.name!r} of table {schema}.{self._into} has type {found}, "
+            f"column {column.name!r} of table {schema}.{self._target} has type {found}, "
             f"which cannot hold the {column.type.value} values klx loads into it (klx creates {wanted})",
             hint=f"change the column's type, e.g. {fix}, or drop the column, then sync again",
         )
