@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +16,7 @@ from .errors import CleanFormatter, KlxError, clean, scrub
 from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for any command whose reader stopped early (`| head`)
 PLUGIN_GROUP = "klx.commands"  # entry points: name -> callable(subparsers) that adds one subcommand
 
 
@@ -62,6 +65,20 @@ def _global_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `klx` console script."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # what is still buffered: a reader gone shows here, not in Python's own flush at exit
+    except BrokenPipeError:  # stdout's reader stopped early (`klx discover | head`): end quietly
+        try:  # Python flushes stdout again at exit: into nothing now, so it has nothing to complain about
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor
+            pass
+        return EXIT_STDOUT_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(plugins=False)
     if not _names_a_command(parser, argv):  # a plugin's command, --help or a mistake: every command is listed
@@ -83,10 +100,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; committed batches are kept, the rest is rolled back", file=sys.stderr)
         return 130
     except Exception as err:  # a bug: one line unless --debug
+        if isinstance(err, BrokenPipeError) and _stdout_is_a_pipe():
+            raise  # stdout's reader went away: main() ends quietly
         _traceback(args)
         hint = "" if args.debug else " (run with --debug for the traceback)"
         print(f"internal error: {clean(f'{type(err).__name__}: {err}', 300)}{hint}", file=sys.stderr)
         return 1
+
+
+def _stdout_is_a_pipe() -> bool:
+    """Whether stdout is a pipe or socket, so a BrokenPipeError may be its reader going away (klx's own sockets,
+    to Klaviyo and the warehouse, raise their libraries' errors)."""
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # (io.UnsupportedOperation is a ValueError and an OSError)
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _traceback(args: argparse.Namespace) -> None:

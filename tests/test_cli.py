@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from engine.cli_output import print_summary
 from engine.history import RunRecord, StreamRecord
 from klaviyo_sim import Simulator
 from tests.expected_rows import expected_figures
-from tests.klx_testing import SIM_NOW, START_DATE, write_config
+from tests.klx_testing import ROOT, SIM_NOW, START_DATE, default_modes, write_config
 
 SECRET = "pk_wrong_0123456789abcdefghijkl"
 
@@ -134,3 +137,16 @@ def test_the_command_list_still_names_the_plugin_commands(argv: list[str], capsy
         main(argv)
     listed = capsys.readouterr().out
     assert "\n    sim " in listed and "\n    demo " in listed
+
+
+@pytest.mark.parametrize("argv", [["discover"], ["sql", "CONFIG"], ["plan", "CONFIG"]])
+def test_a_reader_that_stops_early_ends_klx_quietly_with_141(tmp_path: Path, argv: list[str]) -> None:
+    config = write_config(tmp_path, default_modes(), base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before klx prints (`klx sql config.yaml | head` once head has its lines)
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", *(str(config) if a == "CONFIG" else a for a in argv)],
+                              cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
