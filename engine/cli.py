@@ -197,7 +197,7 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
 
     runs = commands.add_parser("runs", help="list recent runs", description="List the recent runs recorded in <prefix>klx_runs, newest first.")
     runs.add_argument("config", type=Path, help="path to config.yaml")
-    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.add_argument("--limit", type=_at_least_one, default=20, metavar="N", help="how many runs (default 20)")
     runs.set_defaults(handler=_runs)
 
     discover = commands.add_parser(
@@ -224,6 +224,17 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("config", type=Path, help="path to config.yaml")
     plan.set_defaults(handler=_plan)
+
+
+def _at_least_one(text: str) -> int:
+    """An option's whole number of 1 or more (argparse exits 2 naming the option otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -259,6 +259,19 @@ def test_runs_lists_recent_runs_newest_first_with_failed_streams_errors(sim: Sim
     assert only["status"] == "failed" and only["streams"][0]["stream"] == "metrics"
 
 
+@pytest.mark.parametrize(("limit", "why"), [("-1", "-1 is not 1 or more"), ("0", "0 is not 1 or more"), ("ten", "'ten' is not a whole number")])
+def test_runs_refuses_a_limit_below_one_with_exit_2_naming_the_option(sim: Simulator, tmp_path: Path, monkeypatch, capsys,
+                                                                       limit: str, why: str) -> None:
+    config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_wrong_key_000000000000000000")
+    assert main(["run", str(config)]) == 3  # a run recorded: the old klx then sent LIMIT -1 to DuckDB (exit 4)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", str(config), "--limit", limit])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"klx runs: error: argument --limit: {why}"
+
+
 def test_streams_running_side_by_side_keep_their_own_counts_and_all_fail_when_the_run_stops() -> None:
     progress = Progress(clock=FakeTime())
     progress.planned([("lists", "incremental"), ("metrics", "full_refresh"), ("events", "incremental")])
