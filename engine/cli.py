@@ -181,7 +181,8 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--start", metavar="DATE", help="backfill: re-read incremental streams from DATE (saved cursors are not moved back)")
     run.add_argument("--end", metavar="DATE", help="backfill: up to DATE, exclusive (default: now)")
     init = commands.add_parser("init", help="write a starter config.yaml", description="Write the documented example config as a starter config.yaml.")
-    init.add_argument("path", type=Path, nargs="?", default=Path("config.yaml"), help="file or folder to write (default: config.yaml)")
+    init.add_argument("path", nargs="?", default="config.yaml",
+                      help="file or folder to write (default: config.yaml); a path ending in / is a folder, created if missing")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
 

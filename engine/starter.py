@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import ConfigError
@@ -19,8 +20,19 @@ def example_config_path() -> Path:
     raise ConfigError(f"the bundled {EXAMPLE_NAME} is missing from this klx install; reinstall klx", where=str(_ROOT))
 
 
-def init(target: Path, *, force: bool = False) -> Path:
-    """Write the example config to `target` (a file, or a folder that gets config.yaml); never overwrite unless `force`."""
+def init(path: str | Path, *, force: bool = False) -> Path:
+    """Write the example config to `path` (a file, or a folder that gets config.yaml); never overwrite unless `force`.
+
+    A path ending in a slash names a folder, created when missing (Path() drops the slash, so `path` is the text given).
+    """
+    target = Path(path)
+    if str(path).endswith(("/", os.sep)):
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"{target} is a file, not a folder", hint="pass the folder to write config.yaml into, or a file name")
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create folder {target}: {err.strerror}") from err
     if target.is_dir():
         target = target / "config.yaml"
     if target.exists() and not force:

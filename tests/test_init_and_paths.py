@@ -25,6 +25,24 @@ def test_init_into_a_folder_writes_config_yaml_there(tmp_path: Path, capsys) -> 
     assert (tmp_path / "config.yaml").is_file()
 
 
+def test_init_into_a_new_folder_ending_in_a_slash_creates_it_and_writes_config_yaml(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "newdir/"]) == 0
+    assert capsys.readouterr().out == (
+        "wrote newdir/config.yaml; set KLAVIYO_API_KEY, choose resources and schedule, then: klx check newdir/config.yaml\n"
+    )
+    assert (tmp_path / "newdir" / "config.yaml").read_text() == (ROOT / "config.example.yaml").read_text()
+
+
+def test_init_into_a_folder_path_that_is_a_file_exits_2_and_leaves_it(tmp_path: Path, capsys) -> None:
+    (tmp_path / "taken").write_text("keep me\n")
+    assert main(["init", f"{tmp_path / 'taken'}/"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'taken'} is a file, not a folder\n  hint: pass the folder to write config.yaml into, or a file name\n"
+    )
+    assert (tmp_path / "taken").read_text() == "keep me\n"
+
+
 def test_init_never_overwrites_without_force(tmp_path: Path, capsys) -> None:
     target = tmp_path / "mine.yaml"
     target.write_text("keep me\n")
