@@ -280,7 +280,9 @@ def _check_cron(expression: str, r: Reader) -> None:
             if current - previous < MIN_CRON_GAP:
                 raise r.fail("cron", f"{expression!r} runs {previous:%H:%M} and {current:%H:%M}; runs must be at least 15 minutes apart")
             previous = current
-    except (CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, ValueError, KeyError) as err:
+    except CroniterBadDateError as err:  # five valid fields, but no date has that day in those months (31 February)
+        raise r.fail("cron", f"{expression!r} never fires: no date matches its day-of-month and month fields") from err
+    except (CroniterBadCronError, CroniterNotAlphaError, ValueError, KeyError) as err:
         raise r.fail("cron", f"{expression!r} is not a 5-field CRON expression") from err
 
 

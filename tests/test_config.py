@@ -94,6 +94,8 @@ INVALID_CONFIGS = [
      "config.yaml:10: schedule.cron: '*/5 * * * *' runs 00:00 and 00:05; runs must be at least 15 minutes apart"),
     (GOOD.replace("  type: manual\n", "  type: cron\n  cron: 'every day'\n"),
      "config.yaml:10: schedule.cron: 'every day' is not a 5-field CRON expression"),
+    (GOOD.replace("  type: manual\n", "  type: cron\n  cron: '0 0 31 2 *'\n"),
+     "config.yaml:10: schedule.cron: '0 0 31 2 *' never fires: no date matches its day-of-month and month fields"),
     (GOOD.replace("  type: manual\n", "  type: basic\n  every: 20m\n"),
      "config.yaml:10: schedule.every: '20m' is not one of 5m, 10m, 15m, 30m, 1h, 3h, 6h, 12h, 24h"),
     (GOOD.replace("  table_prefix: kl_\n", "  table_prefix: 'kl-'\n"),
