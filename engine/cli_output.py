@@ -44,16 +44,21 @@ def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summ
     failed = sum(s.status == "failed" for s in streams)
     warnings = len(summary.warnings) if summary is not None else 0
     counts = [
-        f"{n} {what}"
-        for n, what in ((failed, "streams failed"), (sum(s.rejected for s in streams), "records rejected"), (warnings, "warnings"))
+        f"{_count(n, noun)}{what}"
+        for n, noun, what in ((failed, "stream", " failed"), (sum(s.rejected for s in streams), "record", " rejected"), (warnings, "warning", ""))
         if n
     ]
     tail = f"; {', '.join(counts)}" if counts else ""
-    print(f"run {record.run_id} {record.status}: {record.records} events in {seconds:.1f}s ({rate:,.0f} events/s){tail}", file=out)
+    print(f"run {record.run_id} {record.status}: {_count(record.records, 'event')} in {seconds:.1f}s ({rate:,.0f} events/s){tail}", file=out)
     for s in streams:
         if s.columns_added:
             print(f"  {s.stream}: columns added: {', '.join(s.columns_added)}", file=out)
     out.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 stream', '2 streams'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def failure_line(s: StreamSummary) -> str:

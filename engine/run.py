@@ -306,7 +306,8 @@ class StreamSync:
         finally:
             self.summary.seconds = time.monotonic() - began
         if self.summary.rejected:
-            message = f"{self.summary.rejected} records rejected and not stored (first: {self.first_rejection})"
+            n = self.summary.rejected
+            message = f"{n} record{'' if n == 1 else 's'} rejected and not stored (first: {self.first_rejection})"
             log.warning("stream %s: %s", self.stream.name, message)
             self.summary.warnings.append(message)
         return self.summary

@@ -126,7 +126,7 @@ def test_one_failed_stream_is_named_and_the_other_still_syncs(synced, capsys) ->
     # stream, mode, status, events, rows, inserted, updated, pages, requests, retries, 429s, waited, seconds
     assert summary[0][:9] == ["items", "incremental", "failed", "0", "0", "0", "0", "0", "1"]
     assert summary[1][:9] == ["groups", "full_refresh", "done", "2", "2", "2", "0", "1", "1"] and len(summary[1]) == 13
-    assert summary[2][-3:] == ["1", "streams", "failed"]
+    assert summary[2][-3:] == ["1", "stream", "failed"]
     assert [r["id"] for r in rows(database, "select id from kl_acme_groups order by id")] == ["g1", "g3"]
 
 
@@ -197,7 +197,7 @@ def test_a_deleted_parent_is_a_warning_not_a_failure(synced, capsys, caplog: pyt
     exit_code, errors, output = run_cli(config, capsys)
     assert (exit_code, errors) == (0, [])
     assert caplog.messages == ["stream members: parent groups id=g2 skipped: Acme answered 404 on GET /groups/g2/members"]
-    assert output.splitlines()[-1].endswith("events/s); 1 warnings")
+    assert output.splitlines()[-1].endswith("events/s); 1 warning")
     assert rows(database, "select group_id, id from m_acme_members") == [{"group_id": "g1", "id": "m1"}]
 
 
@@ -218,9 +218,9 @@ def test_a_few_key_less_records_are_counted_in_the_summary_and_the_run_succeeds(
     assert (exit_code, errors) == (0, [])
     (line,) = [line for line in output.splitlines() if line.startswith("items ")]
     assert line.split()[:5] == ["items", "incremental", "done", "3", "2"] and line.endswith("  1 rejected")
-    assert [line for line in output.splitlines() if line.startswith("run ")][0].endswith("events/s); 1 records rejected, 2 warnings")
+    assert [line for line in output.splitlines() if line.startswith("run ")][0].endswith("events/s); 1 record rejected, 2 warnings")
     assert caplog.messages == [
         "stream items: a record from GET /items rejected: primary key id is missing or null",
-        "stream items: 1 records rejected and not stored (first: primary key id is missing or null)",
+        "stream items: 1 record rejected and not stored (first: primary key id is missing or null)",
     ]
     assert [r["id"] for r in rows(database, "select id from kl_acme_items order by id")] == ["a", "b", "c"]

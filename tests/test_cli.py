@@ -14,6 +14,7 @@ import pytest
 from engine.cli import main
 from engine.cli_output import print_summary
 from engine.history import RunRecord, StreamRecord
+from engine.run import RunSummary, StreamSummary
 from klaviyo_sim import Simulator
 from tests.expected_rows import expected_figures
 from tests.klx_testing import ROOT, SIM_NOW, START_DATE, default_modes, write_config
@@ -54,6 +55,22 @@ def test_the_summary_gives_the_runs_own_duration_and_rate_when_streams_ran_side_
     lines = out.getvalue().splitlines()
     assert [line.split()[-1] for line in lines[1:4]] == ["10.00", "10.00", "12.00"]
     assert lines[4] == "run r succeeded: 12000 events in 12.0s (1,000 events/s)"
+
+
+@pytest.mark.parametrize(("n", "tail"), [
+    (1, "1 event in 12.0s (0 events/s); 1 stream failed, 1 record rejected, 1 warning"),
+    (2, "4 events in 12.0s (0 events/s); 2 streams failed, 4 records rejected, 2 warnings"),
+])
+def test_the_summary_counts_in_the_singular_for_one_and_the_plural_otherwise(n: int, tail: str) -> None:
+    began = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    names = ("events", "profiles")[:n]
+    streams = tuple(StreamRecord(stream=name, mode="incremental", status="failed", records=n, rejected=n) for name in names)
+    summary = RunSummary(job_run_id="r", started_at=began,
+                         streams=[StreamSummary(stream=name, mode="incremental", table=name, warnings=["w"]) for name in names])
+    out = io.StringIO()
+    print_summary(RunRecord(run_id="r", started_at=began, ended_at=began + timedelta(seconds=12), status="failed", streams=streams), out,
+                  summary=summary)
+    assert out.getvalue().splitlines()[-1] == f"run r failed: {tail}"
 
 
 def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -382,7 +382,7 @@ def test_an_item_that_is_not_an_object_is_rejected_with_its_kind_and_page(acme: 
     (stream,) = acme.run({"items": "incremental"}).streams
     reason = "a record that is a string, not an object"
     assert not stream.failed and (stream.events, stream.rows, stream.rejected) == (11, 10, 1)
-    assert stream.warnings == [f"a record from GET {FIRST_ITEMS} rejected: {reason}", f"1 records rejected and not stored (first: {reason})"]
+    assert stream.warnings == [f"a record from GET {FIRST_ITEMS} rejected: {reason}", f"1 record rejected and not stored (first: {reason})"]
 
 
 def test_exactly_one_in_ten_rejected_is_tolerated_and_more_stops_the_stream(acme: Setup, caplog: pytest.LogCaptureFixture) -> None:
@@ -555,7 +555,7 @@ def test_the_summary_adds_up_the_streams_and_reports_each_as_it_ends(acme: Setup
     assert [s.stream for s in summary.failed] == ["unsorted"] and summary.exit_code == 3
     assert summary.warnings == [
         f"items: a record from GET {FIRST_ITEMS} rejected: primary key id is missing or null",
-        "items: 1 records rejected and not stored (first: primary key id is missing or null)",
+        "items: 1 record rejected and not stored (first: primary key id is missing or null)",
     ]
     assert all(0 < s.seconds < 60 for s in summary.streams)
     loaded = acme.table("items", "context_sources_job_run_id, context_sources_task_run_id")

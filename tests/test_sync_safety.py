@@ -66,7 +66,7 @@ def test_a_record_without_a_usable_key_is_rejected_counted_and_never_stored(
     (stream,) = summary.streams
     assert (stream.events, stream.rows, stream.rejected, stream.failed) == (3, 2, 1, False)
     assert [r["id"] for r in table(database, "items", "id")] == ["a", "b"]
-    assert stream.warnings == [f"a record from GET /items rejected: {reason}", f"1 records rejected and not stored (first: {reason})"]
+    assert stream.warnings == [f"a record from GET /items rejected: {reason}", f"1 record rejected and not stored (first: {reason})"]
     assert f"stream items: a record from GET /items rejected: {reason}" in caplog.messages
 
 
