@@ -10,11 +10,18 @@ from pathlib import Path
 from engine.errors import ConfigError
 from engine.starter import example_config_path
 
+# Put before the table prefix of a config the demo is given: the simulator's records, cursors and state then
+# land in tables of their own, never in those the config's real runs load.
+DEMO_PREFIX = "demo_"
+
 
 def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str = "text", verbose: bool = False) -> int:
     """Serve the simulator on a free local port, sync every configured resource, stop the simulator.
 
-    Without `config_path` the bundled config.example.yaml is used, its database in the current folder.
+    Without `config_path` the bundled config.example.yaml is used, its database in the current folder. With
+    one, its destination is used with DEMO_PREFIX before its table prefix: merged into the tables (and cursors)
+    of the config's real runs, the simulator's made-up records would stay there, and its cursors would make the
+    next real run skip real records.
     """
     # Imported here: klx loads this module for its `demo` command on every start, whatever the command.
     from engine.commands.sync import sync_once
@@ -37,6 +44,10 @@ def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str =
         config = dataclasses.replace(config, source=dataclasses.replace(config.source, base_url=sim.url))
         if bundled:  # the example's relative database path lands here, not inside the installed package
             config = dataclasses.replace(config, destination=dataclasses.replace(config.destination, base_dir=Path(".")))
+        else:
+            prefix = DEMO_PREFIX + config.destination.table_prefix
+            config = dataclasses.replace(config, destination=dataclasses.replace(config.destination, table_prefix=prefix))
+            print(f"Tables get the prefix {prefix}: the simulator's made-up data stays out of the tables {config_path} loads.")
         summary = sync_once(config, lock=False, log_format=log_format, verbose=verbose)
     finally:
         sim.stop()
@@ -57,7 +68,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="sync the bundled Klaviyo simulator into a local DuckDB file",
         description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB, and stop.",
     )
-    demo_parser.add_argument("--config", type=Path, default=None, help="config to run against the simulator (default: the bundled config.example.yaml, database in the current folder)")
+    demo_parser.add_argument("--config", type=Path, default=None, help="config to run against the simulator, into tables prefixed demo_ (default: the bundled config.example.yaml, database in the current folder)")
     demo_parser.add_argument("--scale", type=float, default=1.0, help="simulator data scale (1 = thousands of records)")
     demo_parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     demo_parser.set_defaults(handler=_handle)

@@ -10,7 +10,7 @@ from engine.cli import main
 from engine.config import Config
 from engine.starter import example_config_path
 from klaviyo_sim import Simulator
-from tests.klx_testing import ROOT, SIM_NOW
+from tests.klx_testing import ROOT, SIM_NOW, rows
 
 
 def test_init_writes_the_documented_example_as_config_yaml(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -84,3 +84,18 @@ def test_demo_with_a_missing_config_exits_2(tmp_path: Path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--config", "nope.yaml"]) == 2
     assert capsys.readouterr().err == "error: nope.yaml: nope.yaml not found; pass an existing config to --config, or none for the bundled example\n"
+
+
+def test_demo_with_a_config_keeps_the_simulators_data_out_of_that_configs_tables(tmp_path: Path, monkeypatch, capsys) -> None:
+    # A user's real config given to the demo: its destination, but tables of their own. Merged into the real
+    # tables, made-up rows would stay, and the simulator's cursors would make the next real run skip records.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        "source:\n  api_key: ${KLAVIYO_API_KEY}\n  start_date: 2024-01-01\n"
+        "destination:\n  path: real.duckdb\n  table_prefix: kl_\nresources:\n  metrics: full_refresh\n  lists: incremental\n"
+    )
+    assert main(["demo", "--config", "config.yaml", "--scale", "0.02"]) == 0
+    assert "Tables get the prefix demo_kl_" in capsys.readouterr().out
+    tables = {r["table_name"] for r in rows(tmp_path / "real.duckdb", "select table_name from information_schema.tables")}
+    assert {"demo_kl_rudder_metrics", "demo_kl_rudder_lists", "demo_kl_klx_state"} <= tables
+    assert not {t for t in tables if t.startswith("kl_")}
