@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import CleanFormatter, KlxError, clean, scrub
+from .errors import CleanFormatter, JsonLogFormatter, KlxError, clean, json_line, scrub
 from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
@@ -87,24 +87,33 @@ def _main(argv: Sequence[str] | None) -> int:
     return_large_blocks()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        if not isinstance(handler.formatter, CleanFormatter):
+        if args.log_format == "json":  # one JSON object a line, on stderr as the text lines go
+            handler.setFormatter(JsonLogFormatter())
+        elif not isinstance(handler.formatter, CleanFormatter):
             handler.setFormatter(CleanFormatter(handler.formatter))
     logging.getLogger("klx").setLevel(logging.DEBUG if args.debug else logging.NOTSET)
     try:
         return args.handler(args)
     except KlxError as err:
         _traceback(args)
-        print(f"error: {err}", file=sys.stderr)
+        if args.log_format == "json":
+            where = {"where": err.where} if err.where else {}
+            hint = {"hint": err.hint} if err.hint else {}
+            print(json_line("error", message=err.message, **where, **hint, exit_code=err.exit_code), file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("interrupted; committed batches are kept, the rest is rolled back", file=sys.stderr)
+        said = "interrupted; committed batches are kept, the rest is rolled back"
+        print(json_line("interrupted", message=said, exit_code=130) if args.log_format == "json" else said, file=sys.stderr)
         return 130
     except Exception as err:  # a bug: one line unless --debug
         if isinstance(err, BrokenPipeError) and _stdout_is_a_pipe():
             raise  # stdout's reader went away: main() ends quietly
         _traceback(args)
         hint = "" if args.debug else " (run with --debug for the traceback)"
-        print(f"internal error: {clean(f'{type(err).__name__}: {err}', 300)}{hint}", file=sys.stderr)
+        text = clean(f"{type(err).__name__}: {err}", 300)
+        print(json_line("internal error", message=text, exit_code=1) if args.log_format == "json" else f"internal error: {text}{hint}", file=sys.stderr)
         return 1
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TextIO
 
-from .errors import clean
+from .errors import clean, json_line
 from .history import RunRecord
 from .run import RunSummary, StreamSummary
 
@@ -70,12 +70,17 @@ def failure_line(s: StreamSummary) -> str:
     return f"error: stream {s.stream} failed: {clean(text, MAX_LINE)}"
 
 
-def print_failures(summary: RunSummary, err: TextIO) -> None:
-    """One line per failed stream, saying why; with --debug its traceback first."""
+def print_failures(summary: RunSummary, err: TextIO, log_format: str = "text") -> None:
+    """One line per failed stream, saying why (a JSON object with --log-format json); with --debug its traceback first."""
     for s in summary.failed:
         # Shown only with --debug (it turns the klx loggers to DEBUG); the formatter masks and scrubs it.
         log.debug("stream %s failed", s.stream, exc_info=(type(s.error), s.error, s.error.__traceback__))
-        print(failure_line(s), file=err)
+        if log_format == "json":
+            where = {"where": s.error.where} if s.error.where else {}
+            hint = {"hint": s.error.hint} if s.error.hint else {}
+            print(json_line("stream error", stream=s.stream, message=s.error.message, **where, **hint), file=err)
+        else:
+            print(failure_line(s), file=err)
 
 
 def print_runs(records: list[RunRecord], out: TextIO) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 MESSAGE_CHARS = 600  # any KlxError message is one line of at most this many characters
@@ -53,6 +55,30 @@ class CleanFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + "\n".join(scrub(line) for line in self.inner.formatException(record.exc_info).splitlines())
         return text
+
+
+class JsonLogFormatter(logging.Formatter):
+    """--log-format json: each log record one JSON object on its line (ts, event "log", level, logger, message),
+    cleaned like every other message; a traceback (logged only with --debug) as a list of scrubbed lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
+        line = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "event": "log",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": clean(record.getMessage(), 2000),
+        }
+        if record.exc_info:
+            line["traceback"] = [scrub(text) for text in self.formatException(record.exc_info).splitlines()]
+        return json.dumps(line)
+
+
+def json_line(event: str, **fields: object) -> str:
+    """One JSON object for --log-format json (ts, event, then `fields`), its text values cleaned."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({"ts": now, "event": event, **{k: clean(v, 2000) if isinstance(v, str) else v for k, v in fields.items()}})
 
 
 class KlxError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from datetime import datetime, time, timedelta, timezone
@@ -140,6 +141,21 @@ def test_schedule_syncs_on_each_tick_against_the_simulator(sim: Simulator, tmp_p
     assert sum(line.startswith("total") for line in out) == 2
     assert clock.waits == [at("2026-11-30 10:15"), at("2026-11-30 10:30")]
     assert rows(database, "select count(*) as n from kl_rudder_metrics")[0]["n"] == len(sim.store.truth("metrics"))
+
+
+def test_with_log_format_json_every_line_of_a_schedule_is_a_json_object(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    # The container recipe's ENTRYPOINT: `docker logs` must parse every line, the schedule's own ones too.
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n", base_url=sim.url, database=tmp_path / "s.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    stop = Stop()
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, max_runs=1, log_format="json") == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    said = [line["message"] for line in lines if line["event"] == "schedule"]
+    assert said[:3] == [f"klx schedule: every 15m from 00:00 UTC for {config}; stop with Ctrl-C or SIGTERM",
+                        "next sync at 2026-11-30 10:15 UTC", "sync due at 2026-11-30 10:15 UTC starting"]
+    assert {"started", "done", "summary"} <= {line["event"] for line in lines}
+    assert all(json.loads(line) for line in captured.err.splitlines())
 
 
 def test_a_scheduled_sync_is_skipped_while_another_process_holds_the_lock(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,8 +14,9 @@ import pytest
 
 from engine import cli
 from engine.cli import main
+from klaviyo_sim import Simulator
 from tests.hostile_api import HostileApi, metric, send, wait_for
-from tests.klx_testing import ROOT, rows, write_config
+from tests.klx_testing import ROOT, SIM_NOW, rows, write_config
 
 KEY = "pk_cli_0123456789abcdefghijkl"
 
@@ -89,6 +91,27 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_with_its_summary_and_history_row(tmp_
     [run] = rows(database, "select run_status, stream, status from kl_klx_runs")
     assert (run["run_status"], run["stream"], run["status"]) == ("interrupted", "metrics", "failed")
     assert rows(database, "select table_name from information_schema.tables where table_name like '%rudder_metrics%'") == []
+
+
+def test_with_log_format_json_warnings_and_errors_on_stderr_are_json_objects_too(tmp_path: Path) -> None:
+    # An orchestrator merges stdout and stderr: a retry's warning and the final error must parse as well.
+    with Simulator(seed=0, scale=0.02, now=SIM_NOW) as sim:
+        sim.faults.queue(["503"])
+        database = tmp_path / "x.duckdb"
+        config = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=sim.url, database=database)
+        env = {**os.environ, "KLAVIYO_API_KEY": sim.api_key}
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "--log-format", "json", "run", str(config)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        errs = [json.loads(line) for line in done.stderr.splitlines()]
+        assert [(e["event"], e["level"], e["logger"]) for e in errs if e["event"] == "log"][:1] == [("log", "warning", "klx.http")]
+        assert all(json.loads(line) for line in done.stdout.splitlines())
+        refused = subprocess.run([sys.executable, "-m", "engine.cli", "--log-format", "json", "run", str(config)], cwd=ROOT,
+                                 env={**env, "KLAVIYO_API_KEY": "pk_wrong_0123456789"}, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 3
+    errs = [json.loads(line) for line in refused.stderr.splitlines()]
+    assert errs[-1]["event"] == "error" and errs[-1]["exit_code"] == 3 and "401" in errs[-1]["message"] and "hint" in errs[-1]
+    assert "pk_wrong_0123456789" not in refused.stderr + refused.stdout
 
 
 def test_an_unexpected_error_is_one_line_without_traceback(monkeypatch, capsys, tmp_path: Path) -> None:

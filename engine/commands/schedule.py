@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..config import Config
 from . import config_without_secrets
-from ..errors import KlxError
+from ..errors import KlxError, json_line
 from ..lock import LockedError
 from ..plan import load_spec
 from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
@@ -38,6 +38,9 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
     interrupted = False
     syncing = False
 
+    def say(text: str) -> None:  # the schedule's own lines: JSON objects too with --log-format json
+        print(json_line("schedule", message=text) if log_format == "json" else text, flush=True)
+
     def on_signal(signum: int, frame: object) -> None:
         stop.request(signal.Signals(signum).name)
         if syncing:  # end the sync at its last commit: the open batch rolls back
@@ -45,25 +48,25 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
 
     def tick(due: datetime) -> None:
         nonlocal syncing, interrupted
-        print(f"sync due at {show_time(due)} starting", flush=True)
+        say(f"sync due at {show_time(due)} starting")
         syncing = True
         try:
             sync(config)
         except LockedError as err:
-            print(f"skipped the sync due at {show_time(due)}: {err.message}", flush=True)
+            say(f"skipped the sync due at {show_time(due)}: {err.message}")
         except KlxError as err:
-            print(f"the sync due at {show_time(due)} failed (exit {err.exit_code}): {err}", flush=True)
+            say(f"the sync due at {show_time(due)} failed (exit {err.exit_code}): {err}")
         except KeyboardInterrupt:
             interrupted = True
             stop.request(stop.signal or "SIGINT")
-            print("sync interrupted: committed batches are kept, the rest was rolled back; the next sync resumes from there", flush=True)
+            say("sync interrupted: committed batches are kept, the rest was rolled back; the next sync resumes from there")
         finally:
             syncing = False
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"klx schedule: {_describe(config)} for {config_path}; stop with Ctrl-C or SIGTERM", flush=True)
-        Scheduler(config.schedule, tick, clock=clock, stop=stop, say=lambda text: print(text, flush=True)).serve(run_now=run_now, max_runs=max_runs)
+        say(f"klx schedule: {_describe(config)} for {config_path}; stop with Ctrl-C or SIGTERM")
+        Scheduler(config.schedule, tick, clock=clock, stop=stop, say=say).serve(run_now=run_now, max_runs=max_runs)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -95,7 +95,7 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
         if record.streams:  # a run refused before planning (bad config or spec) did nothing to summarise
             print_summary(record, out, log_format, summary)
             if summary is not None:
-                print_failures(summary, err)
+                print_failures(summary, err, log_format)
             _keep(config, record, err)
         if report is not None:
             report.write_text(json.dumps(record.to_json(), indent=2) + "\n")
