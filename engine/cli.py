@@ -201,7 +201,7 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
         description="Run syncs at the times schedule: in CONFIG gives (basic or cron, UTC) until SIGINT/SIGTERM.",
     )
     schedule.add_argument("config", type=Path, help="path to config.yaml")
-    schedule.add_argument("--next", type=int, metavar="N", default=None, help="print the next N run times and exit")
+    schedule.add_argument("--next", type=_at_least_one, metavar="N", default=None, help="print the next N run times and exit")
     schedule.add_argument("--now", action="store_true", help="also sync once right away")
     schedule.set_defaults(handler=_schedule)
 

@@ -49,6 +49,8 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
             hint=hint or f"`klx state reset CONFIG --streams {stream}` deletes that row; the stream then syncs again from start_date",
         )
 
+    if text is None:
+        raise fail("empty (NULL)")
     try:
         state = json.loads(text)
     except (TypeError, ValueError, RecursionError) as err:

@@ -71,6 +71,15 @@ def test_next_prints_the_next_run_times(tmp_path: Path, capsys) -> None:
     ]
 
 
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_next_below_one_is_refused_naming_the_option(tmp_path: Path, capsys, count: str) -> None:
+    # It printed nothing and exited 0.
+    config = schedule_config(tmp_path, "  type: basic\n  every: 6h\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["schedule", str(config), "--next", count])
+    assert exited.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"klx schedule: error: argument --next: {count} is not 1 or more"
+
+
 def test_next_on_the_command_line_needs_no_api_key(tmp_path: Path, monkeypatch, capsys) -> None:
     config = schedule_config(tmp_path, "  type: cron\n  cron: '0 * * * *'\n")
     monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)

@@ -14,7 +14,7 @@ HINT = "`klx state reset CONFIG --streams profiles` deletes that row; the stream
 
 
 def decode(value: object) -> dict:
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = value if isinstance(value, str) or value is None else json.dumps(value)
     return decode_state(text, stream="profiles", table="main.kl_klx_state")
 
 
@@ -46,6 +46,7 @@ def test_cursors_come_back_in_utc() -> None:
 @pytest.mark.parametrize(
     "text, problem",
     [
+        (None, "empty (NULL)"),  # a row whose state column is NULL (said 'not JSON (the JSON object must be str...)')
         ("{not json", "not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
         ("", "not JSON (Expecting value: line 1 column 1 (char 0))"),
         ("[1, 2]", "a list, not a JSON object"),

@@ -247,4 +247,4 @@ def _open_hint(message: str, storage_version: str | None) -> str:
         )
     if storage_version is not None and "STORAGE_VERSION" in message.upper():
         return "check destination.storage_version: use a DuckDB version like v1.2.0"
-    return "check destination.path: its folder must exist and be writable"
+    return "check destination.path: its folder must exist and be writable, and the file itself (when it exists) writable by this user"
