@@ -134,7 +134,7 @@ def test_unusable_warehouse_exits_4(sim: Simulator, tmp_path: Path, monkeypatch,
     assert main(["run", str(config)]) == 4
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot open DuckDB database {str(missing)!r}: ")
-    assert err.endswith("\n  hint: check destination.path: its folder must exist and be writable\n")
+    assert err.endswith("\n  hint: check destination.path: its folder must exist and be writable, and the file itself (when it exists) writable by this user\n")
 
 
 @pytest.mark.parametrize("argv", [["run", "--help"], ["-v", "--log-format", "json", "sql", "--help"], ["check", "--help", "-v"]])
