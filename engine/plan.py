@@ -227,7 +227,7 @@ def _stream_plan(
     return StreamPlan(
         stream=stream,
         mode=mode,
-        table=config.destination.table_prefix + spec.api.table.format(stream=stream.name),
+        table=table_name(config, spec, stream.name),
         partitions=tuple(partitions),
         parent=parent,
     )
@@ -279,3 +279,8 @@ def _literal(syntax: FilterSyntax, value: Any) -> str:
 
 def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def table_name(config: Config, spec: Spec, stream: str) -> str:
+    """The table `stream` loads: the config's prefix, then the spec's table template."""
+    return config.destination.table_prefix + spec.api.table.format(stream=stream)

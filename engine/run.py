@@ -24,7 +24,7 @@ from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, load_spec
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, load_spec, table_name
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap, RowBuilder
@@ -175,6 +175,7 @@ def run(
     writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klx-writer")
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
+        destination.prepare([table_name(config, spec, name) for name in names])  # what they hold, read at once
         states: dict[str, dict[str, Any] | None] = {}
         unreadable: dict[str, StateError] = {}
         for name in names:

@@ -192,6 +192,25 @@ def test_finish_saves_no_state_the_last_batch_committed(warehouse: Warehouse) ->
     assert kinds.count("STATE UPSERT") == 2 and warehouse.dest.read_state("profiles") == {"n": 5}
 
 
+def test_prepare_reads_every_tables_columns_at_once_and_forgets_a_table_a_statement_touches(warehouse: Warehouse, tmp_path) -> None:
+    # Each stream's begin() read its table, shadow and pending table's columns, and the first read_state the
+    # state table's: 11 round trips of a later run of all ten streams on Snowflake, now one.
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}], state={"n": 1})
+    warehouse.dest.close()
+    later = open_warehouse(warehouse.kind, tmp_path, warehouse.dest.schema)
+    sent = sending(later.dest)
+    later.dest.prepare(["kl_profiles", "kl_lists"])
+    assert later.dest.read_state("profiles") == {"n": 1}
+    load(later, [{"id": "b", "updated": ts(2), "email": "b"}], state={"n": 2})
+    assert [kind for kind, _ in sent].count("READ COLUMNS") == 1
+    assert [r["id"] for r in profiles(later)] == ["a", "b"]
+    # kl_lists was absent when prepared; a statement on it since means what was read may be stale: read again.
+    later.dest.execute("CREATE TABLE", "kl_lists", sql.create_table("kl_lists", COLUMNS, later.dest.dialect, schema=later.dest.schema))
+    assert list(later.dest.columns_of("kl_lists")) == ["id", "updated", "email"]
+    assert [kind for kind, _ in sent].count("READ COLUMNS") == 2
+    later.dest.close()
+
+
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)
