@@ -130,7 +130,7 @@ def _expand(value: str, reader: Reader, key: str, env: dict[str, str]) -> str:
 
 
 def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
-    raw_key = r.get("api_key", str, required=True)
+    raw_key = r.get("api_key", str, required=True, secret=True)
     api_key = _expand(raw_key, r, "api_key", env).strip()
     if not api_key:
         raise r.fail("api_key", "is empty")

@@ -156,8 +156,11 @@ class Reader:
         """Whether `key` is present."""
         return key in self.mapping
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False) -> Any:
-        """The value of `key`, checked against `kind`; `default` when absent (absent and required: error)."""
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, required: bool = False, secret: bool = False) -> Any:
+        """The value of `key`, checked against `kind`; `default` when absent (absent and required: error).
+
+        With `secret`, a value of the wrong type is named by its type only: it may be a key typed in place.
+        """
         self._seen.add(key)
         if key not in self.mapping:
             if required or default is ...:
@@ -169,10 +172,9 @@ class Reader:
             return default
         value = self.mapping[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if bool not in kinds and isinstance(value, bool) and (int in kinds or float in kinds):
-            raise self.fail(key, f"expected {_names(kinds)}, got {_kind(value)}")
-        if not isinstance(value, kinds):
-            raise self.fail(key, f"expected {_names(kinds)}, got {_kind(value)}")
+        wrong = not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool) and (int in kinds or float in kinds))
+        if wrong:
+            raise self.fail(key, f"expected {_names(kinds)}, got {_kind(value, shown=not secret)}")
         return value
 
     def child(self, key: str, default: Any = ...) -> "Reader":
@@ -205,14 +207,14 @@ def show(value: Any) -> str:
     return _SHORT.repr(value)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, *, shown: bool = True) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {show(value)}"
+    return f"{type(value).__name__} {show(value)}" if shown else type(value).__name__
 
 
 def _names(kinds: tuple[type, ...]) -> str:

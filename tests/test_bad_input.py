@@ -123,6 +123,9 @@ BAD_CONFIGS = [
     pytest.param(edit(CONFIG, "${KLAVIYO_API_KEY}", "'pk_abc def'"), (),
                  "config.yaml:2: source.api_key: must be printable ASCII without spaces, line breaks or control characters",
                  id="api-key-with-space"),
+    # A key typed in place as a number: its type is named, never its digits (they may be the key).
+    pytest.param(edit(CONFIG, "${KLAVIYO_API_KEY}", "12345678901234567890"), (),
+                 "config.yaml:2: source.api_key: expected a string, got int", id="api-key-a-number"),
     pytest.param(edit(CONFIG, "${KLAVIYO_API_KEY}", "${KLAVIYO_KEY}"), (),
                  "config.yaml:2: source.api_key: environment variable KLAVIYO_KEY is not set", id="api-key-env-unset"),
     pytest.param(edit(CONFIG, "  segments: incremental\n", "  segment: incremental\n"), (),
