@@ -122,8 +122,10 @@ class Config:
 def _expand(value: str, reader: Reader, key: str, env: dict[str, str]) -> str:
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name not in env or env[name] == "":
+        if name not in env:
             raise reader.fail(key, f"environment variable {name} is not set")
+        if env[name] == "":  # set but empty (KLAVIYO_API_KEY= in an env file): not what a missing export needs
+            raise reader.fail(key, f"environment variable {name} is empty")
         return env[name]
 
     return _ENV_REF.sub(sub, value)

@@ -35,10 +35,10 @@ SPEC = (ROOT / "specs" / "klaviyo.yaml").read_text()
 
 
 def run_klx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, config: str | bytes,
-            spec: str = SPEC, args: tuple[str, ...] = ()) -> tuple[int, str, str]:
-    """`klx run config.yaml` in an empty folder; exit code, stdout, stderr."""
+            spec: str = SPEC, args: tuple[str, ...] = (), api_key: str = "pk_test_0123456789abcdef") -> tuple[int, str, str]:
+    """`klx run config.yaml` in an empty folder with KLAVIYO_API_KEY=`api_key`; exit code, stdout, stderr."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test_0123456789abcdef")
+    monkeypatch.setenv("KLAVIYO_API_KEY", api_key)
     Path("config.yaml").write_bytes(config if isinstance(config, bytes) else config.encode())
     Path("spec.yaml").write_text(spec)
     code = main(["run", "config.yaml", *args])
@@ -153,6 +153,12 @@ def test_bad_config_is_refused_before_anything_is_written(
 ) -> None:
     code, out, err = run_klx(tmp_path, monkeypatch, capsys, config, args=args)
     assert_refused(tmp_path, code, out, err, message)
+
+
+def test_an_api_key_variable_set_but_empty_is_called_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # KLAVIYO_API_KEY= in an env file: "not set" would send the user looking for a missing export.
+    code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, api_key="")
+    assert_refused(tmp_path, code, out, err, "config.yaml:2: source.api_key: environment variable KLAVIYO_API_KEY is empty")
 
 
 # (text replaced in specs/klaviyo.yaml, replacement, marker, message). The error must point at the
