@@ -120,6 +120,12 @@ class Config:
 
 
 def _expand(value: str, reader: Reader, key: str, env: dict[str, str]) -> str:
+    """`value` with each ${VAR} replaced from `env`; a `${` that does not open a whole ${VAR} is refused."""
+    if "${" in _ENV_REF.sub("", value):
+        # Sent as it stands, `${KLAVIYO_API_KEY` would reach Klaviyo as the key and come back a 401.
+        # The value is not shown: it may be a secret typed in place.
+        raise reader.fail(key, "a '${' without a variable name and its closing '}'; write ${VAR}")
+
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
