@@ -74,6 +74,18 @@ def test_dsn_connects_too(tmp_path: Path, pg_schema: str) -> None:
     dest.close()
 
 
+def test_dsn_beside_the_parts_it_stands_for_is_a_config_error(tmp_path: Path) -> None:
+    # libpq would let host override the dsn's host without a word: which server was meant is unknown.
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"},
+                           connection=["  dsn: postgresql://postgres@127.0.0.1:5432/test", "  host: localhost"])
+    with pytest.raises(ConfigError) as raised:
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+    assert str(raised.value) == (
+        f"{path}:10: destination.host: given with destination.dsn; say where to connect one way, "
+        "a dsn or host, port, user, password and database"
+    )
+
+
 def test_unreachable_server_is_a_warehouse_error_without_the_password(tmp_path: Path) -> None:
     require_postgres()
     path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=[

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 DIALECT = "postgres"
 OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "batch_scale")
+# Where to connect, said one way: a dsn, or these parts (libpq would quietly let a part override the dsn's).
+_DSN_PARTS = ("host", "port", "user", "password", "database")
 # COPY's CSV is what Arrow's CSV writer writes: UTF-8 whatever the connection's encoding, no header.
 _CSV = [
     exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("CSV")),
@@ -74,6 +76,13 @@ class PostgresDestination(SqlDestination):
             wanted = int if key in ("port", "connect_timeout") else str
             if not isinstance(_reveal(value), wanted):
                 raise ConfigError(f"destination.{key}: must be {'a number' if wanted is int else 'a string'}", where=option_where(config, key))
+        beside_dsn = [key for key in options if key in _DSN_PARTS] if "dsn" in options else []
+        if beside_dsn:
+            raise ConfigError(
+                f"destination.{beside_dsn[0]}: given with destination.dsn; say where to connect one way, "
+                "a dsn or host, port, user, password and database",
+                where=option_where(config, beside_dsn[0]),
+            )
         if "dsn" not in options and "database" not in options:
             raise ConfigError("destination.database: required for 'postgres' (or give a dsn)", where=config.where)
         connection = {
