@@ -7,6 +7,7 @@ is the line of the case's marker text in the edited file, so messages stay exact
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -296,6 +297,25 @@ def test_bad_spec_is_refused_before_anything_is_written(
     line = next(i for i, row in enumerate(spec.splitlines(), 1) if marker in row)
     code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, spec=spec)
     assert_refused(tmp_path, code, out, err, f"spec.yaml:{line}: {message}")
+
+
+# destination.type of an optional driver, the module it imports, the options it needs, the extra that installs it.
+DRIVERS = [
+    pytest.param("postgres", "psycopg", "  database: test\n", "postgres", id="postgres"),
+    pytest.param("snowflake", "snowflake.connector", "  account: a\n  user: u\n  password: p\n  database: d\n", "snowflake", id="snowflake"),
+]
+
+
+@pytest.mark.parametrize(("kind", "module", "options", "extra"), DRIVERS)
+def test_a_destination_whose_driver_is_not_installed_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, kind: str, module: str, options: str, extra: str
+) -> None:
+    # A plain `pip install klx` has no psycopg or snowflake-connector-python: None in sys.modules makes the import fail.
+    monkeypatch.setitem(sys.modules, module, None)
+    config = edit(CONFIG, "  type: duckdb\n  path: out.duckdb\n", f"  type: {kind}\n{options}")
+    code, out, err = run_klx(tmp_path, monkeypatch, capsys, config)
+    assert_refused(tmp_path, code, out, err, f"config.yaml:7: destination.type: {kind!r} needs the {module} driver, which is not installed"
+                                             f"\n  hint: pip install 'klx[{extra}]'")
 
 
 def test_there_are_at_least_forty_bad_input_cases() -> None:

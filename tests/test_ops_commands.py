@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +148,24 @@ def test_check_reports_a_destination_it_cannot_open(sim: Simulator, tmp_path: Pa
     assert main(["check", str(config)]) == 4
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith(f"FAIL destination              cannot open DuckDB database {str(tmp_path / 'no' / 'such' / 'x.duckdb')!r}")
+
+
+def test_check_reports_a_missing_driver_on_its_destination_line_with_exit_2(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    config.write_text(config.read_text().replace(f"  type: duckdb\n  path: {tmp_path / 'x.duckdb'}\n", "  type: postgres\n  database: test\n"))
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # a plain `pip install klx`, without the postgres extra
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["check", str(config)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        f"ok   config and spec          {config}: 1 resources; spec klaviyo.yaml",
+        f"ok   API key                  {sim.url} accepted the key (GET /api/lists)",
+        "ok   scope lists              lists:read",
+    ]
+    assert lines[3:] == [
+        f"FAIL destination              {config}:6: destination.type: 'postgres' needs the psycopg driver, which is not installed"
+        " (hint: pip install 'klx[postgres]')"
+    ]
 
 
 def test_check_stops_at_a_bad_config_with_exit_2(tmp_path: Path, capsys) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Mapping, Protocol
 
 from engine.destinations.base import Destination
@@ -45,6 +47,23 @@ def build_destination(config: DestinationConfig) -> Destination:
         known = ", ".join(sorted(DESTINATIONS))
         raise ConfigError(f"destination.type: unknown {config.type!r}; known: {known}", where=config.where)
     return DESTINATIONS[config.type].from_config(config)
+
+
+def import_driver(config: DestinationConfig, module: str, extra: str) -> ModuleType:
+    """The driver `module` of destination `config.type`; a ConfigError naming the extra that installs it if absent.
+
+    Drivers are optional extras: a plain `pip install klx` has DuckDB only.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        missing = isinstance(err, ModuleNotFoundError) and err.name is not None and (module + ".").startswith(err.name + ".")
+        why = "is not installed" if missing else f"cannot be imported ({err})"
+        raise ConfigError(
+            f"destination.type: {config.type!r} needs the {module} driver, which {why}",
+            where=config.where,
+            hint=f"pip install 'klx[{extra}]'",
+        ) from err
 
 
 def option_where(config: DestinationConfig, key: str) -> str:

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, option_where
+from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -69,6 +69,7 @@ class PostgresDestination(SqlDestination):
     @classmethod
     def from_config(cls, config: DestinationConfig) -> PostgresDestination:
         """Validate the connection keys (`dsn`, or host/port/user/password/database) and `schema`, then connect."""
+        import_driver(config, "psycopg", "postgres")
         check_options(config, allowed=OPTIONS)
         batch_scale = batch_scale_option(config, cls.batch_scale)
         options = {key: value for key, value in config.options.items() if key != "batch_scale"}

@@ -14,7 +14,9 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, batch_scale_option, check_options, config_relative, destination, option_where
+from engine.destinations import (
+    DestinationConfig, batch_scale_option, check_options, config_relative, destination, import_driver, option_where,
+)
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination, _first_line
 from engine.errors import ConfigError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -75,6 +77,7 @@ class SnowflakeDestination(SqlDestination):
     @classmethod
     def from_config(cls, config: DestinationConfig) -> SnowflakeDestination:
         """Validate account/user with a password or a key pair, warehouse/database/schema/role; then connect."""
+        import_driver(config, "snowflake.connector", "snowflake")
         check_options(config, allowed=OPTIONS, required=("account", "user", "database"))
         batch_scale = batch_scale_option(config, cls.batch_scale)
         options = {key: _reveal(value) for key, value in config.options.items() if key != "batch_scale"}
