@@ -146,6 +146,10 @@ BAD_CONFIGS = [
     pytest.param(edit(CONFIG, "segments_profiles: full_refresh", "segments_profiles: incremental"), (),
                  "config.yaml:13: resources.segments_profiles: incremental is not supported; use full_refresh",
                  id="unsupported-sync-mode"),
+    # The report is written after the sync: a path that cannot take it is refused before anything is read.
+    pytest.param(CONFIG, ("--report", "/proc/nope/r.json"), "--report /proc/nope/r.json: folder /proc/nope does not exist",
+                 id="report-folder-missing"),
+    pytest.param(CONFIG, ("--report", "/tmp"), "--report /tmp: is a folder; name a file in it, e.g. /tmp/run.json", id="report-a-folder"),
     pytest.param(CONFIG, ("--streams", "profile"),
                  "--streams: 'profile' is not among the resources in config.yaml; did you mean 'profiles'?", id="streams-typo"),
     pytest.param(CONFIG, ("--streams", "events"),
@@ -297,6 +301,37 @@ def test_bad_spec_is_refused_before_anything_is_written(
     line = next(i for i, row in enumerate(spec.splitlines(), 1) if marker in row)
     code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, spec=spec)
     assert_refused(tmp_path, code, out, err, f"spec.yaml:{line}: {message}")
+
+
+@pytest.mark.parametrize("how", ["chmod", "simulated"])
+def test_a_report_in_a_read_only_folder_is_refused_before_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, how: str
+) -> None:
+    import builtins
+    import os
+
+    if how == "chmod" and os.geteuid() == 0:
+        pytest.skip("root writes through chmod 0555; the simulated case covers it")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    if how == "chmod":
+        folder.chmod(0o555)
+    else:
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):
+            if Path(file).parent == folder:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+    try:
+        code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, args=("--report", str(folder / "r.json")))
+    finally:
+        folder.chmod(0o755)
+    assert (code, out, err) == (2, "", f"error: --report {folder / 'r.json'}: cannot write it: Permission denied\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("klx.lock")) == ["config.yaml", "reports", "spec.yaml"]
+    assert list(folder.iterdir()) == []
 
 
 # destination.type of an optional driver, the module it imports, the options it needs, the extra that installs it.

@@ -37,6 +37,8 @@ def sync_once(
 ) -> RunSummary:
     """Run one sync; LockedError (before anything runs) if another process holds the config's lock."""
     out, err = out or sys.stdout, err or sys.stderr
+    if report is not None:
+        check_report_path(report)
     guard = RunLock.for_config(config.path, config.destination.table_prefix) if lock else None
     if guard is not None:
         guard.acquire()
@@ -99,6 +101,22 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
             _keep(config, record, err)
         if report is not None:
             report.write_text(json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def check_report_path(report: Path) -> None:
+    """Refuse a --report file that cannot be written, before the sync rather than after it has committed."""
+    if report.is_dir():
+        raise ConfigError(f"--report {report}: is a folder; name a file in it, e.g. {report / 'run.json'}")
+    if not report.parent.is_dir():
+        raise ConfigError(f"--report {report}: folder {report.parent} does not exist")
+    existed = report.exists()
+    try:
+        with open(report, "a"):  # appends nothing: an existing report stays as it is until the run replaces it
+            pass
+    except OSError as failure:
+        raise ConfigError(f"--report {report}: cannot write it: {failure.strerror}") from failure
+    if not existed:
+        report.unlink(missing_ok=True)  # no empty report left behind should the run not get to write one
 
 
 def _keep(config: Config, record: RunRecord, err: TextIO) -> None:
