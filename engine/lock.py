@@ -9,8 +9,9 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
-from .errors import KlxError, LockedError
+from .errors import ConfigError, KlxError, LockedError
 
 __all__ = ["LockedError", "RunLock"]
 
@@ -34,9 +35,24 @@ class RunLock:
         what = f"{config_path} (table prefix {table_prefix!r})" if table_prefix else str(config_path)
         return cls(config_path.parent / name, what)
 
+    def check(self) -> None:
+        """Raise the ConfigError acquire() would if the lock file cannot be opened (klx check); takes no lock."""
+        self._open().close()
+
+    def _open(self) -> TextIO:
+        # Not LockedError (exit 5, "another sync is running", skipped by a schedule): a folder klx cannot
+        # write in is a setup mistake that waiting never fixes, like a bad config (exit 2).
+        try:
+            return open(self.path, "a+")
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create or open the lock file {self.path.name} in {self.path.parent}: {err.strerror}",
+                hint=f"klx keeps its lock beside the config: let the user klx runs as write in {self.path.parent} (and to {self.path.name} if it exists)",
+            ) from err
+
     def acquire(self) -> None:
         """Take the lock or raise LockedError naming the process that holds it."""
-        handle = open(self.path, "a+")
+        handle = self._open()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -49,7 +65,9 @@ class RunLock:
             ) from None
         except OSError as err:
             handle.close()
-            raise KlxError(f"cannot lock {self.path}: {err.strerror}", hint="the config's folder must be writable") from err
+            raise ConfigError(
+                f"cannot lock {self.path}: {err.strerror}", hint="keep the config on a local file system that supports fcntl locks"
+            ) from err
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         handle.seek(0)
         handle.truncate()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import dataclasses
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 import pytest
@@ -82,3 +84,28 @@ def shared_file(path: Path) -> Path:
         pytest.skip(message)
     return path
 
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`folder` refusing new files: by chmod 0555 (`how` "chmod"; skipped as root, who writes through it) or
+    by open() raising PermissionError for any file in it ("simulated"; pathlib's reads do not go through it)."""
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("root writes through chmod 0555; the simulated variant covers this")
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    real_open = builtins.open
+
+    def refusing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, os.PathLike)) and Path(file).parent == folder:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(builtins, "open", refusing_open)
+        yield

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from tests.klx_testing import ROOT
+from tests.klx_testing import ROOT, read_only_folder
 
 TODAY = datetime.now(timezone.utc).date().isoformat()
 CONFIG = """\
@@ -307,28 +307,10 @@ def test_bad_spec_is_refused_before_anything_is_written(
 def test_a_report_in_a_read_only_folder_is_refused_before_the_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, how: str
 ) -> None:
-    import builtins
-    import os
-
-    if how == "chmod" and os.geteuid() == 0:
-        pytest.skip("root writes through chmod 0555; the simulated case covers it")
     folder = tmp_path / "reports"
     folder.mkdir()
-    if how == "chmod":
-        folder.chmod(0o555)
-    else:
-        real_open = builtins.open
-
-        def refusing_open(file, *args, **kwargs):
-            if Path(file).parent == folder:
-                raise PermissionError(13, "Permission denied", str(file))
-            return real_open(file, *args, **kwargs)
-
-        monkeypatch.setattr(builtins, "open", refusing_open)
-    try:
+    with read_only_folder(folder, how, monkeypatch):
         code, out, err = run_klx(tmp_path, monkeypatch, capsys, CONFIG, args=("--report", str(folder / "r.json")))
-    finally:
-        folder.chmod(0o755)
     assert (code, out, err) == (2, "", f"error: --report {folder / 'r.json'}: cannot write it: Permission denied\n")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("klx.lock")) == ["config.yaml", "reports", "spec.yaml"]
     assert list(folder.iterdir()) == []

@@ -16,7 +16,7 @@ from engine.destinations.duckdb import DuckDBDestination
 from engine.state import encode_state, mark_unresolved
 from klaviyo_sim import Simulator
 from tests.hostile_api import HostileApi, send
-from tests.klx_testing import SIM_NOW, default_modes, rows, write_config
+from tests.klx_testing import SIM_NOW, default_modes, read_only_folder, rows, write_config
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_check_passes_every_line_against_the_simulator(sim: Simulator, tmp_path:
     assert lines[0] == f"ok   config and spec          {config}: 10 resources; spec klaviyo.yaml"
     assert lines[1] == f"ok   API key                  {sim.url} accepted the key (GET /api/campaigns)"
     assert [line.split()[:3] for line in lines[2:12]] == [["ok", "scope", name] for name in default_modes()]
-    assert lines[-1] == f"ok   destination              duckdb {tmp_path / 'x.duckdb'} opened and writable"
+    assert lines[-2] == f"ok   destination              duckdb {tmp_path / 'x.duckdb'} opened and writable"
+    assert lines[-1] == f"ok   lock                     {tmp_path / '.config-kl_.yaml.kl_klx.lock'} writable"
     assert rows(tmp_path / "x.duckdb", "select * from kl_klx_state") == []  # the write was rolled back
 
 
@@ -146,7 +147,7 @@ def test_check_reports_a_destination_it_cannot_open(sim: Simulator, tmp_path: Pa
     config = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "no" / "such" / "x.duckdb")
     monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
     assert main(["check", str(config)]) == 4
-    last = capsys.readouterr().out.splitlines()[-1]
+    last = capsys.readouterr().out.splitlines()[-2]
     assert last.startswith(f"FAIL destination              cannot open DuckDB database {str(tmp_path / 'no' / 'such' / 'x.duckdb')!r}")
 
 
@@ -162,10 +163,27 @@ def test_check_reports_a_missing_driver_on_its_destination_line_with_exit_2(sim:
         f"ok   API key                  {sim.url} accepted the key (GET /api/lists)",
         "ok   scope lists              lists:read",
     ]
-    assert lines[3:] == [
+    assert lines[3] == (
         f"FAIL destination              {config}:6: destination.type: 'postgres' needs the psycopg driver, which is not installed"
         " (hint: pip install 'klx[postgres]')"
-    ]
+    )
+    assert lines[4].startswith("ok   lock ")
+
+
+@pytest.mark.parametrize("how", ["chmod", "simulated"])
+def test_check_reports_a_config_folder_it_cannot_create_the_lock_in(sim: Simulator, tmp_path: Path, monkeypatch, capsys, how: str) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = write_config(folder, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    with read_only_folder(folder, how, monkeypatch):
+        assert main(["check", str(config)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("ok   destination ")
+    assert lines[-1] == (
+        f"FAIL lock                     cannot create or open the lock file .config-kl_.yaml.kl_klx.lock in {folder}: Permission denied"
+        f" (hint: klx keeps its lock beside the config: let the user klx runs as write in {folder} (and to .config-kl_.yaml.kl_klx.lock if it exists))"
+    )
 
 
 def test_check_stops_at_a_bad_config_with_exit_2(tmp_path: Path, capsys) -> None:

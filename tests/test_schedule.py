@@ -13,10 +13,11 @@ import pytest
 from engine.cli import main
 from engine.commands import schedule as schedule_cmd
 from engine.config import Config, ScheduleConfig
+from engine.errors import ConfigError
 from engine.lock import LockedError, RunLock
 from engine.schedule import Scheduler, Stop, next_runs
 from klaviyo_sim import Simulator
-from tests.klx_testing import SIM_NOW, rows, write_config
+from tests.klx_testing import SIM_NOW, read_only_folder, rows, write_config
 
 UTC = timezone.utc
 
@@ -220,6 +221,34 @@ def test_second_lock_on_the_same_config_and_prefix_names_the_holder(tmp_path: Pa
     assert str(refused.value).startswith(f"{config} (table prefix 'kl_') is already being synced by pid {os.getpid()} on ")
     assert refused.value.exit_code == 5
     RunLock.for_config(config, "kl_").acquire()  # released on exit
+
+
+@pytest.mark.parametrize("how", ["chmod", "simulated"])
+def test_run_in_a_config_folder_it_cannot_write_exits_2_naming_the_folder(tmp_path: Path, monkeypatch, capsys, how: str) -> None:
+    # systemd's User=klx with a root-owned /etc/klx: the lock file cannot be created beside the config.
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = schedule_config(folder, "  type: manual\n", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    with read_only_folder(folder, how, monkeypatch):
+        assert main(["run", str(config)]) == 2
+    assert capsys.readouterr() == ("", (
+        f"error: cannot create or open the lock file .config-kl_.yaml.kl_klx.lock in {folder}: Permission denied\n"
+        f"  hint: klx keeps its lock beside the config: let the user klx runs as write in {folder} (and to .config-kl_.yaml.kl_klx.lock if it exists)\n"
+    ))
+    assert sorted(p.name for p in folder.iterdir()) == ["config-kl_.yaml"]
+
+
+def test_schedule_refuses_a_config_folder_it_cannot_write_before_its_first_tick(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = schedule_config(folder, "  type: basic\n  every: 15m\n", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    stop, ticks = Stop(), []
+    with read_only_folder(folder, "simulated", monkeypatch), pytest.raises(ConfigError) as refused:
+        schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=ticks.append, max_runs=1)
+    assert refused.value.message == f"cannot create or open the lock file .config-kl_.yaml.kl_klx.lock in {folder}: Permission denied"
+    assert ticks == []
 
 
 def test_run_exits_5_while_another_run_holds_the_lock(tmp_path: Path, monkeypatch, capsys) -> None:

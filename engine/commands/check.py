@@ -1,6 +1,6 @@
 """`klx check`: is everything in place before the first sync? Config and spec, one authenticated call, each
-selected resource's scope (one small request each), the destination opened and writable. One line per check;
-an unreachable host fails in seconds naming the host and the cause."""
+selected resource's scope (one small request each), the destination opened and writable, the run's lock file
+creatable beside the config. One line per check; an unreachable host fails in seconds naming the host and the cause."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..config import Config
 from ..destinations import build_destination
 from ..errors import ApiError, ConfigError, KlxError
 from ..http import HttpClient
+from ..lock import RunLock
 from ..plan import build_plan, load_spec
 from ..spec import Spec, StreamSpec
 
@@ -84,6 +85,14 @@ def check(config_path: Path, *, out: TextIO | None = None) -> int:
     except KlxError as err:
         failures.append(err)
         line(False, "destination", _one_line(err))
+
+    lock = RunLock.for_config(config.path, config.destination.table_prefix)
+    try:
+        lock.check()  # `klx run` creates it beside the config: a folder it cannot write in stops every run
+        line(True, "lock", f"{lock.path} writable")
+    except KlxError as err:
+        failures.append(err)
+        line(False, "lock", _one_line(err))
     return failures[0].exit_code if failures else 0
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 from ..config import Config
 from . import config_without_secrets
 from ..errors import KlxError, json_line
-from ..lock import LockedError
+from ..lock import LockedError, RunLock
 from ..plan import load_spec
 from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
 from .sync import sync_once
@@ -34,6 +34,7 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
     next_run(config_without_secrets(config_path).schedule, clock.now())  # a manual schedule refuses first
     config = Config.from_yaml(config_path)
     load_spec(config)  # refuse a bad spec or resource now, not at every tick
+    RunLock.for_config(config.path, config.destination.table_prefix).check()  # likewise a folder the lock cannot go in
     sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose))
     interrupted = False
     syncing = False
