@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from .errors import ConfigError, KlxError, LockedError
+from .errors import ConfigError, LockedError
 
 __all__ = ["LockedError", "RunLock"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from tests.klx_testing import ROOT, read_only_folder
+from tests.klx_testing import ROOT, READ_ONLY_WAYS, read_only_folder
 
 TODAY = datetime.now(timezone.utc).date().isoformat()
 CONFIG = """\
@@ -303,7 +303,7 @@ def test_bad_spec_is_refused_before_anything_is_written(
     assert_refused(tmp_path, code, out, err, f"spec.yaml:{line}: {message}")
 
 
-@pytest.mark.parametrize("how", ["chmod", "simulated"])
+@pytest.mark.parametrize("how", READ_ONLY_WAYS)
 def test_a_report_in_a_read_only_folder_is_refused_before_the_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, how: str
 ) -> None:

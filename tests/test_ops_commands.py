@@ -16,7 +16,7 @@ from engine.destinations.duckdb import DuckDBDestination
 from engine.state import encode_state, mark_unresolved
 from klaviyo_sim import Simulator
 from tests.hostile_api import HostileApi, send
-from tests.klx_testing import SIM_NOW, default_modes, read_only_folder, rows, write_config
+from tests.klx_testing import SIM_NOW, default_modes, READ_ONLY_WAYS, read_only_folder, rows, write_config
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_check_reports_a_missing_driver_on_its_destination_line_with_exit_2(sim:
     assert lines[4].startswith("ok   lock ")
 
 
-@pytest.mark.parametrize("how", ["chmod", "simulated"])
+@pytest.mark.parametrize("how", READ_ONLY_WAYS)
 def test_check_reports_a_config_folder_it_cannot_create_the_lock_in(sim: Simulator, tmp_path: Path, monkeypatch, capsys, how: str) -> None:
     folder = tmp_path / "etc"
     folder.mkdir()

@@ -17,7 +17,7 @@ from engine.errors import ConfigError
 from engine.lock import LockedError, RunLock
 from engine.schedule import Scheduler, Stop, next_runs
 from klaviyo_sim import Simulator
-from tests.klx_testing import SIM_NOW, read_only_folder, rows, write_config
+from tests.klx_testing import SIM_NOW, READ_ONLY_WAYS, read_only_folder, rows, write_config
 
 UTC = timezone.utc
 
@@ -223,7 +223,7 @@ def test_second_lock_on_the_same_config_and_prefix_names_the_holder(tmp_path: Pa
     RunLock.for_config(config, "kl_").acquire()  # released on exit
 
 
-@pytest.mark.parametrize("how", ["chmod", "simulated"])
+@pytest.mark.parametrize("how", READ_ONLY_WAYS)
 def test_run_in_a_config_folder_it_cannot_write_exits_2_naming_the_folder(tmp_path: Path, monkeypatch, capsys, how: str) -> None:
     # systemd's User=klx with a root-owned /etc/klx: the lock file cannot be created beside the config.
     folder = tmp_path / "etc"
