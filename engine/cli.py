@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import CleanFormatter, JsonLogFormatter, KlxError, clean, json_line, scrub
+from .errors import CleanFormatter, JsonLogFormatter, KlxError, clean, json_error, json_line, scrub
 from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
@@ -97,9 +97,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except KlxError as err:
         _traceback(args)
         if args.log_format == "json":
-            where = {"where": err.where} if err.where else {}
-            hint = {"hint": err.hint} if err.hint else {}
-            print(json_line("error", message=err.message, **where, **hint, exit_code=err.exit_code), file=sys.stderr)
+            print(json_error("error", err, exit_code=err.exit_code), file=sys.stderr)
         else:
             print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TextIO
 
-from .errors import clean, json_line
+from .errors import clean, json_error
 from .history import RunRecord
 from .run import RunSummary, StreamSummary
 
@@ -76,9 +76,7 @@ def print_failures(summary: RunSummary, err: TextIO, log_format: str = "text") -
         # Shown only with --debug (it turns the klx loggers to DEBUG); the formatter masks and scrubs it.
         log.debug("stream %s failed", s.stream, exc_info=(type(s.error), s.error, s.error.__traceback__))
         if log_format == "json":
-            where = {"where": s.error.where} if s.error.where else {}
-            hint = {"hint": s.error.hint} if s.error.hint else {}
-            print(json_line("stream error", stream=s.stream, message=s.error.message, **where, **hint), file=err)
+            print(json_error("stream error", s.error, stream=s.stream), file=err)
         else:
             print(failure_line(s), file=err)
 

@@ -64,7 +64,7 @@ class JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line."""
         line = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ts": log_time(datetime.fromtimestamp(record.created, timezone.utc)),
             "event": "log",
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -75,10 +75,22 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line)
 
 
+def log_time(moment: datetime) -> str:
+    """A log line's timestamp: UTC, to the second (2026-11-30T09:00:10Z)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def json_line(event: str, **fields: object) -> str:
     """One JSON object for --log-format json (ts, event, then `fields`), its text values cleaned."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = log_time(datetime.now(timezone.utc))
     return json.dumps({"ts": now, "event": event, **{k: clean(v, 2000) if isinstance(v, str) else v for k, v in fields.items()}})
+
+
+def json_error(event: str, err: "KlxError", **fields: object) -> str:
+    """json_line of an error: its message, and its place and hint when it has them."""
+    place = {"where": err.where} if err.where else {}
+    hint = {"hint": err.hint} if err.hint else {}
+    return json_line(event, **fields, message=err.message, **place, **hint)
 
 
 class KlxError(Exception):

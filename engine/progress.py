@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TextIO
 
+from .errors import log_time
+
 log = logging.getLogger("klx.progress")
 HEARTBEAT_SECONDS = 10.0  # off a terminal, each running stream is logged at least this often
 REDRAW_SECONDS = 0.5
@@ -162,7 +164,7 @@ class View:
 
 
 def _utc(now: Callable[[], datetime]) -> str:
-    return now().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return log_time(now())
 
 
 class LogView(View):
