@@ -33,31 +33,39 @@ def first_page_then_hang(api_holder: list[HostileApi]):
     return respond
 
 
-def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path) -> None:
+def signalled_while_hung(tmp_path: Path, sig: signal.Signals) -> tuple[subprocess.CompletedProcess[str], float, Path]:
+    """`klx run` of metrics, sent `sig` while page 2 hangs (page 1's records in the open batch): what it printed and
+    returned, seconds from the signal to its exit, and its database."""
     holder: list[HostileApi] = []
     with HostileApi(first_page_then_hang(holder)) as api:
         holder.append(api)
         database = tmp_path / "x.duckdb"
         config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
         env = {**os.environ, "KLAVIYO_API_KEY": KEY}
+        command = [sys.executable, "-m", "engine.cli", "run", str(config)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # A test run started in the background (`cmd &` without job control) ignores SIGINT, and an exec'd
             # child inherits that: give klx the disposition a terminal user's klx has.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL),
         )
         try:
             wait_for(lambda: len(api.hits) == 2, 30)  # page 2 is hanging now
             time.sleep(0.2)
             sent = time.monotonic()
-            process.send_signal(signal.SIGINT)
+            process.send_signal(sig)
             out, err = process.communicate(timeout=60)
             took = time.monotonic() - sent
         finally:
             process.kill()
-    assert process.returncode == 130
+    return subprocess.CompletedProcess(command, process.returncode, out, err), took, database
+
+
+def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path) -> None:
+    done, took, database = signalled_while_hung(tmp_path, signal.SIGINT)
+    assert done.returncode == 130
     # stderr also carries the progress log lines (a pipe is not a terminal); the last line is the verdict.
-    assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
+    assert done.stderr.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in done.stderr
     # The hung request is cut, not waited for: its deadline is 120 s. Well under a second on a quiet machine;
     # the bound leaves room for a loaded one (5.4 s seen at load 30) without admitting the deadline.
     assert took < 30
@@ -68,26 +76,10 @@ def test_first_ctrl_c_stops_a_hung_request_at_once_and_rolls_back(tmp_path: Path
 def test_sigterm_ends_a_run_as_ctrl_c_does_with_its_summary_and_history_row(tmp_path: Path) -> None:
     # systemd, Kubernetes, Airflow and `timeout` send SIGTERM; by default it killed klx run with exit 143, no
     # summary and no klx_runs row.
-    holder: list[HostileApi] = []
-    with HostileApi(first_page_then_hang(holder)) as api:
-        holder.append(api)
-        database = tmp_path / "x.duckdb"
-        config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
-        env = {**os.environ, "KLAVIYO_API_KEY": KEY}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-        )
-        try:
-            wait_for(lambda: len(api.hits) == 2, 30)  # page 2 is hanging now
-            time.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
-    assert process.returncode == 130, err
-    assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
-    assert "metrics" in out  # the summary
+    done, _, database = signalled_while_hung(tmp_path, signal.SIGTERM)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in done.stderr
+    assert "metrics" in done.stdout  # the summary
     [run] = rows(database, "select run_status, stream, status from kl_klx_runs")
     assert (run["run_status"], run["stream"], run["status"]) == ("interrupted", "metrics", "failed")
     assert rows(database, "select table_name from information_schema.tables where table_name like '%rudder_metrics%'") == []
