@@ -33,7 +33,7 @@ class StreamEstimate:
     partitions: int  # request sequences the spec's partitions make (1 without any)
     windows: int  # time slices of the cursor range over all partitions (engine/slices.py); 0: not sliced
     since: datetime | None  # the earliest lower bound over its partitions; None: the whole source
-    backfill_since: datetime | None  # the same, leaving out reads from the epoch by design (global_exclusions' suppressed)
+    backfill_since: datetime | None  # the same, leaving out reads the spec starts at the epoch (cursor.start: epoch)
     records: int | None  # None: no earlier data to estimate from
     basis: str  # how `records` was estimated
     requests: int
@@ -77,7 +77,7 @@ def _stream(spec: Spec, plan: StreamPlan, state: dict[str, Any], destination: An
     stream, api = plan.stream, spec.api
     bounds = [p.lower_bound for p in plan.partitions if p.lower_bound is not None]
     since = min(bounds) if bounds else None
-    # A read the spec starts at the epoch (every suppression, whatever start_date) is as large as what it filters
+    # A read the spec starts at the epoch (every record it filters for, whatever start_date) is as large as what it filters
     # for, not as the days since 1970, and a later start_date would not shorten it: no backfill by days.
     dated = [p.lower_bound for p in plan.partitions if p.lower_bound is not None and not p.from_epoch]
     backfill_since = min(dated) if dated else None
