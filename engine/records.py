@@ -61,9 +61,20 @@ class RecordReader:
             )
         return records
 
-    def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
+    def records(self, body: Any, raw: list[Any], extra: dict[str, Any]) -> list[dict[str, Any] | Rejected]:
         """Normalised records with `extra` columns (parent keys, partitions) set, or Rejected for an unusable item."""
         included = _Included(self._included(body) if self.jsonapi and (self.stream.include or self.related) else {})
+        if self.jsonapi and _DICT_ONLY == set(map(type, raw)):  # the usual page: no item to refuse, in one pass
+            normalise = self._normalise
+            records = [normalise(item, included) for item in raw]
+            if extra:
+                for record in records:
+                    if record.__class__ is dict:
+                        record.update(extra)
+            return records
+        return list(self._each_record(raw, included, extra))
+
+    def _each_record(self, raw: list[Any], included: _Included, extra: dict[str, Any]) -> Iterator[dict[str, Any] | Rejected]:
         for item in raw:
             if not isinstance(item, dict):
                 yield Rejected(f"a record that is {_kind(item)}, not an object")
@@ -85,6 +96,17 @@ class RecordReader:
             return bool(self.filter(record))
         except JMESPathError:  # e.g. a function given a value of the wrong type: the filter cannot keep it
             return False
+
+    def all_kept(self, records: list[dict[str, Any] | Rejected]) -> bool:
+        """Whether every one of `records` is a record (none Rejected) that the stream keeps (no record filter)
+        with a primary key of non-blank strings: key_problem None for each, told for the page at once."""
+        if self.filter is not None or (records and _DICT_ONLY != set(map(type, records))):
+            return False
+        for field in self.stream.primary_key:
+            values = [record.get(field) for record in records]  # type: ignore[union-attr]
+            if values and (_STR_ONLY != set(map(type, values)) or not all(map(str.strip, values))):
+                return False
+        return True
 
     def key_problem(self, record: dict[str, Any]) -> str | None:
         """Why `record` has no usable primary key (missing, null, empty, or not a string or number), or None."""
@@ -200,6 +222,7 @@ class RecordReader:
         return columns
 
 
+_DICT_ONLY, _STR_ONLY = {dict}, {str}
 _NOTHING_RELATED: dict[str, Any] = {}  # what derived columns that never read included resources are given
 
 

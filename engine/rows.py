@@ -176,6 +176,21 @@ class RowBuilder:
         if len(self.pending) >= SETTLE_ROWS:
             self._settle()
 
+    def add_all(self, records: list[dict[str, Any]], received_at: datetime, size: int = 0) -> None:
+        """add() each of `records` (`size` response bytes each), in order."""
+        done = 0
+        while done < len(records):
+            taken = records[done : done + SETTLE_ROWS - len(self.pending)]  # settled where add() settles them
+            if received_at is not self._at:
+                self._at = received_at
+                self.received.append((self.count, received_at))
+            self.pending += taken
+            self.count += len(taken)
+            self.nbytes += size * len(taken)
+            done += len(taken)
+            if len(self.pending) >= SETTLE_ROWS:
+                self._settle()
+
     def _settle(self) -> None:
         """Put the pending records' values into the column lists: in bulk, exactly as _add would one record after
         another, or through _add where a key is not a string or a value not one of JSON's types."""
