@@ -145,11 +145,19 @@ class ColumnMap:
 
 
 class RowBuilder:
-    """Collects records of one stream into column lists and hands them over as Arrow batches."""
+    """Collects records of one stream into column lists and hands them over as Arrow batches.
 
-    def __init__(self, columns: ColumnMap, depth: int) -> None:
+    A path gets its column with its first value that is not null, as RudderStack's loader made columns: a
+    field null in every record read so far has none (it would hold only nulls), and a field that is null in
+    some records and an object in others (campaigns' tracking_options: null on SMS and push) has only the
+    columns its objects flatten into. The columns the spec declares (`declared`: derived and include columns)
+    get theirs at first sight, null or not, as the key and the cursor are named before any record (StreamSync).
+    """
+
+    def __init__(self, columns: ColumnMap, depth: int, declared: Iterable[str] = ()) -> None:
         self.map = columns
         self.depth = depth
+        self.declared = {(name,) for name in declared}
         # Column-wise from the start: each path's values, one per row so far (None where a row lacks it), held by
         # a tree of slots keyed by the record's own keys, so a value finds its column without building its path.
         self.root = _Slot((), nested=True)
@@ -203,11 +211,16 @@ class RowBuilder:
             for row, record in enumerate(records, first):
                 self._add(self.root, record, row)
             return
-        # Columns are named on first sight, as _add names them: by the row that first holds each new path,
-        # then by the path's place among that row's values.
-        new = [path for path in leaves if path not in self.map.types]
+        # Columns are named on first sight, as _add names them: by the row that first holds a value at each new
+        # path, then by the path's place among that row's values. A path with only nulls so far gets none.
+        first_row = {
+            path: row
+            for path in leaves
+            if path not in self.map.types
+            and (row := _first_value(leaves[path]) if path not in self.declared else min(rows[0] for rows, _, _ in leaves[path])) is not None
+        }
+        new = list(first_row)
         if new:
-            first_row = {path: min(rows[0] for rows, _, _ in leaves[path]) for path in new}
             place: dict[tuple[int, Path], int] = {}
             for row in set(first_row.values()):
                 for n, path in enumerate(_leaf_paths(records[row - first], (), self.depth)):
@@ -215,7 +228,8 @@ class RowBuilder:
             for path in sorted(new, key=lambda p: (first_row[p], place[(first_row[p], p)])):
                 self.map.name(path)
         for path, chunks in leaves.items():
-            self._extend(self._path_slot(path), chunks, first, len(records))
+            if path in self.map.types:
+                self._extend(self._path_slot(path), chunks, first, len(records))
 
     def _extend(self, slot: _Slot, chunks: list[tuple[list[int], Any, set[type]]], first: int, count: int) -> None:
         """Append rows first..first+count-1 of `slot`'s column (chunks: the rows holding a value, those values and
@@ -334,6 +348,8 @@ class RowBuilder:
                 continue
             if column is None:  # the path's first value in this batch: its column (named on first sight ever)
                 if slot.path not in self.map.types:
+                    if value is None and slot.path not in self.declared:  # a path that has held nothing but null has no column
+                        continue
                     self.map.name(slot.path)
                 slot.settle(self.map.types[slot.path])
                 column = slot.values = [None] * row
@@ -445,6 +461,20 @@ def _leaves(records: list[dict[str, Any]], first: int, depth: int) -> dict[Path,
                 else:
                     out.setdefault(path, []).append((group_rows, values, classes))
     return out
+
+
+def _first_value(chunks: list[tuple[list[int], Any, set[type]]]) -> int | None:
+    """The first row of `chunks` (one path's, from _leaves) whose value is not null; None when all are."""
+    found = None
+    for rows, values, classes in chunks:
+        if _NONE not in classes:
+            row = rows[0]
+        elif len(classes) == 1:
+            continue
+        else:
+            row = next(row for row, value in zip(rows, values) if value is not None)
+        found = row if found is None else min(found, row)
+    return found
 
 
 def _leaf_paths(record: dict[str, Any], prefix: Path, depth: int) -> Iterator[Path]:

@@ -280,7 +280,8 @@ class StreamSync:
         saved = self.state.get("cursor", {}) if not self.replace else {}
         self.cursors: dict[str, str] = dict(saved)
         self.columns = ColumnMap(self.state.get("columns"), reserved=LOAD_COLUMNS)
-        self.rows = RowBuilder(self.columns, plan.api.flatten_depth)
+        declared = [*(self.stream.derived or {}), *(column for mapping in self.stream.include.values() for column in mapping.values())]
+        self.rows = RowBuilder(self.columns, plan.api.flatten_depth, declared)
         self.reader = RecordReader(plan.api, self.stream)
         # A replace load rebuilds the table, so only incremental loads need to delete what the filter drops.
         drop = self.stream.on_filter_miss == "delete" and not self.replace

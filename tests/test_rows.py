@@ -133,11 +133,29 @@ def test_mixed_values_in_one_column_are_converted_to_the_wider_type() -> None:
     assert (types["t"], rows["t"]) == (ColumnType.TEXT, [None, None, "x", "7"])
 
 
-def test_null_only_column_is_text_until_a_value_arrives() -> None:
-    _, types, columns = build([{"id": "a", "phone_number": None}])
-    assert types["phone_number"] is ColumnType.TEXT
-    _, types, _ = build([{"id": "b", "phone_number": 5}], saved=columns.to_state())
-    assert types["phone_number"] is ColumnType.BIGINT
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_a_field_gets_its_column_with_its_first_value_that_is_not_null(one_by_one: bool) -> None:
+    # As RudderStack's loader: no column of nulls alone. one_by_one: RowBuilder._add's way (a key that is not a
+    # string sends the batch there), else _settle's.
+    odd = {1: "x"} if one_by_one else {}
+    _, types, columns = build([{"id": "a", "phone_number": None, **odd}])
+    assert "phone_number" not in types and ("phone_number",) not in columns.columns
+    rows, types, columns = build([{"id": "b", "phone_number": None, **odd}, {"id": "c", "image": "i.png", "phone_number": 5}],
+                                 saved=columns.to_state())
+    assert (types["phone_number"], rows["phone_number"]) == (ColumnType.BIGINT, [None, 5])
+    assert list(types)[-2:] == ["image", "phone_number"]  # named in the order their first values came
+    # null in some records and an object in others (campaigns' tracking_options on SMS and on email): only the
+    # object's columns
+    rows, types, _ = build([{"id": "s", "tracking": None, **odd}, {"id": "e", "tracking": {"utm": True}}, {"id": "p", "tracking": None}])
+    assert "tracking" not in types and rows["tracking_utm"] == [None, True, None]
+
+
+def test_a_declared_column_is_made_at_first_sight_even_when_null() -> None:
+    builder = RowBuilder(ColumnMap(None, reserved=LOAD_COLUMNS), depth=3, declared=["from_email_0"])
+    builder.add({"id": "a", "from_email_0": None, "gone": None}, AT)
+    table, columns = builder.take(LOAD)
+    assert [(c.name, c.type) for c in columns[len(LOAD_COLUMNS):]] == [("id", ColumnType.TEXT), ("from_email_0", ColumnType.TEXT)]
+    assert table.column("from_email_0").to_pylist() == [None]
 
 
 def test_timestamps_become_aware_utc_datetimes() -> None:
@@ -245,7 +263,7 @@ def test_a_path_holding_an_object_in_some_records_and_a_value_in_others_fills_bo
     assert (types["p_a"], rows["p_a"]) == (ColumnType.BIGINT, [1, None, None, 2, None, None, None])
     assert (types["p"], rows["p"]) == (ColumnType.TEXT, [None, "x", None, None, "y", None, '["z"]'])
     assert (types["p_a_b"], rows["p_a_b"]) == (ColumnType.JSON, [None] * 5 + ["[1]", None])
-    assert rows["p_c"] == [None] * 7
+    assert "p_c" not in rows  # null wherever it came: no column
 
 
 def test_a_timestamp_read_twice_in_one_record_keeps_the_last_text() -> None:
