@@ -254,7 +254,8 @@ class HttpClient:
             except _Transient as failure:
                 wait = self._wait(attempt, failure.retry_after)
                 spent = self.clock() - started
-                if attempt >= retry.max_attempts or spent + wait > retry.total_seconds or self.watchdog.closed.is_set():
+                budget = FIRST_CONTACT_SECONDS if failure.unreachable and not self.answered.is_set() else retry.total_seconds
+                if attempt >= retry.max_attempts or spent + wait > budget or self.watchdog.closed.is_set():
                     error = failure.error
                     if attempt > 1:
                         error.message += f" (gave up after {attempt} attempts in {spent:.0f}s)"
@@ -310,10 +311,12 @@ class HttpClient:
                 elif isinstance(err, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
                     why, message = "response cut short", f"{name} cut the response to GET {shown} short (stream {stream})"
                 else:
-                    why = type(err).__name__
+                    why = transport_reason(err) or type(err).__name__
                     message = f"{name} unreachable on GET {shown} (stream {stream}): {why}"
                 self.events.request(stream, shown, None, time.monotonic() - began)
-                raise _Transient(why, ApiError(message, stream=stream, url=shown)) from err
+                unreachable = why == REFUSED or why.startswith(NO_NAME)
+                hint = "check source.base_url and the network; klx check CONFIG tries the connection" if unreachable else None
+                raise _Transient(why, ApiError(message, stream=stream, url=shown, hint=hint), unreachable=unreachable) from err
         finally:
             self.watchdog.finish(flight)
         status = response.status_code
@@ -450,11 +453,43 @@ class HttpClient:
 
 
 class _Transient(Exception):
-    """A failed attempt worth repeating; `error` is raised when no retry is left."""
+    """A failed attempt worth repeating; `error` is raised when no retry is left. `unreachable`: the host
+    refused the connection or its name did not resolve (transport_reason)."""
 
-    def __init__(self, why: str, error: ApiError, retry_after: float | None = None) -> None:
+    def __init__(self, why: str, error: ApiError, retry_after: float | None = None, unreachable: bool = False) -> None:
         super().__init__(why)
-        self.why, self.error, self.retry_after = why, error, retry_after
+        self.why, self.error, self.retry_after, self.unreachable = why, error, retry_after, unreachable
+
+
+def transport_reason(err: BaseException) -> str | None:
+    """Why a request reached no server, read from the exception and its causes: "connection refused", "DNS
+    lookup failed (...)", "TLS failed (...)" or "no answer"; None when none of these says."""
+    cause: BaseException | None = err
+    seen = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return REFUSED
+        if isinstance(cause, socket.gaierror):
+            return f"{NO_NAME} ({cause.strerror})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or cause})"
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return "no answer"
+        text = str(cause)
+        for marker, why in (("Connection refused", REFUSED), ("Name or service not known", NO_NAME), ("nodename nor servname", NO_NAME),
+                            ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"), ("SSL", "TLS failed"), ("timed out", "no answer")):
+            if marker in text:
+                return why
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+REFUSED, NO_NAME = "connection refused", "DNS lookup failed"
+# Before the API has answered once, a host that refuses connections or whose name does not resolve is given
+# this long (not the spec's whole retry budget, 80 s and more): a wrong base_url or a network that is down
+# says so in seconds, while a blip of a few seconds is still ridden out.
+FIRST_CONTACT_SECONDS = 15.0
 
 
 def parse_body(body: bytes) -> Any:

@@ -16,7 +16,7 @@ import pytest
 
 from engine.config import Secret, default_spec_path
 from engine.errors import ApiError
-from engine.http import HttpClient, retry_after_seconds
+from engine.http import FIRST_CONTACT_SECONDS, HttpClient, retry_after_seconds
 from engine.spec import Spec
 from tests.hostile_api import HostileApi, gzip_bomb, send, trickle, wait_for
 
@@ -156,10 +156,28 @@ def test_a_connection_error_on_the_last_attempt_is_an_api_error() -> None:
     clock = Clock()
     with pytest.raises(ApiError) as raised:
         get(client(f"http://127.0.0.1:{closed_port()}", clock, max_attempts=3))
-    assert str(raised.value) == (
-        f"Klaviyo unreachable on GET /api/metrics?page[size]=10 (stream metrics): ConnectionError (gave up after 3 attempts in {clock.now:.0f}s)"
+    assert raised.value.message == (
+        f"Klaviyo unreachable on GET /api/metrics?page[size]=10 (stream metrics): connection refused (gave up after 3 attempts in {clock.now:.0f}s)"
     )
+    assert raised.value.hint == "check source.base_url and the network; klx check CONFIG tries the connection"
     assert len(clock.slept) == 2
+
+
+@pytest.mark.parametrize("answered_before", [False, True])
+def test_a_refused_connection_before_the_api_ever_answered_gives_up_in_seconds_not_the_whole_budget(answered_before: bool) -> None:
+    # A wrong base_url or a network that is down: one line within FIRST_CONTACT_SECONDS, not after the spec's
+    # whole retry budget (8 attempts, some 80 s). Once the API has answered in this run, the full budget again.
+    clock = Clock()
+    http = client(f"http://127.0.0.1:{closed_port()}", clock, max_attempts=8, total_seconds=300, max_wait_seconds=60)
+    if answered_before:
+        http.answered.set()
+    with pytest.raises(ApiError) as raised:
+        get(http)
+    assert "connection refused (gave up after" in raised.value.message
+    if answered_before:
+        assert len(clock.slept) == 7 and clock.now > FIRST_CONTACT_SECONDS
+    else:
+        assert 1 <= len(clock.slept) < 7 and clock.now <= FIRST_CONTACT_SECONDS
 
 
 def cut_short(handler, hit) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
-import socket
-import ssl
 import sys
 from pathlib import Path
 from typing import Callable, TextIO
@@ -16,7 +14,7 @@ from urllib.parse import urlsplit
 from ..config import Config
 from ..destinations import build_destination
 from ..errors import ApiError, ConfigError, KlxError
-from ..http import HttpClient
+from ..http import HttpClient, transport_reason
 from ..lock import RunLock
 from ..plan import build_plan, load_spec
 from ..spec import Spec, StreamSpec
@@ -138,26 +136,10 @@ def _why(err: ApiError, base_url: str) -> str:
     if err.status is not None:
         return _one_line(err)
     host = urlsplit(base_url).netloc
-    cause: BaseException | None = err
-    seen = set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ConnectionRefusedError):
-            return f"cannot reach {host}: connection refused"
-        if isinstance(cause, socket.gaierror):
-            return f"cannot reach {host}: DNS lookup failed ({cause.strerror})"
-        if isinstance(cause, ssl.SSLError):
-            return f"cannot reach {host}: TLS failed ({cause.reason or cause})"
-        if isinstance(cause, (TimeoutError, socket.timeout)):
-            return f"cannot reach {host}: no answer within {CHECK_SECONDS:.0f}s"
-        text = str(cause)
-        for marker, why in (("Connection refused", "connection refused"), ("Name or service not known", "DNS lookup failed"),
-                            ("nodename nor servname", "DNS lookup failed"), ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
-                            ("SSL", "TLS failed"), ("timed out", f"no answer within {CHECK_SECONDS:.0f}s")):
-            if marker in text:
-                return f"cannot reach {host}: {why}"
-        cause = cause.__cause__ or cause.__context__
-    return f"cannot reach {host}: {err.message}"
+    why = transport_reason(err)
+    if why == "no answer":
+        why = f"no answer within {CHECK_SECONDS:.0f}s"
+    return f"cannot reach {host}: {why or err.message}"
 
 
 def _writable(destination: object) -> None:
