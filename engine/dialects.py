@@ -22,6 +22,9 @@ class Dialect:
     upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
     swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
     transactional_ddl: bool = True  # False: DDL commits the open transaction, so it runs before BEGIN
+    # True: a MERGE answers one row, (rows inserted, rows updated), as Snowflake's does; a load then reads its
+    # counts there rather than counting matches before the MERGE and the table's rows after it
+    merge_counts: bool = False
     # How rows are compared with a subquery's rows, `(a, b) IN (SELECT a, b ...)`, which some warehouses refuse
     # because a subquery after IN may return one column only: "tuple" (as written); "struct" (BigQuery: the
     # tuple is a STRUCT, and `SELECT AS STRUCT a, b` returns one); "exists" (Redshift: EXISTS (SELECT 1 FROM
@@ -68,6 +71,7 @@ DIALECTS: dict[str, Dialect] = {
             parse_json=True,
             swap="swap",
             transactional_ddl=False,
+            merge_counts=True,  # its MERGE returns "number of rows inserted", "number of rows updated"
         ),
         Dialect(
             name="bigquery",

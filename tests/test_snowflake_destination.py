@@ -186,17 +186,24 @@ def test_data_and_state_merges_share_one_commit_after_all_ddl(dest: Any) -> None
     recorder = Recorder(dest)
     columns = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
     run = dest.begin("profiles", PROFILES, replace=False)
-    run.write(batch(columns, [{"id": "b", "updated": ts(2), "email": None, "phone": "1"}]), columns, {"n": 2})
+    recorder.statements.clear()  # (begin counted the table's rows)
+    counts = run.write(batch(columns, [{"id": "b", "updated": ts(2), "email": None, "phone": "1"}]), columns, {"n": 2})
     kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
-    data = kinds.index("INSERT")  # a key new to the table (VARCHAR, reported as TEXT): no MERGE needed
-    assert kinds[data:data + 3] == ["INSERT", "MERGE", "<COMMIT>"]  # data INSERT, state MERGE, one commit
+    data = kinds.index("MERGE")  # into a table with rows: one MERGE, whose answer says what it inserted and updated
+    assert kinds[data:data + 3] == ["MERGE", "MERGE", "<COMMIT>"]  # data MERGE, state MERGE, one commit
     assert "ALTER" in kinds[:data] and "ALTER" not in kinds[data:]  # the new column came first
     assert "PUT" in kinds and "COPY" in kinds
+    assert (counts.inserted, counts.updated) == (1, 0)
+    assert not [s for s in recorder.statements if "COUNT(" in s.upper()]  # no count before or after the MERGE
     recorder.statements.clear()
-    run.write(batch(columns, [{"id": "a", "updated": ts(3), "email": None, "phone": "2"}]), columns, {"n": 3})
+    counts = run.write(batch(columns, [{"id": "a", "updated": ts(3), "email": None, "phone": "2"}]), columns, {"n": 3})
     kinds = [s.split(" ")[0] if s != "<COMMIT>" else s for s in recorder.statements if not s.startswith("SELECT")]
     data = kinds.index("MERGE")
     assert kinds[data:data + 3] == ["MERGE", "MERGE", "<COMMIT>"]  # a key in the table: data MERGE, state MERGE, one commit
+    assert (counts.inserted, counts.updated) == (0, 1)
+    assert not [s for s in recorder.statements if "COUNT(" in s.upper()]
+    run.finish({"n": 3})
+    assert query(dest, "select id, phone from klaviyo.kl_profiles order by id") == [("a", "2"), ("b", "1")]
 
 
 def test_failed_load_is_rolled_back_and_the_staging_table_dropped(dest: Any) -> None:
