@@ -175,7 +175,9 @@ def run(
     writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klx-writer")
     try:
         names = [r.name for r in config.resources if not only or r.name in only]
-        destination.prepare([table_name(config, spec, name) for name in names])  # what they hold, read at once
+        incremental = [r.name for r in config.resources if r.name in names and r.sync_mode == "incremental" and not full_refresh]
+        # What they hold, read at once: columns, and the rows of those an incremental load merges into.
+        destination.prepare([table_name(config, spec, name) for name in names], [table_name(config, spec, name) for name in incremental])
         states: dict[str, dict[str, Any] | None] = {}
         unreadable: dict[str, StateError] = {}
         for name in names:

@@ -211,6 +211,34 @@ def test_prepare_reads_every_tables_columns_at_once_and_forgets_a_table_a_statem
     later.dest.close()
 
 
+def test_prepare_counts_the_incremental_tables_rows_at_once_and_a_statement_since_makes_begin_count_again(
+    warehouse: Warehouse, tmp_path
+) -> None:
+    # Each incremental load's begin() counted its table's rows: 8 of a later run's round trips on Snowflake.
+    load(warehouse, [{"id": "a", "updated": ts(1), "email": "a"}, {"id": "b", "updated": ts(1), "email": "b"}], state={"n": 1})
+    warehouse.dest.close()
+    later = open_warehouse(warehouse.kind, tmp_path, warehouse.dest.schema)
+    sent = sending(later.dest)
+    counts = lambda: [kind for kind, _ in sent].count("COUNT ROWS")  # noqa: E731
+    later.dest.prepare(["kl_profiles", "kl_lists"], ["kl_profiles", "kl_lists"])  # kl_lists does not exist yet
+    assert counts() == 1
+    run = later.dest.begin("profiles", PROFILES, replace=False)
+    assert counts() == 1  # the prepared count
+    written = run.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "b2"}, {"id": "c", "updated": ts(2), "email": "c"}]), COLUMNS, {"n": 2})
+    run.finish({"n": 2})
+    assert (written.inserted, written.updated) == (1, 1)
+    # A statement on the table after prepare(): what it counted may be stale, so begin() counts again.
+    later.dest.prepare(["kl_profiles"], ["kl_profiles"])
+    later.dest.execute("DELETE", "kl_profiles", sql.delete_all("kl_profiles", schema=later.dest.schema))
+    before = counts()
+    run = later.dest.begin("profiles", PROFILES, replace=False)
+    assert counts() == before + 1
+    written = run.write(batch(COLUMNS, [{"id": "d", "updated": ts(3), "email": "d"}]), COLUMNS, {"n": 3})
+    run.finish({"n": 3})
+    assert (written.inserted, written.updated) == (1, 0) and [r["id"] for r in profiles(later)] == ["d"]
+    later.dest.close()
+
+
 def test_failed_upsert_leaves_rows_and_state_as_they_were(warehouse: Warehouse) -> None:
     load(warehouse, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
     run = warehouse.dest.begin("profiles", PROFILES, replace=False)

@@ -74,9 +74,10 @@ class Destination(Protocol):
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
 
-    def prepare(self, tables: Sequence[str]) -> None:
+    def prepare(self, tables: Sequence[str], counted: Sequence[str] = ()) -> None:
         """The tables this run loads (as the config names them): a destination may read at once what it will ask
-        about each (whether it exists, its columns), where asking each as its load begins costs a round trip."""
+        about each (whether it exists, its columns, and for those in `counted`, loaded incrementally, its rows),
+        where asking each as its load begins costs a round trip."""
 
     def claim(self) -> None:
         """Hold the destination's schema and table prefix for this run, or raise LockedError naming who does: the

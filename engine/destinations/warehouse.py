@@ -58,6 +58,7 @@ class SqlDestination:
     # prepare(): table -> its columns ({}: absent), as one read found them; an entry goes once it is asked for, or once
     # a statement touches that table (the table may have changed since).
     _prefetched: dict[str, dict[str, exp.DataType]] | None = None
+    _counted: dict[str, int] | None = None  # rows of tables prepare() counted, until a statement touches one
     _types_seen: dict[tuple[str, int | None, int | None], exp.DataType] | None = None
     _rendered: dict[int, tuple[exp.Expr, str]] | None = None  # id(statement) -> (statement, its SQL text)
     _state_upsert: tuple[Any, list[tuple[exp.Expr, int]]] | None = None  # (what it depends on, [(statement, parameter pairs)])
@@ -92,14 +93,19 @@ class SqlDestination:
         """base.Destination.claim: nothing to hold here (DuckDB's file admits one writing process; a destination
         that can lock does so in its own module)."""
 
-    def prepare(self, tables: Sequence[str]) -> None:
+    def prepare(self, tables: Sequence[str], counted: Sequence[str] = ()) -> None:
         """base.Destination.prepare: the columns of the state table and of each table, its shadow and its pending
         table, in one query. Each load's begin() and the first read_state() asked for theirs: one round trip each,
-        11 of a later run's statements for all ten streams on Snowflake."""
+        11 of a later run's statements for all ten streams on Snowflake. Then the rows of each existing table in
+        `counted` (an incremental load's begin counted its own), in one more query: 8 of them."""
         names = [sql.state_table(self.table_prefix, self.dialect)]
         for table in tables:
             names += [self.name(table), self.name(table + SHADOW_SUFFIX), self.name(table + PENDING_SUFFIX)]
         found = self.columns_of_tables(names)
+        existing = [name for name in dict.fromkeys(self.name(table) for table in counted) if found.get(name)]
+        if existing:  # (before anything is kept: a statement naming a table forgets what was read of it)
+            rows = self.execute("COUNT ROWS", existing[0], sql.count_rows_of(existing, schema=self.schema))
+            self._counted = {existing[n]: count for n, count in rows}
         self._prefetched = {name: found.get(name, {}) for name in names}
 
     # --- shared -------------------------------------------------------------------------------------------
@@ -111,6 +117,8 @@ class SqlDestination:
         """Run one statement; a refusal becomes a WarehouseError naming table and statement."""
         if self._prefetched:  # what prepare() read of this table may change now
             self._prefetched.pop(table, None)
+        if self._counted:
+            self._counted.pop(table, None)
         try:
             return self.run_sql(self._render(statement), list(params))
         except self.driver_errors as err:
@@ -143,6 +151,10 @@ class SqlDestination:
         """CREATE SCHEMA only when it is missing: a role that may load an existing schema need not create one."""
         if not self.execute("READ SCHEMAS", self.schema, sql.schema_exists(self.dialect), (self.schema,)):
             self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+
+    def prepared_count(self, table: str) -> int | None:
+        """The rows prepare() counted in `table`, once, when no statement has touched it since; else None."""
+        return self._counted.pop(table, None) if self._counted else None
 
     def columns_of(self, table: str) -> dict[str, exp.DataType]:
         """The columns of `table` in order with their types; empty when the table does not exist."""
@@ -341,7 +353,7 @@ class SqlLoad:
             # (A table dropped since its load was killed left nothing to resolve.)
             self._last_loaded = unresolved_until(dest.read_state(stream)) if keyed and existing else None
             self._left_deferred = self._last_loaded is not None  # a killed load's batches, their keys unresolved
-            self._known, self._row_count = existing, self._count() if existing else 0
+            self._known, self._row_count = existing, self._count(prepared=True) if existing else 0
             self._deferred = keyed and (self._last_loaded is not None or self._row_count == 0)
         # Gathering pays an INSERT a batch and a merge, matching pays a scan of the table a batch: below the
         # destination's `gather_from` rows matching costs less, and the merge's join would hold more memory than it saves.
@@ -528,7 +540,10 @@ class SqlLoad:
         stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
         return stamp if after is None or stamp > after else None
 
-    def _count(self) -> int:
+    def _count(self, prepared: bool = False) -> int:
+        """The rows of the table this load writes; with `prepared`, as prepare() counted them when nothing touched it since."""
+        if prepared and (rows := self._dest.prepared_count(self._into)) is not None:
+            return rows
         [(rows,)] = self._dest.execute("COUNT ROWS", self._into, sql.count_rows(self._into, schema=self._dest.schema))
         return rows
 
