@@ -51,12 +51,22 @@ def demo(config_path: Path | None, *, scale: float, seed: int, log_format: str =
         summary = sync_once(config, lock=False, log_format=log_format, verbose=verbose)
     finally:
         sim.stop()
-    database = config_relative(config.destination, config.destination.options.get("path", "klaviyo.duckdb"))
-    prefix = config.destination.table_prefix
+    destination = config.destination
+    schema = destination.options.get("schema")
+    # Unqualified names find the tables only in the connection's default schema (main, public, PUBLIC).
+    schema = None if destination.type == "duckdb" and schema == "main" else schema
+    tables = f"{schema}.{destination.table_prefix}rudder_" if schema else f"{destination.table_prefix}rudder_"
+    queries = [f"select count(*) from {tables}profiles", f"select metric_name, count(*) from {tables}events group by 1 order by 2 desc"]
     print()
-    print(f"Loaded into {database}. Query it, for example:")
-    print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select count(*) from {prefix}rudder_profiles'))\"")
-    print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('select metric_name, count(*) from {prefix}rudder_events group by 1 order by 2 desc'))\"")
+    if destination.type == "duckdb":
+        database = config_relative(destination, destination.options.get("path", "klaviyo.duckdb"))
+        print(f"Loaded into {database}. Query it, for example:")
+        for query in queries:
+            print(f"  python -c \"import duckdb; print(duckdb.connect('{database}').sql('{query}'))\"")
+    else:  # no DuckDB file: the tables are in the warehouse the config names
+        print(f"Loaded into the {destination.type} destination of {config_path}, tables {tables}*. Query it, for example:")
+        for query in queries:
+            print(f"  {query};")
     print("Run it again for an incremental sync; the simulator stopped, the data stays.")
     return summary.exit_code
 
@@ -66,7 +76,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo_parser = commands.add_parser(
         "demo",
         help="sync the bundled Klaviyo simulator into a local DuckDB file",
-        description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB, and stop.",
+        description="Start the local Klaviyo simulator, sync all ten resources with config.example.yaml's settings into DuckDB "
+        "(with --config: that config's resources into its destination), and stop.",
     )
     demo_parser.add_argument("--config", type=Path, default=None, help="config to run against the simulator, into tables prefixed demo_ (default: the bundled config.example.yaml, database in the current folder)")
     demo_parser.add_argument("--scale", type=float, default=1.0, help="simulator data scale (1 = thousands of records)")

@@ -11,6 +11,7 @@ from engine.config import Config
 from engine.starter import example_config_path
 from klaviyo_sim import Simulator
 from tests.klx_testing import ROOT, SIM_NOW, rows
+from tests.warehouses import POSTGRES, pg_schema  # noqa: F401  (fixture)
 
 
 def test_init_writes_the_documented_example_as_config_yaml(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -99,3 +100,36 @@ def test_demo_with_a_config_keeps_the_simulators_data_out_of_that_configs_tables
     tables = {r["table_name"] for r in rows(tmp_path / "real.duckdb", "select table_name from information_schema.tables")}
     assert {"demo_kl_rudder_metrics", "demo_kl_rudder_lists", "demo_kl_klx_state"} <= tables
     assert not {t for t in tables if t.startswith("kl_")}
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_demo_with_a_config_prints_queries_that_find_its_tables(kind: str, tmp_path: Path, monkeypatch, capsys, request) -> None:
+    # The demo's closing hint once always named a DuckDB file and unqualified tables: with a PostgreSQL
+    # config it pointed at a klaviyo.duckdb that did not exist, and a schema other than main was left out.
+    monkeypatch.chdir(tmp_path)
+    if kind == "postgres":
+        schema = request.getfixturevalue("pg_schema")
+        where = "".join(f"  {key}: {value}\n" for key, value in {**POSTGRES, "database": POSTGRES["dbname"]}.items() if key != "dbname")
+    else:
+        schema, where = "raw", "  path: real.duckdb\n"
+    (tmp_path / "config.yaml").write_text(
+        "source:\n  api_key: ${KLAVIYO_API_KEY}\n  start_date: 2024-01-01\n"
+        f"destination:\n  type: {kind}\n{where}  schema: {schema}\n  table_prefix: kl_\n"
+        "resources:\n  events: incremental\n  profiles: incremental\n"
+    )
+    assert main(["demo", "--config", "config.yaml", "--scale", "0.02"]) == 0
+    out = capsys.readouterr().out
+    queries = [f"select count(*) from {schema}.demo_kl_rudder_profiles",
+               f"select metric_name, count(*) from {schema}.demo_kl_rudder_events group by 1 order by 2 desc"]
+    if kind == "postgres":
+        assert f"Loaded into the postgres destination of config.yaml, tables {schema}.demo_kl_rudder_*. Query it, for example:\n" in out
+        assert "duckdb" not in out and not (tmp_path / "klaviyo.duckdb").exists()
+        assert all(f"\n  {query};\n" in out for query in queries)
+        import psycopg
+
+        with psycopg.connect(**POSTGRES) as con:
+            assert [con.execute(query).fetchall() != [] for query in queries] == [True, True]
+    else:
+        assert "Loaded into real.duckdb. Query it, for example:\n" in out
+        assert all(f"duckdb.connect('real.duckdb').sql('{query}')" in out for query in queries)
+        assert [rows(tmp_path / "real.duckdb", query) != [] for query in queries] == [True, True]
