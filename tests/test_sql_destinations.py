@@ -7,8 +7,10 @@ import dataclasses
 import json
 import math
 import random
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -375,6 +377,33 @@ def test_rudderstack_table_is_adopted_with_its_types_and_extra_columns(warehouse
          "count": Decimal(8) if warehouse.kind == "postgres" else 8, "legacy_column": None},
         {"id": "old", "updated": datetime(2023, 5, 1, 10), "email": "o", "score": None, "count": None, "legacy_column": "kept"},
     ]
+
+
+def test_an_adopted_row_read_at_the_cursor_it_holds_is_left_as_it_was(warehouse: Warehouse) -> None:
+    # An equal cursor is the same version of the record: RudderStack's row keeps klx's columns null
+    # (docs/migrating-from-rudderstack.md, "The first run into RudderStack's tables").
+    warehouse.run("create table kl_profiles (id varchar, updated timestamp, attributes_email text)")
+    warehouse.run("insert into kl_profiles values ('same', '2024-01-02 00:00:00', 'rs'), ('older', '2024-01-01 00:00:00', 'rs')")
+    load(warehouse, [{"id": "same", "updated": ts(2), "email": "e"}, {"id": "older", "updated": ts(2), "email": "e"}])
+    assert warehouse.query("select id, email, attributes_email from kl_profiles order by id") == [
+        {"id": "older", "email": "e", "attributes_email": "rs"}, {"id": "same", "email": None, "attributes_email": "rs"},
+    ]
+
+
+def test_the_guides_cursor_renames_let_the_first_run_fill_every_adopted_row_it_reads(warehouse: Warehouse) -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "migrating-from-rudderstack.md").read_text()
+    renames = re.findall(r"^alter table (\w+) rename column (\w+) to (\w+);$", guide, re.M)
+    assert [table for table, _, _ in renames] == ["kl_rudder_events", "kl_rudder_campaigns", "kl_rudder_profiles"]
+    for table, cursor, renamed in renames:
+        warehouse.run(f"create table {table} (id varchar, {cursor} timestamp, attributes_name text)")
+        warehouse.run(f"insert into {table} values ('read', '2024-01-02 00:00:00', 'rs'), ('not read', '2023-01-01 00:00:00', 'old')")
+        warehouse.run(f"alter table {table} rename column {cursor} to {renamed}")
+        columns = [Column(name="id", type=ColumnType.TEXT), Column(name=cursor, type=ColumnType.TIMESTAMP), Column(name="name", type=ColumnType.TEXT)]
+        load(warehouse, [{"id": "read", cursor: ts(2), "name": "klx"}], columns=columns, table=TableSpec(name=table, primary_key=("id",), cursor=cursor))
+        assert warehouse.query(f"select id, {cursor} as cursor, {renamed} as renamed, name, attributes_name from {table} order by id") == [
+            {"id": "not read", "cursor": None, "renamed": datetime(2023, 1, 1), "name": None, "attributes_name": "old"},
+            {"id": "read", "cursor": ts(2), "renamed": datetime(2024, 1, 2), "name": "klx", "attributes_name": "rs"},
+        ], table
 
 
 def test_full_refresh_of_an_adopted_table_keeps_its_columns_and_types(warehouse: Warehouse) -> None:
