@@ -89,3 +89,11 @@ def test_leaving_out_the_only_item_drops_the_parameter() -> None:
     profiles = Spec.from_yaml(ROOT / "specs" / "klaviyo.yaml").streams["profiles"]
     only = dataclasses.replace(profiles, params={"additional-fields[profile]": "predictive_analytics", "page[size]": "100"})
     assert left_out(only, ("predictive_analytics",)).params == {"page[size]": "100"}
+
+
+@pytest.mark.parametrize("doc", ["README.md", "config.example.yaml", "docs/migrating-from-rudderstack.md"])
+def test_the_docs_say_a_table_created_without_predictive_analytics_has_no_such_columns(doc: str) -> None:
+    # They said the columns "stay empty": a dbt model selecting them then failed on a table that has none
+    # (test_rows_are_the_same_without_the_predictive_columns).
+    text = " ".join((ROOT / doc).read_text().replace("#", " ").split())
+    assert "a table klx creates that way has none" in text
