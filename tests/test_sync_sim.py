@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,3 +235,30 @@ def test_two_prefixes_share_one_database(sim: Simulator, tmp_path: Path) -> None
     sync(b, sim.api_key, now=SIM_NOW)
     tables = {r["table_name"] for r in rows(database, "select table_name from information_schema.tables")}
     assert {"a_rudder_lists", "b_rudder_lists", "a_klx_state", "b_klx_state"} <= tables
+
+
+def test_the_guides_full_refresh_drops_rudderstack_rows_an_incremental_run_keeps(sim: Simulator, tmp_path: Path, monkeypatch) -> None:
+    # RudderStack kept a profile's row after its suppression was lifted; klx's incremental runs see a lift
+    # only when it happens after their first run, so such rows stay until the full refresh the migration
+    # guide (rudder_global_exclusions) prescribes.
+    import duckdb
+
+    from engine.cli import main
+
+    config, database = setup(sim, tmp_path, {"global_exclusions": "incremental"})
+    suppressed = {t["id"] for t in sim.truth("global_exclusions", START_DATE)}
+    lifted = next(t["id"] for t in sim.truth("profiles", START_DATE) if t["id"] not in suppressed)
+    with duckdb.connect(str(database)) as con:
+        con.execute("create table kl_rudder_global_exclusions (id varchar, updated timestamp, attributes_email varchar, "
+                    "received_at timestamp, uuid_ts timestamp, context_sources_job_run_id varchar, context_sources_task_run_id varchar)")
+        con.execute("insert into kl_rudder_global_exclusions (id, updated, attributes_email) values "
+                    "(?, '2024-02-01 00:00:00', 'lifted@x.com'), ('deleted-profile', '2024-01-02 00:00:00', 'gone@x.com')", [lifted])
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    for _ in range(2):
+        assert main(["run", str(config)]) == 0
+    assert {r["id"] for r in table(database, "global_exclusions", "id")} == suppressed | {lifted, "deleted-profile"}
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "migrating-from-rudderstack.md").read_text()
+    (command,) = re.findall(r"^klx run config\.yaml (--streams global_exclusions .*)$", guide, re.M)
+    assert main(["run", str(config), *command.split()]) == 0
+    landed = table(database, "global_exclusions", "id, attributes_email")
+    assert {r["id"] for r in landed} == suppressed and {r["attributes_email"] for r in landed} == {None}
