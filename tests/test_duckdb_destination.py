@@ -460,6 +460,8 @@ def test_build_destination_opens_duckdb_in_the_given_schema(tmp_path: Path) -> N
          "config.yaml:11: destination.shema: unknown option for 'duckdb'; did you mean 'schema'?"),
         (Config({}), "config.yaml:9: destination.path: required for 'duckdb'"),
         (Config({"path": 3}), "config.yaml:10: destination.path: must be a string"),
+        (Config({"path": ":memory:", "schema": ""}),
+         "config.yaml:11: destination.schema: '' names no schema; give one, or leave the key out for main"),
     ],
 )
 def test_bad_destination_config_is_a_config_error(config: Config, message: str) -> None:

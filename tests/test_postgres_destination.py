@@ -67,6 +67,14 @@ def test_batch_scale_is_one_unless_set_and_a_bad_one_is_a_config_error(tmp_path:
         build_destination(Config.from_yaml(path, env=ENV).destination)
 
 
+def test_blank_schema_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    # It reached CREATE SCHEMA "" and failed there as a warehouse error (exit 4) naming neither file nor key.
+    path = postgres_config(tmp_path, '""', {"lists": "incremental"})
+    with pytest.raises(ConfigError) as raised:
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+    assert str(raised.value) == f"{path}:8: destination.schema: '' names no schema; give one, or leave the key out for public"
+
+
 def test_dsn_connects_too(tmp_path: Path, pg_schema: str) -> None:
     path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"},
                            connection=["  dsn: postgresql://postgres@127.0.0.1:5432/test"])

@@ -94,6 +94,18 @@ def batch_scale_option(config: DestinationConfig, default: int) -> int:
     return value
 
 
+def schema_option(config: DestinationConfig, default: str) -> str:
+    """destination.schema, or the destination's default; a blank one names no schema, so it is refused here,
+    not by the warehouse's CREATE SCHEMA with neither the file nor the key."""
+    value = config.options.get("schema", default)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(
+            f"destination.schema: {value!r} names no schema; give one, or leave the key out for {default}",
+            where=option_where(config, "schema"),
+        )
+    return value
+
+
 def check_options(config: DestinationConfig, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
     """Raise ConfigError for an unknown or missing option of destination `config.type`."""
     for key in config.options:

@@ -10,7 +10,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where
+from engine.destinations import DestinationConfig, check_options, config_relative, destination, option_where, schema_option
 from engine.destinations.warehouse import SHADOW_SUFFIX, STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, WarehouseError
 from engine.schema import Column
@@ -125,7 +125,7 @@ class DuckDBDestination(SqlDestination):
         return cls(
             # ":memory:" and "md:" (MotherDuck) name no file.
             path=path if path.startswith((":memory:", "md:")) else config_relative(config, path),
-            schema=config.options.get("schema", "main"),
+            schema=schema_option(config, "main"),
             table_prefix=config.table_prefix,
             storage_version=version,
             memory_limit=memory_limit.strip(),

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where
+from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where, schema_option
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -90,7 +90,7 @@ class PostgresDestination(SqlDestination):
             {"database": "dbname"}.get(key, key): _reveal(value) for key, value in options.items() if key not in ("dsn", "schema")
         }
         dsn = _reveal(options["dsn"]) if "dsn" in options else None
-        schema = options.get("schema", "public")
+        schema = schema_option(config, "public")
         return cls(connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
 
     @property

@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from engine import sql
 from engine.destinations import (
-    DestinationConfig, batch_scale_option, check_options, config_relative, destination, import_driver, option_where,
+    DestinationConfig, batch_scale_option, check_options, config_relative, destination, import_driver, option_where, schema_option,
 )
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination, _first_line
 from engine.errors import ConfigError, WarehouseError
@@ -90,7 +90,7 @@ class SnowflakeDestination(SqlDestination):
         if "private_key_path" in options:
             path = config_relative(config, options["private_key_path"])
             connection["private_key"] = _private_key(path, options.get("private_key_passphrase"), option_where(config, "private_key_path"))
-        schema = options.get("schema", "PUBLIC")
+        schema = schema_option(config, "PUBLIC")
         return cls(connection=connection, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
 
     @property
