@@ -555,8 +555,10 @@ class StreamSync:
             fetched.close()
 
     def _get(self, stream: StreamSpec, request: Request) -> Page:
+        # Named for the stream syncing, also when it reads its parent's pages: its requests, retries and waits count
+        # for it, whatever runs beside it (under the parent's name they showed as a stream of their own, queued).
         return self.http.get(
-            request.url, request.params, stream=stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes
+            request.url, request.params, stream=self.stream.name, endpoint=stream.path, tier=stream.rate_limit, scopes=stream.scopes
         )
 
     def _flush(self) -> None:

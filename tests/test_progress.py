@@ -17,7 +17,7 @@ from engine.commands.sync import sync_once
 from engine.config import Config
 from engine.progress import JsonView, LiveView, LogView, Progress, choose_view
 from klaviyo_sim import Simulator
-from tests.klx_testing import ROOT, SIM_NOW, rows, write_config
+from tests.klx_testing import ROOT, SIM_NOW, rows, sync, write_config
 
 
 class FakeTime:
@@ -133,6 +133,25 @@ def test_summary_tells_inserted_from_updated_rows_and_lists_added_columns(sim: S
     stream = third[1].split()
     assert stream[:3] == ["lists", "incremental", "done"] and (stream[5], stream[6]) == ("0", "3")
     assert changed["updated"] and changed["created"]
+
+
+def test_a_child_streams_reads_of_its_parent_count_for_it_whatever_runs_beside_it(sim: Simulator, tmp_path: Path) -> None:
+    # Read under the parent's name, they counted for the running stream only when it ran alone: beside another,
+    # the summary, --report and klx_runs got a row "segments  queued" in a run that never selected segments.
+    heard: list[tuple[str, str]] = []
+
+    class Heard(Progress):
+        def request(self, stream: str, url: str, status: int | None, seconds: float) -> None:
+            heard.append((stream, url.split("?")[0]))
+            super().request(stream, url, status, seconds)
+
+    progress = Heard()
+    config = write_config(tmp_path, {"lists": "incremental", "segments_profiles": "full_refresh"}, base_url=sim.url,
+                          database=tmp_path / "x.duckdb")
+    assert not sync(config, sim.api_key, events=progress).failed
+    assert ("segments_profiles", "/api/segments") in heard
+    assert {stream for stream, path in heard if path == "/api/segments"} == {"segments_profiles"}
+    assert [s.stream for s in progress.snapshot()] == ["lists", "segments_profiles"]
 
 
 def duckdb_connection(path: Path):
