@@ -75,6 +75,20 @@ def test_blank_schema_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
     assert str(raised.value) == f"{path}:8: destination.schema: '' names no schema; give one, or leave the key out for public"
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ("  port: 99999", "destination.port: 99999 is not a port number from 1 to 65535"),
+    ("  port: 0", "destination.port: 0 is not a port number from 1 to 65535"),
+    ("  port: true", "destination.port: True is not a port number from 1 to 65535"),
+    ("  sslmode: requir", "destination.sslmode: 'requir' is not one of disable, allow, prefer, require, verify-ca, verify-full"),
+])
+def test_a_port_or_sslmode_libpq_would_refuse_is_a_config_error_naming_its_line(tmp_path: Path, line: str, message: str) -> None:
+    # libpq refused them at connect time: exit 4, "invalid port number" / "invalid sslmode value", no file:line.
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=["  host: 127.0.0.1", "  database: test", line])
+    with pytest.raises(ConfigError) as raised:
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+    assert str(raised.value) == f"{path}:11: {message}"
+
+
 def test_dsn_connects_too(tmp_path: Path, pg_schema: str) -> None:
     path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"},
                            connection=["  dsn: postgresql://postgres@127.0.0.1:5432/test"])

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 DIALECT = "postgres"
 OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "batch_scale")
+# libpq's sslmode values: another one is refused at connect time, as a warehouse error without the config's line.
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Where to connect, said one way: a dsn, or these parts (libpq would quietly let a part override the dsn's).
 _DSN_PARTS = ("host", "port", "user", "password", "database")
 # COPY's CSV is what Arrow's CSV writer writes: UTF-8 whatever the connection's encoding, no header.
@@ -77,6 +79,13 @@ class PostgresDestination(SqlDestination):
             wanted = int if key in ("port", "connect_timeout") else str
             if not isinstance(_reveal(value), wanted):
                 raise ConfigError(f"destination.{key}: must be {'a number' if wanted is int else 'a string'}", where=option_where(config, key))
+        port = options.get("port")
+        if port is not None and (isinstance(port, bool) or not 1 <= port <= 65535):
+            raise ConfigError(f"destination.port: {port!r} is not a port number from 1 to 65535", where=option_where(config, "port"))
+        if options.get("sslmode", "prefer") not in _SSLMODES:
+            raise ConfigError(
+                f"destination.sslmode: {options['sslmode']!r} is not one of {', '.join(_SSLMODES)}", where=option_where(config, "sslmode")
+            )
         beside_dsn = [key for key in options if key in _DSN_PARTS] if "dsn" in options else []
         if beside_dsn:
             raise ConfigError(
