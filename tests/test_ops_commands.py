@@ -17,6 +17,7 @@ from engine.state import encode_state, mark_unresolved
 from klaviyo_sim import Simulator
 from tests.hostile_api import HostileApi, send
 from tests.klx_testing import SIM_NOW, default_modes, READ_ONLY_WAYS, read_only_folder, rows, write_config
+from tests.warehouses import pg_schema  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +250,39 @@ def test_plan_after_a_run_sizes_each_stream_from_the_warehouse(sim: Simulator, t
     assert events[:2] == ["events", "incremental"] and events[4].startswith("~") and events[-2:] == ["XL", events[-1]]
     assert any(line.startswith("  events: ") and " rows held from " in line for line in lines)
     assert not any(line.startswith("warning") for line in lines)
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_plan_on_a_table_whose_cursor_column_is_text_says_so_instead_of_failing(
+    sim: Simulator, tmp_path: Path, monkeypatch, capsys, request: pytest.FixtureRequest, warehouse: str
+) -> None:
+    # RudderStack's loader stored some timestamps as text; klx adopts such a column and loads it, but plan compared
+    # it with a timestamp and stopped: "COUNT RECENT ... failed: operator does not exist: text >= timestamp", exit 4.
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    if warehouse == "duckdb":
+        database = tmp_path / "x.duckdb"
+        config = write_config(tmp_path, {"events": "incremental"}, base_url=sim.url, database=database)
+        alter = lambda text: duckdb_connection(database).execute(text).close()  # noqa: E731
+        table = "kl_rudder_events"
+    else:
+        import psycopg
+
+        from tests.test_postgres_destination import postgres_config
+        from tests.warehouses import POSTGRES
+
+        schema = request.getfixturevalue("pg_schema")
+        config = postgres_config(tmp_path, schema, {"events": "incremental"}, base_url=sim.url,
+                                 connection=["  host: 127.0.0.1", "  user: postgres", "  database: test"])
+        alter = lambda text: psycopg.connect(**POSTGRES, autocommit=True).execute(text).connection.close()  # noqa: E731
+        table = f'"{schema}".kl_rudder_events'
+    assert main(["run", str(config)]) == 0
+    alter(f'alter table {table} alter column "datetime" type text')
+    capsys.readouterr()
+    assert main(["plan", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["events", "incremental"]
+    assert any(line.startswith("  events: volume unknown (the table's datetime column is ")
+               and line.endswith(", not a timestamp): one page per request sequence counted (1 partition, 1 time window)") for line in lines)
 
 
 def test_backfill_rereads_a_window_without_moving_saved_cursors_back(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:

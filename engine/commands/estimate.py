@@ -16,6 +16,7 @@ from .. import sql
 from ..destinations import build_destination
 from ..plan import StreamPlan, build_plan, load_spec
 from ..rows import LOAD_COLUMNS, ColumnMap
+from ..schema import ColumnType
 from ..spec import ApiSpec, RateTier, Spec
 from . import config_without_secrets
 
@@ -100,7 +101,8 @@ def _stream(spec: Spec, plan: StreamPlan, state: dict[str, Any], destination: An
     windows = sum(1 for p in plan.partitions if p.slice is not None)
     if records is None:
         requests = len(plan.partitions) * parents + parent_requests  # at least one page per request sequence
-        basis = f"volume unknown (nothing loaded yet): one page per request sequence counted ({_sequences(partitions, windows)})"
+        why = basis or "nothing loaded yet"
+        basis = f"volume unknown ({why}): one page per request sequence counted ({_sequences(partitions, windows)})"
     else:
         per_sequence = max(math.ceil(records / max(len(plan.partitions) * parents, 1) / page), 1)
         requests = per_sequence * len(plan.partitions) * parents + parent_requests
@@ -128,8 +130,13 @@ def _incremental_records(
     columns = ColumnMap(state.get("columns"), reserved=LOAD_COLUMNS)
     cursor = columns.name(tuple(plan.stream.cursor.field.split(".")))
     cursor = destination.name(cursor) if hasattr(destination, "name") else cursor
-    if cursor not in destination.columns_of(table):
-        return None, ""
+    # An adopted table's cursor column may be text (RudderStack's loader guessed types): comparing it with a
+    # timestamp fails on PostgreSQL, so such a table is not sized, as one without the column.
+    dtype = destination.columns_of(table).get(cursor)
+    if dtype is None:
+        return None, f"the table has no {cursor} column"
+    if sql.family(dtype) is not ColumnType.TIMESTAMP:
+        return None, f"the table's {cursor} column is {dtype.sql(destination.dialect)}, not a timestamp"
     source = sql.table(table, destination.schema)
     count = exp.select(exp.Count(this=exp.Star())).from_(source.copy()).where(sql.col(cursor) >= exp.Placeholder())
     [(recent,)] = destination.execute("COUNT RECENT", table, count, (now - timedelta(days=SAMPLE_DAYS),))
