@@ -19,7 +19,7 @@ from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination, WriteCounts
-from .errors import ApiError, KlxError
+from .errors import ApiError, KlxError, WarehouseError
 from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
@@ -345,7 +345,10 @@ class StreamSync:
                 self._refuse_empty_replace()
             self.load.finish(self._state())
         except BaseException:
-            self.load.abort()
+            try:
+                self.load.abort()
+            except WarehouseError as cleanup:  # it followed the failure being raised (a lost connection fails both): report that one
+                log.warning("stream %s: cleaning up after the failure failed too: %s", self.stream.name, cleanup.message)
             raise
         if self.replace:  # swapped in: now its rows are the table's
             self._count_into(self.summary, self.unswapped)

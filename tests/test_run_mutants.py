@@ -22,7 +22,7 @@ import pytest
 
 import engine.run
 from engine.config import Config
-from engine.errors import ApiError, ConfigError
+from engine.errors import ApiError, ConfigError, WarehouseError
 from engine.state import StateError
 from tests.klx_testing import rows, write_config
 from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
@@ -279,6 +279,25 @@ def test_a_failure_after_a_commit_keeps_that_batch_and_its_cursor(acme: Setup) -
     assert [r["id"] for r in acme.table("items", "id")] == ["i1", "i2"]
     assert (stream.events, stream.rows, stream.pages) == (3, 2, 1)  # rows: what it committed, not what it read
     assert (stream.inserted, stream.updated) == (2, 0)
+
+
+def test_a_cleanup_that_fails_after_a_failed_write_reports_the_write(acme: Setup, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    # A PostgreSQL session ended mid-load fails the write, then the shadow's DROP TABLE: the summary and klx_runs
+    # named only the DROP TABLE ("the connection is closed"), never what went wrong.
+    def lost(self, batch, columns, state, deletes=None):
+        raise WarehouseError("INSERT on table kl_acme_items__klx_shadow failed: terminating connection due to administrator command")
+
+    def closed(self):
+        raise WarehouseError("DROP TABLE on table kl_acme_items__klx_shadow failed: the connection is closed")
+
+    monkeypatch.setattr(SpyLoad, "write", lost)
+    monkeypatch.setattr(SpyLoad, "abort", closed)
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    with caplog.at_level(logging.WARNING, logger="klx.run"):
+        (stream,) = acme.run({"items": "full_refresh"}).streams
+    assert str(stream.error) == "INSERT on table kl_acme_items__klx_shadow failed: terminating connection due to administrator command"
+    assert "stream items: cleaning up after the failure failed too: DROP TABLE on table kl_acme_items__klx_shadow failed: " \
+           "the connection is closed" in caplog.messages
 
 
 def test_batches_are_also_cut_by_response_bytes(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
