@@ -243,6 +243,24 @@ def test_a_role_that_cannot_create_schemas_loads_into_an_existing_one(tmp_path: 
             admin.execute(f'DROP ROLE "{role}"')
 
 
+def test_state_reset_is_refused_while_another_config_file_loads_the_same_schema_and_prefix(tmp_path: Path, pg_schema: str, capsys) -> None:
+    # Only the reset's own config file was locked: a run of another config loading these tables saved its cursor at
+    # its next commit, over the reset, and the reset said "cursor reset" all the same.
+    from engine.cli import main
+
+    first = Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}), env=ENV)
+    (tmp_path / "other").mkdir()
+    second = postgres_config(tmp_path / "other", pg_schema, {"lists": "incremental"},
+                             connection=["  host: 127.0.0.1", "  user: postgres", "  database: test"])
+    holder = build_destination(first.destination)
+    try:
+        holder.claim()  # a run of the first config, loading now
+        assert main(["state", "reset", str(second)]) == 5
+        assert f"schema {pg_schema} with table prefix 'kl_' is being loaded by another klx run" in capsys.readouterr().err
+    finally:
+        holder.close()
+
+
 def test_a_second_run_into_the_same_schema_and_prefix_is_refused_whatever_its_config_file(tmp_path: Path, pg_schema: str) -> None:
     # The config's file lock covers one config file. Two (on two machines) loading one schema and prefix both
     # wrote the same tables, their full refreshes one shadow table: 31,948 rows for 30,000 keys, never repaired.

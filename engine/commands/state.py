@@ -73,6 +73,7 @@ def reset(config_path: Path, only: tuple[str, ...] = (), *, out: TextIO | None =
     with RunLock.for_config(config.path, config.destination.table_prefix):
         destination = build_destination(config.destination)
         try:
+            destination.claim()  # a run of another config file loading the same tables would save its cursors over ours
             for name in names:
                 try:
                     state = destination.read_state(name)
