@@ -126,13 +126,9 @@ class Progress:
             self.view.finished(self, s)
 
     def _of(self, stream: str) -> StreamProgress:
-        # A child stream reads its parent's pages under the parent's name: while the parent itself is not
-        # running, they count for the running stream (when it is the only one; streams run side by side).
+        # Every request names the stream whose sync sends it, a child reading its parent's pages included
+        # (run.StreamSync._get): it counts there.
         found = self.streams.get(stream)
-        if found is None or found.state != "running":
-            running = [s for s in self.streams.values() if s.state == "running"]
-            if len(running) == 1:
-                return running[0]
         return found or self.streams.setdefault(stream, StreamProgress(stream=stream, mode=""))
 
     def snapshot(self) -> list[StreamProgress]:

@@ -50,12 +50,15 @@ def test_progress_counts_records_pages_requests_retries_429s_and_rate_limit_wait
     assert (events.state, events.records) == ("queued", 0)
 
 
-def test_a_parents_requests_count_for_the_running_child_stream() -> None:
+def test_a_request_counts_for_the_stream_it_names_never_for_another_that_runs() -> None:
+    # A child reading its parent's pages names itself (run.StreamSync._get), so no request needs moving: one
+    # naming a stream that is not running (a fetch ending after its stream stopped) stays with that stream.
     progress = Progress(clock=FakeTime())
-    progress.planned([("segments", "incremental"), ("segments_profiles", "full_refresh")])
+    progress.planned([("lists", "incremental"), ("segments", "incremental"), ("segments_profiles", "full_refresh")])
     progress.started("segments_profiles")
-    progress.request("segments", "/api/segments", 200, 0.1)
-    assert [(s.stream, s.requests) for s in progress.snapshot()] == [("segments", 0), ("segments_profiles", 1)]
+    progress.request("segments_profiles", "/api/segments", 200, 0.1)
+    progress.request("lists", "/api/lists", None, 0.1)
+    assert [(s.stream, s.requests) for s in progress.snapshot()] == [("lists", 1), ("segments", 0), ("segments_profiles", 1)]
 
 
 def test_off_a_terminal_each_running_stream_is_logged_with_a_timestamp() -> None:
