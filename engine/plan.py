@@ -12,6 +12,7 @@ from .config import Config
 from .errors import ConfigError
 from .slices import Window, parse_covered, windows
 from .spec import ApiSpec, CursorSpec, FilterSyntax, Spec, StreamSpec
+from .state import without_cursors
 from .yaml_source import did_you_mean
 
 
@@ -279,6 +280,29 @@ def _literal(syntax: FilterSyntax, value: Any) -> str:
 
 def _text(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def forget_dropped_tables(config: Config, spec: Spec, destination: Any, states: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+    """Forget the cursors in `states` of each stream whose table is gone (dropped or renamed since its state was
+    saved; `destination.has_table` says): read from those, the table would come back holding only what changed
+    since. The stream is read from its start instead, as a first sync, its column names kept. Returns
+    stream -> the warning that says so."""
+    dropped = {}
+    for name, state in states.items():
+        if not (state and state.get("cursor") and _loaded_records(spec.streams[name], state)):
+            continue  # (a stream that never loaded a record made no table: its cursors stand)
+        if not destination.has_table(table := table_name(config, spec, name)):
+            states[name] = without_cursors(state)
+            dropped[name] = f"table {table} is missing though the state has cursors for it: read again from the start, as a first sync"
+    return dropped
+
+
+def _loaded_records(stream: StreamSpec, state: dict[str, Any]) -> bool:
+    """Whether the column map in `state` holds a column only a record names (not the key, cursor or newest_by
+    column, named before any): then a batch was committed with it, and the table made."""
+    first = {(field,) for field in stream.primary_key}
+    first |= {tuple(field.split(".")) for field in (stream.cursor.field if stream.cursor else None, stream.merge_cursor) if field}
+    return any(tuple(path) not in first for path, *_ in state.get("columns") or [])
 
 
 def table_name(config: Config, spec: Spec, stream: str) -> str:

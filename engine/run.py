@@ -24,7 +24,7 @@ from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, load_spec, table_name
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, forget_dropped_tables, load_spec, table_name
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap, RowBuilder
@@ -185,6 +185,9 @@ def run(
                 states[name] = destination.read_state(name)
             except StateError as err:  # that stream fails; its state row is left for the user to look at
                 unreadable[name] = err
+        dropped = forget_dropped_tables(config, spec, destination, states)
+        for name, message in dropped.items():
+            log.warning("stream %s: %s", name, message)
         plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh, window=window)
         summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
         events.planned([(p.stream.name, p.mode) for p in plan.streams])
@@ -198,6 +201,8 @@ def run(
             else:
                 sync = StreamSync(plan, stream_plan, http, writer, states.get(name), summary.job_run_id, allow_empty=allow_empty,
                                   flights=flights[name], writes=writes)
+                if name in dropped:
+                    sync.summary.warnings.append(dropped[name])
                 try:
                     result = sync.run()
                 except BaseException as err:  # the run stops (Ctrl-C, a refused key): what this stream committed is told too

@@ -37,6 +37,12 @@ def encode_state(cursors: dict[str, str], columns: list[list[Any]], covered: dic
     return state
 
 
+def without_cursors(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with what it says about rows in its table forgotten (cursors, covered ranges, keys to resolve):
+    its column names kept."""
+    return {key: value for key, value in state.items() if key not in ("cursor", "covered", UNRESOLVED)}
+
+
 def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     """The state saved for `stream` in `table`, validated; one StateError naming both when it is unusable.
 

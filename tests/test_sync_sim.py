@@ -8,6 +8,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from engine.errors import ApiError
@@ -262,3 +263,25 @@ def test_the_guides_full_refresh_drops_rudderstack_rows_an_incremental_run_keeps
     assert main(["run", str(config), *command.split()]) == 0
     landed = table(database, "global_exclusions", "id, attributes_email")
     assert {r["id"] for r in landed} == suppressed and {r["attributes_email"] for r in landed} == {None}
+
+
+def test_a_table_dropped_since_its_state_was_saved_is_read_again_from_the_start(
+    sim: Simulator, first_sync: tuple[Path, RunSummary], tmp_path: Path
+) -> None:
+    # Read from its saved cursors, a dropped table came back holding only what changed since (2 of 12 lists).
+    resources = {"lists": "incremental", "events": "incremental", "campaigns": "incremental"}
+    config, database, _ = continue_first_sync(first_sync, sim, tmp_path, resources)
+    with duckdb.connect(str(database)) as con:
+        con.execute("drop table kl_rudder_lists")
+        con.execute("drop table kl_rudder_events")
+    second = sync(config, sim.api_key, now=sim.clock() + timedelta(minutes=5))
+    assert not second.failed
+    for resource in ("lists", "events"):
+        assert_rows_match(resource, table(database, resource), expected_rows(sim, resource, START_DATE), lambda r: key_of(resource, r))
+        (summary,) = [s for s in second.streams if s.stream == resource]
+        assert summary.warnings[0] == (
+            f"table kl_rudder_{resource} is missing though the state has cursors for it: read again from the start, as a first sync"
+        )
+        assert state(database, resource)["cursor"]  # saved anew
+    (campaigns,) = [s for s in second.streams if s.stream == "campaigns"]
+    assert not campaigns.warnings and campaigns.events < len(sim.truth("campaigns", START_DATE))  # its table is there: from its cursors

@@ -71,6 +71,9 @@ class Destination(Protocol):
     def columns_of(self, table: str) -> dict[str, Any]:
         """The columns of `table` in order (name -> warehouse type); empty when it does not exist."""
 
+    def has_table(self, table: str) -> bool:
+        """Whether `table` (as the config names it) exists."""
+
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
 

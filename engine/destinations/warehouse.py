@@ -156,6 +156,13 @@ class SqlDestination:
         """The rows prepare() counted in `table`, once, when no statement has touched it since; else None."""
         return self._counted.pop(table, None) if self._counted else None
 
+    def has_table(self, table: str) -> bool:
+        """base.Destination.has_table: from what prepare() read when it read this table, else one read."""
+        name = self.name(table)
+        if self._prefetched and name in self._prefetched:
+            return bool(self._prefetched[name])  # (left there for the load's begin())
+        return bool(self.columns_of(name))
+
     def columns_of(self, table: str) -> dict[str, exp.DataType]:
         """The columns of `table` in order with their types; empty when the table does not exist."""
         if self._prefetched and table in self._prefetched:
