@@ -71,6 +71,10 @@ def build_plan(
     validate_selection(config, spec, only)
     if window is not None:
         check_window(config, spec, only, full_refresh)
+        start = config.source.start_date
+        if window[1] <= start:  # nothing before start_date is replicated: such a window has nothing to read
+            raise ConfigError(f"--start/--end: the window ends at {window[1]:%Y-%m-%d %H:%M:%S}, not after start_date {start:%Y-%m-%d}; nothing before start_date is read")
+        window = (max(window[0], start), window[1])  # (a window from before start_date reads from start_date)
     plans = []
     for resource in config.resources:
         if only and resource.name not in only:

@@ -127,6 +127,16 @@ def test_a_window_of_a_stream_the_api_cannot_bound_above_sends_only_its_start(tm
     assert partition.until is None
 
 
+def test_a_window_from_before_start_date_reads_from_start_date_and_one_ending_before_it_is_refused(tmp_path: Path) -> None:
+    # Nothing before start_date is replicated, a backfill included (klx run --start 1960-01-01 read from 1960).
+    window = (datetime(1960, 1, 1, tzinfo=timezone.utc), datetime(2024, 2, 1, tzinfo=timezone.utc))
+    (profiles,) = plan_of(tmp_path, "  profiles: incremental\n", window=window).streams
+    assert profiles.partitions[0].params["filter"] == "and(greater-than(updated,2023-12-31T23:59:59+00:00),less-than(updated,2024-02-01T00:00:00+00:00))"
+    early = (datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(ConfigError, match=r"^--start/--end: the window ends at 2024-01-01 00:00:00, not after start_date 2024-01-01; nothing before start_date is read$"):
+        plan_of(tmp_path, "  profiles: incremental\n", window=early)
+
+
 def test_a_window_needs_the_apis_less_than_only_for_streams_it_bounds_above(tmp_path: Path) -> None:
     api = dataclasses.replace(SPEC.api, filter=dataclasses.replace(SPEC.api.filter, operators={
         op: word for op, word in SPEC.api.filter.operators.items() if op != "lt"}))
