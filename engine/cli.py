@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import CleanFormatter, JsonLogFormatter, KlxError, clean, json_error, json_line, scrub
+from .errors import CleanFormatter, ConfigError, JsonLogFormatter, KlxError, clean, json_error, json_line, scrub
 from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
@@ -33,7 +33,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one sync", description="Run one sync of the resources selected in CONFIG.")
     run.add_argument("config", type=Path, help="path to config.yaml (see config.example.yaml)")
-    run.add_argument("--streams", default="", help="comma-separated resources to sync (default: all selected in the config)")
+    run.add_argument("--streams", default=None, help="comma-separated resources to sync (default: all selected in the config)")
     run.add_argument("--full-refresh", action="store_true", help="ignore saved cursors and replace every table's contents")
     run.add_argument("--allow-empty", action="store_true", help="let a full refresh replace a table that has rows with an empty one")
     run.set_defaults(handler=_run)
@@ -45,7 +45,7 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     )
     statements.add_argument("config", type=Path, help="path to config.yaml")
     statements.add_argument("--dialect", default=None, help="duckdb, postgres, snowflake, bigquery, redshift or databricks (default: the destination's)")
-    statements.add_argument("--streams", default="", help="comma-separated resources (default: all selected in the config)")
+    statements.add_argument("--streams", default=None, help="comma-separated resources (default: all selected in the config)")
     statements.set_defaults(handler=_sql)
 
     if plugins:
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     from .config import Config
 
     config = Config.from_yaml(args.config)
-    only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    only = _streams(args.streams)
     summary = sync_once(
         config, only=only, full_refresh=args.full_refresh, allow_empty=args.allow_empty,
         log_format=args.log_format, verbose=args.verbose, report=args.report, window=parse_window(args.start, args.end),
@@ -143,10 +143,21 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _streams(text: str | None) -> tuple[str, ...]:
+    """--streams a,b as ("a", "b"); () without the flag. Given but naming none (`--streams "$EMPTY"`), it is refused:
+    read as "all", it would sync every stream of a config a script meant to narrow."""
+    if text is None:
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ConfigError(f"--streams: {text!r} names no resource; name one or more (a,b), or leave the flag out for all")
+    return names
+
+
 def _sql(args: argparse.Namespace) -> int:
     from .commands.sql_preview import print_sql
 
-    return print_sql(args.config, dialect=args.dialect, only=tuple(s.strip() for s in args.streams.split(",") if s.strip()))
+    return print_sql(args.config, dialect=args.dialect, only=_streams(args.streams))
 
 
 def _names_a_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> bool:
@@ -218,7 +229,7 @@ def _add_ops_commands(commands: argparse._SubParsersAction) -> None:
     state = commands.add_parser("state", help="show or reset saved cursors", description="Show the saved cursors of each stream, or reset them.")
     state.add_argument("action", choices=("show", "reset"), help="show: print cursors; reset: forget them (the next run reads from start_date)")
     state.add_argument("config", type=Path, help="path to config.yaml")
-    state.add_argument("--streams", default="", help="comma-separated resources (default: every resource in the config)")
+    state.add_argument("--streams", default=None, help="comma-separated resources (default: every resource in the config)")
     state.set_defaults(handler=_state)
 
     check = commands.add_parser(
@@ -276,7 +287,7 @@ def _discover(args: argparse.Namespace) -> int:
 def _state(args: argparse.Namespace) -> int:
     from .commands import state
 
-    only = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    only = _streams(args.streams)
     if args.action == "show":
         return state.show(args.config, only, as_json=args.log_format == "json")
     return state.reset(args.config, only)

@@ -81,6 +81,17 @@ def test_streams_option_limits_the_run(sim: Simulator, tmp_path: Path, monkeypat
     assert [line.split()[0] for line in out[1:-2]] == ["metrics"]
 
 
+@pytest.mark.parametrize("command", [["run"], ["state", "show"], ["sql"]])
+@pytest.mark.parametrize("streams", ["", " , "])
+def test_streams_option_naming_no_resource_is_refused_not_read_as_all(tmp_path: Path, monkeypatch, capsys, command, streams) -> None:
+    # `--streams "$LIST"` with an empty variable ran every stream of the config.
+    config = write_config(tmp_path, {"lists": "incremental", "metrics": "full_refresh"}, base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_x")
+    assert main([*command, str(config), "--streams", streams]) == 2
+    assert capsys.readouterr().err == f"error: --streams: {streams!r} names no resource; name one or more (a,b), or leave the flag out for all\n"
+    assert not (tmp_path / "x.duckdb").exists()
+
+
 def test_bad_config_exits_2_naming_file_line_and_key(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  path: x.duckdb\nresources:\n  profiles: incremantal\n")
