@@ -67,6 +67,7 @@ def failure_line(s: StreamSummary) -> str:
     text = f"{err.where}: {err.message}" if err.where else err.message
     if err.hint:
         text += f" (hint: {err.hint})"
+    text = text.removeprefix(f"stream {s.stream}: ")  # said once: some errors name their stream first
     return f"error: stream {s.stream} failed: {clean(text, MAX_LINE)}"
 
 

@@ -90,13 +90,13 @@ API_CASES: list[tuple[str, Any, int, str]] = [
     ("bad request with escapes", (400, {"errors": [{"detail": "bad\x1b[31m red\nnext line"}]}), 3,
      "error: stream items failed: Acme 400 on GET /items (stream items): bad red next line"),
     ("mostly key-less records", page(*[item(None, updated="2025-03-01T00:00:00+00:00") for _ in range(10)], item("c")), 3,
-     "error: stream items failed: stream items: 10 of the 11 records read were rejected (first: primary key id is missing or null); "
+     "error: stream items failed: 10 of the 11 records read were rejected (first: primary key id is missing or null); "
      "the stream stops rather than load a fraction of them (hint: check the stream's primary_key in the spec against what the API now returns)"),
     ("mostly non-objects", page(*["x"] * 12), 3,
-     "error: stream items failed: stream items: 12 of the 12 records read were rejected (first: a record that is a string, not an object); "
+     "error: stream items failed: 12 of the 12 records read were rejected (first: a record that is a string, not an object); "
      "the stream stops rather than load a fraction of them (hint: check the stream's primary_key in the spec against what the API now returns)"),
     ("mostly string attributes", page(*[{"type": "item", "id": f"s{i}", "attributes": "x"} for i in range(12)]), 3,
-     "error: stream items failed: stream items: 12 of the 12 records read were rejected (first: attributes is a string, not an object); "
+     "error: stream items failed: 12 of the 12 records read were rejected (first: attributes is a string, not an object); "
      "the stream stops rather than load a fraction of them (hint: check the stream's primary_key in the spec against what the API now returns)"),
 ]
 
@@ -136,7 +136,7 @@ def test_a_full_refresh_reading_nothing_exits_6_and_keeps_the_table(synced, caps
     api.routes["/groups"] = page()
     exit_code, errors, output = run_cli(config, capsys, "--streams", "groups")
     assert (exit_code, errors) == (6, [
-        "error: stream groups failed: stream groups: the full refresh read no rows, so table kl_acme_groups keeps its 2 rows and "
+        "error: stream groups failed: the full refresh read no rows, so table kl_acme_groups keeps its 2 rows and "
         "the stream its state (hint: a start_date in the future or a lost API scope empties a stream; if the source really is "
         "empty, run again with `klx run --allow-empty`)"
     ])
