@@ -366,3 +366,38 @@ def test_plan_warns_of_each_streams_backfill_from_its_own_start(tmp_path: Path) 
         "warning: large backfill: campaigns, lists read 1,035 days since 2024-01-01 with nothing loaded yet to size them; "
         "a first run over years of events can take hours",
     ]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_commands_that_only_read_make_no_database_file_and_no_schema(tmp_path: Path, monkeypatch, capsys, request, warehouse: str) -> None:
+    # klx plan, runs, state show and discover --columns with a mistyped path or schema left a new DuckDB file or
+    # PostgreSQL schema behind. They now read what is there and say nothing is loaded yet.
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_x")
+    resources = {"lists": "incremental", "metrics": "full_refresh"}
+    database = tmp_path / "nothere.duckdb"
+    if warehouse == "duckdb":
+        config = write_config(tmp_path, resources, base_url="http://127.0.0.1:9", database=database)
+        made = lambda: database.exists()  # noqa: E731
+    else:
+        import psycopg
+
+        from tests.test_postgres_destination import postgres_config
+        from tests.warehouses import POSTGRES
+
+        schema = request.getfixturevalue("pg_schema")
+        config = postgres_config(tmp_path, schema, resources, base_url="http://127.0.0.1:9",
+                                 connection=["  host: 127.0.0.1", "  user: postgres", "  database: test"])
+
+        def made() -> bool:
+            with psycopg.connect(**POSTGRES) as con:
+                return bool(con.execute("select 1 from information_schema.schemata where schema_name = %s", (schema,)).fetchall())
+    for command in (["plan"], ["runs"], ["state", "show"], ["discover"]):
+        extra = ["--columns"] if command == ["discover"] else []
+        assert main([*command, str(config), *extra]) == 0, command
+        assert not made(), command
+    out = capsys.readouterr().out
+    assert "no runs recorded yet in kl_klx_runs" in out and "lists: no saved state" in out and "kl_rudder_metrics: not loaded yet" in out
+    assert "lists: volume unknown (nothing loaded yet)" in out
+    # A command that writes still makes them.
+    assert main(["state", "reset", str(config)]) == 0
+    assert made()

@@ -51,7 +51,7 @@ def discover(config_path: Path | None, *, columns: bool = False, out: TextIO | N
 
         raise ConfigError("--columns reads the tables a config loads into: pass the config, e.g. klx discover config.yaml --columns")
     selected = [r.name for r in config.resources]
-    destination = build_destination(config.destination)
+    destination = build_destination(config.destination, create=False)  # it only reads
     try:
         for name in selected:
             table = config.destination.table_prefix + spec.api.table.format(stream=name)

@@ -55,7 +55,7 @@ def estimate(config_path: Path, *, now: datetime | None = None) -> list[StreamEs
     config = config_without_secrets(config_path)
     spec = load_spec(config)
     now = now or datetime.now(timezone.utc)
-    destination = build_destination(config.destination)
+    destination = build_destination(config.destination, create=False)  # it only reads
     try:
         states = {r.name: destination.read_state(r.name) for r in config.resources}
         forget_dropped_tables(config, spec, destination, states)  # as the run will

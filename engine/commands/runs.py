@@ -15,7 +15,7 @@ from . import config_without_secrets
 def list_runs(config_path: Path, *, limit: int = 20, as_json: bool = False) -> int:
     """Print the newest `limit` runs (newest first); --log-format json prints each run's report."""
     config = config_without_secrets(config_path)
-    destination = build_destination(config.destination)
+    destination = build_destination(config.destination, create=False)  # it only reads
     try:
         records = records_from_rows(destination.read_runs(limit))
     finally:

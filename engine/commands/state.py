@@ -27,7 +27,7 @@ def show(config_path: Path, only: tuple[str, ...] = (), *, as_json: bool = False
     """Print each stream's saved cursor per partition (none: the next run reads from start_date)."""
     out = out or sys.stdout
     config = config_without_secrets(config_path)
-    destination = build_destination(config.destination)
+    destination = build_destination(config.destination, create=False)  # it only reads
     report: dict[str, Any] = {}
     try:
         for name in _streams(config, only):

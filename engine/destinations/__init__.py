@@ -25,7 +25,7 @@ class DestinationFactory(Protocol):
     """A destination class: validates its own options and connects."""
 
     @classmethod
-    def from_config(cls, config: DestinationConfig) -> Destination: ...
+    def from_config(cls, config: DestinationConfig, *, create: bool = True) -> Destination: ...
 
 
 DESTINATIONS: dict[str, type[DestinationFactory]] = {}
@@ -41,12 +41,13 @@ def destination(name: str) -> Callable[[type], type]:
     return register
 
 
-def build_destination(config: DestinationConfig) -> Destination:
-    """The connected destination `config` names."""
+def build_destination(config: DestinationConfig, *, create: bool = True) -> Destination:
+    """The connected destination `config` names. With create=False (commands that only read: plan, runs, state
+    show, discover) nothing is made that is missing: no schema, no DuckDB file; reads then find nothing."""
     if config.type not in DESTINATIONS:
         known = ", ".join(sorted(DESTINATIONS))
         raise ConfigError(f"destination.type: unknown {config.type!r}; known: {known}", where=config.where)
-    return DESTINATIONS[config.type].from_config(config)
+    return DESTINATIONS[config.type].from_config(config, create=create)
 
 
 def import_driver(config: DestinationConfig, module: str, extra: str) -> ModuleType:

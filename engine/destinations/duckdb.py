@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -72,6 +73,7 @@ class DuckDBDestination(SqlDestination):
         storage_version: str | None = None,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         threads: int | None = None,
+        create: bool = True,
     ) -> None:
         import duckdb  # only a DuckDB run pays for the driver
 
@@ -98,11 +100,13 @@ class DuckDBDestination(SqlDestination):
             raise WarehouseError(f"cannot open DuckDB database {path!r}: {err}", hint=_open_hint(str(err), storage_version)) from err
         self._merging = False  # whether checkpoints merge row groups again (after a DELETE: execute)
         self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ -> TIMESTAMP (adopted tables) casts in UTC
-        self.ensure_schema()
+        if create:
+            self.ensure_schema()
 
     @classmethod
-    def from_config(cls, config: DestinationConfig) -> DuckDBDestination:
-        """Validate `path` (required), `schema` (default main), `storage_version`, `memory_limit` and `threads`, then connect."""
+    def from_config(cls, config: DestinationConfig, *, create: bool = True) -> DuckDBDestination:
+        """Validate `path` (required), `schema` (default main), `storage_version`, `memory_limit` and `threads`, then connect.
+        Without `create`, a file that does not exist yet is not made: an empty database in memory stands in."""
         check_options(config, allowed=OPTIONS, required=("path",))
         for key in OPTIONS:
             if key != "threads" and key in config.options and not isinstance(config.options[key], str):
@@ -122,14 +126,18 @@ class DuckDBDestination(SqlDestination):
                 where=option_where(config, "storage_version"),
             )
         path = config.options["path"]
+        # ":memory:" and "md:" (MotherDuck) name no file.
+        path = path if path.startswith((":memory:", "md:")) else config_relative(config, path)
+        if not create and not path.startswith((":memory:", "md:")) and not Path(path).exists():
+            path, version = ":memory:", None
         return cls(
-            # ":memory:" and "md:" (MotherDuck) name no file.
-            path=path if path.startswith((":memory:", "md:")) else config_relative(config, path),
+            path=path,
             schema=schema_option(config, "main"),
             table_prefix=config.table_prefix,
             storage_version=version,
             memory_limit=memory_limit.strip(),
             threads=threads,
+            create=create,
         )
 
     @property

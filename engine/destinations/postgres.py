@@ -47,7 +47,7 @@ class PostgresDestination(SqlDestination):
     gather_from = 25_000
 
     def __init__(
-        self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "", batch_scale: int = 1
+        self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "", batch_scale: int = 1, create: bool = True
     ) -> None:
         import psycopg  # only a PostgreSQL run pays for the driver
 
@@ -66,10 +66,11 @@ class PostgresDestination(SqlDestination):
                 hint="check destination.host, port, user, password and database (or dsn), and that the server accepts connections",
             ) from err
         self.upsert_form = "merge" if self._con.info.server_version >= _MERGE_SINCE else "delete_insert"
-        self.ensure_schema()
+        if create:
+            self.ensure_schema()
 
     @classmethod
-    def from_config(cls, config: DestinationConfig) -> PostgresDestination:
+    def from_config(cls, config: DestinationConfig, *, create: bool = True) -> PostgresDestination:
         """Validate the connection keys (`dsn`, or host/port/user/password/database) and `schema`, then connect."""
         import_driver(config, "psycopg", "postgres")
         check_options(config, allowed=OPTIONS)
@@ -100,7 +101,7 @@ class PostgresDestination(SqlDestination):
         }
         dsn = _reveal(options["dsn"]) if "dsn" in options else None
         schema = schema_option(config, "public")
-        return cls(connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
+        return cls(connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale, create=create)
 
     @property
     def connection(self) -> psycopg.Connection:

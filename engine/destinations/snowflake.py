@@ -45,7 +45,7 @@ class SnowflakeDestination(SqlDestination):
     batch_scale = 8
 
     def __init__(
-        self, *, connection: dict[str, Any], schema: str, table_prefix: str = "", batch_scale: int | None = None
+        self, *, connection: dict[str, Any], schema: str, table_prefix: str = "", batch_scale: int | None = None, create: bool = True
     ) -> None:
         import snowflake.connector  # only a Snowflake run pays for the driver
 
@@ -70,12 +70,13 @@ class SnowflakeDestination(SqlDestination):
                 f"cannot connect to Snowflake account {connection.get('account')!r} as {connection.get('user')!r}: {_first_line(err)}",
                 hint="check destination.account, user and password (or private_key_path), warehouse, database and role",
             ) from err
-        self.ensure_schema()
+        if create:
+            self.ensure_schema()
         self._stage_ready = False
         self._staging: set[str] = set()  # staging tables batches left, each replaced by the next: dropped at close()
 
     @classmethod
-    def from_config(cls, config: DestinationConfig) -> SnowflakeDestination:
+    def from_config(cls, config: DestinationConfig, *, create: bool = True) -> SnowflakeDestination:
         """Validate account/user with a password or a key pair, warehouse/database/schema/role; then connect."""
         import_driver(config, "snowflake.connector", "snowflake")
         check_options(config, allowed=OPTIONS, required=("account", "user", "database"))
@@ -91,7 +92,7 @@ class SnowflakeDestination(SqlDestination):
             path = config_relative(config, options["private_key_path"])
             connection["private_key"] = _private_key(path, options.get("private_key_passphrase"), option_where(config, "private_key_path"))
         schema = schema_option(config, "PUBLIC")
-        return cls(connection=connection, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale)
+        return cls(connection=connection, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale, create=create)
 
     @property
     def connection(self) -> snowflake.connector.SnowflakeConnection:
