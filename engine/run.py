@@ -150,7 +150,8 @@ def run(
     budgets first (start_order); the summary lists them in plan order.
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
-    API that refuses the key (401) or cannot be reached stops the whole run (see _stops_the_run).
+    API that refuses the key (401) or cannot be reached (see _stops_the_run), or a warehouse that no longer
+    answers (StreamSync.run), stops the whole run.
 
     While it runs, two settings of the whole process are its own: the garbage collector's thresholds
     (engine/collection.py) and the thread switch interval (engine/switching.py); both are put back at its end.
@@ -311,6 +312,10 @@ class StreamSync:
                 raise
             self.summary.error = err
         except KlxError as err:
+            # A warehouse that no longer answers (the session ended, the server went away) fails every load:
+            # the run stops, rather than let the other streams read the API to their end for nothing.
+            if isinstance(err, WarehouseError) and not self.destination.alive():
+                raise
             self.summary.error = err
         finally:
             self.summary.seconds = time.monotonic() - began

@@ -22,6 +22,7 @@ import pytest
 
 import engine.run
 from engine.config import Config
+from engine.destinations.duckdb import DuckDBDestination
 from engine.errors import ApiError, ConfigError, WarehouseError
 from engine.state import StateError
 from tests.klx_testing import rows, write_config
@@ -298,6 +299,32 @@ def test_a_cleanup_that_fails_after_a_failed_write_reports_the_write(acme: Setup
     assert str(stream.error) == "INSERT on table kl_acme_items__klx_shadow failed: terminating connection due to administrator command"
     assert "stream items: cleaning up after the failure failed too: DROP TABLE on table kl_acme_items__klx_shadow failed: " \
            "the connection is closed" in caplog.messages
+
+
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_warehouse_that_stops_answering_stops_the_run_and_one_refusing_a_load_fails_its_stream(
+    acme: Setup, monkeypatch: pytest.MonkeyPatch, answers: bool
+) -> None:
+    # Walkthrough: with the PostgreSQL session ended, the other streams read the API to their end, then failed
+    # at their first write. A load's failure is now followed by one SELECT 1: no answer, and the run stops.
+    written = SpyLoad.write
+
+    def refused(self, batch, columns, state, deletes=None):
+        if self.stream != "items":
+            return written(self, batch, columns, state, deletes)
+        raise WarehouseError("MERGE on table kl_acme_items failed: the connection is closed")
+
+    monkeypatch.setattr(SpyLoad, "write", refused)
+    monkeypatch.setattr(DuckDBDestination, "alive", lambda self: answers)
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    acme.api.routes["/kinds"] = page(item("k1", day(1)))
+    if answers:  # another refusal (a type, a constraint): that stream fails, the others load
+        summary = acme.run({"items": "incremental", "kinds": "incremental"})
+        assert [(s.stream, str(s.error) if s.error else None) for s in summary.streams] == [
+            ("items", "MERGE on table kl_acme_items failed: the connection is closed"), ("kinds", None)]
+        return
+    with pytest.raises(WarehouseError, match="^MERGE on table kl_acme_items failed: the connection is closed$"):
+        acme.run({"items": "incremental", "kinds": "incremental"})
 
 
 def test_batches_are_also_cut_by_response_bytes(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,6 +74,9 @@ class Destination(Protocol):
     def has_table(self, table: str) -> bool:
         """Whether `table` (as the config names it) exists."""
 
+    def alive(self) -> bool:
+        """Whether the connection still answers: after a refused statement, whether other loads can go on."""
+
     def begin(self, stream: str, table: TableSpec, *, replace: bool) -> TableLoad:
         """Start loading `stream` into `table`; with replace=True rows go to a shadow table swapped in by finish()."""
 

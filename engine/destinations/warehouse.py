@@ -156,6 +156,14 @@ class SqlDestination:
         """The rows prepare() counted in `table`, once, when no statement has touched it since; else None."""
         return self._counted.pop(table, None) if self._counted else None
 
+    def alive(self) -> bool:
+        """base.Destination.alive: one trivial query (a round trip, asked only after a stream's load failed)."""
+        try:
+            self.run_sql("SELECT 1", [])
+        except self.driver_errors:
+            return False
+        return True
+
     def has_table(self, table: str) -> bool:
         """base.Destination.has_table: from what prepare() read when it read this table, else one read."""
         name = self.name(table)
