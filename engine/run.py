@@ -454,7 +454,7 @@ class StreamSync:
                 self.deletes.discard(record)
             self.read_rows += 1
             self.rows.add(record, received_at, size)
-            if len(self.rows) + len(self.deletes or ()) >= self.batch_rows or self.rows.nbytes >= self.batch_bytes:
+            if self._batch_full():
                 self._advance(reading, records[:n])  # a batch's state covers the records read before it, no more
                 self._flush()
         return past
@@ -473,9 +473,13 @@ class StreamSync:
             self.rows.add_all(taken, received_at, size)
             self.read_rows += len(taken)
             done += len(taken)
-            if len(self.rows) >= self.batch_rows or self.rows.nbytes >= self.batch_bytes:
+            if self._batch_full():
                 self._advance(reading, records[:done])  # a batch's state covers the records read before it, no more
                 self._flush()
+
+    def _batch_full(self) -> bool:
+        """Whether the batch being built is cut here: batch_rows rows (and keys to delete), or batch_bytes of responses."""
+        return len(self.rows) + len(self.deletes or ()) >= self.batch_rows or self.rows.nbytes >= self.batch_bytes
 
     def _past(self, record: dict[str, Any], reading: Reading, until: datetime) -> bool:
         """Whether `record`'s cursor is at or after `until` (a record without one is kept: nothing says it is later)."""
