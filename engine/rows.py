@@ -149,8 +149,7 @@ class RowBuilder:
 
     A path gets its column with its first value that is not null, as RudderStack's loader made columns: a
     field null in every record read so far has none (it would hold only nulls), and a field that is null in
-    some records and an object in others (campaigns' tracking_options: null on SMS and push) has only the
-    columns its objects flatten into. The columns the spec declares (`declared`: derived and include columns)
+    some records and an object in others has only the columns its objects flatten into. The columns the spec declares (`declared`: derived and include columns)
     get theirs at first sight, null or not, as the key and the cursor are named before any record (StreamSync).
     """
 

@@ -462,7 +462,7 @@ class StreamSync:
     def _add_all(self, reading: Reading, records: list[dict[str, Any]], received_at: datetime, size: int) -> None:
         """What _add_each does with a page whose every record is kept (RecordReader.all_kept), without a backfill
         end or deletes to look at: each record added and the batch cut after the same record, a run of records
-        at a time rather than one by one (py-spy: that loop held the reader a tenth of its time on events)."""
+        at a time rather than one by one (py-spy: that loop held the reader a tenth of its time)."""
         done = 0
         while done < len(records):
             # The records this batch takes before it is cut: the first count that reaches either bound.
