@@ -9,6 +9,7 @@ from typing import TextIO
 
 from ..config import default_spec_path
 from ..destinations import build_destination
+from ..errors import ConfigError
 from ..spec import ApiSpec, Spec, StreamSpec
 from . import config_without_secrets
 
@@ -39,6 +40,8 @@ def discover(config_path: Path | None, *, columns: bool = False, out: TextIO | N
     out = out or sys.stdout
     config = config_without_secrets(config_path) if config_path is not None else None
     spec = Spec.from_yaml(config.source.spec if config else default_spec_path())
+    if columns and config is None:  # refused before anything is printed: one error, not a table then an error
+        raise ConfigError("--columns reads the tables a config loads into: pass the config, e.g. klx discover config.yaml --columns")
     header = ("resource", "sync modes", "key", "cursor", "endpoint", "rate limit", "scopes")
     rows = resource_rows(spec)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -46,10 +49,6 @@ def discover(config_path: Path | None, *, columns: bool = False, out: TextIO | N
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
     if not columns:
         return 0
-    if config is None:
-        from ..errors import ConfigError
-
-        raise ConfigError("--columns reads the tables a config loads into: pass the config, e.g. klx discover config.yaml --columns")
     selected = [r.name for r in config.resources]
     destination = build_destination(config.destination, create=False)  # it only reads
     try:
