@@ -157,7 +157,7 @@ def _streams(text: str | None) -> tuple[str, ...]:
 def _sql(args: argparse.Namespace) -> int:
     from .commands.sql_preview import print_sql
 
-    return print_sql(args.config, dialect=args.dialect, only=_streams(args.streams))
+    return print_sql(args.config, dialect=args.dialect, only=_streams(args.streams), as_json=args.log_format == "json")
 
 
 def _names_a_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> bool:
@@ -281,7 +281,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     from .commands.discover import discover
 
-    return discover(args.config, columns=args.columns)
+    return discover(args.config, columns=args.columns, as_json=args.log_format == "json")
 
 
 def _state(args: argparse.Namespace) -> int:
@@ -296,13 +296,13 @@ def _state(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .commands.check import check
 
-    return check(args.config)
+    return check(args.config, as_json=args.log_format == "json")
 
 
 def _plan(args: argparse.Namespace) -> int:
     from .commands.estimate import print_plan
 
-    return print_plan(args.config)
+    return print_plan(args.config, as_json=args.log_format == "json")
 
 
 if __name__ == "__main__":  # pragma: no cover

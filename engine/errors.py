@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 MESSAGE_CHARS = 600  # any KlxError message is one line of at most this many characters
+JSON_TEXT_CHARS = 2000  # each text value of a --log-format json line, unless its caller asks for more
 _SECRETS: set[str] = set()
 # Terminal escape sequences (CSI, OSC) whole, then any other control or bidi/invisible formatting character.
 _UNSAFE = re.compile(
@@ -80,10 +81,11 @@ def log_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def json_line(event: str, **fields: object) -> str:
-    """One JSON object for --log-format json (ts, event, then `fields`), its text values cleaned."""
+def json_line(event: str, /, *, text_chars: int = JSON_TEXT_CHARS, **fields: object) -> str:
+    """One JSON object for --log-format json (ts, event, then `fields`), its text values cleaned to `text_chars` each
+    (more only for text klx made itself and a cut would spoil: a SQL statement)."""
     now = log_time(datetime.now(timezone.utc))
-    return json.dumps({"ts": now, "event": event, **{k: clean(v, 2000) if isinstance(v, str) else v for k, v in fields.items()}})
+    return json.dumps({"ts": now, "event": event, **{k: clean(v, text_chars) if isinstance(v, str) else v for k, v in fields.items()}})
 
 
 def json_error(event: str, err: "KlxError", **fields: object) -> str:

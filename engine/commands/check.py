@@ -1,6 +1,7 @@
 """`klx check`: is everything in place before the first sync? Config and spec, one authenticated call, each
 selected resource's scope (one small request each), the destination opened and writable, the run's lock file
-creatable beside the config. One line per check; an unreachable host fails in seconds naming the host and the cause."""
+creatable beside the config. One line per check (a JSON object with --log-format json); an unreachable host fails in
+seconds naming the host and the cause."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..config import Config
 from ..destinations import build_destination
-from ..errors import ApiError, ConfigError, KlxError
+from ..errors import ApiError, ConfigError, KlxError, json_line
 from ..http import HttpClient, transport_reason
 from ..lock import RunLock
 from ..plan import build_plan, load_spec
@@ -22,13 +23,14 @@ from ..spec import Spec, StreamSpec
 CHECK_SECONDS = 10.0  # one attempt per request, no retries: a check answers in seconds
 
 
-def check(config_path: Path, *, out: TextIO | None = None) -> int:
+def check(config_path: Path, *, as_json: bool = False, out: TextIO | None = None) -> int:
     """Run every check; exit 0 only when all pass, else the exit code of the first failure."""
     out = out or sys.stdout
     failures: list[KlxError] = []
 
     def line(ok: bool, what: str, text: str) -> None:
-        print(f"{'ok  ' if ok else 'FAIL'} {what:<24} {text}", file=out, flush=True)
+        shown = json_line("check", check=what, ok=ok, message=text) if as_json else f"{'ok  ' if ok else 'FAIL'} {what:<24} {text}"
+        print(shown, file=out, flush=True)
 
     try:
         config = Config.from_yaml(config_path)

@@ -1,5 +1,6 @@
 """`klx plan`: before anything runs, per selected resource the requests this run makes and the least wall time
-the API's rate limits allow for them. Page counts are estimates from what the warehouse already holds."""
+the API's rate limits allow for them. Page counts are estimates from what the warehouse already holds. A JSON object
+a line with --log-format json."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlglot import exp
 
 from .. import sql
 from ..destinations import build_destination
+from ..errors import json_line
 from ..plan import StreamPlan, build_plan, forget_dropped_tables, load_spec
 from ..rows import LOAD_COLUMNS, ColumnMap
 from ..schema import ColumnType
@@ -178,11 +180,20 @@ def _strictest(api: ApiSpec, tier_name: str | None, params: dict[str, str]) -> t
     return best_name, best
 
 
-def print_plan(config_path: Path, *, out: TextIO | None = None, now: datetime | None = None) -> int:
-    """The plan table, its total, what is estimated, and warnings on large backfills."""
+def print_plan(config_path: Path, *, as_json: bool = False, out: TextIO | None = None, now: datetime | None = None) -> int:
+    """The plan table, its total, what is estimated, and warnings on large backfills; JSON objects with --log-format json."""
     out = out or sys.stdout
     estimates = estimate(config_path, now=now)
     now = now or datetime.now(timezone.utc)
+    if as_json:
+        for e in estimates:
+            print(json_line("estimate", stream=e.stream, mode=e.mode, reads_from=e.since.isoformat() if e.since else None, records=e.records,
+                            requests=e.requests, rate_limit=None if e.tier == "-" else e.tier, seconds=round(e.seconds, 1),
+                            basis=e.basis or None), file=out)
+        print(json_line("total", requests=sum(e.requests for e in estimates), seconds=round(sum(e.seconds for e in estimates), 1)), file=out)
+        for streams, text in _warnings(estimates, now):
+            print(json_line("warning", streams=streams, message=text), file=out)
+        return 0
     print(f"{'stream':<20} {'mode':<13} {'reads from':<17} {'records':>10} {'requests':>9} {'limit':<22} {'at least':>10}", file=out)
     for e in estimates:
         since = f"{e.since:%Y-%m-%d %H:%M}" if e.since else "everything"
@@ -195,19 +206,27 @@ def print_plan(config_path: Path, *, out: TextIO | None = None, now: datetime | 
     for e in estimates:
         if e.basis:
             print(f"  {e.stream}: {e.basis}", file=out)
+    for _, text in _warnings(estimates, now):
+        print(f"warning: {text}", file=out)
+    return 0
+
+
+def _warnings(estimates: list[StreamEstimate], now: datetime) -> list[tuple[list[str], str]]:
+    """The large backfills: (streams, what to know) each."""
+    found = []
     for e in estimates:
         if e.requests > LARGE_REQUESTS:
             span = f"{(now - e.since).days:,} days since {e.since:%Y-%m-%d}" if e.since else "the whole source"
-            print(f"warning: large backfill: {e.stream} reads {span}: {e.requests:,} requests, at least {_duration(e.seconds)}; "
-                  "a later start_date, or `klx run --streams` one stream at a time, splits it", file=out)
+            found.append(([e.stream], f"large backfill: {e.stream} reads {span}: {e.requests:,} requests, at least {_duration(e.seconds)}; "
+                                      "a later start_date, or `klx run --streams` one stream at a time, splits it"))
     unsized: dict[str, list[str]] = {}  # each stream's own start: streams reading from the same day share a line
     for e in estimates:
         if e.records is None and e.backfill_since is not None and (now - e.backfill_since).days > LARGE_DAYS:
             unsized.setdefault(f"{(now - e.backfill_since).days:,} days since {e.backfill_since:%Y-%m-%d}", []).append(e.stream)
     for span, streams in unsized.items():
-        print(f"warning: large backfill: {', '.join(streams)} read {span} "
-              "with nothing loaded yet to size them; a first run over years of events can take hours", file=out)
-    return 0
+        found.append((streams, f"large backfill: {', '.join(streams)} read {span} "
+                               "with nothing loaded yet to size them; a first run over years of events can take hours"))
+    return found
 
 
 def _duration(seconds: float) -> str:

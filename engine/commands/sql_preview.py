@@ -18,7 +18,7 @@ from sqlglot import exp
 from ..dialects import DIALECTS
 from ..destinations import DESTINATIONS
 from ..destinations.warehouse import SqlDestination
-from ..errors import ConfigError
+from ..errors import JSON_TEXT_CHARS, ConfigError, json_line
 from ..plan import build_plan
 from ..rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap
 from ..schema import ARROW_TYPES, Column, ColumnType, TableSpec
@@ -137,10 +137,19 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
     return dialect, out
 
 
-def print_sql(config_path: Path, *, dialect: str | None = None, only: tuple[str, ...] = (), file: TextIO | None = None) -> int:
-    """Print what a first run executes (to stdout by default); exit 0."""
+def print_sql(
+    config_path: Path, *, dialect: str | None = None, only: tuple[str, ...] = (), as_json: bool = False, file: TextIO | None = None
+) -> int:
+    """Print what a first run executes (to stdout by default), with --log-format json a statement a line; exit 0."""
     file = file or sys.stdout
     dialect, streams = statements(config_path, dialect=dialect, only=only)
+    if as_json:
+        for heading, stream_statements in streams:
+            for statement in stream_statements:
+                # Whole, on one line: a statement cut at the usual text limit would not run.
+                sql = render(statement, dialect)
+                print(json_line("statement", dialect=dialect, section=heading, sql=sql, text_chars=max(len(sql), JSON_TEXT_CHARS)), file=file)
+        return 0
     print(f"-- klx sql: the statements a first run of {config_path} executes on {dialect}, and later runs' upserts.", file=file)
     print("-- Values travel as bound parameters (? or %s); the batch is bulk-loaded into __klx_batch first.", file=file)
     print("-- Columns found in the records are added to CREATE TABLE, or by ALTER TABLE ... ADD on later runs.", file=file)
