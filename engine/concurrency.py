@@ -120,19 +120,36 @@ def run_all(
     """
     if not jobs:
         return []
+    # Set as a job raises, before its worker can take the next job: cancelling the queued jobs comes only once the
+    # caller's thread wakes, and a worker freed by the failing job would start the next one in between.
+    halted = threading.Event()
+
+    def guarded(job: Callable[[], T]) -> Callable[[], T | None]:
+        def run() -> T | None:
+            if halted.is_set():
+                return None  # its turn came after the run began to stop: it never starts
+            try:
+                return job()
+            except BaseException:
+                halted.set()
+                raise
+
+        return run
+
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs))), thread_name_prefix="klx-stream")
-    futures: list[Future[T]] = [pool.submit(jobs[0])]
+    futures: list[Future[T]] = [pool.submit(guarded(jobs[0]))]  # type: ignore[list-item]
     try:
         while ready is not None and not ready.wait(0.05) and not futures[0].done():
             pass
         if not (futures[0].done() and futures[0].exception() is not None):
-            futures += [pool.submit(job) for job in jobs[1:]]
+            futures += [pool.submit(guarded(job)) for job in jobs[1:]]  # type: ignore[misc]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f in done and not f.cancelled() and f.exception() is not None), None)
         if failed is not None:
             raise failed.exception()  # type: ignore[misc]
         return [f.result() for f in futures]
     except BaseException:
+        halted.set()
         for future in futures:
             future.cancel()
         stop()

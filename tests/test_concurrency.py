@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,26 @@ def test_a_job_that_raises_stops_the_others_and_is_raised_once_they_ended() -> N
     with pytest.raises(RuntimeError, match="unreachable"):
         run_all([waiting, failing], workers=2, stop=cut.set)
     assert ended == [1]
+
+
+def test_a_job_waiting_for_a_worker_never_starts_once_another_has_raised() -> None:
+    # The worker the failing job frees took the next queued job before the caller's thread woke to cancel it:
+    # a stream the run had stopped before started anyway, sent its first request and ended as cut short.
+    started = []
+
+    def failing() -> None:
+        time.sleep(0.05)  # the other job is queued by now
+        raise RuntimeError("warehouse gone")
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)  # the freed worker keeps running before the caller's thread wakes, as under load
+    try:
+        for _ in range(5):
+            with pytest.raises(RuntimeError, match="warehouse gone"):
+                run_all([failing, lambda: started.append(1)], workers=1, stop=lambda: None)
+    finally:
+        sys.setswitchinterval(before)
+    assert started == []
 
 
 def test_one_writer_holds_one_lock_for_the_destination_and_every_load_it_began() -> None:
