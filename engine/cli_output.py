@@ -13,7 +13,7 @@ from .run import RunSummary, StreamSummary
 log = logging.getLogger("klx.summary")
 MAX_LINE = 500  # characters of one failed stream's reason
 _HEADER = (
-    f"{'stream':<20} {'mode':<13} {'status':<7} {'events':>9} {'rows':>9} {'inserted':>9} {'updated':>9} "
+    f"{'stream':<20} {'mode':<13} {'status':<11} {'events':>9} {'rows':>9} {'inserted':>9} {'updated':>9} "
     f"{'pages':>7} {'requests':>8} {'retries':>7} {'429s':>5} {'waited':>7} {'seconds':>8}"
 )
 
@@ -27,7 +27,7 @@ def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summ
     for s in record.streams:
         note = f"  {s.rejected} rejected" if s.rejected else ""
         print(
-            f"{s.stream:<20} {s.mode:<13} {s.status:<7} {s.records:>9} {s.rows:>9} {s.inserted:>9} {s.updated:>9} "
+            f"{s.stream:<20} {s.mode:<13} {s.status:<11} {s.records:>9} {s.rows:>9} {s.inserted:>9} {s.updated:>9} "
             f"{s.pages:>7} {s.requests:>8} {s.retries:>7} {s.http_429:>5} {s.waited_seconds:>6.1f}s {s.seconds:>8.2f}{note}",
             file=out,
         )
@@ -35,17 +35,19 @@ def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summ
     # The run's own duration: streams run side by side, so their seconds add up to more than the run took.
     seconds = max((record.ended_at - record.started_at).total_seconds(), 0.0)
     print(
-        f"{'total':<20} {'':<13} {'':<7} {record.records:>9} {sum(s.rows for s in streams):>9} {sum(s.inserted for s in streams):>9} "
+        f"{'total':<20} {'':<13} {'':<11} {record.records:>9} {sum(s.rows for s in streams):>9} {sum(s.inserted for s in streams):>9} "
         f"{sum(s.updated for s in streams):>9} {sum(s.pages for s in streams):>7} {sum(s.requests for s in streams):>8} "
         f"{sum(s.retries for s in streams):>7} {sum(s.http_429 for s in streams):>5} {sum(s.waited_seconds for s in streams):>6.1f}s {seconds:>8.2f}",
         file=out,
     )
     rate = record.records / seconds if seconds else 0.0
-    failed = sum(s.status == "failed" for s in streams)
+    # "1 stream failed, 1 stream interrupted, 2 streams not started": every stream that did not end done
+    ended = [(sum(s.status == status for s in streams), "stream", f" {status.replace('_', ' ')}")
+             for status in ("failed", "interrupted", "not_started")]
     warnings = len(summary.warnings) if summary is not None else 0
     counts = [
         f"{_count(n, noun)}{what}"
-        for n, noun, what in ((failed, "stream", " failed"), (sum(s.rejected for s in streams), "record", " rejected"), (warnings, "warning", ""))
+        for n, noun, what in (*ended, (sum(s.rejected for s in streams), "record", " rejected"), (warnings, "warning", ""))
         if n
     ]
     tail = f"; {', '.join(counts)}" if counts else ""
@@ -83,7 +85,8 @@ def print_failures(summary: RunSummary, err: TextIO, log_format: str = "text") -
 
 
 def print_runs(records: list[RunRecord], out: TextIO) -> None:
-    """`klx runs`: one line per run, newest first, then its failed streams' errors."""
+    """`klx runs`: one line per run, newest first, then each stream that did not end done: failed or interrupted
+    with its error, not_started."""
     print(f"{'run_id':<36} {'started (UTC)':<19} {'seconds':>8} {'status':<11} {'streams':>7} {'events':>9} {'rows':>9} {'requests':>8} {'429s':>5}", file=out)
     for r in records:
         seconds = (r.ended_at - r.started_at).total_seconds()
@@ -94,4 +97,6 @@ def print_runs(records: list[RunRecord], out: TextIO) -> None:
         )
         for s in r.streams:
             if s.error:
-                print(f"  {s.stream} failed: {s.error}", file=out)
+                print(f"  {s.stream} {s.status}: {s.error}", file=out)
+            elif s.status == "not_started":
+                print(f"  {s.stream} not_started: the run stopped before it started", file=out)

@@ -27,7 +27,8 @@ class RunEvents(Protocol):
         """`seconds` were spent waiting for the endpoint's rate budget before a request."""
 
     def finished(self, summary: Any) -> None:
-        """A stream ended (run.StreamSummary; done, or failed when it carries an error)."""
+        """A stream ended (run.StreamSummary; done, or failed when it carries an error: interrupted when that error
+        is the run's stop, summary.interrupted)."""
 
 
 class NoEvents(RunEvents):

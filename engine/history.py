@@ -10,6 +10,15 @@ from typing import Any
 from .progress import Progress
 
 RUN_STATUSES = ("succeeded", "failed", "interrupted")
+# How a stream of a run ended: done; failed on its own error; interrupted, cut short by the run stopping (Ctrl-C,
+# SIGTERM, another stream's error that stops the run: a refused key, an unreachable API, a warehouse gone);
+# not_started, the run stopped before it started.
+STREAM_STATUSES = ("done", "failed", "interrupted", "not_started")
+# Rows older klx wrote: a stream the run never started was kept as queued (and an interrupted one as failed,
+# which no row can tell apart now).
+_OLD_STATUSES = {"queued": "not_started"}
+# What a run that ended without Progress.stopped() (an unexpected error) left a stream in.
+_UNENDED = {"running": "interrupted", "queued": "not_started"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,7 +27,7 @@ class StreamRecord:
 
     stream: str
     mode: str
-    status: str  # done | failed | queued (the run stopped before it)
+    status: str  # one of STREAM_STATUSES
     records: int = 0  # records the API returned
     rows: int = 0  # records loaded
     rejected: int = 0  # records read but not stored (no usable key)
@@ -83,7 +92,7 @@ def record_of(progress: Progress, *, run_id: str, started_at: datetime, ended_at
             StreamRecord(
                 stream=p.stream,
                 mode=p.mode,
-                status=p.state if p.state != "running" else "failed",
+                status=_UNENDED.get(p.state, p.state),
                 records=summary.events if summary is not None else p.records,
                 rows=summary.rows if summary is not None else 0,
                 rejected=getattr(summary, "rejected", 0),
@@ -113,7 +122,8 @@ def records_from_rows(rows: list[dict[str, Any]]) -> list[RunRecord]:
         started, ended = _timestamp(first["started_at"]), _timestamp(first["ended_at"])
         streams = tuple(
             StreamRecord(
-                stream=r["stream"], mode=r["mode"], status=r["status"], records=r["records"], rows=r["rows"], rejected=r["rejected"] or 0,
+                stream=r["stream"], mode=r["mode"], status=_OLD_STATUSES.get(r["status"], r["status"]), records=r["records"], rows=r["rows"],
+                rejected=r["rejected"] or 0,
                 inserted=r["inserted"],
                 updated=r["updated"], columns_added=tuple(json.loads(r["columns_added"] or "[]")), pages=r["pages"],
                 requests=r["requests"], retries=r["retries"], http_429=r["http_429"], waited_seconds=r["waited_seconds"],

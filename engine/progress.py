@@ -23,7 +23,9 @@ class StreamProgress:
 
     stream: str
     mode: str
-    state: str = "queued"  # queued | running | done | failed
+    # queued | running, then how it ended: done | failed (on its own error) | interrupted (cut short by the run
+    # stopping: Ctrl-C, SIGTERM, another stream's error that stops the run) | not_started (the run stopped before it)
+    state: str = "queued"
     records: int = 0
     pages: int = 0
     requests: int = 0
@@ -104,23 +106,26 @@ class Progress:
                 self._of(stream).waited += seconds
 
     def finished(self, summary: Any) -> None:
-        """A stream ended, done or failed (its summary carries the error)."""
+        """A stream ended: done, failed (its summary carries the error) or interrupted (the error is the run's stop)."""
         error = getattr(summary, "error", None)
         with self.lock:
             s = self._of(summary.stream)
             s.summary, s.ended = summary, self.clock()
-            s.state = "failed" if error is not None else "done"
+            s.state = "done" if error is None else "interrupted" if getattr(summary, "interrupted", False) else "failed"
             s.error = str(error).splitlines()[0] if error is not None else None
             if self.current == summary.stream:
                 self.current = None
         self.view.finished(self, s)
 
-    def fail_running(self, error: BaseException) -> None:
-        """The run stopped on `error`: every running stream failed (the queued ones never ran)."""
+    def stopped(self, error: BaseException) -> None:
+        """The run stopped on `error`: a stream still running was interrupted by it, a queued one was not started."""
         with self.lock:
-            stopped = [s for s in self.streams.values() if s.state == "running"]
+            stopped = [s for s in self.streams.values() if s.state in ("running", "queued")]
             for s in stopped:
-                s.state, s.ended, s.error = "failed", self.clock(), str(error).splitlines()[0]
+                if s.state == "running":
+                    s.state, s.ended, s.error = "interrupted", self.clock(), str(error).splitlines()[0]
+                else:
+                    s.state = "not_started"
             self.current = None
         for s in stopped:
             self.view.finished(self, s)
@@ -238,8 +243,8 @@ class JsonView(LogView):
         print(json.dumps(line), file=self.out, flush=True)
 
     def finished(self, progress: Progress, s: StreamProgress) -> None:
-        """Log the end, with the error when it failed."""
-        self.emit("failed" if s.error else "done", s, progress, **({"error": s.error} if s.error else {}))
+        """Log the end as its state (done, failed, interrupted, not_started), with the error when it has one."""
+        self.emit(s.state, s, progress, **({"error": s.error} if s.error else {}))
 
     def request(self, s: StreamProgress, url: str, status: int | None, seconds: float) -> None:
         """Log the request (-v)."""

@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,7 @@ class StreamSummary:
     rejected: int = 0  # records read but not stored: no usable primary key, or not a record at all
     warnings: list[str] = field(default_factory=list)
     error: KlxError | None = None  # why the stream failed; its committed batches are kept
+    interrupted: bool = False  # its error came from the run stopping (Ctrl-C, another stream's), not from the stream
 
     @property
     def failed(self) -> bool:
@@ -193,6 +195,14 @@ def run(
         summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
         events.planned([(p.stream.name, p.mode) for p in plan.streams])
         writer = OneWriter(destination)
+        # Set when the run stops (Ctrl-C, SIGTERM, a stream's error that stops the run): a stream that ends on an
+        # error after that was cut short by the stop, not failed on its own. The stream whose error stops the
+        # run has ended before it is set (run_all stops the rest once that stream's job has raised).
+        stopping = threading.Event()
+
+        def stop() -> None:
+            stopping.set()
+            http.close()
 
         def sync_stream(stream_plan: StreamPlan) -> StreamSummary:
             name = stream_plan.stream.name
@@ -208,8 +218,10 @@ def run(
                     result = sync.run()
                 except BaseException as err:  # the run stops (Ctrl-C, a refused key): what this stream committed is told too
                     sync.summary.error = err if isinstance(err, KlxError) else KlxError(f"stopped: {type(err).__name__}")
+                    sync.summary.interrupted = stopping.is_set()
                     events.finished(sync.summary)
                     raise
+            result.interrupted = result.error is not None and stopping.is_set()
             events.finished(result)
             if on_stream:
                 on_stream(result)
@@ -217,7 +229,7 @@ def run(
 
         # Streams run side by side (engine/concurrency.py): the rate budgets pace them, one writer loads them.
         order = start_order(spec, [p.stream.name for p in plan.streams])
-        results = run_all([functools.partial(sync_stream, plan.streams[i]) for i in order], workers=MAX_STREAMS, stop=http.close,
+        results = run_all([functools.partial(sync_stream, plan.streams[i]) for i in order], workers=MAX_STREAMS, stop=stop,
                           ready=http.answered)
         summary.streams.extend(result for _, result in sorted(zip(order, results), key=lambda pair: pair[0]))
         return summary

@@ -641,7 +641,7 @@ RUNS_COLUMNS = (
     Column(name="run_status", type=ColumnType.TEXT),  # succeeded | failed | interrupted
     Column(name="stream", type=ColumnType.TEXT),
     Column(name="mode", type=ColumnType.TEXT),
-    Column(name="status", type=ColumnType.TEXT),  # done | failed | queued (never ran)
+    Column(name="status", type=ColumnType.TEXT),  # done | failed | interrupted | not_started (older klx: queued for not_started)
     Column(name="records", type=ColumnType.BIGINT),
     Column(name="rows", type=ColumnType.BIGINT),
     Column(name="rejected", type=ColumnType.BIGINT),

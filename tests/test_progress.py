@@ -253,10 +253,10 @@ def test_a_failed_run_still_prints_its_summary_and_is_kept_as_failed(sim: Simula
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[1].split()[:3] == ["metrics", "full_refresh", "failed"]
-    assert lines[2].split()[:3] == ["lists", "incremental", "queued"]
+    assert lines[2].split()[:3] == ["lists", "incremental", "not_started"]
     assert " failed: " in lines[4]
     kept = rows(database, "select stream, status, run_status, error from kl_klx_runs order by stream")
-    assert [(r["stream"], r["status"], r["run_status"]) for r in kept] == [("lists", "queued", "failed"), ("metrics", "failed", "failed")]
+    assert [(r["stream"], r["status"], r["run_status"]) for r in kept] == [("lists", "not_started", "failed"), ("metrics", "failed", "failed")]
     assert kept[1]["error"].startswith("Klaviyo 401 on GET /api/metrics")
 
 
@@ -294,7 +294,7 @@ def test_runs_refuses_a_limit_below_one_with_exit_2_naming_the_option(sim: Simul
     assert capsys.readouterr().err.splitlines()[-1] == f"klx runs: error: argument --limit: {why}"
 
 
-def test_streams_running_side_by_side_keep_their_own_counts_and_all_fail_when_the_run_stops() -> None:
+def test_streams_running_side_by_side_keep_their_own_counts_and_are_interrupted_when_the_run_stops() -> None:
     progress = Progress(clock=FakeTime())
     progress.planned([("lists", "incremental"), ("metrics", "full_refresh"), ("events", "incremental")])
     progress.started("lists")
@@ -302,7 +302,7 @@ def test_streams_running_side_by_side_keep_their_own_counts_and_all_fail_when_th
     progress.request("lists", "/api/lists", 200, 0.1)
     progress.request("metrics", "/api/metrics", 200, 0.1)
     progress.request("metrics", "/api/metrics", 429, 0.1)
-    progress.fail_running(KeyboardInterrupt("interrupted"))
+    progress.stopped(KeyboardInterrupt("interrupted"))
     assert [(s.stream, s.state, s.requests, s.http_429) for s in progress.snapshot()] == [
-        ("lists", "failed", 1, 0), ("metrics", "failed", 2, 1), ("events", "queued", 0, 0),
+        ("lists", "interrupted", 1, 0), ("metrics", "interrupted", 2, 1), ("events", "not_started", 0, 0),
     ]

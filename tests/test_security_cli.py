@@ -81,7 +81,7 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_with_its_summary_and_history_row(tmp_
     assert done.stderr.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in done.stderr
     assert "metrics" in done.stdout  # the summary
     [run] = rows(database, "select run_status, stream, status from kl_klx_runs")
-    assert (run["run_status"], run["stream"], run["status"]) == ("interrupted", "metrics", "failed")
+    assert (run["run_status"], run["stream"], run["status"]) == ("interrupted", "metrics", "interrupted")
     assert rows(database, "select table_name from information_schema.tables where table_name like '%rudder_metrics%'") == []
 
 

@@ -85,11 +85,14 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
         return summary
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted: committed batches are kept, the rest was rolled back"
-        progress.fail_running(KlxError(error))
+        progress.stopped(KlxError(error))
         raise
     except KlxError as failure:
         error = str(failure).splitlines()[0]
-        progress.fail_running(failure)
+        progress.stopped(failure)
+        raise
+    except Exception as failure:  # a bug, which cli.py reports: its message may hold anything, so only its type here
+        progress.stopped(KlxError(f"stopped: {type(failure).__name__}"))
         raise
     finally:
         view.stop()
