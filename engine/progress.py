@@ -264,10 +264,10 @@ class LiveView(View):
     def draw(self, progress: Progress) -> None:
         """Redraw the table over the previous one."""
         now = progress.clock()
-        rows = [f"{'stream':<20} {'state':<8} {'records':>10} {'pages':>7} {'rec/s':>8} {'waited':>8} {'retries':>7} {'seconds':>8}"]
+        rows = [f"{'stream':<20} {'state':<11} {'records':>10} {'pages':>7} {'rec/s':>8} {'waited':>8} {'retries':>7} {'seconds':>8}"]
         for s in progress.snapshot():
             rows.append(
-                f"{s.stream:<20} {s.state:<8} {s.records:>10,} {s.pages:>7,} {s.rate(now):>8,.0f} {s.waited:>7.1f}s {s.retries:>7} {s.seconds(now):>8.1f}"
+                f"{s.stream:<20} {s.state:<11} {s.records:>10,} {s.pages:>7,} {s.rate(now):>8,.0f} {s.waited:>7.1f}s {s.retries:>7} {s.seconds(now):>8.1f}"
             )
         with self.lock:
             up = f"\x1b[{self.lines}F" if self.lines else ""

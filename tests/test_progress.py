@@ -97,8 +97,8 @@ def test_on_a_terminal_a_table_is_redrawn_in_place_and_erased_at_the_end() -> No
     text = out.getvalue()
     assert "\x1b[3F" in text  # moved up over the 3-line table to redraw it
     last = text.rsplit("\x1b[3F", 1)[1]
-    assert "lists                running          10       1        2     2.5s       1" in last
-    assert "events               queued            0" in last
+    assert "lists                running             10       1        2     2.5s       1" in last
+    assert "events               queued               0" in last
     view.stop()
     assert out.getvalue().endswith("\x1b[3F\x1b[0J")
 
