@@ -329,6 +329,18 @@ def _information_columns(dialect: str, count: int | None) -> exp.Select:
     return exp.select(*wanted).from_(info).where(exp.and_(col(name("table_schema")).eq(exp.Placeholder()), named)).order_by(*order)
 
 
+def length_limits(dialect: str = "") -> exp.Select:
+    """(column_name, data_type, character_maximum_length) of one table's columns that cap their values' length
+    (VARCHAR(n), CHAR(n)); parameters: schema, table name. Read only to explain a value the table refused."""
+    name = rules(dialect).identifier
+    info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
+    limit = col(name("character_maximum_length"))
+    capped = exp.and_(
+        col(name("table_schema")).eq(exp.Placeholder()), col(name("table_name")).eq(exp.Placeholder()), limit.copy().is_(exp.null()).not_()
+    )
+    return exp.select(col(name("column_name")), col(name("data_type")), limit).from_(info).where(capped)
+
+
 def reported_type(data_type: str, precision: int | None, scale: int | None, dialect: str) -> exp.DataType:
     """The type information_schema reports, parsed; a type sqlglot does not know stays a user-defined type."""
     try:

@@ -16,7 +16,7 @@ from engine.destinations import build_destination
 from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.rows import LOAD_COLUMNS
 from engine.run import run
-from engine.schema import ColumnType
+from engine.schema import Column, ColumnType
 from engine import sql
 from klaviyo_sim import Simulator
 from tests.klx_testing import ALL_RESOURCES, SIM_NOW, START_DATE, default_modes, key_of, write_config
@@ -292,3 +292,90 @@ def test_a_second_run_into_the_same_schema_and_prefix_is_refused_whatever_its_co
                 time.sleep(0.1)
         else:
             raise AssertionError("the lock outlived its session")
+
+
+# A value longer than an adopted VARCHAR(n) column allows
+
+
+@pytest.mark.parametrize("how", ["matching", "gathering", "full refresh"])
+def test_a_value_too_long_for_an_adopted_varchar_names_the_stream_table_column_and_fix(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # PostgreSQL said only "value too long for type character varying(5)": which of the table's columns, and of
+    # which stream's table, the user had to find out alone.
+    from engine.destinations.postgres import PostgresDestination
+
+    if how == "gathering":
+        monkeypatch.setattr(PostgresDestination, "gather_from", 0)
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    wh.run("create table kl_profiles (id varchar(512), updated timestamp, email varchar(5))")
+    wh.run("insert into kl_profiles values ('rs', '2024-01-01', 'rs@x')")
+    load = wh.dest.begin("profiles", PROFILES, replace=False)
+    load.write(batch(COLUMNS, [{"id": "a", "updated": ts(1), "email": "a@x"}]), COLUMNS, {"n": 1})
+    load.finish({"n": 1})
+    load = wh.dest.begin("profiles", PROFILES, replace=how == "full refresh")
+    with pytest.raises(WarehouseError) as raised:
+        load.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "b@x"}, {"id": "c", "updated": ts(2), "email": "much-too-long@example.com"}]),
+                   COLUMNS, {"n": 2})
+    load.abort()
+    assert str(raised.value) == (
+        f"stream profiles: column 'email' of table {pg_schema}.kl_profiles is VARCHAR(5), too short for a value of 25 characters; "
+        "nothing of the batch was written\n"
+        f'  hint: widen the column to text: ALTER TABLE "{pg_schema}"."kl_profiles" ALTER COLUMN "email" SET DATA TYPE TEXT '
+        'USING CAST("email" AS TEXT); then sync again'
+    )
+    assert raised.value.exit_code == 4
+    assert wh.query("select id, email from kl_profiles order by id") == [{"id": "a", "email": "a@x"}, {"id": "rs", "email": "rs@x"}]
+    assert wh.dest.read_state("profiles") == {"n": 1}
+    assert [r["table_name"] for r in wh.query("select table_name from information_schema.tables where table_schema = current_schema() order by 1")] == [
+        "kl_klx_state", "kl_profiles"]  # no shadow or pending table left
+    wh.run(raised.value.hint.split("text: ", 1)[1].split("; then", 1)[0])  # the fix it gives works
+    load = wh.dest.begin("profiles", PROFILES, replace=False)
+    load.write(batch(COLUMNS, [{"id": "c", "updated": ts(2), "email": "much-too-long@example.com"}]), COLUMNS, {"n": 2})
+    load.finish({"n": 2})
+    assert wh.query("select email from kl_profiles where id = 'c'") == [{"email": "much-too-long@example.com"}]
+    wh.dest.close()
+
+
+def test_values_too_long_for_several_columns_name_each_column_and_its_limit(tmp_path: Path, pg_schema: str) -> None:
+    # An integer loaded into a CHAR(n) column is stored as its digits: measured that way.
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    wh.run("create table kl_profiles (id varchar(3), updated varchar(30), email varchar(64), score char(2))")
+    columns = [*COLUMNS, Column(name="score", type=ColumnType.BIGINT)]
+    load = wh.dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError) as raised:
+        load.write(batch(columns, [{"id": "abcd", "updated": ts(2), "email": "a@x", "score": 12345}]), columns, {"n": 1})
+    load.abort()
+    assert raised.value.message == (
+        f"stream profiles: columns of table {pg_schema}.kl_profiles too short for the values loaded: 'id' VARCHAR(3) (a value of 4 characters), "
+        "'score' CHAR(2) (a value of 5 characters); nothing of the batch was written"
+    )
+    assert raised.value.hint.count("ALTER TABLE") == 2
+    assert wh.query("select count(*) as n from kl_profiles") == [{"n": 0}]
+
+
+def test_klx_run_into_a_too_short_adopted_column_exits_4_with_one_line_naming_stream_table_and_column(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, base_url=sim.url)
+        wh = open_warehouse("postgres", tmp_path, pg_schema)
+        wh.run("create table kl_rudder_lists (id varchar(512), name varchar(3), updated timestamp)")
+        monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+        monkeypatch.setenv("PG_PASSWORD", "")
+        monkeypatch.chdir(tmp_path)
+        path.write_text(path.read_text().replace("  password: ${PG_PASSWORD}\n", ""))
+        assert main(["run", str(path)]) == 4
+    err = capsys.readouterr().err.splitlines()
+    [line] = [text for text in err if text.startswith("error:")]
+    assert line.startswith(f"error: stream lists failed: column 'name' of table {pg_schema}.kl_rudder_lists is VARCHAR(3), too short for a value of ")
+    assert line.endswith(
+        f'nothing of the batch was written (hint: widen the column to text: ALTER TABLE "{pg_schema}"."kl_rudder_lists" '
+        'ALTER COLUMN "name" SET DATA TYPE TEXT USING CAST("name" AS TEXT); then sync again)'
+    )
+    assert "Traceback" not in "\n".join(err)
+    assert wh.query("select count(*) as n from kl_rudder_lists") == [{"n": 0}]
+    assert wh.dest.read_state("lists") is None
+    wh.dest.close()

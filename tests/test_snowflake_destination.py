@@ -355,3 +355,33 @@ def test_rudderstack_table_is_adopted_with_its_types_and_extra_columns(dest: Any
 
     assert query(dest, "select id, updated, count, legacy from klaviyo.kl_profiles order by id") == [
         ("a", datetime(2024, 1, 2, 13), 7, None), ("old", None, None, "kept")]
+
+
+def test_a_value_too_long_for_an_adopted_varchar_names_the_column_and_the_fix(dest: Any) -> None:
+    # fakesnow keeps VARCHAR(5) in information_schema but, like DuckDB, does not enforce it: the refusal is
+    # Snowflake's own error as its connector raises it ("100078 (22000): String '…' is too long and would be truncated").
+    import snowflake.connector.errors
+
+    query(dest, "create table klaviyo.kl_profiles (id varchar(512), updated timestamp_ntz, email varchar(5))")
+    load(dest, [{"id": "a", "updated": ts(1), "email": "a@x"}], state={"n": 1})
+    run_sql = dest.run_sql
+
+    def refusing(text: str, params: Any) -> Any:
+        if text.startswith(("INSERT INTO \"KLAVIYO\".\"KL_PROFILES", "MERGE INTO \"KLAVIYO\".\"KL_PROFILES")):
+            raise snowflake.connector.errors.ProgrammingError(
+                msg="String 'much-too-long@example.com' is too long and would be truncated", errno=100078, sqlstate="22000")
+        return run_sql(text, params)
+
+    dest.run_sql = refusing
+    run = dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError) as raised:
+        run.write(batch(COLUMNS, [{"id": "c", "updated": ts(2), "email": "much-too-long@example.com"}]), COLUMNS, {"n": 2})
+    run.abort()
+    dest.run_sql = run_sql
+    assert raised.value.message == (
+        "stream profiles: column 'EMAIL' of table KLAVIYO.KL_PROFILES is VARCHAR(5), too short for a value of 25 characters; "
+        "nothing of the batch was written"
+    )
+    assert raised.value.hint.startswith('widen the column to text: ALTER TABLE "KLAVIYO"."KL_PROFILES" ADD "EMAIL__KLX_WIDEN" VARCHAR; ')
+    assert query(dest, "select id, email from klaviyo.kl_profiles") == [("a", "a@x")]
+    assert dest.read_state("profiles") == {"n": 1}

@@ -45,6 +45,7 @@ class PostgresDestination(SqlDestination):
     # first's 50,000 rows: 41.5 µs a row matching each batch, 30.7-34.2 gathering; of 4 batches (20,000 rows),
     # 30.1 against 33.8 (bench/README.md, Session 11).
     gather_from = 25_000
+    too_long = {"sqlstate": "22001"}  # string_data_right_truncation: "value too long for type character varying(n)"
 
     def __init__(
         self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "", batch_scale: int = 1, create: bool = True

@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import pyarrow as pa
 from sqlglot import exp
@@ -44,6 +44,9 @@ class SqlDestination:
     driver_errors: tuple[type[BaseException], ...] = ()
     staging_schema: str | None = None  # where staged() tables live; None: the session's own (temporary tables)
     upsert_form: str | None = None  # overrides the dialect's upsert form (PostgreSQL before 15 has no MERGE)
+    # How the driver's error says a value is longer than its column's VARCHAR(n) allows: attributes of the error
+    # and their values (PostgreSQL's SQLSTATE 22001). Empty where the warehouse does not enforce lengths (DuckDB).
+    too_long: dict[str, Any] = {}
     batch_scale = 1  # base.Destination.batch_scale
     # Rows a table holds before an incremental load into it gathers rather than matches each batch (SqlLoad):
     # on DuckDB where bench/key_matching.py's two costs cross (about 13 and 16 ms a 2,000-event batch at 100,000
@@ -151,6 +154,11 @@ class SqlDestination:
         """CREATE SCHEMA only when it is missing: a role that may load an existing schema need not create one."""
         if not self.execute("READ SCHEMAS", self.schema, sql.schema_exists(self.dialect), (self.schema,)):
             self.execute("CREATE SCHEMA", self.schema, sql.create_schema(self.schema))
+
+    def refused_too_long(self, err: WarehouseError) -> bool:
+        """Whether the warehouse refused a statement because a value is longer than its column allows."""
+        cause = err.__cause__
+        return bool(self.too_long) and all(getattr(cause, key, None) == value for key, value in self.too_long.items())
 
     def prepared_count(self, table: str) -> int | None:
         """The rows prepare() counted in `table`, once, when no statement has touched it since; else None."""
@@ -427,6 +435,7 @@ class SqlLoad:
             merge_first(inside=False)
         with contextlib.ExitStack() as stack:
             staging = stack.enter_context(dest.staged(staged, staged_columns))
+            stack.enter_context(self._explaining_too_long(batch))
             keys = stack.enter_context(self._staged_keys(gone)) if gone is not None else None
             if ddl_first:
                 types = self._evolve(columns, empty, had, before_change=lambda: merge_first(inside=False))
@@ -701,6 +710,57 @@ class SqlLoad:
                 types[column.name] = sql.data_type(wanted, dialect)
         return types
 
+    @contextlib.contextmanager
+    def _explaining_too_long(self, batch: pa.Table) -> Iterator[None]:
+        """A value of `batch` longer than its column allows (an adopted VARCHAR(n)) becomes an error naming the column.
+
+        The warehouse names none ("value too long for type character varying(5)"): only then are the table's
+        length limits read (information_schema) and compared with the batch's longest values. The batch's
+        transaction has rolled back by then (on Snowflake with the rows COPYed into the staging table).
+        """
+        try:
+            yield
+        except WarehouseError as err:
+            if not self._dest.refused_too_long(err):
+                raise
+            try:
+                explained = self._too_long(batch)
+            except WarehouseError:  # the error the user must see is the first one
+                raise err from err.__cause__
+            if explained is None:
+                raise
+            raise explained from err
+
+    def _too_long(self, batch: pa.Table) -> WarehouseError | None:
+        """The error naming each column of the table too short for a value of `batch`, or None when none is."""
+        dest, dialect, schema = self._dest, self._dest.dialect, self._dest.schema
+        read = dest.execute("READ COLUMNS", self._target, sql.length_limits(dialect), (schema, self._target))
+        limits = {name: (kind, int(limit)) for name, kind, limit in read}
+        over = []
+        for name in batch.column_names:
+            if name in limits and (length := _longest_text(batch.column(name))) > limits[name][1]:
+                over.append((name, length))
+        if not over:
+            return None
+
+        def declared(name: str) -> str:
+            kind, limit = limits[name]
+            return sql.reported_type(f"{kind}({limit})", None, None, dialect).sql(dialect)
+
+        table = f"{schema}.{self._target}"
+        if len(over) == 1:
+            [(name, length)] = over
+            what = f"column {name!r} of table {table} is {declared(name)}, too short for a value of {length} characters"
+        else:
+            listed = ", ".join(f"{name!r} {declared(name)} (a value of {length} characters)" for name, length in over)
+            what = f"columns of table {table} too short for the values loaded: {listed}"
+        widen = [sql.widen_column(self._target, Column(name=name, type=ColumnType.TEXT), dialect, schema=schema) for name, _ in over]
+        fix = "; ".join(sql.render(statement, dialect) for statements in widen for statement in statements)
+        return WarehouseError(
+            f"stream {self._stream}: {what}; nothing of the batch was written",
+            hint=f"widen the column{'s' if len(over) > 1 else ''} to text: {fix}; then sync again",
+        )
+
     def _conflict(self, column: Column, dtype: exp.DataType) -> WarehouseError:
         dialect, schema = self._dest.dialect, self._dest.schema
         found, wanted = dtype.sql(dialect), sql.data_type(column.type, dialect).sql(dialect)
@@ -857,6 +917,17 @@ class _Statements:
         table, dialect = load._table, dest.dialect
         statements = sql.upsert(load._into, self._rows(dedup=True), self._names, table.primary_key, table.cursor, dialect, schema=dest.schema, form=dest.upsert_form)
         return [("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), statement) for statement in statements]
+
+
+def _longest_text(values: pa.ChunkedArray) -> int:
+    """The characters of the longest of `values` as text: strings (text and JSON) as they are, integers as their
+    digits; 0 for other types, whose text each warehouse writes its own way. Read once, when a load has failed."""
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return max((len(value) for value in values.to_pylist() if value is not None), default=0)
+    if pa.types.is_integer(kind):
+        return max((len(str(value)) for value in values.to_pylist() if value is not None), default=0)
+    return 0
 
 
 def _first_line(err: BaseException) -> str:
