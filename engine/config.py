@@ -68,6 +68,7 @@ class DestinationConfig:
     options: dict[str, Any]
     where: str
     base_dir: Path = Path(".")  # the config file's folder: relative paths in options resolve against it
+    table_prefix_where: str | None = None  # file:line of table_prefix (None: not given)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,7 +234,8 @@ def _destination(r: Reader, base_dir: Path, env: dict[str, str]) -> DestinationC
                 value = _expand(value, r, key, env)
                 value = Secret(value) if key in SECRET_OPTIONS else value
             options[key] = value
-    return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where, base_dir=base_dir)
+    prefix_where = r.at("table_prefix") if r.has("table_prefix") else None
+    return DestinationConfig(type=kind, table_prefix=prefix, options=options, where=r.where, base_dir=base_dir, table_prefix_where=prefix_where)
 
 
 def _schedule(r: Reader) -> ScheduleConfig:

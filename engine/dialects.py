@@ -17,7 +17,10 @@ class Dialect:
     name: str
     types: Mapping[ColumnType, str]  # the type klx creates for each ColumnType, in this dialect's spelling
     max_identifier: int  # bytes; longer names are shortened by identifier(), never cut silently by the server
-    upper: bool = False  # Snowflake folds unquoted names to upper case: store them that way so `select id` works
+    # The case the warehouse folds unquoted names to ("upper", "lower"; None: it keeps them as written), which
+    # klx stores every name in so that `select id from kl_rudder_profiles` finds it, as RudderStack stored them
+    # (rudder-server's ToProviderCase, rudder-transformer's safeTableName / safeColumnName)
+    fold: str | None = None
     parse_json: bool = False  # CAST(text AS <json type>) would store a string: use PARSE_JSON instead
     upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
     swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
@@ -33,13 +36,24 @@ class Dialect:
 
     def identifier(self, name: str) -> str:
         """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
-        name = name.upper() if self.upper else name
+        name = self.folded(name)
         encoded = name.encode()
         if len(encoded) <= self.max_identifier:
             return name
         digest = hashlib.sha1(encoded).hexdigest()[:8]
         head = encoded[: self.max_identifier - 9].decode(errors="ignore")  # never split a UTF-8 character
-        return f"{head}_{digest.upper() if self.upper else digest}"
+        return f"{head}_{self.folded(digest)}"
+
+    def folded(self, name: str) -> str:
+        """`name` in the case this warehouse folds unquoted names to."""
+        if self.fold == "upper":
+            return name.upper()
+        if self.fold == "lower":  # PostgreSQL folds A-Z only: unquoted, PRÉNOM is prÉnom in a UTF-8 database
+            return name.translate(_ASCII_LOWER)
+        return name
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _types(**names: str) -> Mapping[ColumnType, str]:
@@ -60,6 +74,7 @@ DIALECTS: dict[str, Dialect] = {
                 boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE PRECISION", timestamp="TIMESTAMPTZ", text="TEXT", json="JSONB"
             ),
             max_identifier=63,  # NAMEDATALEN - 1; PostgreSQL cuts longer names silently
+            fold="lower",
         ),
         Dialect(
             name="snowflake",
@@ -67,7 +82,7 @@ DIALECTS: dict[str, Dialect] = {
                 boolean="BOOLEAN", bigint="BIGINT", double="FLOAT", timestamp="TIMESTAMP_TZ", text="VARCHAR", json="VARIANT"
             ),
             max_identifier=255,
-            upper=True,
+            fold="upper",
             parse_json=True,
             swap="swap",
             transactional_ddl=False,
@@ -87,6 +102,7 @@ DIALECTS: dict[str, Dialect] = {
                 boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE PRECISION", timestamp="TIMESTAMPTZ", text="VARCHAR(65535)", json="SUPER"
             ),
             max_identifier=127,
+            fold="lower",  # unquoted names, and quoted ones unless enable_case_sensitive_identifier is on
             parse_json=True,
             upsert="delete_insert",  # Redshift's MERGE allows one source row per target row and few clauses
             row_in="exists",  # "table_subquery ... is limited to only one column in its select list" (IN condition)

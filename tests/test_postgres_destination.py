@@ -7,7 +7,7 @@ import json
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -378,4 +378,134 @@ def test_klx_run_into_a_too_short_adopted_column_exits_4_with_one_line_naming_st
     assert "Traceback" not in "\n".join(err)
     assert wh.query("select count(*) as n from kl_rudder_lists") == [{"n": 0}]
     assert wh.dest.read_state("lists") is None
+    wh.dest.close()
+
+
+# Upper case in destination.schema and table_prefix: PostgreSQL folds unquoted names to lower case, and so does klx
+
+
+def _schemas_like(name: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(**POSTGRES, autocommit=True) as con:
+        return [row[0] for row in con.execute("select nspname from pg_namespace where lower(nspname) = lower(%s) order by 1", [name])]
+
+
+def _drop_schema(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(**POSTGRES, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def written(pg_schema: str) -> Iterator[str]:
+    """pg_schema with upper case in it, as a config may write it; the schema of that exact name is dropped after the test."""
+    name = pg_schema.replace("klx", "Klx", 1)
+    yield name
+    _drop_schema(name)
+
+
+def test_names_fold_to_lower_case_as_postgres_folds_unquoted_ones() -> None:
+    assert sql.rules("postgres").identifier("KL_rudder_Lists") == "kl_rudder_lists"
+    assert sql.rules("postgres").identifier("PRÉNOM") == "prÉnom"  # A-Z only, as PostgreSQL folds them
+    assert sql.rules("snowflake").identifier("kl_rudder_lists") == "KL_RUDDER_LISTS"
+    assert sql.rules("duckdb").identifier("KL_rudder_Lists") == "KL_rudder_Lists"  # DuckDB matches names in any case
+
+
+def test_upper_case_schema_and_prefix_adopt_the_lower_case_tables_rudderstack_made(tmp_path: Path, pg_schema: str, written: str) -> None:
+    # `schema: Klaviyo` made a quoted schema "Klaviyo": `select * from klaviyo.x` in psql did not find it, and the
+    # schema RudderStack had made (klaviyo: rudder-server folds the namespace) was not the one loaded.
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    wh.run("create table kl_rudder_lists (id text, updated timestamp, attributes_name text)")
+    wh.run("insert into kl_rudder_lists values ('rudderstack-row', '2020-01-01', 'kept')")
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        path = postgres_config(tmp_path, written, {"lists": "incremental"}, base_url=sim.url)
+        path.write_text(path.read_text().replace("table_prefix: kl_", "table_prefix: KL_"))
+        summary = run(Config.from_yaml(path, env={**ENV, "KLAVIYO_API_KEY": sim.api_key}), now=SIM_NOW)
+        assert summary.exit_code == 0
+        truth = {r["id"] for r in sim.truth("lists", START_DATE)}
+    assert _schemas_like(pg_schema) == [pg_schema]  # no "Klx_test_…" beside it
+    rows = wh.query(f"select id, attributes_name from {pg_schema}.kl_rudder_lists")  # unquoted, as a user types it
+    assert {r["id"] for r in rows} == truth | {"rudderstack-row"}
+    assert [r["attributes_name"] for r in rows if r["id"] == "rudderstack-row"] == ["kept"]
+    assert wh.dest.read_state("lists") is not None  # in kl_klx_state
+    wh.dest.close()
+
+
+def test_a_schema_an_earlier_klx_made_as_written_is_loaded_on_with_a_warning(
+    tmp_path: Path, pg_schema: str, written: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engine.dialects import DIALECTS
+
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        config = Config.from_yaml(postgres_config(tmp_path, written, {"lists": "incremental"}, base_url=sim.url),
+                                  env={**ENV, "KLAVIYO_API_KEY": sim.api_key})
+        with monkeypatch.context() as before:  # klx before it folded names: "Klx_test_…", quoted
+            before.setitem(DIALECTS, "postgres", dataclasses.replace(DIALECTS["postgres"], fold=None))
+            assert run(config, now=SIM_NOW).exit_code == 0
+        assert _schemas_like(pg_schema) == [written]
+        changed = sim.mutate("lists", update=1, create=2)
+        requests = len(sim.request_log)
+        with caplog.at_level("WARNING", logger="klx"):
+            assert run(config, now=sim.clock() + timedelta(minutes=5)).exit_code == 0
+        assert len(sim.request_log) - requests == 1  # one page: read from the saved cursor, not from start_date
+        truth = {r["id"] for r in sim.truth("lists", START_DATE)}
+    assert _schemas_like(pg_schema) == [written]  # no klx_test_… made beside it
+    warning = f"destination.schema: {written!r}: loading schema \"{written}\", named as written (by an earlier klx)"
+    assert any(warning in record.getMessage() for record in caplog.records)
+    assert f'ALTER SCHEMA "{written}" RENAME TO {pg_schema}' in caplog.text
+    dest = build_destination(config.destination)
+    assert dest.schema == written
+    rows = dest.run_sql(sql.render(sql.exp.select("id").from_(sql.table("kl_rudder_lists", written)), "postgres"), [])
+    assert {r[0] for r in rows} == truth and set(changed["created"]) <= truth
+    dest.close()
+
+
+def test_a_schema_named_both_as_written_and_folded_is_refused_naming_its_line(tmp_path: Path, pg_schema: str, written: str) -> None:
+    import psycopg
+
+    with psycopg.connect(**POSTGRES, autocommit=True) as con:
+        for name in (pg_schema, written):
+            con.execute(f'CREATE SCHEMA "{name}"')
+    path = postgres_config(tmp_path, written, {"lists": "incremental"})
+    with pytest.raises(WarehouseError) as raised:
+        build_destination(Config.from_yaml(path, env=ENV).destination)
+    assert str(raised.value) == (
+        f"{path}:8: destination.schema: {written!r} names two schemas: {pg_schema}, as PostgreSQL folds the unquoted name, "
+        f'and "{written}", as written (what an earlier klx loaded)\n'
+        f'  hint: write schema: {pg_schema} to load {pg_schema}; to load "{written}", rename the other first '
+        f"(ALTER SCHEMA {pg_schema} RENAME TO {pg_schema}_old)"
+    )
+    assert raised.value.exit_code == 4
+
+
+def test_a_prefix_whose_tables_an_earlier_klx_made_as_written_is_refused_before_anything_is_read(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import main
+    from engine.dialects import DIALECTS
+
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, base_url=sim.url,
+                               connection=["  host: 127.0.0.1", "  user: postgres", "  database: test"])
+        path.write_text(path.read_text().replace("table_prefix: kl_", "table_prefix: KL_"))
+        monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+        with monkeypatch.context() as before:  # klx before it folded names: "KL_rudder_lists", "KL_klx_state"
+            before.setitem(DIALECTS, "postgres", dataclasses.replace(DIALECTS["postgres"], fold=None))
+            assert main(["run", str(path)]) == 0
+        capsys.readouterr()
+        requests = len(sim.request_log)
+        assert main(["run", str(path)]) == 4
+        assert len(sim.request_log) == requests
+    assert capsys.readouterr().err == (
+        f"error: {path}:7: destination.table_prefix: 'KL_': schema {pg_schema} holds the tables an earlier klx made with the prefix "
+        f'as written ("KL_klx_state", …); klx now names them in lower case, as PostgreSQL folds unquoted names (kl_klx_state, …), '
+        "and would sync every stream anew beside them\n"
+        f'  hint: rename each of them to its lower-case name, e.g. ALTER TABLE "{pg_schema}"."KL_klx_state" RENAME TO kl_klx_state '
+        '(docs/migrating-from-rudderstack.md, "Upper case in schema or table_prefix", writes them all), then run again\n'
+    )
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    assert [r["table_name"] for r in wh.query("select table_name from information_schema.tables where table_schema = current_schema() order by 1")] == [
+        "KL_klx_runs", "KL_klx_state", "KL_rudder_lists"]
     wh.dest.close()

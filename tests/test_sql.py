@@ -130,7 +130,7 @@ def test_hostile_names_stay_inside_quoted_identifiers(dialect: str) -> None:
     (again,) = sqlglot.parse(sql.render(create, dialect), read=dialect)
     names = [d.this.this for d in again.this.expressions]
     assert names == [c.name for c in _fold(HOSTILE, dialect)]
-    assert len(set(names)) == len(HOSTILE) - (1 if rules(dialect).upper else 0)  # Snowflake folds ID and id alike
+    assert len(set(names)) == len(HOSTILE) - (1 if rules(dialect).fold else 0)  # Snowflake, PostgreSQL fold ID and id alike
     assert all(len(n.encode()) <= rules(dialect).max_identifier for n in names)
 
 

@@ -73,6 +73,11 @@ def option_where(config: DestinationConfig, key: str) -> str:
     return at(key) if at is not None and key in config.options else config.where
 
 
+def prefix_where(config: DestinationConfig) -> str:
+    """file:line of destination.table_prefix, or of the destination block."""
+    return getattr(config, "table_prefix_where", None) or config.where
+
+
 def config_relative(config: DestinationConfig, path: str) -> str:
     """A file path option resolved against the config file's folder, so a cron job may run from anywhere."""
     base = getattr(config, "base_dir", None)

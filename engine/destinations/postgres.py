@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import logging
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -11,7 +13,9 @@ import pyarrow.csv as pa_csv
 from sqlglot import exp
 
 from engine import sql
-from engine.destinations import DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where, schema_option
+from engine.destinations import (
+    DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where, prefix_where, schema_option,
+)
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.schema import Column, ColumnType
@@ -19,7 +23,10 @@ from engine.schema import Column, ColumnType
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger("klx.postgres")
 DIALECT = "postgres"
+# Names as klx stored them before it folded them to lower case as PostgreSQL folds unquoted names: as written.
+_AS_WRITTEN = dataclasses.replace(sql.rules(DIALECT), fold=None)
 OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "batch_scale")
 # libpq's sslmode values: another one is refused at connect time, as a warehouse error without the config's line.
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -37,7 +44,11 @@ _LOCK_CLASS = 0x6B6C78  # "klx": the first key of klx's advisory locks, the seco
 
 @destination("postgres")
 class PostgresDestination(SqlDestination):
-    """A PostgreSQL database; tables live in `schema` (created if missing), state in <prefix>klx_state."""
+    """A PostgreSQL database; tables live in `schema` (created if missing), state in <prefix>klx_state.
+
+    The schema, the table prefix and every other name are stored in lower case, as PostgreSQL folds unquoted
+    names and RudderStack stored them: `schema: Klaviyo` loads klaviyo, where `select * from Klaviyo.x` reads.
+    """
 
     dialect = DIALECT
     # Matching a batch reads every row of the table (no index on the key), and PostgreSQL reads its rows whole
@@ -48,25 +59,37 @@ class PostgresDestination(SqlDestination):
     too_long = {"sqlstate": "22001"}  # string_data_right_truncation: "value too long for type character varying(n)"
 
     def __init__(
-        self, *, connection: dict[str, Any], dsn: str | None, schema: str, table_prefix: str = "", batch_scale: int = 1, create: bool = True
+        self,
+        *,
+        connection: dict[str, Any],
+        dsn: str | None,
+        schema: str,
+        table_prefix: str = "",
+        batch_scale: int = 1,
+        create: bool = True,
+        where: dict[str, str] | None = None,
     ) -> None:
+        """Connect; `where` holds the file:line of the config's schema and table_prefix keys, for their errors."""
         import psycopg  # only a PostgreSQL run pays for the driver
 
         self._psycopg = psycopg
         self.driver_errors = (psycopg.Error,)
         self.schema = self.name(schema)
-        self.table_prefix = table_prefix
+        self.table_prefix = sql.rules(DIALECT).folded(table_prefix)  # (the lock's key: KL_ and kl_ name the same tables)
         self.batch_scale = batch_scale  # more than 1 for a server far away: fewer, larger transactions
-        where = _describe(connection, dsn)
+        server = _describe(connection, dsn)
         try:
             # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
             self._con = psycopg.connect(dsn or "", autocommit=True, options="-c TimeZone=UTC", **connection)
         except psycopg.Error as err:
             raise WarehouseError(
-                f"cannot connect to PostgreSQL {where}: {str(err).strip().splitlines()[0]}",
+                f"cannot connect to PostgreSQL {server}: {str(err).strip().splitlines()[0]}",
                 hint="check destination.host, port, user, password and database (or dsn), and that the server accepts connections",
             ) from err
         self.upsert_form = "merge" if self._con.info.server_version >= _MERGE_SINCE else "delete_insert"
+        where = where or {}
+        self.schema = self._resolve_schema(schema, where.get("schema"))
+        self._refuse_tables_named_as_written(table_prefix, where.get("table_prefix"))
         if create:
             self.ensure_schema()
 
@@ -102,7 +125,54 @@ class PostgresDestination(SqlDestination):
         }
         dsn = _reveal(options["dsn"]) if "dsn" in options else None
         schema = schema_option(config, "public")
-        return cls(connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale, create=create)
+        where = {"schema": option_where(config, "schema"), "table_prefix": prefix_where(config)}
+        return cls(
+            connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale, create=create, where=where
+        )
+
+    def _resolve_schema(self, given: str, where: str | None) -> str:
+        """The schema `given` names: folded to lower case, unless only a schema named as written exists.
+
+        An earlier klx kept the name as written, quoted: `schema: Klaviyo` made "Klaviyo". That schema goes on being
+        loaded (with a warning) while no klaviyo exists; with both, which one is meant is unknown.
+        """
+        folded, written = self.name(given), _AS_WRITTEN.identifier(given)
+        if folded == written:
+            return folded
+        exists = {name for name in (folded, written) if self.execute("READ SCHEMAS", name, sql.schema_exists(DIALECT), (name,))}
+        if exists == {folded, written}:
+            raise WarehouseError(
+                f'destination.schema: {given!r} names two schemas: {folded}, as PostgreSQL folds the unquoted name, and "{written}", '
+                "as written (what an earlier klx loaded)",
+                where=where,
+                hint=f'write schema: {folded} to load {folded}; to load "{written}", rename the other first '
+                f'(ALTER SCHEMA {folded} RENAME TO {folded}_old)',
+            )
+        if exists == {written}:
+            log.warning(
+                '%sdestination.schema: %r: loading schema "%s", named as written (by an earlier klx); PostgreSQL folds the '
+                "unquoted name to %s, so queries must quote it: ALTER SCHEMA \"%s\" RENAME TO %s lets them not",
+                f"{where}: " if where else "", given, written, folded, written, folded,
+            )
+            return written
+        return folded
+
+    def _refuse_tables_named_as_written(self, prefix: str, where: str | None) -> None:
+        """Refuse a table prefix with upper case whose tables an earlier klx made as written ("KL_klx_state"):
+        klx now names them in lower case, and would start every stream anew beside them."""
+        folded, written = sql.state_table(prefix, DIALECT), _AS_WRITTEN.identifier(prefix + sql.STATE_TABLE)
+        if folded == written:
+            return
+        found = self.columns_of_tables([written, folded])
+        if written in found and folded not in found:
+            raise WarehouseError(
+                f"destination.table_prefix: {prefix!r}: schema {self.schema} holds the tables an earlier klx made with "
+                f'the prefix as written ("{written}", …); klx now names them in lower case, as PostgreSQL folds unquoted names '
+                f"({folded}, …), and would sync every stream anew beside them",
+                where=where,
+                hint=f'rename each of them to its lower-case name, e.g. ALTER TABLE "{self.schema}"."{written}" RENAME TO {folded} '
+                '(docs/migrating-from-rudderstack.md, "Upper case in schema or table_prefix", writes them all), then run again',
+            )
 
     @property
     def connection(self) -> psycopg.Connection:

@@ -1,9 +1,9 @@
 CREATE TABLE "klaviyo"."kl_profiles" (
-  "a""; DROP TABLE x; --" TEXT,
+  "a""; drop table x; --" TEXT,
   "prénom_名前" TEXT,
   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825" BIGINT,
   "id" TEXT,
-  "ID" TEXT,
+  "id" TEXT,
   "order" TEXT,
   "select" JSONB
 );

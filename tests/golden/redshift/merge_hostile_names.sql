@@ -5,20 +5,20 @@ WHERE
       1
     FROM (
       SELECT
-        "a""; DROP TABLE x; --",
+        "a""; drop table x; --",
         "prénom_名前",
         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
         "id",
-        "ID",
+        "id",
         "order",
         "select"
       FROM (
         SELECT
-          CAST("a""; DROP TABLE x; --" AS VARCHAR(65535)) AS "a""; DROP TABLE x; --",
+          CAST("a""; drop table x; --" AS VARCHAR(65535)) AS "a""; drop table x; --",
           CAST("prénom_名前" AS VARCHAR(65535)) AS "prénom_名前",
           CAST("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825" AS BIGINT) AS "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
           CAST("id" AS VARCHAR(65535)) AS "id",
-          CAST("ID" AS VARCHAR(65535)) AS "ID",
+          CAST("id" AS VARCHAR(65535)) AS "id",
           CAST("order" AS VARCHAR(65535)) AS "order",
           JSON_PARSE("select") AS "select",
           ROW_NUMBER() OVER (PARTITION BY "id" ORDER BY "__klx_seq" DESC NULLS LAST) AS "__klx_rank"
@@ -32,38 +32,38 @@ WHERE
   );
 
 INSERT INTO "klaviyo"."kl_profiles" (
-  "a""; DROP TABLE x; --",
+  "a""; drop table x; --",
   "prénom_名前",
   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
   "id",
-  "ID",
+  "id",
   "order",
   "select"
 )
 SELECT
-  "s"."a""; DROP TABLE x; --",
+  "s"."a""; drop table x; --",
   "s"."prénom_名前",
   "s"."xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
   "s"."id",
-  "s"."ID",
+  "s"."id",
   "s"."order",
   "s"."select"
 FROM (
   SELECT
-    "a""; DROP TABLE x; --",
+    "a""; drop table x; --",
     "prénom_名前",
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
     "id",
-    "ID",
+    "id",
     "order",
     "select"
   FROM (
     SELECT
-      CAST("a""; DROP TABLE x; --" AS VARCHAR(65535)) AS "a""; DROP TABLE x; --",
+      CAST("a""; drop table x; --" AS VARCHAR(65535)) AS "a""; drop table x; --",
       CAST("prénom_名前" AS VARCHAR(65535)) AS "prénom_名前",
       CAST("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825" AS BIGINT) AS "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx_02fd6825",
       CAST("id" AS VARCHAR(65535)) AS "id",
-      CAST("ID" AS VARCHAR(65535)) AS "ID",
+      CAST("id" AS VARCHAR(65535)) AS "id",
       CAST("order" AS VARCHAR(65535)) AS "order",
       JSON_PARSE("select") AS "select",
       ROW_NUMBER() OVER (PARTITION BY "id" ORDER BY "__klx_seq" DESC NULLS LAST) AS "__klx_rank"
