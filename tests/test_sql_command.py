@@ -78,6 +78,17 @@ def test_snowflake_names_are_upper_case_and_json_goes_through_parse_json(tmp_pat
     assert 'MERGE INTO "KLAVIYO"."KL_RUDDER_LISTS" AS "t"' in out
 
 
+def test_each_sections_heading_names_the_table_as_the_warehouse_stores_it(tmp_path: Path, capsys) -> None:
+    # The statements folded the prefix (KL_ -> kl_ on PostgreSQL, KL_ on Snowflake); the heading showed it as written.
+    path = config(tmp_path, POSTGRES)
+    path.write_text(path.read_text().replace("table_prefix: kl_", "table_prefix: KL_"))
+    postgres = printed(capsys, str(path), "--streams", "lists")
+    assert "-- lists (incremental) -> kl_rudder_lists\n" in postgres
+    assert 'MERGE INTO "klaviyo"."kl_rudder_lists"' in postgres
+    snowflake = printed(capsys, str(path), "--dialect", "snowflake", "--streams", "lists")
+    assert "-- lists (incremental) -> KL_RUDDER_LISTS\n" in snowflake
+
+
 def test_redshift_upserts_with_delete_and_insert(tmp_path: Path, capsys) -> None:
     out = printed(capsys, str(config(tmp_path, POSTGRES)), "--dialect", "redshift", "--streams", "lists")
     assert "MERGE" not in out

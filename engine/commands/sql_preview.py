@@ -126,7 +126,7 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
         load.write(row(), columns, {})
         load.write(pa.concat_tables([row(), row()]), columns, {})
         load.finish({})
-        out.append((f"{stream.name} ({stream_plan.mode}) -> {stream_plan.table}", dest.statements))
+        out.append((f"{stream.name} ({stream_plan.mode}) -> {dest.name(stream_plan.table)}", dest.statements))  # as the warehouse names it
         if not replace:  # a later incremental run gathers its batches beside the table holding rows, then merges them
             dest.statements = []
             load = dest.begin(stream.name, table, replace=False)
