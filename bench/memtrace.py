@@ -125,7 +125,7 @@ def instrument(activity: Activity) -> None:
     """Wrap the engine's fetches, batch writes and commits so that `activity` says what runs."""
     from engine import run as run_module
     from engine.destinations import duckdb as duckdb_module
-    from engine.destinations import warehouse
+    from engine.destinations import table_load, warehouse
 
     def stream_of(name: str) -> str:
         return name.removeprefix("klx-")
@@ -170,7 +170,7 @@ def instrument(activity: Activity) -> None:
             activity.syncs.append(self)
 
     run_module.StreamSync.__init__ = init
-    original_write = warehouse.SqlLoad.write
+    original_write = table_load.SqlLoad.write
 
     def write(self: Any, batch: Any, columns: Any, state: Any, deletes: Any = None) -> Any:
         activity.writing = (self._stream, batch.num_rows)
@@ -179,7 +179,7 @@ def instrument(activity: Activity) -> None:
         finally:
             activity.writing = None
 
-    warehouse.SqlLoad.write = write
+    table_load.SqlLoad.write = write
 
     @contextlib.contextmanager
     def transaction(self: Any) -> Any:

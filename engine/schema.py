@@ -49,5 +49,5 @@ class TableSpec:
     # it. A replace load, an incremental load into an empty table, and one gathering batches to merge them
     # (into a large table) write their batches without matching their keys, and keep, of a key written more
     # than once, the row a MERGE of the batches in this order would have kept. None: every batch is matched
-    # as it is written (engine/destinations/warehouse.py, SqlLoad).
+    # as it is written (engine/destinations/table_load.py, SqlLoad).
     loaded_at: str | None = None

@@ -16,7 +16,7 @@ from .schema import ColumnType
 # in full (engine/slices.py); without them a rerun reads from the cursor.
 STATE_VERSION = 1
 # Version 2 adds "unresolved": the load time (ISO) of the last batch a deferred load wrote to the table
-# without matching its keys (engine/destinations/warehouse.py): until that load finishes, the table may hold
+# without matching its keys (engine/destinations/table_load.py): until that load finishes, the table may hold
 # a key more than once, and the stream's next load must resolve them. An older klx would load on and never
 # resolve them, so a state carrying it says version 2, which an older klx refuses; finish() saves version 1.
 UNRESOLVED_VERSION = 2

@@ -8,7 +8,7 @@ import pytest
 
 from engine import run as run_module
 from engine.destinations.duckdb import DuckDBDestination
-from engine.destinations.warehouse import SqlLoad
+from engine.destinations.table_load import SqlLoad
 from engine.http import HttpClient
 from klaviyo_sim import Simulator
 from tests.klx_testing import SIM_NOW, rows, sync, write_config

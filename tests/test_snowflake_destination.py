@@ -233,7 +233,7 @@ def test_each_batch_replaces_the_staging_table_which_close_drops(dest: Any) -> N
 
 
 def test_a_failed_batch_drops_its_staging_table_at_once(dest: Any, monkeypatch) -> None:
-    from engine.destinations.warehouse import SqlLoad
+    from engine.destinations.table_load import SqlLoad
 
     def refused(*args: Any, **kw: Any) -> Any:
         raise WarehouseError("refused")

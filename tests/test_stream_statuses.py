@@ -14,7 +14,7 @@ import pytest
 import engine.run
 from engine.cli import main
 from engine.destinations.duckdb import DuckDBDestination
-from engine.destinations.warehouse import SqlLoad
+from engine.destinations.table_load import SqlLoad
 from engine.errors import WarehouseError
 from engine.history import records_from_rows
 STREAM_STATUSES = ("done", "failed", "interrupted", "not_started")

@@ -1,6 +1,6 @@
 """`klx sql`: the DDL, insert, upsert and state statements a first run executes (and later runs' upserts), in the configured or any dialect.
 
-The statements come from the same loader a run uses (engine/destinations/warehouse.py), talking to a
+The statements come from the same loader a run uses (engine/destinations/table_load.py), talking to a
 destination that records instead of executing: what is printed is what runs.
 """
 
