@@ -33,6 +33,10 @@ class Dialect:
     # tuple is a STRUCT, and `SELECT AS STRUCT a, b` returns one); "exists" (Redshift: EXISTS (SELECT 1 FROM
     # (SELECT a, b ...) WHERE each column equals the outer row's)
     row_in: str = "tuple"
+    # True: the warehouse finds a table, schema or column whatever the case it is asked for in, quoted or not, and
+    # keeps the case it was created in (DuckDB): klx looks names up in its catalog the same way, so a table made as
+    # KL_rudder_lists is the one `table_prefix: kl_` loads, not one that "already exists" when klx creates it.
+    names_ignore_case: bool = False
 
     def identifier(self, name: str) -> str:
         """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
@@ -67,6 +71,7 @@ DIALECTS: dict[str, Dialect] = {
             name="duckdb",
             types=_types(boolean="BOOLEAN", bigint="BIGINT", double="DOUBLE", timestamp="TIMESTAMPTZ", text="VARCHAR", json="JSON"),
             max_identifier=255,
+            names_ignore_case=True,
         ),
         Dialect(
             name="postgres",

@@ -200,7 +200,16 @@ def schema_exists(dialect: str = "") -> exp.Select:
     """SELECT 1 when a schema exists; parameter: the schema name (a role may lack the right to CREATE it)."""
     name = rules(dialect).identifier
     info = exp.table_(ident(name("schemata")), db=ident(name("information_schema")))
-    return exp.select(exp.Literal.number(1)).from_(info).where(col(name("schema_name")).eq(exp.Placeholder()))
+    return exp.select(exp.Literal.number(1)).from_(info).where(_names(col(name("schema_name")), 1, dialect))
+
+
+def _names(column: exp.Column, count: int, dialect: str) -> exp.Expr:
+    """`column` equal to one parameter (count 1) or among `count` of them, as the warehouse matches names: without
+    regard to case where it finds them so (Dialect.names_ignore_case)."""
+    wanted: list[exp.Expr] = [exp.Placeholder() for _ in range(count)]
+    if rules(dialect).names_ignore_case:
+        column, wanted = exp.Lower(this=column), [exp.Lower(this=w) for w in wanted]  # type: ignore[assignment]
+    return column.eq(wanted[0]) if count == 1 else exp.In(this=column, expressions=wanted)
 
 
 def create_schema(schema: str) -> exp.Create:
@@ -320,13 +329,12 @@ def _information_columns(dialect: str, count: int | None) -> exp.Select:
     info = exp.table_(ident(name("columns")), db=ident(name("information_schema")))
     table_name, position = col(name("table_name")), col(name("ordinal_position"))
     wanted = [col(name(c)) for c in ("column_name", "data_type", "numeric_precision", "numeric_scale")]
-    if count is None:
-        named: exp.Expr = table_name.eq(exp.Placeholder())
-        order = [position]
-    else:
-        named = exp.In(this=table_name, expressions=[exp.Placeholder() for _ in range(count)])
+    named = _names(table_name.copy(), count or 1, dialect)
+    order = [position]
+    if count is not None:
         wanted, order = [table_name.copy(), *wanted], [table_name.copy(), position]
-    return exp.select(*wanted).from_(info).where(exp.and_(col(name("table_schema")).eq(exp.Placeholder()), named)).order_by(*order)
+    schema = _names(col(name("table_schema")), 1, dialect)
+    return exp.select(*wanted).from_(info).where(exp.and_(schema, named)).order_by(*order)
 
 
 def length_limits(dialect: str = "") -> exp.Select:

@@ -444,6 +444,29 @@ class Config:
         self.where = "config.yaml:9"
 
 
+def test_a_prefix_and_schema_written_in_another_case_load_the_same_tables(tmp_path: Path) -> None:
+    # DuckDB finds KL_profiles when asked for kl_profiles, but klx looked its tables up by exact case: after
+    # table_prefix KL_ became kl_, it saw no table and its CREATE TABLE failed, "already exists".
+    path = str(tmp_path / "w.duckdb")
+    first = DuckDBDestination(path=path, schema="Klaviyo", table_prefix="KL_")
+    load(first, [profile("a", 1)], state={"bookmark": 1}, table=TableSpec(name="KL_profiles", primary_key=("id",), cursor="updated"))
+    first.close()
+    again = DuckDBDestination(path=path, schema="klaviyo", table_prefix="kl_")
+    assert again.read_state("profiles") == {"bookmark": 1}
+    assert again.has_table("kl_profiles")
+    load(again, [profile("a", 2, "a@x"), profile("b", 2)], state={"bookmark": 2})
+    for name, row in (("kl_events", profile("c", 3)), ("KL_events", profile("d", 3))):  # full refreshes: a shadow swapped in
+        run = again.begin("events", TableSpec(name=name, primary_key=("id",), cursor="updated"), replace=True)
+        run.write(batch(COLUMNS, [row]), COLUMNS, {})
+        run.finish({})
+    assert rows(again, "Klaviyo.KL_profiles") == [profile("a", 2, "a@x"), profile("b", 2)]
+    assert rows(again, "klaviyo.kl_events") == [profile("d", 3)]
+    assert again.read_state("profiles") == {"bookmark": 2}
+    tables = sorted(name.lower() for (name,) in again.connection.sql("SELECT table_name FROM information_schema.tables").fetchall())
+    assert tables == ["kl_events", "kl_klx_state", "kl_profiles"]
+    again.close()
+
+
 def test_build_destination_opens_duckdb_in_the_given_schema(tmp_path: Path) -> None:
     dest = build_destination(Config({"path": str(tmp_path / "w.duckdb"), "schema": "klaviyo"}))
     load(dest, [profile("a", 1)])

@@ -187,8 +187,10 @@ class SqlDestination:
             return {table: columns for table in tables if (columns := self._prefetched.pop(table))}
         rows = self.execute("READ COLUMNS", tables[0], sql.tables_columns(len(tables), self.dialect), (self.schema, *tables))
         found: dict[str, dict[str, exp.DataType]] = {}
+        # Where names match whatever their case, a table made as KL_x is the KL_x or kl_x asked for: keyed as asked.
+        asked = {table.lower(): table for table in tables} if sql.rules(self.dialect).names_ignore_case else {}
         for table, column, *reported in rows:
-            found.setdefault(table, {})[column] = self._reported_type(*reported)
+            found.setdefault(asked.get(table.lower(), table), {})[column] = self._reported_type(*reported)
         return found
 
     def _reported_type(self, data_type: str, precision: int | None, scale: int | None) -> exp.DataType:
