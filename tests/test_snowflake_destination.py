@@ -385,3 +385,16 @@ def test_a_value_too_long_for_an_adopted_varchar_names_the_column_and_the_fix(de
     assert raised.value.hint.startswith('widen the column to text: ALTER TABLE "KLAVIYO"."KL_PROFILES" ADD "EMAIL__KLX_WIDEN" VARCHAR; ')
     assert query(dest, "select id, email from klaviyo.kl_profiles") == [("a", "a@x")]
     assert dest.read_state("profiles") == {"n": 1}
+
+
+def test_discover_columns_lists_the_upper_case_tables_a_run_loaded(dest: Any, tmp_path: Path, monkeypatch, capsys) -> None:
+    # discover asked information_schema for kl_rudder_lists; Snowflake stores it as KL_RUDDER_LISTS: "not loaded yet".
+    from engine.cli import main
+
+    query(dest, "create table klaviyo.kl_rudder_lists (id varchar, updated timestamp_tz, tags_ids variant)")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "pw-secret")
+    assert main(["discover", str(config_file(tmp_path, ACCOUNT)), "--columns"]) == 0
+    out = capsys.readouterr().out
+    assert "not loaded yet" not in out
+    assert out.split("\n\n", 1)[1].split() == ["KL_RUDDER_LISTS", "(3", "columns)", "ID", "VARCHAR", "UPDATED", "TIMESTAMPTZ", "TAGS_IDS", "VARIANT"]
+    assert "pw-secret" not in out

@@ -70,6 +70,8 @@ def discover(config_path: Path | None, *, columns: bool = False, as_json: bool =
     try:
         for name in selected:
             table = config.destination.table_prefix + spec.api.table.format(stream=name)
+            # As the warehouse stores it (KL_RUDDER_LISTS on Snowflake): information_schema knows it by that name only.
+            table = destination.name(table) if hasattr(destination, "name") else table
             found = {column: dtype.sql(destination.dialect) if hasattr(dtype, "sql") else str(dtype)
                      for column, dtype in destination.columns_of(table).items()}
             if as_json:  # not loaded yet: loaded false, no columns
