@@ -398,3 +398,18 @@ def test_discover_columns_lists_the_upper_case_tables_a_run_loaded(dest: Any, tm
     assert "not loaded yet" not in out
     assert out.split("\n\n", 1)[1].split() == ["KL_RUDDER_LISTS", "(3", "columns)", "ID", "VARCHAR", "UPDATED", "TIMESTAMPTZ", "TAGS_IDS", "VARIANT"]
     assert "pw-secret" not in out
+
+
+def test_a_column_type_conflict_stops_the_batch_before_any_column_is_added(dest: Any) -> None:
+    # Snowflake DDL commits: the columns added before the conflicting one was reached stayed, though nothing loaded.
+    query(dest, "create table klaviyo.kl_profiles (id varchar, email varchar, created date)")
+    query(dest, "insert into klaviyo.kl_profiles values ('old', 'kept', '2024-01-01')")
+    before = {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES").items()}
+    columns = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT), Column(name="created", type=ColumnType.TIMESTAMP)]
+    run = dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError, match="column 'CREATED' of table KLAVIYO.KL_PROFILES has type DATE"):
+        run.write(batch(columns, [{"id": "a", "updated": ts(2), "email": "e", "phone": "1", "created": ts(1)}]), columns, {"n": 1})
+    run.abort()
+    assert {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES").items()} == before
+    assert query(dest, "select id, email from klaviyo.kl_profiles") == [("old", "kept")]
+    assert dest.read_state("profiles") is None

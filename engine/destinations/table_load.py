@@ -408,6 +408,12 @@ class SqlLoad:
         table's values meanwhile).
         """
         dest, into, schema, dialect = self._dest, self._into, self._dest.schema, self._dest.dialect
+        # A column klx cannot write to stops the batch before anything changes: on a warehouse whose DDL commits
+        # (Snowflake), columns added before reaching it would stay, though nothing of the batch loads.
+        for column in columns:
+            dtype = existing.get(column.name)
+            if dtype is not None and column.name not in empty and sql.column_type_of(dtype, dialect) is not column.type and sql.family(dtype) is None:
+                raise self._conflict(column, dtype)
         if not existing:
             self._altered = True
             before_change()
