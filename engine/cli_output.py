@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TextIO
 
-from .errors import clean, json_error
+from .errors import HINT_CHARS, clean, json_error
 from .history import RunRecord
 from .run import RunSummary, StreamSummary
 
@@ -67,10 +67,10 @@ def failure_line(s: StreamSummary) -> str:
     """`error: stream NAME failed: why (hint: what to do)` on one line, without control characters."""
     err = s.error
     text = f"{err.where}: {err.message}" if err.where else err.message
-    if err.hint:
-        text += f" (hint: {err.hint})"
-    text = text.removeprefix(f"stream {s.stream}: ")  # said once: some errors name their stream first
-    return f"error: stream {s.stream} failed: {clean(text, MAX_LINE)}"
+    text = clean(text.removeprefix(f"stream {s.stream}: "), MAX_LINE)  # said once: some errors name their stream first
+    # The hint whole (KlxError cleaned it): klx's own words, often a statement to copy, which a cut would spoil.
+    hint = f" (hint: {clean(err.hint, HINT_CHARS)})" if err.hint else ""
+    return f"error: stream {s.stream} failed: {text}{hint}"
 
 
 def print_failures(summary: RunSummary, err: TextIO, log_format: str = "text") -> None:

@@ -9,6 +9,9 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 MESSAGE_CHARS = 600  # any KlxError message is one line of at most this many characters
+# A hint is klx's own text, and often a statement to copy (Snowflake's widening is four, with every name quoted in
+# full): cut at the message's length, it would not run.
+HINT_CHARS = 2000
 JSON_TEXT_CHARS = 2000  # each text value of a --log-format json line, unless its caller asks for more
 _SECRETS: set[str] = set()
 # Terminal escape sequences (CSI, OSC) whole, then any other control or bidi/invisible formatting character.
@@ -105,7 +108,7 @@ class KlxError(Exception):
         super().__init__(message)
         self.message = message
         self.where = clean(where) if where else where
-        self.hint = clean(hint) if hint else hint
+        self.hint = clean(hint, HINT_CHARS) if hint else hint
 
     def __str__(self) -> str:
         # Cleaned again: code may have appended to .message after construction.

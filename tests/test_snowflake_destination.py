@@ -413,3 +413,21 @@ def test_a_column_type_conflict_stops_the_batch_before_any_column_is_added(dest:
     assert {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES").items()} == before
     assert query(dest, "select id, email from klaviyo.kl_profiles") == [("old", "kept")]
     assert dest.read_state("profiles") is None
+
+
+def test_a_failed_streams_line_carries_the_whole_fix_for_a_type_conflict(dest: Any) -> None:
+    # The line was cut at 500 characters: Snowflake's fix (add, copy, drop, rename) ended "RENAME COLUMN ... TO …".
+    from engine.cli_output import failure_line
+    from engine.run import StreamSummary
+
+    long = "predictive_analytics_expected_date_of_next_order"
+    query(dest, f"create table klaviyo.kl_profiles (id varchar, updated timestamp_tz, {long} date)")
+    columns = [*COLUMNS[:2], Column(name=long, type=ColumnType.TIMESTAMP)]
+    run = dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError) as raised:
+        run.write(batch(columns, [{"id": "a", "updated": ts(2), long: ts(1)}]), columns, {})
+    run.abort()
+    line = failure_line(StreamSummary(stream="profiles", mode="incremental", table="kl_profiles", error=raised.value))
+    assert "\n" not in line
+    assert line.startswith(f"error: stream profiles failed: column '{long.upper()}' of table KLAVIYO.KL_PROFILES has type DATE, ")
+    assert line.endswith(f'RENAME COLUMN "{long.upper()}__KLX_WIDEN" TO "{long.upper()}", or drop the column, then sync again)')
