@@ -8,6 +8,7 @@ statements the destination sends instead.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -431,3 +432,27 @@ def test_a_failed_streams_line_carries_the_whole_fix_for_a_type_conflict(dest: A
     assert "\n" not in line
     assert line.startswith(f"error: stream profiles failed: column '{long.upper()}' of table KLAVIYO.KL_PROFILES has type DATE, ")
     assert line.endswith(f'RENAME COLUMN "{long.upper()}__KLX_WIDEN" TO "{long.upper()}", or drop the column, then sync again)')
+
+
+def test_klx_sql_shows_the_statements_a_first_snowflake_load_sends(dest: Any, tmp_path: Path) -> None:
+    # klx sql showed INSERT ... FROM "__klx_batch", a table no Snowflake run has (it COPYs into "KLAVIYO"."KL_KLX_BATCH"),
+    # no PUT or COPY INTO, and the table's columns in another order than a run creates them.
+    import re
+
+    from engine.commands import sql_preview
+    from engine.plan import build_plan
+    from engine.spec import Spec
+    from engine import sql as sqlmod
+
+    path = config_file(tmp_path, ACCOUNT)
+    _, sections = sql_preview.statements(path, only=("lists",))
+    shown = [sqlmod.render(s, "snowflake") for s in dict(sections)["lists (incremental) -> KL_RUDDER_LISTS"]]
+    config = Config.from_yaml(path, env={"SNOWFLAKE_PASSWORD": "pw"})
+    [stream_plan] = build_plan(config, Spec.from_yaml(config.source.spec), {}, datetime.now(timezone.utc), only=("lists",)).streams
+    recorder = Recorder(dest)
+    sql_preview.preview_load(dest, stream_plan)
+    files = re.compile(r"'file://[^']+'|/[0-9a-z_]+\.parquet")  # each batch's own file
+    sent = [files.sub("FILE", s) for s in recorder.statements if not s.startswith(("SELECT", "<COMMIT>"))]
+    shown = [files.sub("FILE", s) for s in shown if s not in ("BEGIN", "COMMIT")]
+    assert sent == shown
+    assert 'FROM "KLAVIYO"."KL_KLX_BATCH"' in "\n".join(shown) and "COPY INTO" in "\n".join(shown)

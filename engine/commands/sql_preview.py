@@ -17,9 +17,10 @@ from sqlglot import exp
 
 from ..dialects import DIALECTS
 from ..destinations import DESTINATIONS
-from ..destinations.warehouse import SqlDestination
+from ..destinations import snowflake
+from ..destinations.warehouse import STAGING_TABLE, SqlDestination
 from ..errors import JSON_TEXT_CHARS, ConfigError, json_line
-from ..plan import build_plan
+from ..plan import StreamPlan, build_plan
 from ..rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap
 from ..schema import ARROW_TYPES, Column, ColumnType, TableSpec
 from ..spec import Spec
@@ -41,6 +42,8 @@ class RecordingDestination(SqlDestination):
         self.table_prefix = table_prefix
         self.statements: list[exp.Expr] = []
         self.tables: dict[str, dict[str, exp.DataType]] = {}  # what the recorded statements created
+        self.staging_schema = self.schema if dialect == "snowflake" else None  # as SnowflakeDestination stages
+        self._stage_shown = False
         if self.schema:
             self.statements.append(create_schema(self.schema))
 
@@ -82,12 +85,54 @@ class RecordingDestination(SqlDestination):
         """Nothing ran, nothing to undo."""
 
     @contextlib.contextmanager
-    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = "__klx_batch") -> Iterator[str]:
-        """The batch's staging table, by name: each destination fills it its own bulk way (view, COPY, PUT + COPY)."""
-        yield name
+    def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
+        """The batch's staging table, by name: each destination fills it its own bulk way (view, COPY, PUT + COPY).
+
+        Snowflake's is a table of the schema, filled by PUT and COPY INTO, shown as a run sends them; elsewhere a
+        temporary table or view of the session, by its bare name."""
+        if self.dialect != "snowflake" or not self.schema:
+            yield name
+            return
+        declared = {c.name: c for c in columns}
+        staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
+        table, statements = snowflake.preview_staging(self.schema, self.table_prefix, staged, name, first=not self._stage_shown)
+        self._stage_shown = True
+        self.statements += statements
+        yield table
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def preview_load(dest: SqlDestination, stream_plan: StreamPlan, *, later: bool = False) -> None:
+    """The loads `klx sql` shows, sent to `dest`: a first run's two batches, or (`later`) a later incremental run's one.
+
+    A first run (an empty table, or a full refresh's shadow) INSERTs its batches, one row per key, without matching
+    them against the rows before them, and resolves the keys repeated across batches at the end; a later run into a
+    table holding rows gathers its batch beside the table, then merges it.
+    """
+    stream = stream_plan.stream
+    names = ColumnMap(None, reserved=LOAD_COLUMNS)
+    key = tuple(names.name((k,)) for k in stream.primary_key)
+    cursor = names.name(tuple(stream.cursor.field.split("."))) if stream.cursor else None
+    newest = names.name(tuple(stream.merge_cursor.split("."))) if stream.merge_cursor else None  # spec newest_by, or the cursor
+    # The load columns first, as a run's tables start with them (rows.RowBuilder), then key and cursor.
+    columns = [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
+    columns += [Column(name=k, type=ColumnType.TEXT) for k in key]
+    for name in dict.fromkeys(c for c in (cursor, newest) if c and c not in key):
+        columns.append(Column(name=name, type=ColumnType.TIMESTAMP))
+    table = TableSpec(name=stream_plan.table, primary_key=key, cursor=newest, loaded_at=LOAD_ORDER)
+    schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns])
+    stamps = iter(datetime(2000, 1, 1, second=n, tzinfo=timezone.utc) for n in range(3 if later else 0, 5))  # each batch's LOAD_ORDER
+
+    def row() -> pa.Table:
+        return pa.Table.from_pylist([{LOAD_ORDER: next(stamps)}], schema=schema)
+
+    load = dest.begin(stream.name, table, replace=not later and stream_plan.mode == "full_refresh")
+    if not later:
+        load.write(row(), columns, {})
+    load.write(pa.concat_tables([row(), row()]), columns, {})
+    load.finish({})
 
 
 def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str, ...] = ()) -> tuple[str, list[tuple[str, list[exp.Expr]]]]:
@@ -103,36 +148,12 @@ def statements(config_path: Path, *, dialect: str | None = None, only: tuple[str
     out = [("schema", list(dest.statements))] if dest.statements else []
     for stream_plan in plan.streams:
         dest.statements = []
-        stream = stream_plan.stream
-        names = ColumnMap(None, reserved=LOAD_COLUMNS)
-        key = tuple(names.name((k,)) for k in stream.primary_key)
-        cursor = names.name(tuple(stream.cursor.field.split("."))) if stream.cursor else None
-        newest = names.name(tuple(stream.merge_cursor.split("."))) if stream.merge_cursor else None  # spec newest_by, or the cursor
-        columns = [Column(name=k, type=ColumnType.TEXT) for k in key]
-        for name in dict.fromkeys(c for c in (cursor, newest) if c and c not in key):
-            columns.append(Column(name=name, type=ColumnType.TIMESTAMP))
-        columns += [Column(name=n, type=t) for n, t in LOAD_COLUMNS.items()]
-        table = TableSpec(name=stream_plan.table, primary_key=key, cursor=newest, loaded_at=LOAD_ORDER)
-        replace = stream_plan.mode == "full_refresh"
-        schema = pa.schema([(c.name, ARROW_TYPES[c.type]) for c in columns])
-        stamps = iter(datetime(2000, 1, 1, second=n, tzinfo=timezone.utc) for n in range(5))  # each batch's LOAD_ORDER
-
-        def row() -> pa.Table:
-            return pa.Table.from_pylist([{LOAD_ORDER: next(stamps)}], schema=schema)
-
-        # A first run (an empty table, or a full refresh's shadow) INSERTs its batches, one row per key, without
-        # matching them against the rows before them, and resolves the keys repeated across batches at the end.
-        load = dest.begin(stream.name, table, replace=replace)
-        load.write(row(), columns, {})
-        load.write(pa.concat_tables([row(), row()]), columns, {})
-        load.finish({})
-        out.append((f"{stream.name} ({stream_plan.mode}) -> {dest.name(stream_plan.table)}", dest.statements))  # as the warehouse names it
-        if not replace:  # a later incremental run gathers its batches beside the table holding rows, then merges them
+        preview_load(dest, stream_plan)
+        out.append((f"{stream_plan.stream.name} ({stream_plan.mode}) -> {dest.name(stream_plan.table)}", dest.statements))  # as the warehouse names it
+        if stream_plan.mode != "full_refresh":  # a later incremental run gathers its batches beside the table holding rows, then merges them
             dest.statements = []
-            load = dest.begin(stream.name, table, replace=False)
-            load.write(pa.concat_tables([row(), row()]), columns, {})
-            load.finish({})
-            out.append((f"{stream.name}: later runs into {dest.gather_from:,}+ rows gather batches in a pending table, then merge them "
+            preview_load(dest, stream_plan, later=True)
+            out.append((f"{stream_plan.stream.name}: later runs into {dest.gather_from:,}+ rows gather batches in a pending table, then merge them "
                         "(smaller tables: each batch matched as it is written)", dest.statements))
     return dialect, out
 
@@ -151,7 +172,8 @@ def print_sql(
                 print(json_line("statement", dialect=dialect, section=heading, sql=sql, text_chars=max(len(sql), JSON_TEXT_CHARS)), file=file)
         return 0
     print(f"-- klx sql: the statements a first run of {config_path} executes on {dialect}, and later runs' upserts.", file=file)
-    print("-- Values travel as bound parameters (? or %s); the batch is bulk-loaded into __klx_batch first.", file=file)
+    staging = "PUT and COPY INTO fill each batch's staging table, as shown" if dialect == "snowflake" else "the batch is bulk-loaded into __klx_batch first"
+    print(f"-- Values travel as bound parameters (? or %s); {staging}.", file=file)
     print("-- Columns found in the records are added to CREATE TABLE, or by ALTER TABLE ... ADD on later runs.", file=file)
     for heading, stream_statements in streams:
         print(f"\n-- {heading}", file=file)

@@ -132,15 +132,11 @@ class SnowflakeDestination(SqlDestination):
         """
         declared = {c.name: c for c in columns}
         staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
-        table = self.name(self.table_prefix + name.strip("_"))
+        table = staging_table(self.table_prefix, name)
         if not self._stage_ready:
             self.execute("CREATE STAGE", STAGE, create_stage(self.schema))
             self._stage_ready = True
-        create = sql.create_temporary_table(table, staged, DIALECT)
-        create.set("this", exp.Schema(this=sql.table(table, self.schema), expressions=create.this.expressions))
-        create.set("properties", exp.Properties(expressions=[exp.TransientProperty()]))
-        create.set("replace", True)
-        self.execute("CREATE TABLE", table, create)
+        self.execute("CREATE TABLE", table, create_staging_table(table, staged, self.schema))
         import pyarrow.parquet as pq  # only a Snowflake load writes Parquet: 4.7 MB and ~40 ms no other run needs
 
         with tempfile.TemporaryDirectory(prefix="klx-") as folder:
@@ -170,6 +166,30 @@ class SnowflakeDestination(SqlDestination):
         finally:
             self._staging.clear()
             self._con.close()
+
+
+def staging_table(table_prefix: str, name: str = STAGING_TABLE) -> str:
+    """The transient table a batch is COPYed into: <PREFIX>KLX_BATCH (<PREFIX>KLX_DELETES for keys to delete)."""
+    return sql.rules(DIALECT).identifier(table_prefix + name.strip("_"))
+
+
+def create_staging_table(table: str, columns: Sequence[Column], schema: str) -> exp.Create:
+    """CREATE OR REPLACE TRANSIENT TABLE `table` in `schema` for a staged batch (JSON travels as text)."""
+    create = sql.create_temporary_table(table, columns, DIALECT)
+    create.set("this", exp.Schema(this=sql.table(table, schema), expressions=create.this.expressions))
+    create.set("properties", exp.Properties(expressions=[exp.TransientProperty()]))
+    create.set("replace", True)
+    return create
+
+
+def preview_staging(schema: str, table_prefix: str, columns: Sequence[Column], name: str, first: bool) -> tuple[str, list[exp.Expr]]:
+    """For `klx sql`: the staging table a batch of `columns` goes into and the statements that fill it, as staged()
+    runs them (`first`: the session's first batch, which creates the stage); the PUT names a file of the batch's own."""
+    table = staging_table(table_prefix, name)
+    file = Path(tempfile.gettempdir()) / "klx-batch" / "batch.parquet"
+    statements = [create_stage(schema)] if first else []
+    statements += [create_staging_table(table, columns, schema), put(file, schema), copy_into(table, file.name, schema)]
+    return table, statements
 
 
 def stage_ref(schema: str, file: str | None = None) -> exp.Var:
