@@ -284,7 +284,8 @@ class SqlLoad:
             dest.execute("MERGE" if isinstance(statement, exp.Merge) else statement.key.upper(), target, statement)
         dest.execute("DELETE", pending, sql.delete_all(pending, schema=schema))
         self._pending_rows = 0
-        return WriteCounts(inserted=inserted or 0, updated=updated or 0)
+        # int(): a SUM's type is the driver's (fakesnow answers floats), and these are printed and stored as counts
+        return WriteCounts(inserted=int(inserted or 0), updated=int(updated or 0))
 
     def _stamp(self, batch: pa.Table, *, after: datetime | None) -> datetime | None:
         """The batch's load time (TableSpec.loaded_at: one per batch) when it is later than `after` (the last batch's
@@ -372,7 +373,7 @@ class SqlLoad:
             dest.execute("DELETE SUPERSEDED", into, sql.delete_superseded(into, key, cursor, loaded_at, schema=schema))
         # The writes counted every row they inserted as new; MERGEs would have inserted each key once and
         # counted an update for every row that replaced the one kept before it.
-        return WriteCounts(inserted=-(removed or 0), updated=replaced or 0)
+        return WriteCounts(inserted=-int(removed or 0), updated=int(replaced or 0))
 
     def abort(self) -> None:
         """Roll back anything open and drop the shadow; the target table is left as it was.
@@ -586,7 +587,7 @@ class SqlLoad:
             matched = 0
             if not empty_table:  # one query says whether any key is already in the table, and how many would change
                 [(matched, changed)] = dest.execute("COUNT MATCHES", self._into, prepared.count_matches)
-                updated = changed or 0
+                updated = int(changed or 0)
             if not matched:
                 dest.execute("INSERT", self._into, prepared.append)
                 return rows, 0
