@@ -24,6 +24,10 @@ class Dialect:
     parse_json: bool = False  # CAST(text AS <json type>) would store a string: use PARSE_JSON instead
     upsert: str = "merge"  # "merge", or "delete_insert" where MERGE is missing or restricted
     swap: str = "rename"  # full refresh: "rename" (drop + rename in one transaction) or "swap" (ALTER ... SWAP WITH)
+    # True: a full refresh's shadow is CREATE TABLE ... LIKE the table ... COPY GRANTS (Snowflake). SWAP WITH swaps the
+    # two tables' privilege grants with their contents: a shadow without the table's grants would leave the table,
+    # once swapped, without the SELECT a BI or dbt role was granted on it.
+    copy_grants: bool = False
     transactional_ddl: bool = True  # False: DDL commits the open transaction, so it runs before BEGIN
     # True: a MERGE answers one row, (rows inserted, rows updated), as Snowflake's does; a load then reads its
     # counts there rather than counting matches before the MERGE and the table's rows after it
@@ -90,6 +94,7 @@ DIALECTS: dict[str, Dialect] = {
             fold="upper",
             parse_json=True,
             swap="swap",
+            copy_grants=True,
             transactional_ddl=False,
             merge_counts=True,  # its MERGE returns "number of rows inserted", "number of rows updated"
         ),

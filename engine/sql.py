@@ -236,6 +236,18 @@ def create_table_like(name: str, source: str, *, schema: str | None = None, colu
     return exp.Create(this=table(name, schema), kind="TABLE", expression=empty)
 
 
+def create_shadow(name: str, source: str, dialect: str, *, schema: str | None = None) -> exp.Create:
+    """CREATE TABLE `name` with the columns of `source` and no rows: a full refresh's shadow of the table it replaces.
+
+    Where the swap moves privilege grants with the contents (Dialect.copy_grants), LIKE ... COPY GRANTS gives the
+    shadow the table's grants, which the swap then leaves on the table's name.
+    """
+    if not rules(dialect).copy_grants:
+        return create_table_like(name, source, schema=schema)
+    like = exp.LikeProperty(this=table(source, schema))
+    return exp.Create(this=table(name, schema), kind="TABLE", properties=exp.Properties(expressions=[like, exp.CopyGrantsProperty()]))
+
+
 def add_column(name: str, column: Column, dialect: str, *, schema: str | None = None) -> exp.Alter:
     """ALTER TABLE ... ADD COLUMN."""
     definition = exp.ColumnDef(this=ident(column.name), kind=data_type(column.type, dialect))

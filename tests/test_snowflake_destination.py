@@ -458,3 +458,15 @@ def test_klx_sql_shows_the_statements_a_first_snowflake_load_sends(dest: Any, tm
     shown = [files.sub("FILE", s) for s in shown if s not in ("BEGIN", "COMMIT")]
     assert sent == shown
     assert 'FROM "KLAVIYO"."KL_KLX_BATCH"' in "\n".join(shown) and "COPY INTO" in "\n".join(shown)
+
+
+def test_a_full_refresh_shadow_copies_the_tables_grants_so_the_swap_keeps_them(dest: Any) -> None:
+    # SWAP WITH swaps grants with contents: a shadow made by CREATE ... AS SELECT had none, so after the swap the
+    # table a BI or dbt role was granted SELECT on had no grants left. (fakesnow keeps no grants: the statement is checked.)
+    query(dest, "create table klaviyo.kl_profiles (id varchar, updated timestamp_ntz, email varchar, legacy number(38, 0))")
+    recorder = Recorder(dest)
+    run = dest.begin("profiles", PROFILES, replace=True)
+    assert 'CREATE TABLE "KLAVIYO"."KL_PROFILES__KLX_SHADOW" LIKE "KLAVIYO"."KL_PROFILES" COPY GRANTS' in recorder.statements
+    columns = {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES__KLX_SHADOW").items()}
+    assert columns == {"ID": "VARCHAR", "UPDATED": "TIMESTAMPNTZ", "EMAIL": "VARCHAR", "LEGACY": "DECIMAL(38, 0)"}
+    run.abort()

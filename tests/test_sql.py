@@ -79,6 +79,9 @@ CASES: dict[str, Callable[[str], list[exp.Expr]]] = {
     "merge_hostile_names": _merge(HOSTILE, ("id",), None),
     "state_table": _one(lambda d: sql.create_state_table("kl_", d, schema=rules(d).identifier("klaviyo"))),
     "state_upsert": lambda d: sql.upsert_state("kl_", d, schema=rules(d).identifier("klaviyo")),
+    "create_shadow": _one(lambda d: sql.create_shadow(
+        rules(d).identifier("kl_profiles__klx_shadow"), rules(d).identifier("kl_profiles"), d, schema=rules(d).identifier("klaviyo")
+    )),
     "drop_shadow": _one(lambda d: sql.drop_table(rules(d).identifier("kl_profiles__klx_shadow"), schema=rules(d).identifier("klaviyo"))),
     "swap_shadow": lambda d: sql.swap_in(
         rules(d).identifier("kl_profiles__klx_shadow"), rules(d).identifier("kl_profiles"), d, target_exists=True, schema=rules(d).identifier("klaviyo")

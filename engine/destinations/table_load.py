@@ -84,7 +84,7 @@ class SqlLoad:
             self._drop_pending()
         if replace and existing:
             # The shadow starts with every column of the target, so no column disappears on swap.
-            dest.execute("CREATE TABLE", shadow, sql.create_table_like(shadow, self._target, schema=dest.schema))
+            dest.execute("CREATE TABLE", shadow, sql.create_shadow(shadow, self._target, dest.dialect, schema=dest.schema))
         if replace:  # the shadow: the target's columns and types (CREATE ... AS SELECT copies them), no rows; or none
             self._known, self._row_count = existing, 0
         # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans

@@ -1,0 +1,6 @@
+CREATE TABLE `klaviyo`.`kl_profiles__klx_shadow` AS
+SELECT
+  *
+FROM `klaviyo`.`kl_profiles`
+WHERE
+  FALSE;
