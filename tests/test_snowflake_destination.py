@@ -458,6 +458,15 @@ def test_klx_sql_shows_the_statements_a_first_snowflake_load_sends(dest: Any, tm
     shown = [files.sub("FILE", s) for s in shown if s not in ("BEGIN", "COMMIT")]
     assert sent == shown
     assert 'FROM "KLAVIYO"."KL_KLX_BATCH"' in "\n".join(shown) and "COPY INTO" in "\n".join(shown)
+    # A later run into a table past gather_from rows: its batch gathered in the pending table, then merged.
+    later = [sqlmod.render(s, "snowflake") for heading, statements in sections if heading.startswith("lists: later runs") for s in statements]
+    dest.gather_from = 1
+    recorder.statements.clear()
+    sql_preview.preview_load(dest, stream_plan, later=True)
+    sent = [files.sub("FILE", s) for s in recorder.statements if not s.startswith(("SELECT", "<COMMIT>"))]
+    # (The preview also shows the DELETE of superseded pending rows, sent only when a key repeats among them.)
+    superseded = 'DELETE FROM "KLAVIYO"."KL_RUDDER_LISTS__KLX_PENDING" WHERE'
+    assert sent == [files.sub("FILE", s) for s in later if s not in ("BEGIN", "COMMIT") and not s.startswith(superseded)]
 
 
 def test_a_full_refresh_shadow_copies_the_tables_grants_so_the_swap_keeps_them(dest: Any) -> None:
