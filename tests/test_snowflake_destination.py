@@ -479,3 +479,18 @@ def test_a_full_refresh_shadow_copies_the_tables_grants_so_the_swap_keeps_them(d
     columns = {n: t.sql("snowflake") for n, t in dest.columns_of("KL_PROFILES__KLX_SHADOW").items()}
     assert columns == {"ID": "VARCHAR", "UPDATED": "TIMESTAMPNTZ", "EMAIL": "VARCHAR", "LEGACY": "DECIMAL(38, 0)"}
     run.abort()
+
+
+def test_the_guides_snowflake_statements_keep_one_row_of_each_key_rudderstack_appended_twice(dest: Any) -> None:
+    # RudderStack's append mode can leave a key twice; klx updates both rows and removes neither.
+    import re
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "migrating-from-rudderstack.md").read_text()
+    find, keep = re.search(r"^(select id, count\(\*\) from kl_rudder_lists .*?);\n(create or replace table kl_rudder_lists .*?);$", guide, re.M | re.S).groups()
+    query(dest, "use schema klaviyo")
+    query(dest, "create table kl_rudder_lists (id varchar, attributes_name varchar, uuid_ts timestamp_tz)")
+    query(dest, "insert into kl_rudder_lists values ('a', 'first', '2025-01-01 00:00:00+00:00'), ('a', 'again', '2025-02-01 00:00:00+00:00'), "
+                "('b', 'once', '2025-01-01 00:00:00+00:00')")
+    assert query(dest, find) == [("a", 2)]
+    query(dest, keep)
+    assert query(dest, "select id, attributes_name from kl_rudder_lists order by id") == [("a", "again"), ("b", "once")]
