@@ -494,3 +494,26 @@ def test_the_guides_snowflake_statements_keep_one_row_of_each_key_rudderstack_ap
     assert query(dest, find) == [("a", 2)]
     query(dest, keep)
     assert query(dest, "select id, attributes_name from kl_rudder_lists order by id") == [("a", "again"), ("b", "once")]
+
+
+def test_an_unreachable_account_is_one_error_without_the_connectors_retry_warnings(tmp_path: Path, monkeypatch, capsys, caplog) -> None:
+    # Each retry logged "WARNING snowflake.connector.vendored.urllib3.connectionpool: Retrying (...) after connection
+    # broken by NameResolutionError(...): /session/v1/login-request?request_id=..." before klx's own error.
+    import logging
+
+    import snowflake.connector
+
+    def unreachable(**kw: Any) -> Any:
+        logging.getLogger("snowflake.connector.vendored.urllib3.connectionpool").warning("Retrying (Retry(total=0)) after connection broken")
+        raise snowflake.connector.errors.OperationalError(msg="Could not connect to Snowflake backend after 2 attempt(s).Aborting", errno=250001)
+
+    monkeypatch.setattr(logging.getLogger("snowflake.connector"), "level", logging.NOTSET)  # restored after the test
+    monkeypatch.setattr(snowflake.connector, "connect", unreachable)
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "pw-secret")
+    from engine.cli import main
+
+    assert main(["state", "show", str(config_file(tmp_path, ACCOUNT))]) == 4
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("snowflake")] == []
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot connect to Snowflake account 'acme-xy123' as 'KLX': 250001: Could not connect")
+    assert "pw-secret" not in err

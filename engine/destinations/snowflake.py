@@ -56,6 +56,10 @@ class SnowflakeDestination(SqlDestination):
         self.staging_schema = self.schema
         self.table_prefix = table_prefix
         self.batch_scale = batch_scale or type(self).batch_scale
+        # The connector logs each retry at an account it cannot reach as a WARNING of its own, a long line of request
+        # ids, before klx's one line saying so: shown with -v (or --debug), which show every request anyway.
+        if not log.isEnabledFor(logging.INFO):
+            logging.getLogger("snowflake.connector").setLevel(logging.ERROR)
         try:
             # autocommit off: a DML statement opens a transaction that lasts until commit() (DDL commits too,
             # which is why the loader runs DDL first). Sessions in UTC for adopted TIMESTAMP_NTZ columns.
