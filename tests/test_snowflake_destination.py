@@ -517,3 +517,25 @@ def test_an_unreachable_account_is_one_error_without_the_connectors_retry_warnin
     err = capsys.readouterr().err
     assert err.startswith("error: cannot connect to Snowflake account 'acme-xy123' as 'KLX': 250001: Could not connect")
     assert "pw-secret" not in err
+
+
+def test_klx_sql_shows_the_statements_a_first_snowflake_full_refresh_sends(dest: Any, tmp_path: Path) -> None:
+    import re
+
+    from engine import sql as sqlmod
+    from engine.commands import sql_preview
+    from engine.plan import build_plan
+    from engine.spec import Spec
+
+    path = config_file(tmp_path, ACCOUNT)
+    path.write_text(path.read_text().replace("  lists: incremental", "  metrics: full_refresh"))
+    _, sections = sql_preview.statements(path)
+    shown = [sqlmod.render(s, "snowflake") for s in dict(sections)["metrics (full_refresh) -> KL_RUDDER_METRICS"]]
+    config = Config.from_yaml(path, env={"SNOWFLAKE_PASSWORD": "pw"})
+    [stream_plan] = build_plan(config, Spec.from_yaml(config.source.spec), {}, datetime.now(timezone.utc)).streams
+    recorder = Recorder(dest)
+    sql_preview.preview_load(dest, stream_plan)
+    files = re.compile(r"'file://[^']+'|/[0-9a-z_]+\.parquet")
+    sent = [files.sub("FILE", s) for s in recorder.statements if not s.startswith(("SELECT", "<COMMIT>"))]
+    assert sent == [files.sub("FILE", s) for s in shown if s not in ("BEGIN", "COMMIT")]
+    assert dest.has_table("kl_rudder_metrics") and not dest.has_table("kl_rudder_metrics__klx_shadow")
