@@ -539,3 +539,30 @@ def test_klx_sql_shows_the_statements_a_first_snowflake_full_refresh_sends(dest:
     sent = [files.sub("FILE", s) for s in recorder.statements if not s.startswith(("SELECT", "<COMMIT>"))]
     assert sent == [files.sub("FILE", s) for s in shown if s not in ("BEGIN", "COMMIT")]
     assert dest.has_table("kl_rudder_metrics") and not dest.has_table("kl_rudder_metrics__klx_shadow")
+
+
+def test_a_new_column_on_a_table_another_role_owns_says_how_to_give_klx_the_table(dest: Any) -> None:
+    # RudderStack's role owns the tables it made; ALTER TABLE needs OWNERSHIP. fakesnow has no roles: the refusal is
+    # Snowflake's own error as its connector raises it.
+    import snowflake.connector.errors
+
+    query(dest, "create table klaviyo.kl_profiles (id varchar, updated timestamp_tz, email varchar)")
+    run_sql = dest.run_sql
+
+    def refusing(text: str, params: Any) -> Any:
+        if text.startswith('ALTER TABLE "KLAVIYO"."KL_PROFILES" ADD'):
+            raise snowflake.connector.errors.ProgrammingError(
+                msg="SQL access control error:\nInsufficient privileges to operate on table 'KL_PROFILES'", errno=3001, sqlstate="42501")
+        return run_sql(text, params)
+
+    dest.run_sql = refusing
+    columns = [*COLUMNS, Column(name="phone", type=ColumnType.TEXT)]
+    run = dest.begin("profiles", PROFILES, replace=False)
+    with pytest.raises(WarehouseError) as raised:
+        run.write(batch(columns, [{"id": "a", "updated": ts(1), "email": "e", "phone": "1"}]), columns, {"n": 1})
+    run.abort()
+    assert raised.value.message == (
+        "ADD COLUMN on table KLAVIYO.KL_PROFILES failed: 003001 (42501): SQL access control error: Insufficient privileges to operate on table 'KL_PROFILES'")
+    assert raised.value.hint == (
+        "klx's role must own the tables it changes, RudderStack's too: GRANT OWNERSHIP ON TABLE \"KLAVIYO\".\"KL_PROFILES\" TO ROLE LOADER "
+        "COPY CURRENT GRANTS (docs/migrating-from-rudderstack.md, \"Snowflake: the role klx loads as\")")

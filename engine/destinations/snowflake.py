@@ -44,6 +44,10 @@ class SnowflakeDestination(SqlDestination):
     # bytes make eight times fewer round trips (bench/README.md, Sessions 11 and 12).
     batch_scale = 8
     too_long = {"errno": 100078}  # "100078 (22000): String '…' is too long and would be truncated"
+    # "003001 (42501): SQL access control error: Insufficient privileges to operate on table 'KL_RUDDER_LISTS'": ALTER
+    # TABLE (a new column, a widening, SWAP WITH) needs OWNERSHIP, which RudderStack's role holds on the tables it made.
+    NOT_OWNER = 3001
+    _ALTERS = ("ADD COLUMN", "WIDEN COLUMN", "SWAP IN")
 
     def __init__(
         self, *, connection: dict[str, Any], schema: str, table_prefix: str = "", batch_scale: int | None = None, create: bool = True
@@ -56,6 +60,7 @@ class SnowflakeDestination(SqlDestination):
         self.staging_schema = self.schema
         self.table_prefix = table_prefix
         self.batch_scale = batch_scale or type(self).batch_scale
+        self._role = connection.get("role")
         # The connector logs each retry at an account it cannot reach as a WARNING of its own, a long line of request
         # ids, before klx's one line saying so: shown with -v (or --debug), which show every request anyway.
         if not log.isEnabledFor(logging.INFO):
@@ -103,6 +108,21 @@ class SnowflakeDestination(SqlDestination):
     def connection(self) -> snowflake.connector.SnowflakeConnection:
         """The open connection (tests)."""
         return self._con
+
+    def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """SqlDestination.execute; a change to a table klx's role does not own says how to give it the table."""
+        try:
+            return super().execute(kind, table, statement, params)
+        except WarehouseError as err:
+            if kind not in self._ALTERS or getattr(err.__cause__, "errno", None) != self.NOT_OWNER:
+                raise
+            role = self._role or "<klx's role>"
+            target = sql.render(sql.table(table, self.schema), DIALECT)
+            raise WarehouseError(
+                err.message,
+                hint=f"klx's role must own the tables it changes, RudderStack's too: GRANT OWNERSHIP ON TABLE {target} TO ROLE {role} "
+                "COPY CURRENT GRANTS (docs/migrating-from-rudderstack.md, \"Snowflake: the role klx loads as\")",
+            ) from err.__cause__
 
     def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Execute one statement and fetch its rows."""
