@@ -566,3 +566,18 @@ def test_a_new_column_on_a_table_another_role_owns_says_how_to_give_klx_the_tabl
     assert raised.value.hint == (
         "klx's role must own the tables it changes, RudderStack's too: GRANT OWNERSHIP ON TABLE \"KLAVIYO\".\"KL_PROFILES\" TO ROLE LOADER "
         "COPY CURRENT GRANTS (docs/migrating-from-rudderstack.md, \"Snowflake: the role klx loads as\")")
+
+
+def test_an_adopted_text_cursor_is_warned_about_as_compared_as_text(dest: Any, caplog) -> None:
+    # Seen on fakesnow: RudderStack's '2026-03-16T01:00:00+00:00' stayed over klx's newer read of the same day, whose
+    # text sorts first; the run said 'updated 0' and nothing else.
+    query(dest, "create table klaviyo.kl_profiles (id varchar, updated varchar, email varchar)")
+    query(dest, "insert into klaviyo.kl_profiles values ('a', '2024-01-02T01:00:00+00:00', 'rs')")
+    run = dest.begin("profiles", PROFILES, replace=False)
+    run.write(batch(COLUMNS, [{"id": "a", "updated": ts(2, 13), "email": "klx"}]), COLUMNS, {"n": 1})
+    run.finish({"n": 1})
+    assert query(dest, "select email from klaviyo.kl_profiles") == [("rs",)]  # the newer version, lost: hence the warning
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("klx")] == [
+        "stream profiles: the cursor column UPDATED of table KLAVIYO.KL_PROFILES is VARCHAR, compared as text with the timestamps "
+        "klx loads: rename it before syncing (docs/migrating-from-rudderstack.md, \"The first run into RudderStack's tables\")"
+    ]

@@ -73,6 +73,15 @@ class SqlLoad:
         existing = found.get(self._target, {})
         # Whether the table was there: a replace load writes only its shadow, so finish() need not ask again.
         self._target_existed = bool(existing)
+        cursor_type = existing.get(self._table.cursor) if self._table.cursor and not replace else None
+        if cursor_type is not None and sql.family(cursor_type) is ColumnType.TEXT:
+            # An adopted text cursor keeps its type, so the upsert compares cursors as text: the warehouse's text of a
+            # timestamp sorts before Klaviyo's ISO text of a later time the same day, and that change would be lost.
+            log.warning(
+                "stream %s: the cursor column %s of table %s.%s is %s, compared as text with the timestamps klx loads: "
+                "rename it before syncing (docs/migrating-from-rudderstack.md, \"The first run into RudderStack's tables\")",
+                stream, self._table.cursor, dest.schema, self._target, cursor_type.sql(dest.dialect),
+            )
         self._pending_names: list[str] | None = None  # the pending table's columns, while it exists
         self._pending_rows = 0  # rows this load gathered there since the last merge
         self._carried: WriteCounts | None = None  # what merging a killed load's pending rows changed
