@@ -94,7 +94,7 @@ class SqlLoad:
         if replace and existing:
             # The shadow starts with every column of the target, so no column disappears on swap.
             dest.execute("CREATE TABLE", shadow, sql.create_shadow(shadow, self._target, dest.dialect, schema=dest.schema))
-        if replace:  # the shadow: the target's columns and types (CREATE ... AS SELECT copies them), no rows; or none
+        if replace:  # the shadow: the target's columns and types (CREATE ... AS SELECT, or LIKE, copies them), no rows; or none
             self._known, self._row_count = existing, 0
         # Matching a batch's keys against the rows before it reads the table's whole key column (DuckDB scans
         # every row group), so a load matching every batch costs the square of its size (bench/key_matching.py).
