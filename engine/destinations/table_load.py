@@ -76,7 +76,7 @@ class SqlLoad:
         cursor_type = existing.get(self._table.cursor) if self._table.cursor and not replace else None
         if cursor_type is not None and sql.family(cursor_type) is ColumnType.TEXT:
             # An adopted text cursor keeps its type, so the upsert compares cursors as text: the warehouse's text of a
-            # timestamp sorts before Klaviyo's ISO text of a later time the same day, and that change would be lost.
+            # timestamp sorts before the API's ISO text of a later time the same day, and that change would be lost.
             log.warning(
                 "stream %s: the cursor column %s of table %s.%s is %s, compared as text with the timestamps klx loads: "
                 "rename it before syncing (docs/migrating-from-rudderstack.md, \"The first run into RudderStack's tables\")",
