@@ -297,6 +297,18 @@ def swap_in(shadow: str, target: str, dialect: str, *, target_exists: bool, sche
     return [drop_table(target, schema=schema), rename_table(shadow, target, schema=schema)]
 
 
+def grant(privileges: Sequence[str], name: str, grantee: str | None, *, grant_option: bool = False, schema: str | None = None) -> exp.Grant:
+    """GRANT `privileges` ON TABLE `name` TO `grantee` (a role; None: PUBLIC) [WITH GRANT OPTION]."""
+    principal = exp.GrantPrincipal(this=ident(grantee) if grantee is not None else exp.var("PUBLIC"))
+    return exp.Grant(
+        privileges=[exp.GrantPrivilege(this=exp.var(p)) for p in privileges],
+        kind="TABLE",
+        securable=table(name, schema),
+        principals=[principal],
+        grant_option=grant_option,
+    )
+
+
 def create_temporary_table(name: str, columns: Sequence[Column], dialect: str) -> exp.Create:
     """CREATE TEMPORARY TABLE for a staged batch (JSON travels as text and is parsed by the load)."""
     staged = [Column(name=c.name, type=ColumnType.TEXT if c.type is ColumnType.JSON else c.type) for c in columns]

@@ -509,3 +509,42 @@ def test_a_prefix_whose_tables_an_earlier_klx_made_as_written_is_refused_before_
     assert [r["table_name"] for r in wh.query("select table_name from information_schema.tables where table_schema = current_schema() order by 1")] == [
         "KL_klx_runs", "KL_klx_state", "KL_rudder_lists"]
     wh.dest.close()
+
+
+def test_a_full_refresh_keeps_what_other_roles_were_granted_on_the_table(tmp_path: Path, pg_schema: str) -> None:
+    # A full refresh drops the table and renames its shadow: a BI role's SELECT on an adopted RudderStack table
+    # went with the first one, and its dashboards failed with "permission denied" the next morning.
+    import uuid
+
+    import psycopg
+
+    from tests.test_sql_destinations import load
+
+    reader, editor = f"klx_bi_{uuid.uuid4().hex[:8]}", f"klx_etl_{uuid.uuid4().hex[:8]}"
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    with psycopg.connect(**POSTGRES, autocommit=True) as con:
+        con.execute(f'CREATE ROLE "{reader}"')
+        con.execute(f'CREATE ROLE "{editor}"')
+    try:
+        load(wh, [{"id": "a", "updated": ts(1), "email": "a@x"}])
+        with psycopg.connect(**POSTGRES, autocommit=True) as con:
+            con.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{reader}"')
+            con.execute(f'GRANT SELECT ON "{pg_schema}".kl_profiles TO "{reader}"')
+            con.execute(f'GRANT SELECT, INSERT ON "{pg_schema}".kl_profiles TO "{editor}" WITH GRANT OPTION')
+            con.execute(f'GRANT SELECT ON "{pg_schema}".kl_profiles TO PUBLIC')
+        load(wh, [{"id": "b", "updated": ts(2), "email": "b@x"}], replace=True)
+        with psycopg.connect(**POSTGRES, autocommit=True) as con:
+            table = f'"{pg_schema}".kl_profiles'
+            granted = con.execute(
+                "SELECT grantee, privilege_type, is_grantable FROM information_schema.role_table_grants "
+                "WHERE table_schema = %s AND table_name = 'kl_profiles' AND grantee <> current_user ORDER BY 1, 2",
+                [pg_schema],
+            ).fetchall()
+            assert con.execute(f"SELECT id FROM {table}").fetchall() == [("b",)]
+        assert sorted(granted) == sorted([("PUBLIC", "SELECT", "NO"), (editor, "INSERT", "YES"), (editor, "SELECT", "YES"), (reader, "SELECT", "NO")])
+    finally:
+        wh.dest.close()
+        with psycopg.connect(**POSTGRES, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')
+            con.execute(f'DROP ROLE IF EXISTS "{reader}"')
+            con.execute(f'DROP ROLE IF EXISTS "{editor}"')

@@ -42,6 +42,16 @@ _MERGE_SINCE = 150000  # MERGE exists from PostgreSQL 15; older servers upsert b
 _LOCK_CLASS = 0x6B6C78  # "klx": the first key of klx's advisory locks, the second is hashtext(schema.prefix)
 
 
+# The privileges granted on one table, a row each: grantee (None: PUBLIC), privilege, grantable; not those of the
+# role klx runs as, which owns the tables it creates. Parameters: schema, table.
+_GRANTS = (
+    "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a "
+    "WHERE n.nspname = %s AND c.relname = %s AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) "
+    "ORDER BY 1 NULLS FIRST, 3, 2"
+)
+
+
 @destination("postgres")
 class PostgresDestination(SqlDestination):
     """A PostgreSQL database; tables live in `schema` (created if missing), state in <prefix>klx_state.
@@ -221,6 +231,20 @@ class PostgresDestination(SqlDestination):
         finally:
             if not self._con.closed and self._con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE:
                 self.execute("DROP TABLE", name, sql.drop_table(name))
+
+    def grants_for(self, table: str, shadow: str) -> list[exp.Expr]:
+        """What roles other than klx's were granted on `table` (pg_class.relacl), granted on `shadow`: a full refresh
+        drops the table and renames its shadow, whose grants are only its owner's, so a BI or dbt role's SELECT on
+        an adopted RudderStack table went with the first full refresh."""
+        try:
+            rows = self.run_sql(_GRANTS, [self.schema, table])
+        except self._psycopg.Error as err:
+            raise WarehouseError(f"READ GRANTS on table {self.schema}.{table} failed: {str(err).strip().splitlines()[0]}") from err
+        granted: dict[tuple[str | None, bool], list[str]] = {}
+        for grantee, privilege, grantable in rows:
+            granted.setdefault((grantee, grantable), []).append(privilege)
+        return [sql.grant(privileges, shadow, grantee, grant_option=grantable, schema=self.schema)
+                for (grantee, grantable), privileges in granted.items()]
 
     def claim(self) -> None:
         """Hold this schema and table prefix for the run: a session advisory lock, released when the connection

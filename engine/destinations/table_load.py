@@ -338,7 +338,8 @@ class SqlLoad:
             counts = self._resolve_repeats()
         if shadow:
             swap = sql.swap_in(self._into, self._target, dest.dialect, target_exists=self._target_existed, schema=schema)
-            ddl = [("SWAP IN", self._target, statement) for statement in swap]
+            grants = dest.grants_for(self._target, self._into) if self._target_existed else []
+            ddl = [*(("GRANT", self._into, statement) for statement in grants), *(("SWAP IN", self._target, statement) for statement in swap)]
         elif self._columns and not (self._known or dest.columns_of(self._target)):  # (_known: the columns it has)
             ddl = [("CREATE TABLE", self._target, sql.create_table(self._target, self._columns, dest.dialect, schema=schema))]
         if not sql.rules(dest.dialect).transactional_ddl:

@@ -87,6 +87,12 @@ class SqlDestination:
         """Release the connection."""
         raise NotImplementedError
 
+    def grants_for(self, table: str, shadow: str) -> list[exp.Expr]:
+        """Statements granting `shadow` what has been granted on `table`, run before a full refresh swaps the shadow
+        in: where the swap drops the table and renames its shadow, a BI or dbt role's SELECT would go with the table.
+        None here: DuckDB has no grants, and Snowflake's shadow is made with COPY GRANTS."""
+        return []
+
     def claim(self) -> None:
         """base.Destination.claim: nothing to hold here (DuckDB's file admits one writing process; a destination
         that can lock does so in its own module)."""
