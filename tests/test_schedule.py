@@ -212,6 +212,29 @@ def test_sigterm_during_a_sync_ends_it_at_its_last_commit_and_stops(tmp_path: Pa
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_second_signal_while_an_interrupted_scheduled_sync_winds_down_is_ignored(tmp_path: Path, monkeypatch, capsys) -> None:
+    # systemd's SIGTERM then an operator's Ctrl-C: the second used to raise again inside the ending sync, cutting
+    # its wind-down (the writes in flight, the summary, the klx_runs row) short.
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")
+    stop = Stop()
+    wound_down = []
+
+    def interrupted(config: Config) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+            wound_down.append(True)
+
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=interrupted, max_runs=3) == 130
+    assert wound_down == [True]
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "sync interrupted: committed batches are kept, the rest was rolled back; the next sync resumes from there",
+        "stopped by SIGTERM",
+    ]
+
+
 def test_second_lock_on_the_same_config_and_prefix_names_the_holder(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     with RunLock.for_config(config, "kl_"):

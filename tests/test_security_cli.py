@@ -164,3 +164,61 @@ def test_log_lines_are_cleaned_and_masked() -> None:
     Secret(KEY)
     record = logging.LogRecord("klx.http", logging.WARNING, __file__, 1, "retry %s\x1b[2J\nFAKE LINE", (KEY,), None)
     assert CleanFormatter(logging.Formatter("%(levelname)s %(message)s")).format(record) == "WARNING retry *** FAKE LINE"
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_an_interrupted_run_winds_down_is_ignored(second: signal.Signals, tmp_path: Path, monkeypatch, capsys) -> None:
+    # Users press Ctrl-C twice. The second one used to land wherever the ending run was (waiting for the streams,
+    # inside a weakref callback: Python's "Exception ignored ... KeyboardInterrupt" traceback), cutting the wind-down
+    # short: the writes in flight lost their connection and the klx_runs row could go unwritten.
+    from engine.commands import sync as sync_cmd
+
+    wound_down: list[bool] = []
+
+    def interrupted_run(config, *, events, **options):
+        events.planned([("metrics", "full_refresh")])
+        events.started("metrics")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: the handler raises here
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), second)  # the second, while the streams end at their last commit
+            wound_down.append(True)
+
+    monkeypatch.setattr(sync_cmd, "run", interrupted_run)
+    monkeypatch.setenv("KLAVIYO_API_KEY", KEY)
+    # A terminal user's klx: Python's own SIGINT handler, SIGTERM's default (a background test run may ignore SIGINT).
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler), signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL)}
+    try:
+        database = tmp_path / "x.duckdb"
+        config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url="http://127.0.0.1:9", database=database)
+        assert main(["run", str(config)]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    captured = capsys.readouterr()
+    assert wound_down == [True]
+    assert captured.err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back"
+    assert "Traceback" not in captured.err and "Exception ignored" not in captured.err
+    [recorded] = rows(database, "select run_status, stream, status from kl_klx_runs")
+    assert (recorded["run_status"], recorded["stream"], recorded["status"]) == ("interrupted", "metrics", "failed")
+
+
+def test_a_run_started_in_the_background_keeps_ignoring_ctrl_c(tmp_path: Path, monkeypatch) -> None:
+    # `klx run config.yaml &` from a script: the shell has the job ignore SIGINT, and klx must not take that back.
+    from engine.commands import sync as sync_cmd
+
+    seen: list[object] = []
+    monkeypatch.setattr(sync_cmd, "_sync", lambda config, **options: seen.append(signal.getsignal(signal.SIGINT)))
+    monkeypatch.setenv("KLAVIYO_API_KEY", KEY)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url="http://127.0.0.1:9", database=tmp_path / "x.duckdb")
+        from engine.config import Config
+
+        sync_cmd.sync_once(Config.from_yaml(config))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIG_IGN]

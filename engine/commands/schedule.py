@@ -38,13 +38,16 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
     sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose))
     interrupted = False
     syncing = False
+    winding_down = False  # a sync was interrupted and is ending: a second signal must not cut that short
 
     def say(text: str) -> None:  # the schedule's own lines: JSON objects too with --log-format json
         print(json_line("schedule", message=text) if log_format == "json" else text, flush=True)
 
     def on_signal(signum: int, frame: object) -> None:
-        stop.request(signal.Signals(signum).name)
-        if syncing:  # end the sync at its last commit: the open batch rolls back
+        nonlocal winding_down
+        stop.request(stop.signal or signal.Signals(signum).name)
+        if syncing and not winding_down:  # end the sync at its last commit: the open batch rolls back
+            winding_down = True
             raise KeyboardInterrupt
 
     def tick(due: datetime) -> None:

@@ -54,22 +54,29 @@ def sync_once(
 def terminate_as_interrupt() -> Iterator[None]:
     """While inside, SIGTERM ends the sync as Ctrl-C does: at its last commit, with the summary and the klx_runs
     row, exit 130. systemd, Kubernetes, Airflow and `timeout` stop a process with SIGTERM, which by default kills
-    it on the spot: no summary, no history row. Later SIGTERMs are ignored until the sync has ended, so that
-    its summary and history row are written. Only where SIGTERM has no handler yet (klx schedule installs its
-    own) and on the main thread (the only one that can set one)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    it on the spot: no summary, no history row. After the first SIGINT or SIGTERM, later ones are ignored until
+    the sync has ended: a second Ctrl-C raised while the streams wind down cut that short (the writes in flight
+    lost their connection, the history row could go unwritten) and printed Python's "Exception ignored"
+    traceback. A signal klx does not own is left alone: a SIGTERM handler already set (klx schedule installs
+    its own), a SIGINT ignored by the shell (`klx run &`). Only on the main thread (the only one that can set
+    handlers)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    owned = [sig for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+             if signal.getsignal(sig) is default]
 
-    def on_terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the sync is ending
+    def on_signal(signum: int, frame: object) -> None:
+        for sig in owned:  # one is enough: the sync is ending
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_terminate)
+    previous = {sig: signal.signal(sig, on_signal) for sig in owned}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None, out: TextIO, err: TextIO, **run_options: Any) -> RunSummary:
