@@ -192,6 +192,22 @@ def test_a_failed_scheduled_sync_is_reported_and_the_schedule_goes_on(tmp_path: 
     assert "next sync at 2026-11-30 10:30 UTC" in out
 
 
+def test_a_scheduled_sync_whose_streams_failed_is_logged_with_its_exit_code(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    # docs/scheduling.md: "A failed sync (API refusal, warehouse error) is logged with its exit code." A run whose
+    # streams fail one by one (a 404 on each, a warehouse refusing one table) returns rather than raises.
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n", base_url=sim.url + "/api", database=tmp_path / "s.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    stop = Stop()
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, max_runs=2) == 0
+    out = capsys.readouterr().out.splitlines()
+    failures = [line for line in out if line.startswith("the sync due at")]
+    assert failures == [
+        "the sync due at 2026-11-30 10:15 UTC failed (exit 3): 2 stream(s) failed: metrics, lists",
+        "the sync due at 2026-11-30 10:30 UTC failed (exit 3): 2 stream(s) failed: metrics, lists",
+    ]
+    assert "next sync at 2026-11-30 10:30 UTC" in out
+
+
 def test_sigterm_during_a_sync_ends_it_at_its_last_commit_and_stops(tmp_path: Path, monkeypatch, capsys) -> None:
     config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
     monkeypatch.setenv("KLAVIYO_API_KEY", "pk_test")

@@ -55,7 +55,11 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
         say(f"sync due at {show_time(due)} starting")
         syncing = True
         try:
-            sync(config)
+            summary = sync(config)
+            failed = [s.stream for s in getattr(summary, "failed", ())]
+            if failed:  # the run ended, but not every stream synced: said like a run that raised, with its exit code
+                say(f"the sync due at {show_time(due)} failed (exit {summary.exit_code}): "  # type: ignore[union-attr]
+                    f"{len(failed)} stream(s) failed: {', '.join(failed)}")
         except LockedError as err:
             say(f"skipped the sync due at {show_time(due)}: {err.message}")
         except KlxError as err:
