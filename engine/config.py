@@ -293,7 +293,29 @@ def _check_cron(expression: str, r: Reader) -> None:
     except CroniterBadDateError as err:  # five valid fields, but no date has that day in those months (31 February)
         raise r.fail("cron", f"{expression!r} never fires: no date matches its day-of-month and month fields") from err
     except (CroniterBadCronError, CroniterNotAlphaError, ValueError, KeyError) as err:
+        field = _bad_cron_field(expression)
+        if field is not None:  # five fields, one of them wrong: say which, not "not a 5-field expression"
+            raise r.fail("cron", f"{expression!r}: {field}") from err
         raise r.fail("cron", f"{expression!r} is not a 5-field CRON expression") from err
+
+
+CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or JAN-DEC"),
+               ("day-of-week", "0-7 or SUN-SAT"))
+
+
+def _bad_cron_field(expression: str) -> str | None:
+    """For five fields croniter refuses, which one it refuses and the values that field takes."""
+    from croniter import croniter
+
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        return None
+    for position, ((name, values), text) in enumerate(zip(CRON_FIELDS, fields)):
+        alone = ["*"] * len(CRON_FIELDS)
+        alone[position] = text
+        if not croniter.is_valid(" ".join(alone)):
+            return f"the {name} field {text!r} is not valid (it takes {values}, lists, ranges and steps)"
+    return None
 
 
 def _resources(r: Reader) -> tuple[ResourceConfig, ...]:

@@ -94,6 +94,11 @@ INVALID_CONFIGS = [
      "config.yaml:10: schedule.cron: '*/5 * * * *' runs 00:00 and 00:05; runs must be at least 15 minutes apart"),
     (GOOD.replace("  type: manual\n", "  type: cron\n  cron: 'every day'\n"),
      "config.yaml:10: schedule.cron: 'every day' is not a 5-field CRON expression"),
+    # Five fields, one out of range: the message names that field, not "not a 5-field expression".
+    (GOOD.replace("  type: manual\n", "  type: cron\n  cron: '60 * * * *'\n"),
+     "config.yaml:10: schedule.cron: '60 * * * *': the minute field '60' is not valid (it takes 0-59, lists, ranges and steps)"),
+    (GOOD.replace("  type: manual\n", "  type: cron\n  cron: '0 2 * * 8'\n"),
+     "config.yaml:10: schedule.cron: '0 2 * * 8': the day-of-week field '8' is not valid (it takes 0-7 or SUN-SAT, lists, ranges and steps)"),
     (GOOD.replace("  type: manual\n", "  type: cron\n  cron: '0 0 31 2 *'\n"),
      "config.yaml:10: schedule.cron: '0 0 31 2 *' never fires: no date matches its day-of-month and month fields"),
     (GOOD.replace("  type: manual\n", "  type: basic\n  every: 20m\n"),
