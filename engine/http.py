@@ -443,6 +443,10 @@ class HttpClient:
             hint = "check source.api_key: the API did not accept the key"
         elif status == 403:
             hint = f"the key lacks a scope this stream needs: {', '.join(scopes) or 'see the API docs'}"
+        elif status == 404 and not self.answered.is_set():
+            # Nothing has answered with a page yet, so the whole base URL is more likely wrong than this one path: a
+            # base URL ending in the path the spec adds again made every stream fail with a bare 404.
+            hint = f"check source.base_url ({self.base_url}): it is the API's root, to which the spec adds paths like {shown.split('?')[0]}"
         return ApiError(
             f"{self.api.name} {status} on GET {shown} (stream {stream}): {clean(str(detail), DETAIL_CHARS)}",
             status=status,

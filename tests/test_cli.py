@@ -123,6 +123,21 @@ def test_rejected_key_exits_3_with_klaviyos_detail_and_no_secret(sim: Simulator,
     assert "kl_rudder_metrics" not in tables
 
 
+def test_a_base_url_ending_in_the_api_path_is_named_on_every_404(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    # `base_url: https://a.klaviyo.com/api` is an easy slip: every request goes to /api/api/... and each stream
+    # failed with a bare "Not found." that said nothing of the config.
+    config = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=sim.url + "/api", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config)]) == 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    hint = f"(hint: check source.base_url ({sim.url}/api): it is the API's root, to which the spec adds paths like /api/api/"
+    assert errors == [
+        f"error: stream metrics failed: Klaviyo 404 on GET /api/api/metrics (stream metrics): Not found. {hint}metrics)",
+        "error: stream lists failed: Klaviyo 404 on GET /api/api/lists?include=tags&page[size]=10&filter=greater-than(updated,2023-12-31T23:59:59%2B00:00)"
+        f"&sort=updated (stream lists): Not found. {hint}lists)",
+    ]
+
+
 def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  type: oracle\nresources:\n  metrics: full_refresh\n")
