@@ -25,14 +25,14 @@ def build_parser(*, plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="klx",
         description="Sync Klaviyo (or any API described by a klx spec) into a warehouse.",
-        epilog="Start with `klx demo`, then copy config.example.yaml and run `klx run config.yaml`.",
+        epilog="Start with `klx demo`, then `klx init` (writes config.yaml to edit), `klx check config.yaml` and `klx run config.yaml`.",
     )
     parser.add_argument("--version", action="version", version=f"klx {__version__}")
     _global_flags(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run one sync", description="Run one sync of the resources selected in CONFIG.")
-    run.add_argument("config", type=Path, help="path to config.yaml (see config.example.yaml)")
+    run.add_argument("config", type=Path, help="path to config.yaml (`klx init` writes one)")
     run.add_argument("--streams", default=None, help="comma-separated resources to sync (default: all selected in the config)")
     run.add_argument("--full-refresh", action="store_true", help="ignore saved cursors and replace every table's contents")
     run.add_argument("--allow-empty", action="store_true", help="let a full refresh replace a table that has rows with an empty one")

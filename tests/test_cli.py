@@ -92,6 +92,15 @@ def test_streams_option_naming_no_resource_is_refused_not_read_as_all(tmp_path: 
     assert not (tmp_path / "x.duckdb").exists()
 
 
+def test_help_points_an_installed_klx_to_klx_init_not_to_a_file_of_the_repository(capsys) -> None:
+    # After `pip install .` no config.example.yaml sits in the user's folder: `klx init` writes the starter config.
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "config.example.yaml" not in text and "klx init" in text
+
+
 def test_bad_config_exits_2_naming_file_line_and_key(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  path: x.duckdb\nresources:\n  profiles: incremantal\n")
