@@ -40,5 +40,10 @@ def init(path: str | Path, *, force: bool = False) -> Path:
     if not target.parent.is_dir():
         raise ConfigError(f"folder {target.parent} does not exist", where=str(target))
     text = example_config_path().read_text()
-    target.write_text(text)
+    try:
+        with open(target, "w") as out:
+            out.write(text)
+    except OSError as err:  # a folder the user may not write in (/etc/klx owned by root): one line, not a traceback
+        hint = f"run it as a user who may write in {target.parent}, or write it elsewhere and copy it there" if isinstance(err, PermissionError) else None
+        raise ConfigError(f"cannot write {target}: {err.strerror}", hint=hint) from err
     return target

@@ -10,7 +10,7 @@ from engine.cli import main
 from engine.config import Config
 from engine.starter import example_config_path
 from klaviyo_sim import Simulator
-from tests.klx_testing import ROOT, SIM_NOW, rows
+from tests.klx_testing import READ_ONLY_WAYS, ROOT, SIM_NOW, read_only_folder, rows
 from tests.warehouses import POSTGRES, pg_schema  # noqa: F401  (fixture)
 
 
@@ -52,6 +52,20 @@ def test_init_never_overwrites_without_force(tmp_path: Path, capsys) -> None:
     assert target.read_text() == "keep me\n"
     assert main(["init", str(target), "--force"]) == 0
     assert target.read_text() == (ROOT / "config.example.yaml").read_text()
+
+
+@pytest.mark.parametrize("how", READ_ONLY_WAYS)
+def test_init_into_a_folder_it_cannot_write_exits_2_naming_the_file(tmp_path: Path, monkeypatch, capsys, how: str) -> None:
+    # `klx init /etc/klx/config.yaml` as the user klx runs as, the folder root's: it was "internal error: PermissionError".
+    folder = tmp_path / "etc-klx"
+    folder.mkdir()
+    with read_only_folder(folder, how, monkeypatch):
+        assert main(["init", str(folder / "config.yaml")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {folder / 'config.yaml'}: Permission denied\n"
+        f"  hint: run it as a user who may write in {folder}, or write it elsewhere and copy it there\n"
+    )
+    assert not (folder / "config.yaml").exists()
 
 
 def test_example_config_is_found_in_a_checkout() -> None:
