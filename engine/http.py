@@ -215,7 +215,7 @@ class HttpClient:
         # a next link or redirect to another host (or to http://) would carry it along.
         self.auth = {api.auth_header: api.auth_value.format(api_key=api_key.reveal())}
         self.budgets: dict[str, RateBudget] = {}
-        self.answered = threading.Event()  # the API has answered a request with a page: it is there and takes the key
+        self.answered = threading.Event()  # the API has answered a request with a page or a 429: it is there and takes the key
         self.budgets_lock = threading.Lock()  # streams run in threads: a bucket must get one budget, not one per thread
         self.watchdog = _Watchdog()
         # Real waits happen on an event, so close() (Ctrl-C) ends them at once; tests inject their own sleep.
@@ -322,6 +322,11 @@ class HttpClient:
         status = response.status_code
         log.info("GET %s (stream %s): %d, %d bytes in %.2fs", shown, stream, status, len(body), timeout - (flight.deadline - time.monotonic()))
         self.events.request(stream, shown, status, time.monotonic() - began)
+        if status == 429:
+            # A rate limit is counted per account, so the API is there and took the key: the other streams need
+            # not wait while this one waits out Retry-After (up to a minute, several times over when another
+            # app uses the account's budget for this endpoint), each on a budget of its own.
+            self.answered.set()
         if status in self.api.retry.statuses:
             header = self.api.retry.retry_after_header
             raise _Transient(f"HTTP {status}", self._error(status, response.reason, body, stream, shown, scopes),
@@ -444,7 +449,7 @@ class HttpClient:
         elif status == 403:
             hint = f"the key lacks a scope this stream needs: {', '.join(scopes) or 'see the API docs'}"
         elif status == 404 and not self.answered.is_set():
-            # Nothing has answered with a page yet, so the whole base URL is more likely wrong than this one path: a
+            # Nothing has answered yet, so the whole base URL is more likely wrong than this one path: a
             # base URL ending in the path the spec adds again made every stream fail with a bare 404.
             hint = f"check source.base_url ({self.base_url}): it is the API's root, to which the spec adds paths like {shown.split('?')[0]}"
         return ApiError(

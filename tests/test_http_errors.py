@@ -136,6 +136,28 @@ def test_401_says_to_check_the_key() -> None:
     assert len(api.hits) == 1
 
 
+def test_a_429_on_the_first_request_lets_the_other_streams_start_while_it_is_waited_out() -> None:
+    # The run's first stream (the scarcest budget, profiles) runs alone until the API answers (engine/concurrency.py).
+    # A 429 from another app's use of that budget held every other stream, each on a budget of its own, for its
+    # Retry-After (60 s, up to seven times over). A 429 is counted per account: the API is there and took the key.
+    def respond(handler, hit) -> None:
+        if len(api.hits) == 1:
+            send(handler, 429, klaviyo_error(429, "Request was throttled."), {"Retry-After": "60"})
+        else:
+            send(handler, 200, {"data": [], "links": {"next": None}})
+
+    clock = Clock()
+    answered_while_waiting: list[bool] = []
+    with HostileApi(respond) as api:
+        http = client(api.url, clock)
+        real_sleep = clock.sleep
+        clock.sleep = lambda seconds: (answered_while_waiting.append(http.answered.is_set()), real_sleep(seconds))
+        http.sleep = clock.sleep
+        get(http)
+    assert len(api.hits) == 2 and clock.slept[0] >= 60
+    assert answered_while_waiting == [True]
+
+
 def test_403_names_the_scopes_the_stream_needs() -> None:
     with always(403, klaviyo_error(403, "You do not have permission to perform this action.")) as api:
         with pytest.raises(ApiError) as raised:
