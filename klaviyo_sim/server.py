@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -71,7 +72,7 @@ class Simulator:
         self.cache_responses = cache_responses
         self._responses: dict[tuple[int, str, str, str], tuple[int, bytes, tuple[tuple[str, str], ...]]] = {}
         self.url: str | None = None
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -90,7 +91,7 @@ class Simulator:
         class Handler(_Handler):
             simulator = sim
 
-        self._server = ThreadingHTTPServer((self.host, port), Handler)
+        self._server = _Server((self.host, port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://{self.host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -182,6 +183,17 @@ class Simulator:
             cached = self._responses[key] = (reply.status, dumps(reply.body), reply.headers)
         status, body, headers = cached
         return Reply(status=status, body=body, headers=headers)
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, quiet about clients that hang up before their answer is written."""
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client stopped mid-request (Ctrl-C on `klx demo` cuts its requests in flight): socketserver printed a
+        # traceback per such request over the client's own output. Any other error keeps its traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

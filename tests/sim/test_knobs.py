@@ -110,3 +110,23 @@ def test_limit_fraction_cuts_every_limit_and_the_headers_say_so():
     assert limiter.counted == {"/api/profiles": 2, "predictive_analytics": 2}
     now[0] = 1.0
     assert limiter.hit([("/api/accounts", 1, 15)]).allowed  # never cut below one request
+
+
+def test_a_client_that_hangs_up_before_its_answer_prints_no_traceback(capfd):
+    # Ctrl-C on `klx demo` cuts klx's requests in flight: the simulator's writes then hit a closed socket, and
+    # socketserver printed a BrokenPipeError traceback per request over the demo's own summary.
+    import socket
+    import struct
+
+    with Simulator(seed=3, scale=0.05, now=NOW, latency=0.3) as simulator:
+        host, port = simulator.url.removeprefix("http://").split(":")
+        for _ in range(3):
+            client = socket.create_connection((host, int(port)))
+            client.sendall(f"GET /api/accounts HTTP/1.1\r\nHost: {host}\r\nAuthorization: Klaviyo-API-Key {simulator.api_key}\r\n"
+                           "revision: 2026-07-15\r\n\r\n".encode())
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # RST: the answer, sent 0.3 s later, finds the connection gone
+        time.sleep(1.0)
+        assert get(simulator, "/api/accounts").status_code == 200  # it serves on
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred during processing" not in err
