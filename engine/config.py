@@ -268,10 +268,16 @@ def _interval(text: str, r: Reader) -> timedelta:
 
 
 def _time_of_day(text: str, r: Reader) -> time:
+    written = text.strip()
+    if re.fullmatch(r"\d:\d\d", written):  # 2:30, as people write it
+        written = "0" + written
     try:
-        return time.fromisoformat(text.strip())
+        moment = time.fromisoformat(written)
     except ValueError as err:
         raise r.fail("start_time", f"{text!r} is not a time of day like 02:30") from err
+    if moment.utcoffset():  # the grid is UTC: an offset would be dropped without a word
+        raise r.fail("start_time", f"{text!r} has a UTC offset; start_time is UTC: write the UTC time, like 02:30")
+    return moment.replace(tzinfo=None)
 
 
 def _check_cron(expression: str, r: Reader) -> None:

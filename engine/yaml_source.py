@@ -55,6 +55,20 @@ def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
         return loader.construct_scalar(node)
 
 
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    # YAML 1.1 reads 14:30 as the base-60 number 870 (YAML 1.2 dropped that): `start_time: 14:30` unquoted then
+    # came out as "expected a string, got int 870". Such a value is kept as the text it was written as.
+    if ":" in str(node.value):
+        return loader.construct_scalar(node)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    if ":" in str(node.value):  # base 60 too: 14:30.5
+        return loader.construct_scalar(node)
+    return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
 # libyaml's parser (when PyYAML was built with it) reads a spec about seven times faster, with the same
 # marks; its error messages differ, so a text it refuses is read again by the Python parser (see loads_yaml).
 _FastLoader = type("_FastLoader", (yaml.CSafeLoader,), {}) if hasattr(yaml, "CSafeLoader") else None
@@ -63,6 +77,8 @@ for _loader in (_Loader, _FastLoader):
     if _loader is not None:
         _loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
         _loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+        _loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+        _loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 # PyYAML's words for the usual hand-editing mistakes, in plain words.
 _PLAIN_PROBLEMS = (

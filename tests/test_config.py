@@ -71,6 +71,10 @@ def test_start_date_accepts_datetime_with_offset(tmp_path: Path) -> None:
         ("  type: basic\n  every: 5m\n", ("basic", timedelta(minutes=5), "00:00:00", None)),
         ("  type: basic\n  every: 1d\n", ("basic", timedelta(hours=24), "00:00:00", None)),
         ("  type: cron\n  cron: '*/15 * * * *'\n", ("cron", None, None, "*/15 * * * *")),
+        # Unquoted, YAML 1.1 reads 14:30 as the base-60 number 870: "expected a string, got int 870".
+        ("  type: basic\n  every: 6h\n  start_time: 14:30\n", ("basic", timedelta(hours=6), "14:30:00", None)),
+        ("  type: basic\n  every: 6h\n  start_time: 2:30\n", ("basic", timedelta(hours=6), "02:30:00", None)),
+        ("  type: basic\n  every: 6h\n  start_time: '02:30Z'\n", ("basic", timedelta(hours=6), "02:30:00", None)),
     ],
 )
 def test_schedules_load(tmp_path: Path, schedule: str, expected: tuple) -> None:
@@ -101,6 +105,9 @@ INVALID_CONFIGS = [
      "config.yaml:10: schedule.cron: '0 2 * * 8': the day-of-week field '8' is not valid (it takes 0-7 or SUN-SAT, lists, ranges and steps)"),
     (GOOD.replace("  type: manual\n", "  type: cron\n  cron: '0 0 31 2 *'\n"),
      "config.yaml:10: schedule.cron: '0 0 31 2 *' never fires: no date matches its day-of-month and month fields"),
+    # The grid is UTC: an offset was dropped without a word, so 02:00+01:00 ran at 02:00 UTC, not 01:00.
+    (GOOD.replace("  type: manual\n", "  type: basic\n  every: 6h\n  start_time: '02:00+01:00'\n"),
+     "config.yaml:11: schedule.start_time: '02:00+01:00' has a UTC offset; start_time is UTC: write the UTC time, like 02:30"),
     (GOOD.replace("  type: manual\n", "  type: basic\n  every: 20m\n"),
      "config.yaml:10: schedule.every: '20m' is not one of 5m, 10m, 15m, 30m, 1h, 3h, 6h, 12h, 24h"),
     (GOOD.replace("  table_prefix: kl_\n", "  table_prefix: 'kl-'\n"),
