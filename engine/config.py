@@ -173,6 +173,10 @@ def url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL (like https://a.example.com)"
+    if "@" in parts.netloc:
+        # Not shown: what is before the @ may be a password or the key. The HTTP client refuses such a URL (the key
+        # header is the only credential sent), which surfaced as a puzzling "not an absolute http(s) URL" later.
+        return "must not hold a user name or password (user:password@host); the API key goes in source.api_key"
     if parts.query or parts.fragment:
         return f"{url!r} must not have a query or fragment"
     try:

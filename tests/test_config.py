@@ -115,6 +115,9 @@ INVALID_CONFIGS = [
     (GOOD + "extra: 1\n", "config.yaml:13: extra: unknown key; known: destination, resources, schedule, source"),
     (GOOD.replace("  base_url", "  x").replace("  start_date: 2024-01-01\n", "  start_date: 2024-01-01\n  base_url: ftp://x\n"),
      "config.yaml:4: source.base_url: 'ftp://x' is not an http(s) URL (like https://a.example.com)"),
+    # A user:password@ in the URL: refused here, naming the key, never echoing what it holds (it may be the key).
+    (GOOD.replace("  base_url", "  x").replace("  start_date: 2024-01-01\n", "  start_date: 2024-01-01\n  base_url: https://pk_live_secret:x@a.klaviyo.com\n"),
+     "config.yaml:4: source.base_url: must not hold a user name or password (user:password@host); the API key goes in source.api_key"),
     (GOOD.replace("resources:\n  profiles: incremental\n  metrics: full_refresh\n", "resources: {}\n"),
      "config.yaml:10: resources: select at least one resource"),
     (GOOD.replace("  profiles: incremental\n", "  profiles: {sync_mode: incremental, lookback_days: -1}\n"),
