@@ -28,7 +28,7 @@ import urllib3
 
 from .bodies import body_parser, has_long_integer
 from .config import Secret
-from .errors import ApiError, clean
+from .errors import ApiError, ConfigError, clean
 from .events import NO_EVENTS, RunEvents
 from .spec import ApiSpec, RateTier
 
@@ -198,6 +198,7 @@ class HttpClient:
             self.origin = origin_of(self.base_url)
         except ValueError:
             raise ApiError(f"base URL {_host(self.base_url)} is not an absolute http(s) URL") from None
+        verify = ca_bundle() if self.origin[0] == "https" else True  # refused before anything is opened
         self.session = requests.Session()
         self.session.headers.update(api.headers)
         # What requests reads from the environment on every request (trust_env) is read here once: the CA bundle
@@ -206,7 +207,7 @@ class HttpClient:
         # scans, a ~/.netrc lookup) held the GIL for 2.6% of the run. Nor is ~/.netrc read: requests' basic auth
         # from it replaced the key header.
         self.session.trust_env = False
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.verify = verify
         self.proxies: dict[str, str] = requests.utils.get_environ_proxies(self.base_url)
         for prefix in ("http://", "https://"):
             # One kept-alive connection per concurrent request sequence (engine/concurrency.py), so none is dropped.
@@ -692,6 +693,22 @@ def _ssl_reason(err: requests.exceptions.SSLError) -> str:
             cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
         )
     return "SSLError"
+
+
+def ca_bundle() -> str | bool:
+    """The CA certificates to verify TLS with: REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE), else the bundled ones (True).
+
+    A variable naming no file or folder is refused at once: requests raised a bare OSError on every request,
+    which a run retried as a network failure for its whole time budget (81 s) and reported as "unreachable: OSError".
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        path = os.environ.get(name)
+        if path:
+            if not os.path.exists(path):
+                raise ConfigError(f"{name}={path}: no such file or folder",
+                                  hint=f"point {name} at the CA certificate (PEM) of the TLS-inspecting proxy, or unset it")
+            return path
+    return True
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

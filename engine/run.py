@@ -165,10 +165,10 @@ def run(
     destination = build_destination(config.destination)
     try:
         destination.claim()  # one run at a time per warehouse schema and prefix, whatever the config file
+        http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)  # may refuse REQUESTS_CA_BUNDLE
     except BaseException:
         destination.close()
         raise
-    http = HttpClient(spec.api, config.source.api_key, config.source.base_url, sleep=sleep)
     events = events or NO_EVENTS
     # Each stream fetches as far ahead as its rate budgets and its consumer can use (engine/concurrency.py).
     http.events = flights = FlightsByStream(events, lambda name: functools.partial(budget_rate, http, spec, name))

@@ -147,6 +147,24 @@ def test_a_base_url_ending_in_the_api_path_is_named_on_every_404(sim: Simulator,
     ]
 
 
+def test_a_ca_bundle_variable_naming_no_file_is_refused_at_once_by_run_and_check(tmp_path: Path, monkeypatch, capsys) -> None:
+    # README: behind a TLS-inspecting proxy, point REQUESTS_CA_BUNDLE at its CA certificate. A path that is not
+    # there made every request raise a bare OSError, retried as a network failure: klx run gave up after 81 s
+    # with "unreachable ...: OSError", klx check said "cannot reach ...: OSError".
+    missing = tmp_path / "proxy-ca.pem"
+    config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url="https://127.0.0.1:9", database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", SECRET)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    said = (f"REQUESTS_CA_BUNDLE={missing}: no such file or folder",
+            "point REQUESTS_CA_BUNDLE at the CA certificate (PEM) of the TLS-inspecting proxy, or unset it")
+    assert main(["run", str(config)]) == 2
+    assert capsys.readouterr().err == f"error: {said[0]}\n  hint: {said[1]}\n"
+    assert main(["check", str(config)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"FAIL API key                  {said[0]} (hint: {said[1]})"
+    assert [line.split()[1] for line in lines[2:]] == ["destination", "lock"]
+
+
 def test_unknown_destination_type_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     Path("config.yaml").write_text("source:\n  api_key: x\n  start_date: 2024-01-01\ndestination:\n  type: oracle\nresources:\n  metrics: full_refresh\n")

@@ -154,12 +154,14 @@ def test_no_proxy_is_read_for_the_base_url(monkeypatch: pytest.MonkeyPatch) -> N
     assert client("https://internal.test:8443").proxies == {}
 
 
-def test_the_ca_bundle_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
-    assert client("https://a.klaviyo.com").session.verify == "/etc/corp/ca.pem"
+def test_the_ca_bundle_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    for name in ("ca.pem", "curl.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")  # it must exist (test_cli.py); read by TLS only
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    assert client("https://a.klaviyo.com").session.verify == str(tmp_path / "ca.pem")
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/corp/curl.pem")
-    assert client("https://a.klaviyo.com").session.verify == "/etc/corp/curl.pem"
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "curl.pem"))
+    assert client("https://a.klaviyo.com").session.verify == str(tmp_path / "curl.pem")
     monkeypatch.delenv("CURL_CA_BUNDLE")
     assert client("https://a.klaviyo.com").session.verify is True
 

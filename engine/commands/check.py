@@ -46,7 +46,12 @@ def check(config_path: Path, *, as_json: bool = False, out: TextIO | None = None
     api = dataclasses.replace(
         spec.api, retry=dataclasses.replace(spec.api.retry, max_attempts=1, request_timeout_seconds=CHECK_SECONDS, total_seconds=CHECK_SECONDS)
     )
-    http = HttpClient(api, config.source.api_key, config.source.base_url)
+    try:
+        http: HttpClient | None = HttpClient(api, config.source.api_key, config.source.base_url)
+    except KlxError as err:  # REQUESTS_CA_BUNDLE naming no file: every request would fail
+        failures.append(err)
+        line(False, "API key", _one_line(err))
+        http = None
     # Each probe is the stream's real first request (filters, includes, partitions), with a page of one record.
     plan = build_plan(config, spec, {}, datetime.now(timezone.utc))
     params = {p.stream.name: p.partitions[0].params if p.partitions else dict(p.stream.params) for p in plan.streams}
@@ -55,8 +60,8 @@ def check(config_path: Path, *, as_json: bool = False, out: TextIO | None = None
             params.setdefault(p.parent.stream.name, p.parent.partitions[0].params if p.parent.partitions else dict(p.parent.stream.params))
     try:
         streams = [spec.streams[r.name] for r in config.resources]
-        first = next((s for s in streams if s.parent is None), None)
-        reachable = True
+        first = next((s for s in streams if s.parent is None), None) if http is not None else None
+        reachable = http is not None
         if first is not None:
             try:
                 _probe(http, spec, first, params)
@@ -73,7 +78,8 @@ def check(config_path: Path, *, as_json: bool = False, out: TextIO | None = None
             for stream in streams:
                 failures += _scope(http, spec, stream, params, line)
     finally:
-        http.close()
+        if http is not None:
+            http.close()
 
     try:
         destination = build_destination(config.destination)
