@@ -146,7 +146,9 @@ def _source(r: Reader, env: dict[str, str], path: Path) -> SourceConfig:
     if not re.fullmatch(r"[\x21-\x7e]+", api_key):
         # It goes into an HTTP header: a stray newline would break it and land in the HTTP library's error text.
         raise r.fail("api_key", "must be printable ASCII without spaces, line breaks or control characters")
-    start = r.get("start_date", (str, date), required=True)
+    start = r.get("start_date", (str, date, int), required=True)
+    if isinstance(start, int):  # unquoted 20240101 (ISO-8601's basic form) or 2024: read as the text written
+        start = str(start)
     base_url = r.get("base_url", str, None)
     if base_url is not None:
         base_url = _expand(base_url, r, "base_url", env).rstrip("/")

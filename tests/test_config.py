@@ -58,6 +58,12 @@ def test_example_config_loads_with_every_resource() -> None:
     assert next(r for r in config.resources if r.name == "events").lookback == timedelta(days=3)
 
 
+def test_start_date_accepts_the_iso_basic_form_unquoted(tmp_path: Path) -> None:
+    # YAML reads 20240101 as an int; it is ISO-8601's basic form of 2024-01-01, as it would be quoted.
+    config = Config.from_yaml(write(tmp_path, GOOD.replace("start_date: 2024-01-01", "start_date: 20240101")), env=ENV)
+    assert config.source.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
 def test_start_date_accepts_datetime_with_offset(tmp_path: Path) -> None:
     text = GOOD.replace("start_date: 2024-01-01", "start_date: '2024-01-01T02:00:00+02:00'")
     config = Config.from_yaml(write(tmp_path, text), env=ENV)
@@ -89,6 +95,9 @@ INVALID_CONFIGS = [
      "config.yaml:11: resources.profiles: 'incremantal' is not one of full_refresh, incremental"),
     (GOOD.replace("  start_date: 2024-01-01\n", "  start_date: yesterday\n"),
      "config.yaml:3: source.start_date: 'yesterday' is not a date (use YYYY-MM-DD or an ISO-8601 datetime)"),
+    # Unquoted digits are a YAML int: "expected a string or date, got int 2024" did not say what a date looks like.
+    (GOOD.replace("  start_date: 2024-01-01\n", "  start_date: 2024\n"),
+     "config.yaml:3: source.start_date: '2024' is not a date (use YYYY-MM-DD or an ISO-8601 datetime)"),
     (GOOD.replace("  start_date: 2024-01-01\n", ""), "config.yaml:2: source.start_date: required"),
     (GOOD.replace("${KLAVIYO_API_KEY}", "${MISSING_KEY}"),
      "config.yaml:2: source.api_key: environment variable MISSING_KEY is not set"),
