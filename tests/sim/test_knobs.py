@@ -130,3 +130,29 @@ def test_a_client_that_hangs_up_before_its_answer_prints_no_traceback(capfd):
         assert get(simulator, "/api/accounts").status_code == 200  # it serves on
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception occurred during processing" not in err
+
+
+def test_klx_sim_on_a_port_in_use_exits_2_with_one_line(capsys):
+    # README's `klx sim --port 8765` with a simulator already there: it was "internal error: OSError: [Errno 98]".
+    from engine.cli import main
+
+    with Simulator(seed=3, scale=0.05, now=NOW) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        assert main(["sim", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use\n  hint: pick another --port, or --port 0 for a free one\n"
+    )
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--port", "99999", "argument --port: 99999 is not a port (0 to 65535; 0 picks a free one)"),
+    ("--scale", "-1", "argument --scale: -1 is not above 0 (1 is about 1k profiles and 10k events)"),
+])
+def test_klx_sim_refuses_a_flag_out_of_range_naming_it(capsys, flag, value, message):
+    # Both were internal errors: "OverflowError: bind(): port must be 0-65535", "TypeError: '>' not supported ... 'complex'".
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["sim", flag, value])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"klx sim: error: {message}"
