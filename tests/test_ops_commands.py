@@ -400,6 +400,10 @@ def test_commands_that_only_read_make_no_database_file_and_no_schema(tmp_path: P
     out = capsys.readouterr().out
     assert "no runs recorded yet in kl_klx_runs" in out and "lists: no saved state" in out and "kl_rudder_metrics: not loaded yet" in out
     assert "lists: volume unknown (nothing loaded yet)" in out
-    # A command that writes still makes them.
+    # state reset writes, but with nothing saved there is nothing to write: a mistyped schema was created to say so.
     assert main(["state", "reset", str(config)]) == 0
+    assert not made()
+    assert capsys.readouterr().out.splitlines() == ["lists: no saved state, nothing to reset", "metrics: no saved state, nothing to reset"]
+    # A command that writes still makes them (klx check proves the destination writable; its API is not there).
+    assert main(["check", str(config)]) == 3
     assert made()

@@ -71,7 +71,8 @@ def reset(config_path: Path, only: tuple[str, ...] = (), *, out: TextIO | None =
     config = config_without_secrets(config_path)
     names = _streams(config, only)
     with RunLock.for_config(config.path, config.destination.table_prefix):
-        destination = build_destination(config.destination)
+        # Not created: a reset writes only over a state row that exists, so a mistyped path or schema is not made.
+        destination = build_destination(config.destination, create=False)
         try:
             destination.claim()  # a run of another config file loading the same tables would save its cursors over ours
             for name in names:
