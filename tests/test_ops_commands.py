@@ -103,6 +103,20 @@ def test_check_passes_every_line_against_the_simulator(sim: Simulator, tmp_path:
     assert rows(tmp_path / "x.duckdb", "select * from kl_klx_state") == []  # the write was rolled back
 
 
+def test_check_names_the_database_file_a_run_writes_whatever_folder_it_runs_from(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    # `path: klaviyo.duckdb` resolves against the config's folder; the line said "duckdb klaviyo.duckdb", which from
+    # cron or another folder reads as a file where klx check was run.
+    folder = tmp_path / "etc-klx"
+    folder.mkdir()
+    config = write_config(folder, {"metrics": "full_refresh"}, base_url=sim.url, database=Path("klaviyo.duckdb"))
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"ok   destination              duckdb {folder / 'klaviyo.duckdb'} opened and writable"
+    assert (folder / "klaviyo.duckdb").exists() and not (tmp_path / "klaviyo.duckdb").exists()
+
+
 def test_check_names_a_refused_key_and_exits_3(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
     config = write_config(tmp_path, {"lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
     monkeypatch.setenv("KLAVIYO_API_KEY", "pk_wrong_key_000000000000000000")

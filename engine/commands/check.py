@@ -13,7 +13,7 @@ from typing import Callable, TextIO
 from urllib.parse import urlsplit
 
 from ..config import Config
-from ..destinations import build_destination
+from ..destinations import build_destination, config_relative
 from ..errors import ApiError, ConfigError, KlxError, json_line
 from ..http import HttpClient, transport_reason
 from ..lock import RunLock
@@ -169,7 +169,11 @@ def _writable(destination: object) -> None:
 
 def _where(config: Config) -> str:
     options = config.destination.options
-    return str(options.get("path") or options.get("database") or options.get("host") or "")
+    path = options.get("path")
+    if isinstance(path, str) and not path.startswith((":memory:", "md:")):
+        # The file a run writes: a relative path resolves against the config's folder, not where check runs.
+        return config_relative(config.destination, path)
+    return str(path or options.get("database") or options.get("host") or "")
 
 
 def _one_line(err: KlxError) -> str:
