@@ -17,6 +17,7 @@ from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for any command whose reader stopped early (`| head`)
+SYNCING = ("run", "schedule", "demo")  # the commands that load batches
 PLUGIN_GROUP = "klx.commands"  # entry points: name -> callable(subparsers) that adds one subcommand
 
 
@@ -102,7 +103,8 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        said = "interrupted; committed batches are kept, the rest is rolled back"
+        # Only a sync has batches to keep or roll back; Ctrl-C on a hung `klx check` or `klx plan` is just interrupted.
+        said = "interrupted; committed batches are kept, the rest is rolled back" if args.command in SYNCING else "interrupted"
         print(json_line("interrupted", message=said, exit_code=130) if args.log_format == "json" else said, file=sys.stderr)
         return 130
     except Exception as err:  # a bug: one line unless --debug

@@ -222,3 +222,18 @@ def test_a_run_started_in_the_background_keeps_ignoring_ctrl_c(tmp_path: Path, m
     finally:
         signal.signal(signal.SIGINT, previous)
     assert seen == [signal.SIG_IGN]
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    ("check", "interrupted"),
+    ("plan", "interrupted"),
+    ("run", "interrupted; committed batches are kept, the rest is rolled back"),
+])
+def test_ctrl_c_speaks_of_batches_only_for_a_command_that_loads_them(command: str, said: str, monkeypatch, capsys) -> None:
+    # Ctrl-C on a `klx check` waiting on a probe said "committed batches are kept, the rest is rolled back".
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"_{command}", interrupted)
+    assert main([command, "config.yaml"]) == 130
+    assert capsys.readouterr().err == said + "\n"
