@@ -83,3 +83,18 @@ def test_readme_names_the_config_keys_the_example_has() -> None:
     reference = readme_section("Configuration reference")
     missing = sorted(k for k in example_keys - resource_names if not re.search(rf"[`.]{k}[`,]", reference))
     assert missing == []
+
+
+def test_the_cron_recipe_hands_klx_the_key_from_the_systemd_env_file(tmp_path) -> None:
+    # scheduling.md's cron line sourced klx.env, written for systemd's EnvironmentFile (KLAVIYO_API_KEY=pk_..., no
+    # export): `.` alone left the variable unexported, and every tick failed "KLAVIYO_API_KEY is not set".
+    import os
+    import subprocess
+
+    [line] = [line for line in (ROOT / "docs" / "scheduling.md").read_text().splitlines() if line.startswith("0 */2 * * *  cd /etc/klx")]
+    command = line.split(None, 5)[5].replace("/etc/klx", str(tmp_path))
+    command = command.replace("/opt/klx/bin/klx run config.yaml >> /var/log/klx.log 2>&1", "printenv KLAVIYO_API_KEY")
+    (tmp_path / "klx.env").write_text("KLAVIYO_API_KEY=pk_from_env_file\n")
+    env = {k: v for k, v in os.environ.items() if k != "KLAVIYO_API_KEY"}
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=30)
+    assert done.stdout == "pk_from_env_file\n", done.stderr
