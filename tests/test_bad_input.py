@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.destinations import _install_hint
+
 from engine.cli import main
 from tests.klx_testing import ROOT, READ_ONLY_WAYS, read_only_folder
 
@@ -332,7 +334,9 @@ def test_a_destination_whose_driver_is_not_installed_names_the_extra(
     config = edit(CONFIG, "  type: duckdb\n  path: out.duckdb\n", f"  type: {kind}\n{options}")
     code, out, err = run_klx(tmp_path, monkeypatch, capsys, config)
     assert_refused(tmp_path, code, out, err, f"config.yaml:7: destination.type: {kind!r} needs the {module} driver, which is not installed"
-                                             f"\n  hint: pip install 'klx[{extra}]'")
+                                             f"\n  hint: {_install_hint(extra)}")
+    # The driver's own requirement, into this Python: `pip install 'klx[...]'` would fetch PyPI's klx, whatever that is.
+    assert f"{sys.executable} -m pip install " in err and "klx[" not in err
 
 
 def test_there_are_at_least_forty_bad_input_cases() -> None:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from engine.destinations import _install_hint
+
 from engine.cli import main
 from engine.destinations.duckdb import DuckDBDestination
 from engine.state import encode_state, mark_unresolved
@@ -182,7 +184,7 @@ def test_check_reports_a_missing_driver_on_its_destination_line_with_exit_2(sim:
     ]
     assert lines[3] == (
         f"FAIL destination              {config}:6: destination.type: 'postgres' needs the psycopg driver, which is not installed"
-        " (hint: pip install 'klx[postgres]')"
+        f" (hint: {_install_hint('postgres')})"
     )
     assert lines[4].startswith("ok   lock ")
 

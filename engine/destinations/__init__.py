@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import shlex
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Mapping, Protocol
@@ -63,8 +65,25 @@ def import_driver(config: DestinationConfig, module: str, extra: str) -> ModuleT
         raise ConfigError(
             f"destination.type: {config.type!r} needs the {module} driver, which {why}",
             where=config.where,
-            hint=f"pip install 'klx[{extra}]'",
+            hint=_install_hint(extra),
         ) from err
+
+
+def _install_hint(extra: str) -> str:
+    """How to install klx's `extra` into the Python klx runs on: its own requirements, from klx's installed metadata.
+
+    Not `pip install 'klx[postgres]'`: klx is installed from its repository, and that line would fetch whatever
+    package is called klx on PyPI, into whichever environment `pip` belongs to (not a pipx venv's)."""
+    import importlib.metadata  # only when a driver is missing
+
+    try:
+        listed = importlib.metadata.requires("klx") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing it
+        listed = []
+    wanted = [req.strip() for req, _, marker in (r.partition(";") for r in listed) if marker.replace("'", '"').strip() == f'extra == "{extra}"']
+    if not wanted:
+        return f"install klx with its {extra} extra: pip install '.[{extra}]' in klx's folder"
+    return f"{shlex.quote(sys.executable)} -m pip install {' '.join(shlex.quote(req) for req in wanted)} (klx's {extra} extra)"
 
 
 def option_where(config: DestinationConfig, key: str) -> str:
