@@ -10,33 +10,12 @@ from typing import Any, TextIO
 from ..config import default_spec_path
 from ..destinations import build_destination
 from ..errors import ConfigError, json_line
-from ..spec import ApiSpec, Spec, StreamSpec
+from ..spec import Spec
 from . import config_without_secrets
 
 
-def rate_limit(api: ApiSpec, stream: StreamSpec) -> str:
-    """The stream's endpoint tier with its numbers, plus any named bucket its own parameters select."""
-    if not stream.rate_limit:
-        return "-"
-    tier = api.rate_limit_tiers[stream.rate_limit]
-    text = f"{stream.rate_limit} ({tier.burst}/s, {tier.steady}/m)"
-    buckets = [b.name for b in api.buckets_for(stream.params)]
-    return text + "".join(f" + {name}" for name in buckets)
-
-
-def resource_rows(spec: Spec) -> list[tuple[str, ...]]:
-    """One row per resource: resource, sync modes, key, cursor, endpoint, rate limit, scopes."""
-    rows = []
-    for name in sorted(spec.streams):
-        s = spec.streams[name]
-        endpoint = s.path if s.parent is None else f"{s.path} (per {s.parent.stream})"
-        cursor = s.cursor.field if s.cursor else "-"
-        rows.append((name, ", ".join(s.sync_modes), ", ".join(s.primary_key), cursor, endpoint, rate_limit(spec.api, s), ", ".join(s.scopes) or "-"))
-    return rows
-
-
 def resource_fields(spec: Spec, name: str) -> dict[str, Any]:
-    """The resource's row as JSON fields: lists for what the table joins, null for its "-"."""
+    """What discover says of one resource, as JSON fields: lists for what the table joins, null for its "-"."""
     s = spec.streams[name]
     tier = spec.api.rate_limit_tiers[s.rate_limit] if s.rate_limit else None
     return {
@@ -45,6 +24,20 @@ def resource_fields(spec: Spec, name: str) -> dict[str, Any]:
         "rate_limit": {"tier": s.rate_limit, "burst_per_second": tier.burst, "steady_per_minute": tier.steady} if tier else None,
         "buckets": [b.name for b in spec.api.buckets_for(s.params)] if tier else [], "scopes": list(s.scopes),
     }
+
+
+def resource_rows(spec: Spec) -> list[tuple[str, ...]]:
+    """resource_fields of each resource as a row of text: resource, sync modes, key, cursor, endpoint, rate limit (the
+    endpoint's tier with its numbers, plus any named bucket its own parameters select), scopes."""
+    rows = []
+    for name in sorted(spec.streams):
+        f = resource_fields(spec, name)
+        endpoint = f["endpoint"] if f["parent"] is None else f"{f['endpoint']} (per {f['parent']})"
+        limit = f["rate_limit"]
+        shown = "-" if limit is None else f"{limit['tier']} ({limit['burst_per_second']}/s, {limit['steady_per_minute']}/m)"
+        shown += "".join(f" + {bucket}" for bucket in f["buckets"])
+        rows.append((name, ", ".join(f["sync_modes"]), ", ".join(f["primary_key"]), f["cursor"] or "-", endpoint, shown, ", ".join(f["scopes"]) or "-"))
+    return rows
 
 
 def discover(config_path: Path | None, *, columns: bool = False, as_json: bool = False, out: TextIO | None = None) -> int:
@@ -70,7 +63,7 @@ def discover(config_path: Path | None, *, columns: bool = False, as_json: bool =
     try:
         for name in selected:
             table = config.destination.table_prefix + spec.api.table.format(stream=name)
-            # As the warehouse stores it (KL_RUDDER_LISTS on Snowflake): information_schema knows it by that name only.
+            # As the warehouse stores it (KL_RUDDER_X on Snowflake): information_schema knows it by that name only.
             table = destination.name(table) if hasattr(destination, "name") else table
             found = {column: dtype.sql(destination.dialect) if hasattr(dtype, "sql") else str(dtype)
                      for column, dtype in destination.columns_of(table).items()}
