@@ -18,7 +18,7 @@ class Dialect:
     types: Mapping[ColumnType, str]  # the type klx creates for each ColumnType, in this dialect's spelling
     max_identifier: int  # bytes; longer names are shortened by identifier(), never cut silently by the server
     # The case the warehouse folds unquoted names to ("upper", "lower"; None: it keeps them as written), which
-    # klx stores every name in so that `select id from kl_rudder_profiles` finds it, as RudderStack stored them
+    # klx stores every name in so that `select id from kl_rudder_x` finds it, as RudderStack stored them
     # (rudder-server's ToProviderCase, rudder-transformer's safeTableName / safeColumnName)
     fold: str | None = None
     parse_json: bool = False  # CAST(text AS <json type>) would store a string: use PARSE_JSON instead
@@ -39,7 +39,7 @@ class Dialect:
     row_in: str = "tuple"
     # True: the warehouse finds a table, schema or column whatever the case it is asked for in, quoted or not, and
     # keeps the case it was created in (DuckDB): klx looks names up in its catalog the same way, so a table made as
-    # KL_rudder_lists is the one `table_prefix: kl_` loads, not one that "already exists" when klx creates it.
+    # KL_rudder_x is the one `table_prefix: kl_` loads, not one that "already exists" when klx creates it.
     names_ignore_case: bool = False
 
     def identifier(self, name: str) -> str:

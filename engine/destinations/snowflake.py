@@ -44,7 +44,7 @@ class SnowflakeDestination(SqlDestination):
     # bytes make eight times fewer round trips (bench/README.md, Sessions 11 and 12).
     batch_scale = 8
     too_long = {"errno": 100078}  # "100078 (22000): String '…' is too long and would be truncated"
-    # "003001 (42501): SQL access control error: Insufficient privileges to operate on table 'KL_RUDDER_LISTS'": ALTER
+    # "003001 (42501): SQL access control error: Insufficient privileges to operate on table 'KL_RUDDER_X'": ALTER
     # TABLE (a new column, a widening, SWAP WITH) needs OWNERSHIP, which RudderStack's role holds on the tables it made.
     NOT_OWNER = 3001
     _ALTERS = ("ADD COLUMN", "WIDEN COLUMN", "SWAP IN")
