@@ -17,7 +17,6 @@ from sqlglot import exp
 
 from ..dialects import DIALECTS
 from ..destinations import DESTINATIONS
-from ..destinations import snowflake
 from ..destinations.warehouse import STAGING_TABLE, SqlDestination
 from ..errors import JSON_TEXT_CHARS, ConfigError, json_line
 from ..plan import StreamPlan, build_plan
@@ -37,12 +36,12 @@ class RecordingDestination(SqlDestination):
     def __init__(self, dialect: str, schema: str | None, table_prefix: str) -> None:
         self.dialect = dialect
         # From the destination of this dialect's name, where there is one: the rows from which a later run gathers.
-        self.gather_from = getattr(DESTINATIONS.get(dialect), "gather_from", SqlDestination.gather_from)
+        self._kind: type[SqlDestination] = DESTINATIONS.get(dialect, SqlDestination)  # type: ignore[assignment]
+        self.gather_from = getattr(self._kind, "gather_from", SqlDestination.gather_from)
         self.schema = self.name(schema) if schema else schema  # type: ignore[assignment]
         self.table_prefix = table_prefix
         self.statements: list[exp.Expr] = []
         self.tables: dict[str, dict[str, exp.DataType]] = {}  # what the recorded statements created
-        self.staging_schema = self.schema if dialect == "snowflake" else None  # as SnowflakeDestination stages
         self._stage_shown = False
         if self.schema:
             self.statements.append(create_schema(self.schema))
@@ -88,14 +87,17 @@ class RecordingDestination(SqlDestination):
     def staged(self, batch: pa.Table, columns: Sequence[Column], name: str = STAGING_TABLE) -> Iterator[str]:
         """The batch's staging table, by name: each destination fills it its own bulk way (view, COPY, PUT + COPY).
 
-        Snowflake's is a table of the schema, filled by PUT and COPY INTO, shown as a run sends them; elsewhere a
-        temporary table or view of the session, by its bare name."""
-        if self.dialect != "snowflake" or not self.schema:
-            yield name
-            return
+        Where the destination stages into a table of the schema (Snowflake: PUT and COPY INTO), those statements are
+        shown as a run sends them (SqlDestination.preview_staging); elsewhere a temporary table or view of the
+        session, by its bare name."""
         declared = {c.name: c for c in columns}
         staged = [declared.get(n, Column(name=n, type=ColumnType.BIGINT)) for n in batch.column_names]
-        table, statements = snowflake.preview_staging(self.schema, self.table_prefix, staged, name, first=not self._stage_shown)
+        found = self._kind.preview_staging(self.schema, self.table_prefix, staged, name, first=not self._stage_shown) if self.schema else None
+        if found is None:
+            yield name
+            return
+        table, statements = found
+        self.staging_schema = self.schema  # the upsert reads the staging table there, as the destination's does
         self._stage_shown = True
         self.statements += statements
         yield table

@@ -124,6 +124,18 @@ class SnowflakeDestination(SqlDestination):
                 "COPY CURRENT GRANTS (docs/migrating-from-rudderstack.md, \"Snowflake: the role klx loads as\")",
             ) from err.__cause__
 
+    @classmethod
+    def preview_staging(
+        cls, schema: str, table_prefix: str, columns: Sequence[Column], name: str, *, first: bool
+    ) -> tuple[str, list[exp.Expr]] | None:
+        """SqlDestination.preview_staging: the transient table staged() fills by PUT and COPY INTO, those statements
+        (after CREATE STAGE on the first batch) and a PUT of a file named for the batch."""
+        table = staging_table(table_prefix, name)
+        file = Path(tempfile.gettempdir()) / "klx-batch" / "batch.parquet"
+        statements = [create_stage(schema)] if first else []
+        statements += [create_staging_table(table, columns, schema), put(file, schema), copy_into(table, file.name, schema)]
+        return table, statements
+
     def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Execute one statement and fetch its rows."""
         with self._con.cursor() as cursor:
@@ -204,16 +216,6 @@ def create_staging_table(table: str, columns: Sequence[Column], schema: str) -> 
     create.set("properties", exp.Properties(expressions=[exp.TransientProperty()]))
     create.set("replace", True)
     return create
-
-
-def preview_staging(schema: str, table_prefix: str, columns: Sequence[Column], name: str, first: bool) -> tuple[str, list[exp.Expr]]:
-    """For `klx sql`: the staging table a batch of `columns` goes into and the statements that fill it, as staged()
-    runs them (`first`: the session's first batch, which creates the stage); the PUT names a file of the batch's own."""
-    table = staging_table(table_prefix, name)
-    file = Path(tempfile.gettempdir()) / "klx-batch" / "batch.parquet"
-    statements = [create_stage(schema)] if first else []
-    statements += [create_staging_table(table, columns, schema), put(file, schema), copy_into(table, file.name, schema)]
-    return table, statements
 
 
 def stage_ref(schema: str, file: str | None = None) -> exp.Var:

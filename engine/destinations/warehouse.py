@@ -87,6 +87,15 @@ class SqlDestination:
         """Release the connection."""
         raise NotImplementedError
 
+    @classmethod
+    def preview_staging(
+        cls, schema: str, table_prefix: str, columns: Sequence[Column], name: str, *, first: bool
+    ) -> tuple[str, list[exp.Expr]] | None:
+        """For `klx sql`: the table a batch of `columns` is staged into, in `schema`, and the statements staged() sends
+        to fill it (`first`: the run's first batch); None where staging is the session's own (a temporary table or
+        view by its bare name), filled in bulk by the driver with no statement to show."""
+        return None
+
     def grants_for(self, table: str, shadow: str) -> list[exp.Expr]:
         """Statements granting `shadow` what has been granted on `table`, run before a full refresh swaps the shadow
         in: where the swap drops the table and renames its shadow, a BI or dbt role's SELECT would go with the table.
