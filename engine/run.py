@@ -20,7 +20,7 @@ from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination, WriteCounts
-from .errors import ApiError, KlxError, WarehouseError
+from .errors import ApiError, KlxError, LockedError, WarehouseError
 from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
@@ -325,8 +325,9 @@ class StreamSync:
             self.summary.error = err
         except KlxError as err:
             # A warehouse that no longer answers (the session ended, the server went away) fails every load:
-            # the run stops, rather than let the other streams read the API to their end for nothing.
-            if isinstance(err, WarehouseError) and not self.destination.alive():
+            # the run stops, rather than let the other streams read the API to their end for nothing. So does a
+            # destination whose claim on the schema and prefix another run took (Destination.claim).
+            if isinstance(err, LockedError) or isinstance(err, WarehouseError) and not self.destination.alive():
                 raise
             self.summary.error = err
         finally:

@@ -23,7 +23,7 @@ import pytest
 import engine.run
 from engine.config import Config
 from engine.destinations.duckdb import DuckDBDestination
-from engine.errors import ApiError, ConfigError, WarehouseError
+from engine.errors import ApiError, ConfigError, LockedError, WarehouseError
 from engine.state import StateError
 from tests.klx_testing import rows, write_config
 from tests.scripted_api import API_KEY, ScriptedApi, item, not_found, page
@@ -324,6 +324,25 @@ def test_a_warehouse_that_stops_answering_stops_the_run_and_one_refusing_a_load_
             ("items", "MERGE on table kl_acme_items failed: the connection is closed"), ("kinds", None)]
         return
     with pytest.raises(WarehouseError, match="^MERGE on table kl_acme_items failed: the connection is closed$"):
+        acme.run({"items": "incremental", "kinds": "incremental"})
+
+
+def test_a_load_that_lost_the_destination_s_claim_stops_the_run(acme: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A destination whose claim on the schema and prefix lapsed and was taken by another run (Snowflake's claim row)
+    # refuses every statement from then on: the run stops there, rather than fail its streams one after another
+    # while the run that took the claim loads the same tables.
+    written = SpyLoad.write
+
+    def lost(self, batch, columns, state, deletes=None):
+        if self.stream != "items":
+            return written(self, batch, columns, state, deletes)
+        raise LockedError("schema main with table prefix 'kl_acme_': this run's claim lapsed and another klx run took it")
+
+    monkeypatch.setattr(SpyLoad, "write", lost)
+    monkeypatch.setattr(DuckDBDestination, "alive", lambda self: True)  # the warehouse still answers
+    acme.api.routes["/items"] = page(item("i1", day(1)))
+    acme.api.routes["/kinds"] = page(item("k1", day(1)))
+    with pytest.raises(LockedError, match="another klx run took it"):
         acme.run({"items": "incremental", "kinds": "incremental"})
 
 

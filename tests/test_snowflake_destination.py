@@ -8,7 +8,7 @@ statements the destination sends instead.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -581,3 +581,101 @@ def test_an_adopted_text_cursor_is_warned_about_as_compared_as_text(dest: Any, c
         "stream profiles: the cursor column UPDATED of table KLAVIYO.KL_PROFILES is VARCHAR, compared as text with the timestamps "
         "klx loads: rename it before syncing (docs/migrating-from-rudderstack.md, \"The first run into RudderStack's tables\")"
     ]
+
+
+# --- the claim on a schema and prefix: one run at a time, whatever the config file (Destination.claim) -----------
+
+
+def second_destination(tmp_path: Path, prefix: str = "kl_") -> Any:
+    """Another config file's destination on the same account and schema (a second machine, an Airflow worker)."""
+    other = tmp_path / "other"
+    other.mkdir(exist_ok=True)
+    lines = config_file(other, ACCOUNT).read_text().replace("table_prefix: kl_", f"table_prefix: {prefix}")
+    (other / "snowflake.yaml").write_text(lines)
+    config = Config.from_yaml(other / "snowflake.yaml", env={"SNOWFLAKE_PASSWORD": "pw-secret"})
+    return build_destination(config.destination)
+
+
+def claims(dest: Any) -> list[tuple]:
+    return query(dest, "select token, holder from klaviyo.kl_klx_lock")
+
+
+def test_a_second_run_into_the_same_schema_and_prefix_is_refused_naming_the_first_and_another_prefix_is_not(
+    dest: Any, tmp_path: Path
+) -> None:
+    from engine.errors import LockedError
+
+    dest.claim()
+    other, elsewhere = second_destination(tmp_path), second_destination(tmp_path, prefix="shop_")
+    try:
+        with pytest.raises(LockedError) as refused:
+            other.claim()
+        [(token, holder)] = claims(dest)  # the first run's row, untouched
+        assert token == dest._claim and holder in str(refused.value)
+        assert "KLAVIYO" in str(refused.value) and "'kl_'" in str(refused.value) and "lapses at" in str(refused.value)
+        elsewhere.claim()  # another prefix in the same schema: other tables, its own claim
+    finally:
+        other.close()
+        elsewhere.close()
+
+
+def test_a_finished_run_releases_its_claim_so_the_next_run_takes_it_at_once(dest: Any, tmp_path: Path) -> None:
+    dest.claim()
+    load(dest, [{"id": "a", "updated": ts(1)}])
+    dest.close()
+    nxt = second_destination(tmp_path)
+    try:
+        assert claims(nxt) == []
+        nxt.claim()
+        assert [token for token, _ in claims(nxt)] == [nxt._claim]
+    finally:
+        nxt.close()
+
+
+def test_a_lapsed_claim_is_taken_over_and_the_run_that_held_it_stops_before_its_next_statement(
+    dest: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.destinations import snowflake
+    from engine.errors import LockedError
+
+    dest.claim()
+    load(dest, [{"id": "a", "updated": ts(1)}])
+    # The first run went quiet past its claim (killed, or stalled): its row lapsed, and a second run takes it.
+    query(dest, "update klaviyo.kl_klx_lock set expires = dateadd(second, -1, current_timestamp())")
+    dest.connection.commit()
+    other = second_destination(tmp_path)
+    try:
+        other.claim()
+        monkeypatch.setattr(snowflake, "RENEW_SECONDS", 0)  # the first run's next statement renews its claim
+        with pytest.raises(LockedError) as stopped:
+            load(dest, [{"id": "b", "updated": ts(2)}])
+        assert "another klx run took it" in str(stopped.value)
+        with pytest.raises(LockedError):  # and so does every statement after it
+            dest.execute("READ", "x", snowflake.claim_statements("KL_KLX_LOCK", "KLAVIYO")["mine"], ("t",))
+        assert query(other, "select id from klaviyo.kl_profiles") == [("a",)]  # b was never written
+        dest.close()  # leaves the second run's claim in place
+        assert [token for token, _ in claims(other)] == [other._claim]
+    finally:
+        other.close()
+
+
+def test_a_run_renews_its_claim_as_it_goes(dest: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.destinations import snowflake
+
+    dest.claim()
+    [(first,)] = query(dest, "select expires from klaviyo.kl_klx_lock")
+    assert first > datetime.now(timezone.utc)
+    query(dest, "update klaviyo.kl_klx_lock set expires = dateadd(second, 5, current_timestamp())")  # nearly lapsed
+    dest.connection.commit()
+    monkeypatch.setattr(snowflake, "RENEW_SECONDS", 0)
+    load(dest, [{"id": "a", "updated": ts(1)}])
+    [(renewed,)] = query(dest, "select expires from klaviyo.kl_klx_lock")
+    assert renewed > datetime.now(timezone.utc) + timedelta(seconds=snowflake.CLAIM_SECONDS - 60)
+
+
+def test_claim_statements_match_golden_sql(golden: Any) -> None:
+    from engine import sql
+    from engine.destinations import snowflake
+
+    statements = snowflake.claim_statements("KL_KLX_LOCK", "KLAVIYO")
+    golden("snowflake/claim.sql", "\n\n".join(f"-- {name}\n" + sql.render(s, "snowflake", pretty=True) + ";" for name, s in statements.items()))

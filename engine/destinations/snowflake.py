@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from engine import sql
@@ -18,7 +22,7 @@ from engine.destinations import (
     DestinationConfig, batch_scale_option, check_options, config_relative, destination, import_driver, option_where, schema_option,
 )
 from engine.destinations.warehouse import STAGING_TABLE, SqlDestination, _first_line
-from engine.errors import ConfigError, WarehouseError
+from engine.errors import ConfigError, LockedError, WarehouseError
 from engine.schema import Column, ColumnType
 
 if TYPE_CHECKING:
@@ -31,6 +35,12 @@ OPTIONS = (
     "warehouse", "database", "schema", "role", "batch_scale",
 )
 STAGE = "klx_stage"  # a temporary stage: it lives as long as the session, nothing to clean up
+# A run's claim on its schema and prefix (claim()) is a row in <PREFIX>KLX_LOCK that lapses CLAIM_SECONDS after it
+# was last renewed, so a run killed mid-way holds the next one off no longer than that (a CRON schedule runs at most
+# every 15 minutes). A run renews it before the first statement it sends RENEW_SECONDS or more after the last renewal.
+CLAIM_SECONDS = 600
+RENEW_SECONDS = 180
+LOCK_TABLE = "klx_lock"
 
 
 @destination("snowflake")
@@ -61,6 +71,9 @@ class SnowflakeDestination(SqlDestination):
         self.table_prefix = table_prefix
         self.batch_scale = batch_scale or type(self).batch_scale
         self._role = connection.get("role")
+        self._claim: str | None = None  # the token of this run's row in the lock table, once claim() took it
+        self._renewed = 0.0  # time.monotonic() when the claim was last taken or renewed
+        self._lost = False  # whether the claim lapsed and another run took it (every statement is then refused)
         # The connector logs each retry at an account it cannot reach as a WARNING of its own, a long line of request
         # ids, before klx's one line saying so: shown with -v (or --debug), which show every request anyway.
         if not log.isEnabledFor(logging.INFO):
@@ -111,6 +124,8 @@ class SnowflakeDestination(SqlDestination):
 
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """SqlDestination.execute; a change to a table klx's role does not own says how to give it the table."""
+        if self._claim is not None and (self._lost or time.monotonic() - self._renewed >= RENEW_SECONDS):
+            self._renew()
         try:
             return super().execute(kind, table, statement, params)
         except WarehouseError as err:
@@ -135,6 +150,56 @@ class SnowflakeDestination(SqlDestination):
         statements = [create_stage(schema)] if first else []
         statements += [create_staging_table(table, columns, schema), put(file, schema), copy_into(table, file.name, schema)]
         return table, statements
+
+    def claim(self) -> None:
+        """base.Destination.claim: Snowflake has no lock a session holds (PostgreSQL's advisory lock), so the claim is
+        a row in <PREFIX>KLX_LOCK naming this run, taken only when no other run's row is there unlapsed, and renewed
+        as the run goes (execute). A run that finds its row gone (it lapsed and another run took the schema and
+        prefix) stops before its next statement, its open transaction rolled back. close() deletes the row."""
+        table = self.name(self.table_prefix + LOCK_TABLE)
+        token, holder = uuid.uuid4().hex, f"pid {os.getpid()} on {socket.gethostname()}"
+        statements = claim_statements(table, self.schema)
+        try:
+            self.execute("CREATE TABLE", table, statements["create"])
+            self.execute("CLAIM", table, statements["lapsed"])
+            self.execute("CLAIM", table, statements["take"], (token, holder, CLAIM_SECONDS))
+            rows = self.execute("CLAIM", table, statements["read"])
+            self._con.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        mine = [row for row in rows if row[0] == token]
+        if not mine:
+            _, other, since, until = rows[0] if rows else (None, "another run", "?", "?")
+            raise LockedError(
+                f"schema {self.schema} with table prefix {self.table_prefix!r} is being loaded by another klx run: {other}, since "
+                f"{since} UTC (its claim lapses at {until} UTC unless that run renews it)",
+                hint=f"one run at a time per schema and prefix; wait for it to finish, or give this config another table_prefix. "
+                f"A run that was killed holds it until it lapses, or until its row is deleted from {self.schema}.{table}",
+            )
+        self._claim, self._renewed = token, time.monotonic()
+
+    def _renew(self) -> None:
+        """Push this run's claim CLAIM_SECONDS on, in whatever transaction is open; LockedError when its row is gone,
+        and for every statement after that."""
+        table = self.name(self.table_prefix + LOCK_TABLE)
+        if not self._lost:
+            statements = claim_statements(table, self.schema)
+            began, token = time.monotonic(), self._claim
+            self._claim = None  # (the statements below are sent without renewing again)
+            try:
+                self.execute("RENEW CLAIM", table, statements["renew"], (CLAIM_SECONDS, token))
+                self._lost = not self.execute("RENEW CLAIM", table, statements["mine"], (token,))
+            finally:
+                self._claim = token
+            self._renewed = began
+        if self._lost:
+            raise LockedError(
+                f"schema {self.schema} with table prefix {self.table_prefix!r}: this run's claim lapsed and another klx run "
+                "took it; this run stops before writing more",
+                hint=f"a run keeps its claim by sending a statement at least every {CLAIM_SECONDS // 60} minutes; what it "
+                "committed before stays, and the next run goes on from there",
+            )
 
     def run_sql(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Execute one statement and fetch its rows."""
@@ -189,19 +254,57 @@ class SnowflakeDestination(SqlDestination):
             raise
 
     def close(self) -> None:
-        """Drop the staging tables the batches left, then release the connection.
+        """Drop the staging tables the batches left, delete the run's claim, then release the connection.
 
         A DROP refused here (a connection lost at the end) leaves a transient table the next run's first batch
         replaces: a warning, never the run's outcome.
         """
         try:
-            for table in sorted(self._staging):
+            for table in sorted(self._staging) if not self._lost else ():  # (the run that took the claim stages there now)
                 self.execute("DROP TABLE", table, sql.drop_table(table, schema=self.schema))
         except WarehouseError as err:
             log.warning("staging table %s.%s was left in place (the next run replaces it): %s", self.schema, table, err)
         finally:
             self._staging.clear()
-            self._con.close()
+            try:
+                self._release()
+            finally:
+                self._con.close()
+
+    def _release(self) -> None:
+        """Delete this run's claim, if it holds one; one it cannot delete lapses on its own (a warning)."""
+        token, self._claim = self._claim, None
+        if token is None or self._lost:  # (a lost claim's row is another run's now)
+            return
+        table = self.name(self.table_prefix + LOCK_TABLE)
+        try:
+            self.rollback()  # nothing of a failed batch is committed with it
+            self.execute("RELEASE CLAIM", table, claim_statements(table, self.schema)["release"], (token,))
+            self._con.commit()
+        except (WarehouseError, *self.driver_errors) as err:
+            log.warning("this run's claim in %s.%s was left in place (it lapses within %d minutes): %s",
+                        self.schema, table, CLAIM_SECONDS // 60, err)
+
+
+def claim_statements(table: str, schema: str) -> dict[str, exp.Expr]:
+    """The statements of claim(), _renew() and _release() on the lock table `table` (its name as stored).
+
+    Taking it: DELETE of a lapsed row, then INSERT of this run's row only when none is left, then the rows read
+    back, in one transaction. The DELETE locks the table until commit, so two runs claiming at once take turns,
+    and the second one's INSERT, a later statement, sees the first one's row."""
+    target = sql.render(sql.table(table, schema), DIALECT)
+    texts = {
+        "create": f"CREATE TABLE IF NOT EXISTS {target} (TOKEN VARCHAR, HOLDER VARCHAR, SINCE TIMESTAMP_TZ, EXPIRES TIMESTAMP_TZ)",
+        "lapsed": f"DELETE FROM {target} WHERE EXPIRES < CURRENT_TIMESTAMP()",
+        "take": f"INSERT INTO {target} (TOKEN, HOLDER, SINCE, EXPIRES) SELECT ?, ?, CURRENT_TIMESTAMP(), "
+        f"DATEADD(SECOND, ?, CURRENT_TIMESTAMP()) WHERE NOT EXISTS (SELECT 1 FROM {target})",
+        "read": f"SELECT TOKEN, HOLDER, TO_VARCHAR(CONVERT_TIMEZONE('UTC', SINCE), 'YYYY-MM-DD HH24:MI:SS'), "
+        f"TO_VARCHAR(CONVERT_TIMEZONE('UTC', EXPIRES), 'YYYY-MM-DD HH24:MI:SS') FROM {target} ORDER BY SINCE",
+        "renew": f"UPDATE {target} SET EXPIRES = DATEADD(SECOND, ?, CURRENT_TIMESTAMP()) WHERE TOKEN = ?",
+        "mine": f"SELECT 1 FROM {target} WHERE TOKEN = ?",
+        "release": f"DELETE FROM {target} WHERE TOKEN = ?",
+    }
+    return {name: sqlglot.parse_one(text, read=DIALECT) for name, text in texts.items()}
 
 
 def staging_table(table_prefix: str, name: str = STAGING_TABLE) -> str:
