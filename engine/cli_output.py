@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TextIO
 
-from .errors import HINT_CHARS, clean, json_error
+from .errors import HINT_CHARS, clean, json_error, json_line
 from .history import RunRecord
 from .run import RunSummary, StreamSummary
 
@@ -21,7 +20,7 @@ _HEADER = (
 def print_summary(record: RunRecord, out: TextIO, log_format: str = "text", summary: RunSummary | None = None) -> None:
     """The final summary: per stream and total, rows inserted vs updated, columns added; JSON with --log-format json."""
     if log_format == "json":
-        print(json.dumps({"event": "summary", **record.to_json()}), file=out, flush=True)
+        print(json_line("summary", **record.to_json()), file=out, flush=True)
         return
     print(_HEADER, file=out)
     for s in record.streams:

@@ -142,3 +142,37 @@ def test_the_readme_says_which_commands_print_json_and_which_text() -> None:
     as_json = said[: said.rindex(". ")]
     for command in ("check", "discover", "plan", "sql", "runs", "state show"):
         assert f"`{command}`" in as_json and f"`{command}`" not in as_text, command
+
+
+@pytest.fixture
+def synced(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> tuple[Path, dict[str, Any]]:
+    """A config whose metrics (full refresh) and lists (incremental) one run loaded, and that run's JSON summary."""
+    config = write_config(tmp_path, {"metrics": "full_refresh", "lists": "incremental"}, base_url=sim.url, database=tmp_path / "x.duckdb")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    assert main(["run", str(config), "--log-format", "json"]) == 0
+    summary = json_lines(capsys.readouterr().out)[-1]
+    return config, summary
+
+
+def test_a_runs_summary_with_log_format_json_carries_ts_and_event(synced: tuple[Path, dict[str, Any]]) -> None:
+    # It printed {"event": "summary", ...} without the ts every other line of the run has (json_lines checks both).
+    _, summary = synced
+    assert summary["event"] == "summary" and summary["status"] == "succeeded"
+
+
+def test_runs_with_log_format_json_prints_each_run_as_a_run_event_with_ts(synced: tuple[Path, dict[str, Any]], capsys) -> None:
+    # It printed each run's bare report: no ts, no event, unlike every other JSON line klx prints.
+    config, summary = synced
+    assert main(["runs", str(config), "--log-format", "json"]) == 0
+    [listed] = json_lines(capsys.readouterr().out)
+    assert (listed["event"], listed["run_id"], listed["status"]) == ("run", summary["run_id"], "succeeded")
+    assert [(s["stream"], s["status"], s["rows"]) for s in listed["streams"]] == [(s["stream"], s["status"], s["rows"]) for s in summary["streams"]]
+
+
+def test_state_show_with_log_format_json_prints_one_state_event_with_each_streams_cursors(synced: tuple[Path, dict[str, Any]], capsys) -> None:
+    # It printed {"metrics": ..., "lists": ...}: no ts, no event, and stream names where they would go.
+    config, _ = synced
+    assert main(["state", "show", str(config), "--log-format", "json"]) == 0
+    [shown] = json_lines(capsys.readouterr().out)
+    assert sorted(shown) == ["event", "streams", "ts"] and shown["event"] == "state"
+    assert shown["streams"]["metrics"]["cursor"] == {} and list(shown["streams"]["lists"]["cursor"]) == [""]

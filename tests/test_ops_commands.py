@@ -76,7 +76,7 @@ def test_state_show_and_reset_move_only_the_chosen_streams_back_to_start_date(si
     assert main(["state", "reset", str(config), "--streams", "lists"]) == 0
     assert capsys.readouterr().out == "lists: cursor reset; the next run reads from start_date 2024-01-01\n"
     assert main(["state", "show", str(config), "--streams", "lists,segments", "--log-format", "json"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    shown = json.loads(capsys.readouterr().out)["streams"]
     assert shown["lists"]["cursor"] == {} and shown["segments"]["cursor"] != {}
     monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
     assert main(["run", str(config), "--streams", "lists", "--log-format", "json"]) == 0
@@ -365,7 +365,7 @@ def test_state_show_tells_a_killed_first_syncs_keys_may_repeat_and_reset_keeps_t
     assert main(["state", "reset", str(config)]) == 0
     capsys.readouterr()
     assert main(["state", "show", str(config), "--log-format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"lists": {"cursor": {}, "columns": 0, "repeats_unresolved": "2024-03-02T00:00:00+00:00"}}
+    assert json.loads(capsys.readouterr().out)["streams"] == {"lists": {"cursor": {}, "columns": 0, "repeats_unresolved": "2024-03-02T00:00:00+00:00"}}
 
 
 def test_plan_warns_of_each_streams_backfill_from_its_own_start(tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import Config
 from ..destinations import build_destination
-from ..errors import ConfigError
+from ..errors import ConfigError, json_line
 from ..lock import RunLock
 from ..state import StateError, encode_state, mark_unresolved, unresolved_until
 from . import config_without_secrets
@@ -42,7 +41,7 @@ def show(config_path: Path, only: tuple[str, ...] = (), *, as_json: bool = False
     finally:
         destination.close()
     if as_json:
-        print(json.dumps(report), file=out)
+        print(json_line("state", streams=report), file=out)
         return 0
     start = config.source.start_date.isoformat()
     for name, state in report.items():
