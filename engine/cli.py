@@ -7,12 +7,11 @@ import logging
 import os
 import stat
 import sys
-import traceback
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import CleanFormatter, ConfigError, JsonLogFormatter, KlxError, clean, json_error, json_line, scrub
+from .errors import CleanFormatter, ConfigError, JsonLogFormatter, KlxError, bug_text, json_error, json_line, traceback_text
 from .memory import return_large_blocks
 
 LOG_FORMATS = ("text", "json")
@@ -112,7 +111,7 @@ def _main(argv: Sequence[str] | None) -> int:
             raise  # stdout's reader went away: main() ends quietly
         _traceback(args)
         hint = "" if args.debug else " (run with --debug for the traceback)"
-        text = clean(f"{type(err).__name__}: {err}", 300)
+        text = bug_text(err)
         print(json_line("internal error", message=text, exit_code=1) if args.log_format == "json" else f"internal error: {text}{hint}", file=sys.stderr)
         return 1
 
@@ -129,7 +128,7 @@ def _stdout_is_a_pipe() -> bool:
 
 def _traceback(args: argparse.Namespace) -> None:
     if args.debug:
-        print("\n".join(scrub(line) for line in traceback.format_exc().splitlines()), file=sys.stderr)
+        print(traceback_text(), file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -271,7 +270,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
     if args.next is not None:
         return schedule.print_next(args.config, args.next)
-    return schedule.serve(args.config, run_now=args.now, log_format=args.log_format, verbose=args.verbose)
+    return schedule.serve(args.config, run_now=args.now, log_format=args.log_format, verbose=args.verbose, debug=args.debug)
 
 
 def _runs(args: argparse.Namespace) -> int:

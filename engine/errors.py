@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -77,6 +78,16 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info:
             line["traceback"] = [scrub(text) for text in self.formatException(record.exc_info).splitlines()]
         return json.dumps(line)
+
+
+def bug_text(err: BaseException) -> str:
+    """An unexpected error (a bug) on one clean line: its type and message, secrets masked."""
+    return clean(f"{type(err).__name__}: {err}", 300)
+
+
+def traceback_text() -> str:
+    """The traceback of the exception being handled, secrets masked and each line scrubbed (--debug shows it)."""
+    return "\n".join(scrub(line) for line in traceback.format_exc().splitlines())
 
 
 def log_time(moment: datetime) -> str:

@@ -17,7 +17,7 @@ from engine.errors import ConfigError
 from engine.lock import LockedError, RunLock
 from engine.schedule import Scheduler, Stop, next_runs
 from klaviyo_sim import Simulator
-from tests.klx_testing import SIM_NOW, READ_ONLY_WAYS, read_only_folder, rows, write_config
+from tests.klx_testing import ROOT, SIM_NOW, READ_ONLY_WAYS, read_only_folder, rows, write_config
 
 UTC = timezone.utc
 
@@ -206,6 +206,101 @@ def test_a_scheduled_sync_whose_streams_failed_is_logged_with_its_exit_code(sim:
         "the sync due at 2026-11-30 10:30 UTC failed (exit 3): 2 stream(s) failed: metrics, lists",
     ]
     assert "next sync at 2026-11-30 10:30 UTC" in out
+
+
+SCHEDULE_KEY = "pk_schedule_0123456789abcdef"
+
+
+def crashing_once(ticks: list[datetime]):
+    """A sync that hits a bug (its message holding the key) on its first tick and does nothing after."""
+
+    def sync(config: Config) -> None:
+        ticks.append(config)
+        if len(ticks) == 1:
+            raise ZeroDivisionError(f"division by zero near {SCHEDULE_KEY}")
+
+    return sync
+
+
+def test_a_bug_in_one_scheduled_sync_is_one_line_and_the_schedule_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    # It ended klx schedule ("internal error: ...", exit 1): systemd had to restart it for the next sync to run.
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", SCHEDULE_KEY)
+    stop, ticks = Stop(), []
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=crashing_once(ticks), max_runs=2) == 0
+    captured = capsys.readouterr()
+    assert len(ticks) == 2
+    assert captured.out.splitlines()[2:] == [
+        "sync due at 2026-11-30 10:15 UTC starting",
+        "the sync due at 2026-11-30 10:15 UTC failed (exit 1): internal error: ZeroDivisionError: division by zero near *** "
+        "(run with --debug for the traceback)",
+        "next sync at 2026-11-30 10:30 UTC",
+        "sync due at 2026-11-30 10:30 UTC starting",
+    ]
+    assert captured.err == ""
+
+
+def test_with_debug_a_bug_in_a_scheduled_sync_also_prints_its_traceback_masked(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", SCHEDULE_KEY)
+    stop, ticks = Stop(), []
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, sync=crashing_once(ticks), max_runs=2,
+                              debug=True) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("Traceback (most recent call last):\n")
+    assert captured.err.endswith("ZeroDivisionError: division by zero near ***\n") and SCHEDULE_KEY not in captured.err
+    assert "the sync due at 2026-11-30 10:15 UTC failed (exit 1): internal error: ZeroDivisionError: division by zero near ***" in captured.out.splitlines()
+    assert len(ticks) == 2
+
+
+def test_a_bug_in_a_scheduled_sync_is_recorded_as_a_failed_run_and_the_next_sync_runs(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    database = tmp_path / "s.duckdb"
+    config = schedule_config(tmp_path, "  type: basic\n  every: 15m\n", base_url=sim.url, database=database)
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    from engine import run as run_module
+
+    calls: list[str] = []
+    real_run = run_module.StreamSync.run
+
+    def crashes_first(self):
+        calls.append(self.stream.name)
+        if len(calls) == 1:
+            raise ZeroDivisionError("division by zero")
+        return real_run(self)
+
+    monkeypatch.setattr(run_module.StreamSync, "run", crashes_first)
+    stop = Stop()
+    assert schedule_cmd.serve(config, clock=FakeClock(at("2026-11-30 10:07"), stop), stop=stop, max_runs=2) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "the sync due at 2026-11-30 10:15 UTC failed (exit 1): internal error: ZeroDivisionError: division by zero " \
+           "(run with --debug for the traceback)" in out
+    recorded = rows(database, "select run_status, count(*) as n from kl_klx_runs group by run_status order by run_status")
+    assert [(r["run_status"], r["n"]) for r in recorded] == [("failed", 2), ("succeeded", 2)]  # a row per stream and run
+    assert rows(database, "select count(*) as n from kl_rudder_metrics")[0]["n"] == len(sim.store.truth("metrics"))
+
+
+def test_a_spec_made_invalid_between_ticks_fails_each_sync_until_fixed_and_the_schedule_goes_on(sim: Simulator, tmp_path: Path, monkeypatch,
+                                                                                                capsys) -> None:
+    # klx schedule reads config.yaml once (docs/scheduling.md); the spec it names is read again by every sync.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text((ROOT / "specs" / "klaviyo.yaml").read_text())
+    database = tmp_path / "s.duckdb"
+    config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=sim.url, database=database, spec=spec)
+    config.write_text(config.read_text() + "schedule:\n  type: basic\n  every: 15m\n")
+    monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+    stop = Stop()
+
+    class SpecEditedAfterTheFirstSync(FakeClock):
+        def wait_until(self, when: datetime) -> None:
+            if len(self.waits) == 1:
+                spec.write_text("api:\n  base_url: [\n")
+            super().wait_until(when)
+
+    assert schedule_cmd.serve(config, clock=SpecEditedAfterTheFirstSync(at("2026-11-30 10:07"), stop), stop=stop, max_runs=3) == 0
+    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("the sync due at")]
+    assert [line.split(": ")[0] for line in failures] == ["the sync due at 2026-11-30 10:30 UTC failed (exit 2)",
+                                                         "the sync due at 2026-11-30 10:45 UTC failed (exit 2)"]
+    assert all(f"{spec}:" in line for line in failures), failures
 
 
 def test_sigterm_during_a_sync_ends_it_at_its_last_commit_and_stops(tmp_path: Path, monkeypatch, capsys) -> None:

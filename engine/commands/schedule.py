@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from ..config import Config
 from . import config_without_secrets
-from ..errors import KlxError, json_line
+from ..errors import KlxError, bug_text, json_line, traceback_text
 from ..lock import LockedError, RunLock
 from ..plan import load_spec
 from ..schedule import RealClock, Scheduler, Stop, show_time, next_run, next_runs
@@ -27,8 +28,12 @@ def print_next(config_path: Path, count: int, now: datetime | None = None) -> in
 
 
 def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None = None, stop: Stop | None = None,
-          sync: Callable[[Config], object] | None = None, max_runs: int | None = None, log_format: str = "text", verbose: bool = False) -> int:
-    """Run syncs on the schedule until stopped. Exit 0 when stopped between syncs, 130 when a sync was interrupted."""
+          sync: Callable[[Config], object] | None = None, max_runs: int | None = None, log_format: str = "text", verbose: bool = False,
+          debug: bool = False) -> int:
+    """Run syncs on the schedule until stopped. Exit 0 when stopped between syncs, 130 when a sync was interrupted.
+
+    A sync that fails, on a KlxError or on a bug, is one line and the schedule goes on: left running under systemd,
+    it is not for one sync's error to stop the next ones (nor for systemd to restart it to carry on)."""
     stop = stop or Stop()
     clock = clock or RealClock(stop)
     next_run(config_without_secrets(config_path).schedule, clock.now())  # a manual schedule refuses first
@@ -64,6 +69,11 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
             say(f"skipped the sync due at {show_time(due)}: {err.message}")
         except KlxError as err:
             say(f"the sync due at {show_time(due)} failed (exit {err.exit_code}): {err}")
+        except Exception as err:  # a bug: sync_once recorded the run as failed when it got as far as planning one
+            if debug:
+                print(traceback_text(), file=sys.stderr, flush=True)
+            hint = "" if debug else " (run with --debug for the traceback)"
+            say(f"the sync due at {show_time(due)} failed (exit 1): internal error: {bug_text(err)}{hint}")
         except KeyboardInterrupt:
             interrupted = True
             stop.request(stop.signal or "SIGINT")
