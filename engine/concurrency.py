@@ -30,6 +30,8 @@ MAX_STREAMS = 6
 SEQUENCES_OPEN = 6
 # Weight of the newest sample in the running averages of latency and work per page.
 SMOOTHING = 0.3
+# Seconds at most between two looks of run_all at a stop a signal asked for (Interrupt).
+STOP_LOOK_SECONDS = 0.1
 
 
 class OneWriter:
@@ -108,18 +110,62 @@ class WriteBehind:
         self._load.abort()
 
 
+class Interrupt:
+    """A stop that a signal (Ctrl-C, SIGTERM) asks of a run, acted on where the run looks for it.
+
+    A handler that raises KeyboardInterrupt raises it in whatever the main thread is running at that instant;
+    inside a finalizer (a ThreadPoolExecutor's weakref callback or a __del__ that a garbage collection runs)
+    Python prints "Exception ignored" and drops it, and the run goes on, deaf to the next signals that klx
+    ignores once it is stopping. So while run_all waits for the streams, which is nearly all of a run, the
+    handler only sets `requested`, taking no lock (one the interrupted main thread holds would never be
+    released), and run_all raises KeyboardInterrupt itself on its own thread at its next look. Where nothing
+    looks (opening the warehouse, planning, printing the summary) the handler raises as before, and a request
+    dropped there is raised when run_all starts.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.watched = False  # run_all is looking: the handler need not raise
+
+    def request(self) -> None:
+        """Ask for the stop (from a signal handler): raises KeyboardInterrupt at once unless run_all is looking."""
+        self.requested = True
+        if not self.watched:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a stop was asked for: a point where the run stops cleanly."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 def run_all(
-    jobs: Sequence[Callable[[], T]], *, workers: int, stop: Callable[[], None], ready: threading.Event | None = None
+    jobs: Sequence[Callable[[], T]], *, workers: int, stop: Callable[[], None], ready: threading.Event | None = None,
+    interrupt: Interrupt | None = None,
 ) -> list[T]:
     """Run `jobs` at most `workers` at a time and return their results in order.
 
     The first job runs alone until `ready` is set (the API answered a request) or it ends: a refused key
     or an unreachable API is then found by one request, and no other job starts. A job that raises stops
     the rest: jobs not started never start, `stop()` cuts what is in flight (HttpClient.close), and the
-    first exception is raised once every running job has ended. Ctrl-C does the same.
+    first exception is raised once every running job has ended. A stop `interrupt` asks for does the same
+    within STOP_LOOK_SECONDS, then raises KeyboardInterrupt, as Ctrl-C did when its handler raised.
     """
+    interrupt = interrupt or Interrupt()
+    interrupt.check()  # asked for before: a KeyboardInterrupt raised where nothing heeded it (see Interrupt)
     if not jobs:
         return []
+    interrupt.watched = True
+    try:
+        results = _run_all(jobs, workers, stop, ready, interrupt)
+    finally:
+        interrupt.watched = False
+    interrupt.check()  # asked for after the last look: the handler did not raise, so it is raised here
+    return results
+
+
+def _run_all(jobs: Sequence[Callable[[], T]], workers: int, stop: Callable[[], None], ready: threading.Event | None,
+             interrupt: Interrupt) -> list[T]:
     # Set as a job raises, before its worker can take the next job: cancelling the queued jobs comes only once the
     # caller's thread wakes, and a worker freed by the failing job would start the next one in between.
     halted = threading.Event()
@@ -140,10 +186,15 @@ def run_all(
     futures: list[Future[T]] = [pool.submit(guarded(jobs[0]))]  # type: ignore[list-item]
     try:
         while ready is not None and not ready.wait(0.05) and not futures[0].done():
-            pass
+            interrupt.check()
+        interrupt.check()
         if not (futures[0].done() and futures[0].exception() is not None):
             futures += [pool.submit(guarded(job)) for job in jobs[1:]]  # type: ignore[misc]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        while True:
+            done, running = wait(futures, timeout=STOP_LOOK_SECONDS, return_when=FIRST_EXCEPTION)
+            interrupt.check()
+            if not running or any(not f.cancelled() and f.exception() is not None for f in done):
+                break
         failed = next((f for f in futures if f in done and not f.cancelled() and f.exception() is not None), None)
         if failed is not None:
             raise failed.exception()  # type: ignore[misc]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from . import collection, switching
-from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
+from .concurrency import MAX_STREAMS, Ended, Flights, FlightsByStream, Interrupt, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
 from .config import Config
 from .destinations import build_destination
 from .destinations.base import Destination, WriteCounts
@@ -147,9 +147,12 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
     events: RunEvents | None = None,
     job_run_id: str | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RunSummary:
     """One sync of the selected resources; returns what it did. Streams run side by side, those on the scarcest rate
     budgets first (start_order); the summary lists them in plan order.
+
+    A stop `interrupt` asks for (the signal handlers of engine/commands/) ends the run as Ctrl-C does: KeyboardInterrupt.
 
     A stream that fails is recorded in the summary (summary.failed) and the next one runs; only an
     API that refuses the key (401) or cannot be reached (see _stops_the_run), or a warehouse that no longer
@@ -230,7 +233,7 @@ def run(
         # Streams run side by side (engine/concurrency.py): the rate budgets pace them, one writer loads them.
         order = start_order(spec, [p.stream.name for p in plan.streams])
         results = run_all([functools.partial(sync_stream, plan.streams[i]) for i in order], workers=MAX_STREAMS, stop=stop,
-                          ready=http.answered)
+                          ready=http.answered, interrupt=interrupt)
         summary.streams.extend(result for _, result in sorted(zip(order, results), key=lambda pair: pair[0]))
         return summary
     finally:

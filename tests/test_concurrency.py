@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.concurrency import Ended, Flights, FlightsByStream, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
+from engine.concurrency import Ended, Flights, FlightsByStream, Interrupt, OneWriter, Prefetch, WriteBehind, interleave, rate_now, run_all
 from engine.run import start_order
 from engine.spec import Spec
 
@@ -105,6 +105,35 @@ def test_a_job_waiting_for_a_worker_never_starts_once_another_has_raised() -> No
     finally:
         sys.setswitchinterval(before)
     assert started == []
+
+
+def test_a_stop_asked_while_jobs_run_cuts_them_and_raises_keyboard_interrupt_on_the_callers_thread() -> None:
+    # What a signal handler does mid-run: it only sets the flag (Interrupt.request raises nothing while run_all looks).
+    interrupt, cut, ended = Interrupt(), threading.Event(), []
+
+    def asks_then_hangs() -> None:
+        interrupt.request()
+        ended.append(cut.wait(30))  # a request in flight, until HttpClient.close cuts it
+
+    with pytest.raises(KeyboardInterrupt):
+        run_all([asks_then_hangs], workers=1, stop=cut.set, interrupt=interrupt)
+    assert ended == [True]
+
+
+def test_a_stop_asked_before_run_all_starts_no_job() -> None:
+    # A KeyboardInterrupt raised while nothing looked (planning) and dropped there: the run still stops.
+    interrupt, started = Interrupt(), []
+    interrupt.requested = True
+    with pytest.raises(KeyboardInterrupt):
+        run_all([lambda: started.append(1)], workers=1, stop=lambda: None, interrupt=interrupt)
+    assert started == []
+
+
+def test_a_stop_asked_while_run_all_is_not_looking_raises_at_once() -> None:
+    interrupt = Interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        interrupt.request()
+    assert interrupt.requested
 
 
 def test_one_writer_holds_one_lock_for_the_destination_and_every_load_it_began() -> None:

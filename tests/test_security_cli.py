@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -203,6 +204,61 @@ def test_a_second_signal_while_an_interrupted_run_winds_down_is_ignored(second: 
     assert "Traceback" not in captured.err and "Exception ignored" not in captured.err
     [recorded] = rows(database, "select run_status, stream, status from kl_klx_runs")
     assert (recorded["run_status"], recorded["stream"], recorded["status"]) == ("interrupted", "metrics", "interrupted")  # cut short by the Ctrl-C (b1ab781)
+
+
+class CtrlCInAFinalizer:
+    """Sends SIGINT from its __del__: the signal's handler runs inside the finalizer, where Python drops what it raises."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Ctrl-C raised KeyboardInterrupt wherever the main thread was. Inside a finalizer (a garbage collection running
+    # a ThreadPoolExecutor's weakref callback, a __del__) Python printed "Exception ignored" and dropped it; the
+    # handler had already set SIGINT and SIGTERM to be ignored, so the run went on to its end, deaf to more Ctrl-C.
+    from engine import concurrency
+
+    fired: list[bool] = []
+    real_wait = concurrency.wait
+
+    def wait_after_a_finalizer(*args, **kwargs):
+        if not fired and threading.current_thread() is threading.main_thread():
+            fired.append(True)
+            CtrlCInAFinalizer()  # dropped at once: its __del__ runs here, on the main thread, while the stream runs
+        return real_wait(*args, **kwargs)
+
+    holder: list[HostileApi] = []
+
+    def respond(handler, hit) -> None:
+        if "page=2" not in hit.path:
+            send(handler, 200, {"data": [metric(1), metric(2), metric(3)], "links": {"next": f"{holder[0].url}/api/metrics?page=2"}})
+        elif not holder[0].stopping.wait(30):  # a run that was not stopped gets its last page, late, and ends
+            send(handler, 200, {"data": [metric(4)], "links": {"next": None}})
+
+    monkeypatch.setattr(concurrency, "wait", wait_after_a_finalizer)
+    monkeypatch.setenv("KLAVIYO_API_KEY", KEY)
+    database = tmp_path / "x.duckdb"
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler), signal.SIGTERM: signal.signal(signal.SIGTERM, signal.SIG_DFL)}
+    try:
+        with HostileApi(respond) as api:
+            holder.append(api)
+            config = write_config(tmp_path, {"metrics": "full_refresh"}, base_url=api.url, database=database)
+            began = time.monotonic()
+            code = main(["run", str(config)])
+            took = time.monotonic() - began
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    captured = capsys.readouterr()
+    assert fired == [True]
+    assert code == 130, captured.err
+    assert took < 30  # the hanging page 2 was cut, not waited for
+    assert captured.err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back"
+    assert "Exception ignored" not in captured.err
+    [recorded] = rows(database, "select run_status, stream, status from kl_klx_runs")
+    assert (recorded["run_status"], recorded["stream"], recorded["status"]) == ("interrupted", "metrics", "interrupted")
+    assert rows(database, "select table_name from information_schema.tables where table_name like '%rudder_metrics%'") == []
 
 
 def test_a_run_started_in_the_background_keeps_ignoring_ctrl_c(tmp_path: Path, monkeypatch) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from ..concurrency import Interrupt
 from ..config import Config
 from . import config_without_secrets
 from ..errors import KlxError, bug_text, json_line, traceback_text
@@ -40,7 +41,8 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
     config = Config.from_yaml(config_path)
     load_spec(config)  # refuse a bad spec or resource now, not at every tick
     RunLock.for_config(config.path, config.destination.table_prefix).check()  # likewise a folder the lock cannot go in
-    sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose))
+    interrupt = Interrupt()  # the stop a signal asks of the sync in progress; once asked, no sync follows
+    sync = sync or (lambda c: sync_once(c, log_format=log_format, verbose=verbose, interrupt=interrupt))
     interrupted = False
     syncing = False
     winding_down = False  # a sync was interrupted and is ending: a second signal must not cut that short
@@ -53,7 +55,7 @@ def serve(config_path: Path, *, run_now: bool = False, clock: RealClock | None =
         stop.request(stop.signal or signal.Signals(signum).name)
         if syncing and not winding_down:  # end the sync at its last commit: the open batch rolls back
             winding_down = True
-            raise KeyboardInterrupt
+            interrupt.request()
 
     def tick(due: datetime) -> None:
         nonlocal syncing, interrupted

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from ..cli_output import print_failures, print_summary
+from ..concurrency import Interrupt
 from ..config import Config
 from ..destinations import build_destination
 from ..errors import ConfigError, KlxError
@@ -33,9 +34,11 @@ def sync_once(
     lock: bool = True,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    interrupt: Interrupt | None = None,
     **run_options: Any,
 ) -> RunSummary:
-    """Run one sync; LockedError (before anything runs) if another process holds the config's lock."""
+    """Run one sync; LockedError (before anything runs) if another process holds the config's lock. `interrupt` is
+    the stop a caller's own signal handler asks for (klx schedule's); otherwise SIGINT and SIGTERM ask it here."""
     out, err = out or sys.stdout, err or sys.stderr
     if report is not None:
         check_report_path(report)
@@ -43,25 +46,26 @@ def sync_once(
     if guard is not None:
         guard.acquire()
     try:
-        with terminate_as_interrupt():
-            return _sync(config, log_format=log_format, verbose=verbose, report=report, out=out, err=err, **run_options)
+        with terminate_as_interrupt(interrupt or Interrupt()) as stop:
+            return _sync(config, log_format=log_format, verbose=verbose, report=report, out=out, err=err, interrupt=stop, **run_options)
     finally:
         if guard is not None:
             guard.release()
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM ends the sync as Ctrl-C does: at its last commit, with the summary and the klx_runs
-    row, exit 130. systemd, Kubernetes, Airflow and `timeout` stop a process with SIGTERM, which by default kills
-    it on the spot: no summary, no history row. After the first SIGINT or SIGTERM, later ones are ignored until
+def terminate_as_interrupt(interrupt: Interrupt) -> Iterator[Interrupt]:
+    """While inside, SIGINT and SIGTERM ask `interrupt` to stop the sync (engine/concurrency.py: a KeyboardInterrupt
+    where the run looks for it, so no `except` or finalizer can swallow it), and SIGTERM ends the sync as Ctrl-C
+    does: at its last commit, with the summary and the klx_runs row, exit 130. systemd, Kubernetes, Airflow and
+    `timeout` stop a process with SIGTERM, which by default kills it on the spot: no summary, no history row. After the first SIGINT or SIGTERM, later ones are ignored until
     the sync has ended: a second Ctrl-C raised while the streams wind down cut that short (the writes in flight
     lost their connection, the history row could go unwritten) and printed Python's "Exception ignored"
     traceback. A signal klx does not own is left alone: a SIGTERM handler already set (klx schedule installs
     its own), a SIGINT ignored by the shell (`klx run &`). Only on the main thread (the only one that can set
     handlers)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield interrupt
         return
     owned = [sig for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
              if signal.getsignal(sig) is default]
@@ -69,17 +73,18 @@ def terminate_as_interrupt() -> Iterator[None]:
     def on_signal(signum: int, frame: object) -> None:
         for sig in owned:  # one is enough: the sync is ending
             signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        interrupt.request()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in owned}
     try:
-        yield
+        yield interrupt
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None, out: TextIO, err: TextIO, **run_options: Any) -> RunSummary:
+def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None, out: TextIO, err: TextIO, interrupt: Interrupt,
+          **run_options: Any) -> RunSummary:
     view = choose_view(log_format, out, err, verbose=verbose)
     progress = Progress(view, verbose=verbose)
     run_id = str(uuid.uuid4())
@@ -87,7 +92,7 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
     status, error, summary = "failed", None, None
     view.start(progress)
     try:
-        summary = run(config, events=progress, job_run_id=run_id, **run_options)
+        summary = run(config, events=progress, job_run_id=run_id, interrupt=interrupt, **run_options)
         status = "failed" if summary.failed else "succeeded"
         return summary
     except KeyboardInterrupt:
