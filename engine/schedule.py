@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -40,21 +40,25 @@ def next_runs(schedule: ScheduleConfig, after: datetime, count: int) -> list[dat
 
 
 class Stop:
-    """A stop request (SIGINT/SIGTERM) that also wakes a waiting scheduler."""
+    """A stop request (SIGINT/SIGTERM) that a waiting scheduler sees within WAKE_SECONDS.
+
+    Asked for from a signal handler, which runs on the main thread between two of its bytecodes, wherever it is:
+    request() only assigns, taking no lock. (A threading.Event's set() takes the lock its wait() holds as it
+    begins and ends waiting: a signal landing there left the handler waiting on its own thread's lock, and klx
+    schedule hung until killed.)"""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.requested = False
         self.signal: str | None = None
 
     def request(self, name: str) -> None:
-        """Ask the loop to stop: it ends its wait at once, or after the sync in progress is interrupted."""
+        """Ask the loop to stop: it ends its wait, or after the sync in progress is interrupted."""
         self.signal = name
-        self.event.set()
+        self.requested = True
 
-    @property
-    def requested(self) -> bool:
-        """Whether a stop was asked for."""
-        return self.event.is_set()
+
+# Seconds at most between two looks of a waiting scheduler at a stop request.
+WAKE_SECONDS = 0.2
 
 
 class RealClock:
@@ -68,12 +72,12 @@ class RealClock:
         return datetime.now(timezone.utc)
 
     def wait_until(self, when: datetime) -> None:
-        """Sleep until `when` or a stop; re-reads the clock each minute so a suspended machine catches up."""
+        """Sleep until `when` or a stop; re-reads the clock as it goes, so a suspended machine catches up."""
         while not self.stop.requested:
             left = (when - self.now()).total_seconds()
             if left <= 0:
                 return
-            self.stop.event.wait(min(left, 60.0))
+            time.sleep(min(left, WAKE_SECONDS))
 
 
 class Scheduler:

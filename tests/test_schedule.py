@@ -393,3 +393,62 @@ def test_run_exits_5_while_another_run_holds_the_lock(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith(f"error: {config} (table prefix 'kl_') is already being synced by pid {os.getpid()} on ")
     assert err.endswith(f"hint: wait for that sync to finish or stop it; the lock is {tmp_path / '.config-kl_.yaml.kl_klx.lock'} and is released when its process exits\n")
+
+
+def _locks_of(obj: object, depth: int = 4) -> list:
+    """Every lock reachable from `obj`'s attributes (a threading.Event holds a Condition, which holds a Lock)."""
+    import gc
+    import threading
+
+    lock_types = (type(threading.Lock()), type(threading.RLock()))
+    found, seen, frontier = [], set(), [obj]
+    for _ in range(depth):
+        nxt = []
+        for item in frontier:
+            for ref in gc.get_referents(item):
+                if id(ref) in seen or isinstance(ref, type):
+                    continue
+                seen.add(id(ref))
+                if isinstance(ref, lock_types):
+                    found.append(ref)
+                else:
+                    nxt.append(ref)
+        frontier = nxt
+    return found
+
+
+def test_a_stop_asked_for_by_a_signal_handler_takes_no_lock_the_interrupted_thread_may_hold() -> None:
+    # A signal handler runs on the main thread between two of its bytecodes, wherever it is: inside the scheduler's
+    # wait, that could be where the wait holds the lock of the threading.Event it waits on, and the handler's
+    # set() then waited for that lock forever (klx schedule hung until killed). The request must take no lock.
+    import threading
+
+    stop = Stop()
+    held = _locks_of(stop)
+    for lock in held:  # the interrupted thread holds every lock the Stop has
+        lock.acquire()
+    asker = threading.Thread(target=stop.request, args=("SIGTERM",), daemon=True)
+    try:
+        asker.start()
+        asker.join(2)
+        assert not asker.is_alive(), "request() waited for a lock the interrupted thread holds"
+    finally:
+        for lock in held:
+            lock.release()
+    asker.join(5)
+    assert stop.requested and stop.signal == "SIGTERM"
+
+
+def test_the_real_clock_s_wait_ends_soon_after_a_stop_is_asked_for() -> None:
+    import threading
+    import time as clock
+
+    from engine.schedule import RealClock
+
+    stop = Stop()
+    real = RealClock(stop)
+    threading.Timer(0.2, stop.request, args=("SIGINT",)).start()
+    began = clock.monotonic()
+    real.wait_until(real.now() + timedelta(hours=1))
+    assert clock.monotonic() - began < 5  # an hour's wait, ended by the stop (within WAKE_SECONDS of it)
+    assert stop.requested
