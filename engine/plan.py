@@ -55,6 +55,7 @@ class SyncPlan:
     streams: tuple[StreamPlan, ...]
     started_at: datetime
     window: tuple[datetime, datetime] | None = None  # a backfill: [start, end) re-read, saved cursors left as they are
+    start_date: datetime | None = None  # the config's: saved with the cursors, which count from it (earlier_start)
 
 
 def build_plan(
@@ -91,7 +92,7 @@ def build_plan(
         plans.append(_stream_plan(config, spec, stream, mode, state.get("cursor", {}), lookback, now=now, covered=state.get("covered", {})))
     # Parents before children so a parent's table is fresh when the child's run reports.
     plans.sort(key=lambda p: p.parent is not None)
-    return SyncPlan(api=spec.api, streams=tuple(plans), started_at=now, window=window)
+    return SyncPlan(api=spec.api, streams=tuple(plans), started_at=now, window=window, start_date=config.source.start_date)
 
 
 def check_window(config: Config, spec: Spec, only: tuple[str, ...], full_refresh: bool) -> None:
@@ -176,10 +177,8 @@ def _stream_plan(
         parent = _stream_plan(config, spec, parent_stream, "full_refresh", {}, timedelta(0), bounded=stream.parent.bounded)
     partitions = []
     dimensions = stream.partitions
-    for combo in itertools.product(*(d.values for d in dimensions)) if dimensions else [()]:
-        key = ",".join(f"{d.name}={_text(v)}" for d, v in zip(dimensions, combo))
-        # A partition value may read by a cursor of its own (spec partitions[].cursors).
-        cursor = next((d.cursors[_text(v)] for d, v in zip(dimensions, combo) if d.cursors and _text(v) in d.cursors), stream.cursor)
+    for combo in _combinations(stream):
+        key, cursor = _partition(stream, combo)
         lower = None
         from_epoch = False
         if cursor and bounded:
@@ -236,6 +235,40 @@ def _stream_plan(
         partitions=tuple(partitions),
         parent=parent,
     )
+
+
+def _combinations(stream: StreamSpec) -> list[tuple[Any, ...]]:
+    """Every combination of the stream's partition values (one empty one without partitions)."""
+    return list(itertools.product(*(d.values for d in stream.partitions))) if stream.partitions else [()]
+
+
+def _partition(stream: StreamSpec, combo: tuple[Any, ...]) -> tuple[str, CursorSpec | None]:
+    """A combination's state key, and the cursor it reads by: a partition value's own (spec partitions[].cursors), else the stream's."""
+    dimensions = stream.partitions
+    key = ",".join(f"{d.name}={_text(v)}" for d, v in zip(dimensions, combo))
+    cursor = next((d.cursors[_text(v)] for d, v in zip(dimensions, combo) if d.cursors and _text(v) in d.cursors), stream.cursor)
+    return key, cursor
+
+
+def earlier_start(config: Config, spec: Spec, states: dict[str, dict[str, Any] | None]) -> None:
+    """Where start_date moved before the one a stream's cursors count from (state "start"), nothing between the two
+    was read: each partition read from start_date keeps [old start, cursor] as a covered range instead of its cursor,
+    so the run reads from the new start_date (a sliced read only the gap, then from the range's lookback on; any
+    other all of it again, merged on the key). Partitions read from the epoch or the run's start are left as they are."""
+    start = config.source.start_date
+    for name, state in states.items():
+        if not state or "start" not in state or start >= (counted := datetime.fromisoformat(state["start"])):
+            continue
+        stream = spec.streams[name]
+        cursors, covered = dict(state.get("cursor", {})), dict(state.get("covered", {}))
+        for combo in _combinations(stream):
+            key, cursor = _partition(stream, combo)
+            if cursor is None or cursor.start != "start_date" or key not in cursors:
+                continue
+            reached = cursors.pop(key)
+            kept = [[counted.isoformat(), reached]] if counted < datetime.fromisoformat(reached) else []
+            covered[key] = kept + covered.get(key, [])
+        states[name] = {**state, "cursor": cursors, "covered": covered}
 
 
 def request_params(

@@ -25,7 +25,7 @@ from .events import NO_EVENTS, RunEvents
 from .schema import TableSpec
 from .http import HttpClient, Page
 from .paginators import Request, build_paginator, first_request
-from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, forget_dropped_tables, load_spec, table_name
+from .plan import PartitionPlan, StreamPlan, SyncPlan, build_plan, check_window, earlier_start, forget_dropped_tables, load_spec, table_name
 from .deletes import PendingDeletes
 from .records import RecordReader, Rejected, value_problem
 from .rows import LOAD_COLUMNS, LOAD_ORDER, ColumnMap, RowBuilder
@@ -194,6 +194,7 @@ def run(
         dropped = forget_dropped_tables(config, spec, destination, states)
         for name, message in dropped.items():
             log.warning("stream %s: %s", name, message)
+        earlier_start(config, spec, states)  # a start_date moved back: its gap below the saved cursors is read
         plan = build_plan(config, spec, states, started, only=only, full_refresh=full_refresh, window=window)
         summary = RunSummary(job_run_id=job_run_id or str(uuid.uuid4()), started_at=started)
         events.planned([(p.stream.name, p.mode) for p in plan.streams])
@@ -645,4 +646,4 @@ class StreamSync:
             if cursor is not None:
                 self.cursors[key] = cursor.isoformat()
             covered[key] = encode_covered(ranges)
-        return encode_state(self.cursors, self.columns.to_state(), covered)
+        return encode_state(self.cursors, self.columns.to_state(), covered, start=self.plan.start_date)

@@ -13,7 +13,8 @@ from .schema import ColumnType
 # Format written by this klx. A state without "version" is the original format, read as version 1.
 # Optional keys added since (an older klx ignores them and stays correct, so the version stays):
 # "covered" {partition: [[from, to], ...]}, ranges beyond the partition's cursor a sliced read has read
-# in full (engine/slices.py); without them a rerun reads from the cursor.
+# in full (engine/slices.py); without them a rerun reads from the cursor. "start" (ISO), the start_date the
+# cursors count from: a start_date moved before it has a gap below them to read (plan.py: earlier_start).
 STATE_VERSION = 1
 # Version 2 adds "unresolved": the load time (ISO) of the last batch a deferred load wrote to the table
 # without matching its keys (engine/destinations/table_load.py): until that load finishes, the table may hold
@@ -28,9 +29,12 @@ class StateError(WarehouseError):
     """A saved state row klx cannot use: corrupt, written by hand, or by a newer klx (exit 4, the warehouse's content)."""
 
 
-def encode_state(cursors: dict[str, str], columns: list[list[Any]], covered: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
-    """The state to save for one stream, stamped with this klx's format version."""
+def encode_state(cursors: dict[str, str], columns: list[list[Any]], covered: dict[str, list[list[str]]] | None = None,
+                 start: datetime | None = None) -> dict[str, Any]:
+    """The state to save for one stream, stamped with this klx's format version; `start` the start_date its cursors count from."""
     state = {"version": STATE_VERSION, "cursor": dict(cursors), "columns": columns}
+    if start is not None:
+        state["start"] = start.astimezone(timezone.utc).isoformat()
     kept = {key: ranges for key, ranges in (covered or {}).items() if ranges}
     if kept:
         state["covered"] = kept
@@ -40,7 +44,7 @@ def encode_state(cursors: dict[str, str], columns: list[list[Any]], covered: dic
 def without_cursors(state: dict[str, Any]) -> dict[str, Any]:
     """`state` with what it says about rows in its table forgotten (cursors, covered ranges, keys to resolve):
     its column names kept."""
-    return {key: value for key, value in state.items() if key not in ("cursor", "covered", UNRESOLVED)}
+    return {key: value for key, value in state.items() if key not in ("cursor", "covered", "start", UNRESOLVED)}
 
 
 def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
@@ -79,6 +83,8 @@ def decode_state(text: Any, *, stream: str, table: str) -> dict[str, Any]:
     _columns(state.get("columns", []), fail)
     if "covered" in state:
         state["covered"] = _covered(state["covered"], fail)
+    if "start" in state:
+        state["start"] = _cursor("start", state["start"], lambda what: fail(what.replace('cursor["start"]', "start")))
     if UNRESOLVED in state:
         state[UNRESOLVED] = _cursor(UNRESOLVED, state[UNRESOLVED], lambda what: fail(what.replace(f'cursor["{UNRESOLVED}"]', UNRESOLVED)))
     return state

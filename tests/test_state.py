@@ -71,6 +71,7 @@ def test_cursors_come_back_in_utc() -> None:
         ({"covered": {"": [["2026-02-01", "2026-01-01"]]}}, "covered[\"\"] holds ['2026-02-01', '2026-01-01'], an empty range"),
         ({"version": "1"}, "version '1' is not a positive whole number"),
         ({"version": 2, "unresolved": "later"}, "unresolved is 'later', not an ISO datetime"),
+        ({"start": "soon"}, "start is 'soon', not an ISO datetime"),  # the start_date the cursors count from
         ({"version": 0}, "version 0 is not a positive whole number"),
     ],
 )

@@ -285,3 +285,28 @@ def test_a_table_dropped_since_its_state_was_saved_is_read_again_from_the_start(
         assert state(database, resource)["cursor"]  # saved anew
     (campaigns,) = [s for s in second.streams if s.stream == "campaigns"]
     assert not campaigns.warnings and campaigns.events < len(sim.truth("campaigns", START_DATE))  # its table is there: from its cursors
+
+
+def test_a_start_date_moved_earlier_reads_the_gap_below_the_saved_cursors(sim: Simulator, tmp_path: Path) -> None:
+    # A user who began with a recent start_date and later wants more history sets an earlier one: read from
+    # the saved cursors alone, the runs after it never read what lies between the two dates.
+    later = "2026-06-01"
+    modes = {r: "incremental" for r in ("campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "segments", "profiles")}
+    config, database = setup(sim, tmp_path, modes)
+    config.write_text(config.read_text().replace(f"start_date: {START_DATE}", f"start_date: {later}"))
+    sync(config, sim.api_key, now=SIM_NOW)
+    for resource in modes:
+        assert len(table(database, resource, "id")) == len(sim.truth(resource, later)), resource
+    config.write_text(config.read_text().replace(f"start_date: {later}", f"start_date: {START_DATE}"))
+    sim.request_log.clear()
+    second = sync(config, sim.api_key, now=SIM_NOW + timedelta(hours=6))
+    assert not second.failed
+    for resource in modes:
+        assert_rows_match(resource, table(database, resource), expected_rows(sim, resource, START_DATE), lambda r: key_of(resource, r))
+        assert state(database, resource)["start"] == datetime.fromisoformat(START_DATE + "T00:00:00+00:00").isoformat()
+    # Events are read in windows: the gap's, and the saved cursor's lookback on; not the months between.
+    starts = sorted(re.search(r"greater-or-equal\(datetime,([^)]+)\)", q["filter"]).group(1)
+                    for _, path, q in sim.request_log if path.startswith("/api/events") and "page[cursor]" not in q)
+    assert starts[0] == "2024-01-01T00:00:00+00:00" and max(s for s in starts if s < later) < later
+    assert starts[-1] == (SIM_NOW - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    assert not [s for s in starts if later <= s < starts[-1]]

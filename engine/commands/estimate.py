@@ -16,7 +16,7 @@ from sqlglot import exp
 from .. import sql
 from ..destinations import build_destination
 from ..errors import json_line
-from ..plan import StreamPlan, build_plan, forget_dropped_tables, load_spec
+from ..plan import StreamPlan, build_plan, earlier_start, forget_dropped_tables, load_spec
 from ..rows import LOAD_COLUMNS, ColumnMap
 from ..schema import ColumnType
 from ..spec import ApiSpec, RateTier, Spec
@@ -61,6 +61,7 @@ def estimate(config_path: Path, *, now: datetime | None = None) -> list[StreamEs
     try:
         states = {r.name: destination.read_state(r.name) for r in config.resources}
         forget_dropped_tables(config, spec, destination, states)  # as the run will
+        earlier_start(config, spec, states)
         plan = build_plan(config, spec, states, now)
         per_page = _records_per_page(destination)
         return [_stream(spec, p, states.get(p.stream.name) or {}, destination, now, per_page) for p in plan.streams]
