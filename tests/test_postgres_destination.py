@@ -548,3 +548,133 @@ def test_a_full_refresh_keeps_what_other_roles_were_granted_on_the_table(tmp_pat
             con.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')
             con.execute(f'DROP ROLE IF EXISTS "{reader}"')
             con.execute(f'DROP ROLE IF EXISTS "{editor}"')
+
+
+# Another session's lock on a table klx loads: a BI query, or a transaction left open
+
+
+def _holding(pg_schema: str, statement: str, application: str = "klx_test_bi") -> Any:
+    """Another session, left in its transaction after `statement` (run in pg_schema): it holds the statement's locks until closed."""
+    import psycopg
+
+    con = psycopg.connect(**POSTGRES, application_name=application)
+    con.execute(f'SET search_path TO "{pg_schema}"')
+    con.execute(statement)
+    return con
+
+
+def _lock_wait_message(kind: str, pg_schema: str, table: str, seconds: int, pid: int) -> str:
+    return (
+        rf"{kind} on table {pg_schema}\.{table} gave up after waiting {seconds} s \(lock_timeout\) for a lock on the table held by "
+        rf"session {pid} \(user postgres, klx_test_bi, 127\.0\.0\.1, idle in transaction, since "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)"
+    )
+
+
+def test_a_full_refresh_whose_swap_another_session_blocks_fails_after_lock_timeout_naming_that_session(tmp_path: Path, pg_schema: str) -> None:
+    # klx waited for the lock as long as the other session held it (a dashboard's open transaction: hours), and
+    # every query on the table queued behind its DROP meanwhile; SIGTERM did not end it either.
+    import re
+
+    from engine.destinations.postgres import PostgresDestination
+    from tests.test_sql_destinations import load
+
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    load(wh, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
+    dest = PostgresDestination(connection=dict(POSTGRES), dsn=None, schema=pg_schema, table_prefix="kl_", lock_timeout=1)
+    holder = _holding(pg_schema, "SELECT count(*) FROM kl_profiles")
+    try:
+        load_ = dest.begin("profiles", PROFILES, replace=True)
+        load_.write(batch(COLUMNS, [{"id": "b", "updated": ts(2), "email": "new"}]), COLUMNS, None)
+        with pytest.raises(WarehouseError) as raised:
+            load_.finish({"n": 2})
+        load_.abort()
+        assert re.fullmatch(_lock_wait_message("SWAP IN", pg_schema, "kl_profiles", 1, holder.info.backend_pid), raised.value.message), raised.value.message
+        assert raised.value.hint == (
+            "a long query or an open transaction (idle in transaction) blocks the statement; wait for it to end or end it, "
+            "or raise destination.lock_timeout, then sync again"
+        )
+    finally:
+        holder.close()
+        dest.close()
+    assert wh.query("select id, email from kl_profiles") == [{"id": "a", "email": "kept"}]
+    assert wh.dest.read_state("profiles") == {"n": 1}
+    assert [r["table_name"] for r in wh.query("select table_name from information_schema.tables where table_schema = current_schema() order by 1")] == [
+        "kl_klx_state", "kl_profiles"]  # the shadow dropped
+    wh.dest.close()
+
+
+def test_klx_run_blocked_by_a_lock_on_its_table_exits_4_with_one_line_and_the_next_run_loads(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    from engine.cli import main
+
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, base_url=sim.url,
+                               connection=["  host: 127.0.0.1", "  user: postgres", "  database: test", "  lock_timeout: 1"])
+        monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+        assert main(["run", str(path)]) == 0
+        wh = open_warehouse("postgres", tmp_path, pg_schema)
+        saved = wh.dest.read_state("lists")
+        changed = sim.mutate("lists", update=2, create=1)
+        holder = _holding(pg_schema, "LOCK TABLE kl_rudder_lists IN SHARE MODE")  # (a DBA's maintenance, say)
+        pid = holder.info.backend_pid
+        capsys.readouterr()
+        try:
+            assert main(["run", str(path)]) == 4
+        finally:
+            holder.close()
+        err = capsys.readouterr().err
+        [line] = [text for text in err.splitlines() if text.startswith("error:")]
+        assert re.fullmatch(rf"error: stream lists failed: {_lock_wait_message('MERGE', pg_schema, 'kl_rudder_lists', 1, pid)} \(hint: .*\)", line), line
+        assert "Traceback" not in err
+        assert wh.dest.read_state("lists") == saved  # nothing of the batch committed
+        assert main(["run", str(path)]) == 0  # the lock gone, the next run loads what changed
+        rows = {r["id"]: r["updated"].isoformat() for r in wh.query("select id, updated from kl_rudder_lists")}
+        truth = {r["id"]: r["cursor"] for r in sim.truth("lists", START_DATE)}
+    assert rows == truth and set(changed["created"]) <= set(rows)
+    wh.dest.close()
+
+
+def test_a_session_waits_for_locks_at_most_a_minute_unless_the_config_or_the_role_says_otherwise(tmp_path: Path, pg_schema: str) -> None:
+    # PostgreSQL's default lock_timeout is 0: wait for ever.
+    import uuid
+
+    import psycopg
+
+    from engine.destinations.postgres import PostgresDestination
+
+    def lock_timeout(user: str = "postgres", **options: Any) -> str:
+        dest = PostgresDestination(connection={**POSTGRES, "user": user}, dsn=None, schema=pg_schema, table_prefix="kl_", **options)
+        try:
+            [(value,)] = dest.run_sql("SHOW lock_timeout", [])
+            return value
+        finally:
+            dest.close()
+
+    role = f"klx_loader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f"ALTER ROLE \"{role}\" SET lock_timeout = '5s'")
+        admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{role}"')
+    try:
+        assert lock_timeout() == "1min"
+        assert lock_timeout(lock_timeout=7) == "7s"
+        assert lock_timeout(lock_timeout=0) == "0"
+        assert lock_timeout(role) == "5s"  # the DBA's setting for klx's role stands
+        assert lock_timeout(role, lock_timeout=9) == "9s"
+    finally:
+        with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{pg_schema}" CASCADE')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    for value, message in (("-1", "-1 is not a number of seconds (0: wait without limit)"), ("soon", "must be a number")):
+        path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=["  host: 127.0.0.1", "  database: test", f"  lock_timeout: {value}"])
+        with pytest.raises(ConfigError) as raised:
+            build_destination(Config.from_yaml(path, env=ENV).destination)
+        assert str(raised.value) == f"{path}:11: destination.lock_timeout: {message}"

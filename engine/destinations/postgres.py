@@ -27,7 +27,7 @@ log = logging.getLogger("klx.postgres")
 DIALECT = "postgres"
 # Names as klx stored them before it folded them to lower case as PostgreSQL folds unquoted names: as written.
 _AS_WRITTEN = dataclasses.replace(sql.rules(DIALECT), fold=None)
-OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "batch_scale")
+OPTIONS = ("dsn", "host", "port", "user", "password", "database", "schema", "sslmode", "connect_timeout", "lock_timeout", "batch_scale")
 # libpq's sslmode values: another one is refused at connect time, as a warehouse error without the config's line.
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Where to connect, said one way: a dsn, or these parts (libpq would quietly let a part override the dsn's).
@@ -40,6 +40,10 @@ _CSV = [
 _WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False)
 _MERGE_SINCE = 150000  # MERGE exists from PostgreSQL 15; older servers upsert by DELETE + INSERT
 _LOCK_CLASS = 0x6B6C78  # "klx": the first key of klx's advisory locks, the second is hashtext(schema.prefix)
+# Seconds a statement waits for a lock another session holds (a BI query or an open transaction on a table a full
+# refresh swaps or a batch alters), unless the config or the role's settings say otherwise. PostgreSQL's own
+# default waits forever, and every query on that table queues behind the waiting statement meanwhile.
+LOCK_TIMEOUT = 60
 
 
 # The privileges granted on one table, a row each: grantee (None: PUBLIC), privilege, grantable; not those of the
@@ -50,6 +54,24 @@ _GRANTS = (
     "WHERE n.nspname = %s AND c.relname = %s AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) "
     "ORDER BY 1 NULLS FIRST, 3, 2"
 )
+# The other sessions holding a lock on one table, oldest transaction first: pid, user, application, client, state and
+# since when. Parameters: schema, table.
+_HOLDERS = (
+    "SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state, "
+    "to_char(min(coalesce(a.xact_start, a.query_start)) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid JOIN pg_class c ON c.oid = l.relation "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE l.granted AND l.pid <> pg_backend_pid() AND n.nspname = %s AND c.relname = %s "
+    "GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 NULLS LAST LIMIT 3"
+)
+
+
+class _LockWait(WarehouseError):
+    """A statement on `table` gave up waiting for a lock (lock_timeout); explained once the session can ask who holds it."""
+
+    def __init__(self, message: str, *, kind: str, table: str) -> None:
+        super().__init__(message)
+        self.kind, self.table = kind, table
 
 
 @destination("postgres")
@@ -76,10 +98,15 @@ class PostgresDestination(SqlDestination):
         schema: str,
         table_prefix: str = "",
         batch_scale: int = 1,
+        lock_timeout: int | None = None,
         create: bool = True,
         where: dict[str, str] | None = None,
     ) -> None:
-        """Connect; `where` holds the file:line of the config's schema and table_prefix keys, for their errors."""
+        """Connect; `where` holds the file:line of the config's schema and table_prefix keys, for their errors.
+
+        `lock_timeout`: seconds a statement waits for a lock (0: no limit); None keeps the role's or database's
+        lock_timeout, or sets LOCK_TIMEOUT where they have none.
+        """
         import psycopg  # only a PostgreSQL run pays for the driver
 
         self._psycopg = psycopg
@@ -97,6 +124,7 @@ class PostgresDestination(SqlDestination):
                 hint="check destination.host, port, user, password and database (or dsn), and that the server accepts connections",
             ) from err
         self.upsert_form = "merge" if self._con.info.server_version >= _MERGE_SINCE else "delete_insert"
+        self.lock_timeout_ms = self._limit_lock_waits(lock_timeout)
         where = where or {}
         self.schema = self._resolve_schema(schema, where.get("schema"))
         self._refuse_tables_named_as_written(table_prefix, where.get("table_prefix"))
@@ -111,12 +139,18 @@ class PostgresDestination(SqlDestination):
         batch_scale = batch_scale_option(config, cls.batch_scale)
         options = {key: value for key, value in config.options.items() if key != "batch_scale"}
         for key, value in options.items():
-            wanted = int if key in ("port", "connect_timeout") else str
+            wanted = int if key in ("port", "connect_timeout", "lock_timeout") else str
             if not isinstance(_reveal(value), wanted):
                 raise ConfigError(f"destination.{key}: must be {'a number' if wanted is int else 'a string'}", where=option_where(config, key))
         port = options.get("port")
         if port is not None and (isinstance(port, bool) or not 1 <= port <= 65535):
             raise ConfigError(f"destination.port: {port!r} is not a port number from 1 to 65535", where=option_where(config, "port"))
+        lock_timeout = options.pop("lock_timeout", None)
+        if lock_timeout is not None and (isinstance(lock_timeout, bool) or lock_timeout < 0):
+            raise ConfigError(
+                f"destination.lock_timeout: {lock_timeout!r} is not a number of seconds (0: wait without limit)",
+                where=option_where(config, "lock_timeout"),
+            )
         if options.get("sslmode", "prefer") not in _SSLMODES:
             raise ConfigError(
                 f"destination.sslmode: {options['sslmode']!r} is not one of {', '.join(_SSLMODES)}", where=option_where(config, "sslmode")
@@ -137,7 +171,8 @@ class PostgresDestination(SqlDestination):
         schema = schema_option(config, "public")
         where = {"schema": option_where(config, "schema"), "table_prefix": prefix_where(config)}
         return cls(
-            connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale, create=create, where=where
+            connection=connection, dsn=dsn, schema=schema, table_prefix=config.table_prefix, batch_scale=batch_scale,
+            lock_timeout=lock_timeout, create=create, where=where,
         )
 
     def _resolve_schema(self, given: str, where: str | None) -> str:
@@ -184,6 +219,53 @@ class PostgresDestination(SqlDestination):
                 '(docs/migrating-from-rudderstack.md, "Upper case in schema or table_prefix", writes them all), then run again',
             )
 
+    def _limit_lock_waits(self, seconds: int | None) -> int:
+        """Set the session's lock_timeout (see __init__); the milliseconds it is now (0: no limit)."""
+        try:
+            if seconds is None:
+                [(current,)] = self.run_sql("SELECT setting::int FROM pg_settings WHERE name = 'lock_timeout'", [])
+                if current:  # a DBA's ALTER ROLE ... SET lock_timeout stands
+                    return current
+                seconds = LOCK_TIMEOUT
+            self.run_sql("SELECT set_config('lock_timeout', %s, false)", [f"{seconds}s"])
+        except self._psycopg.Error as err:
+            raise WarehouseError(f"cannot set lock_timeout on the PostgreSQL session: {str(err).strip().splitlines()[0]}") from err
+        return seconds * 1000
+
+    def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """SqlDestination.execute; a statement that gave up waiting for a lock says which sessions hold one."""
+        try:
+            return super().execute(kind, table, statement, params)
+        except WarehouseError as err:
+            if not isinstance(err.__cause__, self._psycopg.errors.LockNotAvailable):
+                raise
+            waited = _LockWait(err.message, kind=kind, table=table)
+            raise self._explained(waited) from err.__cause__
+
+    def _explained(self, err: _LockWait) -> WarehouseError:
+        """`err` with a hint naming the sessions holding a lock on its table, once this session can ask (a failed
+        transaction cannot: transaction() asks after its rollback); else `err` as it is."""
+        if self._con.closed or self._con.info.transaction_status not in (
+            self._psycopg.pq.TransactionStatus.IDLE, self._psycopg.pq.TransactionStatus.INTRANS
+        ):
+            return err
+        try:
+            holders = self.run_sql(_HOLDERS, [self.schema, err.table])
+        except self._psycopg.Error:
+            holders = []
+        sessions = [
+            f"session {pid} ({', '.join(part for part in (user and f'user {user}', application, address or 'local socket', state) if part)}"
+            f"{f', since {since} UTC' if since else ''})"
+            for pid, user, application, address, state, since in holders
+        ]
+        held = f"held by {' and '.join(sessions)}" if sessions else "whose holder has ended since"
+        return WarehouseError(
+            f"{err.kind} on table {self.schema}.{err.table} gave up after waiting {self.lock_timeout_ms / 1000:g} s "
+            f"(lock_timeout) for a lock on the table {held}",
+            hint="a long query or an open transaction (idle in transaction) blocks the statement; wait for it to end or end it, "
+            "or raise destination.lock_timeout, then sync again",
+        )
+
     @property
     def connection(self) -> psycopg.Connection:
         """The open connection, for reading loaded tables (tests)."""
@@ -197,8 +279,11 @@ class PostgresDestination(SqlDestination):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """BEGIN … COMMIT; ROLLBACK on any exception (DDL included: PostgreSQL's DDL is transactional)."""
-        with self._con.transaction():
-            yield
+        try:
+            with self._con.transaction():
+                yield
+        except _LockWait as err:  # rolled back: the session may now ask who holds the lock
+            raise self._explained(err) from err.__cause__
 
     def rollback(self) -> None:
         """Nothing to do: psycopg's transaction block has rolled back on the way out."""
