@@ -41,6 +41,10 @@ class Dialect:
     # keeps the case it was created in (DuckDB): klx looks names up in its catalog the same way, so a table made as
     # KL_rudder_x is the one `table_prefix: kl_` loads, not one that "already exists" when klx creates it.
     names_ignore_case: bool = False
+    # Where klx looks a schema up: (schema, table, name column) of a catalog listing every schema. PostgreSQL's
+    # information_schema.schemata lists only those the role owns or holds a privilege on: a schema that exists, but
+    # where the role lacks USAGE, was taken for missing, and CREATE SCHEMA failed with "permission denied for database".
+    schemas: tuple[str, str, str] = ("information_schema", "schemata", "schema_name")
 
     def identifier(self, name: str) -> str:
         """`name` as this warehouse stores it: case-folded, and shortened with a stable hash when too long."""
@@ -84,6 +88,7 @@ DIALECTS: dict[str, Dialect] = {
             ),
             max_identifier=63,  # NAMEDATALEN - 1; PostgreSQL cuts longer names silently
             fold="lower",
+            schemas=("pg_catalog", "pg_namespace", "nspname"),
         ),
         Dialect(
             name="snowflake",

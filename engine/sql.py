@@ -199,8 +199,9 @@ def cast_to(value: exp.Expr, ctype: ColumnType, dialect: str, into: exp.DataType
 def schema_exists(dialect: str = "") -> exp.Select:
     """SELECT 1 when a schema exists; parameter: the schema name (a role may lack the right to CREATE it)."""
     name = rules(dialect).identifier
-    info = exp.table_(ident(name("schemata")), db=ident(name("information_schema")))
-    return exp.select(exp.Literal.number(1)).from_(info).where(_names(col(name("schema_name")), 1, dialect))
+    catalog, table, column = rules(dialect).schemas
+    info = exp.table_(ident(name(table)), db=ident(name(catalog)))
+    return exp.select(exp.Literal.number(1)).from_(info).where(_names(col(name(column)), 1, dialect))
 
 
 def _names(column: exp.Column, count: int, dialect: str) -> exp.Expr:

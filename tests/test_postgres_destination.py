@@ -678,3 +678,34 @@ def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_a_config_error_naming
         with pytest.raises(ConfigError) as raised:
             build_destination(Config.from_yaml(path, env=ENV).destination)
         assert str(raised.value) == f"{path}:11: destination.lock_timeout: {message}"
+
+
+def test_a_role_without_usage_on_an_existing_schema_is_told_so_not_that_it_cannot_create_one(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # information_schema.schemata lists only schemas the role holds a privilege on: klx took the schema for missing,
+    # and said "CREATE SCHEMA ... permission denied for database test" (granting CREATE on the database then gave
+    # "schema already exists").
+    import uuid
+
+    import psycopg
+
+    from engine.cli import main
+
+    role = f"klx_loader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+            path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, base_url=sim.url,
+                                   connection=["  host: 127.0.0.1", f"  user: {role}", "  database: test"])
+            monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+            assert main(["run", str(path)]) == 4
+            assert sim.request_log == []  # refused before reading anything
+        err = capsys.readouterr().err
+        assert f"error: stream lists failed: CREATE TABLE on table {pg_schema}.kl_klx_state failed: permission denied for schema {pg_schema}\n" in err
+        assert "CREATE SCHEMA" not in err and "Traceback" not in err
+    finally:
+        with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE "{role}"')
