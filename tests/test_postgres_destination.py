@@ -709,3 +709,47 @@ def test_a_role_without_usage_on_an_existing_schema_is_told_so_not_that_it_canno
     finally:
         with psycopg.connect(**POSTGRES, autocommit=True) as admin:
             admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_table_the_role_holds_no_privilege_on_fails_its_stream_before_reading_naming_the_grant(
+    tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # information_schema lists only the tables a role may use: klx took the table for missing, read the whole stream
+    # from start_date, then failed with 'CREATE TABLE ... failed: relation "kl_rudder_metrics" already exists'.
+    import uuid
+
+    import psycopg
+
+    from engine.cli import main
+
+    role = f"klx_loader_{uuid.uuid4().hex[:8]}"
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    wh.run("create table kl_rudder_metrics (id text, name text)")  # made by another role (a DBA, RudderStack)
+    wh.run("insert into kl_rudder_metrics values ('m', 'kept')")
+    with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT USAGE, CREATE ON SCHEMA "{pg_schema}" TO "{role}"')
+    try:
+        with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+            path = postgres_config(tmp_path, pg_schema, {"lists": "incremental", "metrics": "full_refresh"}, base_url=sim.url,
+                                   connection=["  host: 127.0.0.1", f"  user: {role}", "  database: test"])
+            monkeypatch.setenv("KLAVIYO_API_KEY", sim.api_key)
+            assert main(["run", str(path)]) == 4
+            assert not [r for r in sim.request_log if "/api/metrics" in str(r)]  # nothing read for it
+            lists = {r["id"] for r in sim.truth("lists", START_DATE)}
+        err = capsys.readouterr().err
+        [line] = [text for text in err.splitlines() if text.startswith("error:")]
+        assert line == (
+            f"error: stream metrics failed: role {role} holds no privilege on table {pg_schema}.kl_rudder_metrics, which exists: "
+            f'klx can neither read nor load it; nothing was read or written (hint: GRANT SELECT, INSERT, UPDATE, DELETE ON "{pg_schema}".'
+            f'"kl_rudder_metrics" TO "{role}" (a full refresh replaces the table: the role must own it), or load another schema or table_prefix)'
+        )
+        assert "missing" not in err and "Traceback" not in err
+        assert wh.query("select id, name from kl_rudder_metrics") == [{"id": "m", "name": "kept"}]
+        assert {r["id"] for r in wh.query("select id from kl_rudder_lists")} == lists  # the other stream loaded
+    finally:
+        wh.dest.close()
+        with psycopg.connect(**POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{pg_schema}" CASCADE')
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')

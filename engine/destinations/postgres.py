@@ -16,12 +16,14 @@ from engine import sql
 from engine.destinations import (
     DestinationConfig, batch_scale_option, check_options, destination, import_driver, option_where, prefix_where, schema_option,
 )
-from engine.destinations.warehouse import STAGING_TABLE, SqlDestination
+from engine.destinations.warehouse import PENDING_SUFFIX, SHADOW_SUFFIX, STAGING_TABLE, SqlDestination
 from engine.errors import ConfigError, LockedError, WarehouseError
-from engine.schema import Column, ColumnType
+from engine.schema import Column, ColumnType, TableSpec
 
 if TYPE_CHECKING:
     import psycopg
+
+    from engine.destinations.table_load import SqlLoad
 
 log = logging.getLogger("klx.postgres")
 DIALECT = "postgres"
@@ -65,6 +67,13 @@ _HOLDERS = (
     "GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 NULLS LAST LIMIT 3"
 )
 
+# Of some tables of one schema, those that exist though information_schema does not list them: the role holds no
+# privilege on them. Parameters: schema, the table names (an array).
+_HIDDEN = (
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1"
+)
+
 
 class _LockWait(WarehouseError):
     """A statement on `table` gave up waiting for a lock (lock_timeout); explained once the session can ask who holds it."""
@@ -89,6 +98,7 @@ class PostgresDestination(SqlDestination):
     # 30.1 against 33.8 (bench/README.md, Session 11).
     gather_from = 25_000
     too_long = {"sqlstate": "22001"}  # string_data_right_truncation: "value too long for type character varying(n)"
+    _hidden: frozenset[str] = frozenset()  # prepare(): tables that exist, which klx's role may not use
 
     def __init__(
         self,
@@ -330,6 +340,40 @@ class PostgresDestination(SqlDestination):
             granted.setdefault((grantee, grantable), []).append(privilege)
         return [sql.grant(privileges, shadow, grantee, grant_option=grantable, schema=self.schema)
                 for (grantee, grantable), privileges in granted.items()]
+
+    def prepare(self, tables: Sequence[str], counted: Sequence[str] = ()) -> None:
+        """SqlDestination.prepare; and which of those tables exist though klx's role holds no privilege on them.
+
+        information_schema lists only the tables a role may use: klx took such a table for missing, read its stream
+        from start_date, then failed to CREATE it ("relation already exists"). begin() refuses them instead.
+        """
+        super().prepare(tables, counted)
+        missing = [name for name, columns in (self._prefetched or {}).items() if not columns]
+        try:
+            self._hidden = frozenset(name for (name,) in self.run_sql(_HIDDEN, [self.schema, missing])) if missing else frozenset()
+        except self._psycopg.Error as err:
+            raise WarehouseError(f"READ TABLES of schema {self.schema} failed: {str(err).strip().splitlines()[0]}") from err
+
+    def has_table(self, table: str) -> bool:
+        """SqlDestination.has_table; a table the role may not use exists too (begin() refuses it, saying so)."""
+        return self.name(table) in self._hidden or super().has_table(table)
+
+    def begin(self, stream: str, table: TableSpec, *, replace: bool) -> SqlLoad:
+        """SqlDestination.begin, once the tables this load reads and writes are ones klx's role may use (prepare)."""
+        names = [sql.state_table(self.table_prefix, DIALECT), *(self.name(table.name + suffix) for suffix in ("", SHADOW_SUFFIX, PENDING_SUFFIX))]
+        hidden = [name for name in names if name in self._hidden]
+        if hidden:
+            [(role,)] = self.run_sql("SELECT current_user", [])
+            one = len(hidden) == 1
+            listed = ", ".join(f"{self.schema}.{name}" for name in hidden)
+            quoted = ", ".join(sql.render(sql.table(name, self.schema), DIALECT) for name in hidden)
+            raise WarehouseError(
+                f"role {role} holds no privilege on {'table' if one else 'tables'} {listed}, which {'exists' if one else 'exist'}: "
+                f"klx can neither read nor load {'it' if one else 'them'}; nothing was read or written",
+                hint=f'GRANT SELECT, INSERT, UPDATE, DELETE ON {quoted} TO "{role}" (a full refresh replaces the table: '
+                "the role must own it), or load another schema or table_prefix",
+            )
+        return super().begin(stream, table, replace=replace)
 
     def claim(self) -> None:
         """Hold this schema and table prefix for the run: a session advisory lock, released when the connection
