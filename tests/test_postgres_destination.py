@@ -753,3 +753,68 @@ def test_a_table_the_role_holds_no_privilege_on_fails_its_stream_before_reading_
             admin.execute(f'DROP SCHEMA "{pg_schema}" CASCADE')
             admin.execute(f'DROP OWNED BY "{role}"')
             admin.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never answers (a hung server, a proxy that lost its upstream)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel completes the handshakes: nothing ever reads or writes
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_server_that_accepts_and_never_answers_fails_the_connection_in_seconds_when_no_timeout_is_configured(
+    tmp_path: Path, silent_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without connect_timeout (in the config, the dsn or PGCONNECT_TIMEOUT) libpq waited for ever: `klx run` and
+    # `klx check` hung at connecting, and a cron schedule piled up hung runs.
+    from engine.destinations import postgres
+
+    import threading
+
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 1, raising=False)  # (15 s unless patched)
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    path = postgres_config(tmp_path, "x", {"lists": "incremental"}, connection=[
+        "  host: 127.0.0.1", f"  port: {silent_server}", "  user: postgres", "  database: test"])
+    raised: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            build_destination(Config.from_yaml(path, env=ENV).destination)
+        except BaseException as err:  # noqa: BLE001 - looked at below
+            raised.append(err)
+
+    connecting = threading.Thread(target=connect, daemon=True)
+    connecting.start()
+    connecting.join(10)  # a bound, not a wait for something: it ends in about a second
+    assert not connecting.is_alive(), "still connecting after 10 s"
+    [err] = raised
+    assert isinstance(err, WarehouseError)
+    assert str(err).startswith(f"cannot connect to PostgreSQL at 127.0.0.1:{silent_server}/test: connection timeout expired")
+
+
+@pytest.mark.parametrize("given", ["config", "dsn", "environment"])
+def test_a_connect_timeout_the_user_gives_is_the_one_used(tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    import psycopg
+
+    from engine.destinations import postgres
+
+    connected: list[dict[str, Any]] = []
+    connect = psycopg.connect
+    monkeypatch.setattr(psycopg, "connect", lambda dsn, **kw: connected.append(psycopg.conninfo.conninfo_to_dict(dsn, **kw)) or connect(dsn, **kw))
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    connection = ["  host: 127.0.0.1", "  user: postgres", "  database: test"]
+    if given == "config":
+        connection.append("  connect_timeout: 7")
+    elif given == "dsn":
+        connection = ["  dsn: postgresql://postgres@127.0.0.1:5432/test?connect_timeout=7"]
+    else:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", "7")
+    build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=connection), env=ENV).destination).close()
+    [used] = connected
+    assert str(used.get("connect_timeout")) == ("7" if given != "environment" else "None")  # libpq reads PGCONNECT_TIMEOUT itself
+    assert postgres.CONNECT_TIMEOUT == 15

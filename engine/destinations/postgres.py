@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -46,6 +47,9 @@ _LOCK_CLASS = 0x6B6C78  # "klx": the first key of klx's advisory locks, the seco
 # refresh swaps or a batch alters), unless the config or the role's settings say otherwise. PostgreSQL's own
 # default waits forever, and every query on that table queues behind the waiting statement meanwhile.
 LOCK_TIMEOUT = 60
+# Seconds to connect when neither the config, the dsn nor PGCONNECT_TIMEOUT says: libpq's own default waits for
+# ever on a server that accepts the connection and never answers (hung, or behind a proxy that lost it).
+CONNECT_TIMEOUT = 15
 
 
 # The privileges granted on one table, a row each: grantee (None: PUBLIC), privilege, grantable; not those of the
@@ -126,6 +130,9 @@ class PostgresDestination(SqlDestination):
         self.batch_scale = batch_scale  # more than 1 for a server far away: fewer, larger transactions
         server = _describe(connection, dsn)
         try:
+            given = psycopg.conninfo.conninfo_to_dict(dsn or "", **connection)
+            if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+                connection = {**connection, "connect_timeout": CONNECT_TIMEOUT}
             # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
             self._con = psycopg.connect(dsn or "", autocommit=True, options="-c TimeZone=UTC", **connection)
         except psycopg.Error as err:
