@@ -818,3 +818,16 @@ def test_a_connect_timeout_the_user_gives_is_the_one_used(tmp_path: Path, pg_sch
     [used] = connected
     assert str(used.get("connect_timeout")) == ("7" if given != "environment" else "None")  # libpq reads PGCONNECT_TIMEOUT itself
     assert postgres.CONNECT_TIMEOUT == 15
+
+
+def test_klx_sessions_are_named_klx_in_pg_stat_activity_unless_the_dsn_names_them(tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every klx session had an empty application_name: a DBA looking for the one holding a lock, or for klx's own to
+    # end, could not tell it from any other psycopg or psql client.
+    monkeypatch.delenv("PGAPPNAME", raising=False)
+    for connection, name in ((["  host: 127.0.0.1", "  user: postgres", "  database: test"], "klx"),
+                             (["  dsn: postgresql://postgres@127.0.0.1:5432/test?application_name=nightly-klx"], "nightly-klx")):
+        dest = build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=connection), env=ENV).destination)
+        try:
+            assert dest.run_sql("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", []) == [(name,)]
+        finally:
+            dest.close()

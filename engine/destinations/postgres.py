@@ -134,7 +134,10 @@ class PostgresDestination(SqlDestination):
             if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
                 connection = {**connection, "connect_timeout": CONNECT_TIMEOUT}
             # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
-            self._con = psycopg.connect(dsn or "", autocommit=True, options="-c TimeZone=UTC", **connection)
+            # Named klx in pg_stat_activity (unless the dsn or PGAPPNAME names it), for the DBA looking for its sessions.
+            self._con = psycopg.connect(
+                dsn or "", autocommit=True, options="-c TimeZone=UTC", fallback_application_name="klx", **connection
+            )
         except psycopg.Error as err:
             raise WarehouseError(
                 f"cannot connect to PostgreSQL {server}: {str(err).strip().splitlines()[0]}",
