@@ -831,3 +831,20 @@ def test_klx_sessions_are_named_klx_in_pg_stat_activity_unless_the_dsn_names_the
             assert dest.run_sql("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", []) == [(name,)]
         finally:
             dest.close()
+
+
+@pytest.mark.parametrize("given", ["dsn", "PGOPTIONS"])
+def test_session_options_from_the_dsn_or_pgoptions_are_kept_beside_klx_s_utc(tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    # klx passed options="-c TimeZone=UTC", which replaced the dsn's options= and PGOPTIONS: a DBA's
+    # `options=-c statement_timeout=0` for klx's long merges was dropped without a word.
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    connection = ["  host: 127.0.0.1", "  user: postgres", "  database: test"]
+    if given == "dsn":
+        connection = ["  dsn: postgresql://postgres@127.0.0.1:5432/test?options=-c%20statement_timeout%3D4321"]
+    else:
+        monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=4321")
+    dest = build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=connection), env=ENV).destination)
+    try:
+        assert dest.run_sql("SELECT current_setting('statement_timeout'), current_setting('TimeZone')", []) == [("4321ms", "UTC")]
+    finally:
+        dest.close()

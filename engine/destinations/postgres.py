@@ -133,11 +133,11 @@ class PostgresDestination(SqlDestination):
             given = psycopg.conninfo.conninfo_to_dict(dsn or "", **connection)
             if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
                 connection = {**connection, "connect_timeout": CONNECT_TIMEOUT}
-            # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time.
+            # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time. Added
+            # to the options the dsn or PGOPTIONS give (say -c statement_timeout=0), which an options= of klx's own replaced.
+            options = " ".join(part for part in (given.get("options") or os.environ.get("PGOPTIONS"), "-c TimeZone=UTC") if part)
             # Named klx in pg_stat_activity (unless the dsn or PGAPPNAME names it), for the DBA looking for its sessions.
-            self._con = psycopg.connect(
-                dsn or "", autocommit=True, options="-c TimeZone=UTC", fallback_application_name="klx", **connection
-            )
+            self._con = psycopg.connect(dsn or "", autocommit=True, options=options, fallback_application_name="klx", **connection)
         except psycopg.Error as err:
             raise WarehouseError(
                 f"cannot connect to PostgreSQL {server}: {str(err).strip().splitlines()[0]}",
