@@ -423,3 +423,16 @@ def test_commands_that_only_read_make_no_database_file_and_no_schema(tmp_path: P
     # A command that writes still makes them (klx check proves the destination writable; its API is not there).
     assert main(["check", str(config)]) == 3
     assert made()
+
+
+def test_a_placeholder_for_an_unset_variable_masks_no_ordinary_word(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `klx state reset` or `klx runs` without KLAVIYO_API_KEY read the key as "unset", a secret from then on: any
+    # later message of the process saying "unset" showed "***" (a REQUESTS_CA_BUNDLE error's "or unset it").
+    from engine import errors
+    from engine.commands import config_without_secrets
+
+    monkeypatch.setattr(errors, "_SECRETS", set())
+    monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)
+    config = config_without_secrets(write_config(tmp_path, {"lists": "incremental"}, base_url=None, database=tmp_path / "x.duckdb"))
+    assert config.source.api_key.reveal() not in "unset it"
+    assert str(errors.ConfigError("point it at a file, or unset it")) == "point it at a file, or unset it"

@@ -8,6 +8,11 @@ from pathlib import Path
 from ..config import Config
 
 
+# What an unset ${VAR} reads as. A secret's value (an API key's, a password's) is masked in every message from then
+# on: "unset", the placeholder before, turned "or unset it" in any later error of the process into "or *** it".
+PLACEHOLDER = "klx-unset-variable"
+
+
 class _EnvWithPlaceholders(dict):
     """The environment, with a placeholder for every unset ${VAR}: for commands that send nothing."""
 
@@ -18,7 +23,7 @@ class _EnvWithPlaceholders(dict):
         return True
 
     def __getitem__(self, key: str) -> str:
-        return self.get(key) or "unset"
+        return self.get(key) or PLACEHOLDER
 
 
 def config_without_secrets(path: Path) -> Config:
