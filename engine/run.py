@@ -207,6 +207,8 @@ def run(
         def stop() -> None:
             stopping.set()
             http.close()
+            if interrupt is not None and interrupt.requested:  # Ctrl-C, SIGTERM: the batch a statement runs for rolls back now
+                destination.cancel()
 
         def sync_stream(stream_plan: StreamPlan) -> StreamSummary:
             name = stream_plan.stream.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import time
 from datetime import timedelta
@@ -848,3 +849,44 @@ def test_session_options_from_the_dsn_or_pgoptions_are_kept_beside_klx_s_utc(tmp
         assert dest.run_sql("SELECT current_setting('statement_timeout'), current_setting('TimeZone')", []) == [("4321ms", "UTC")]
     finally:
         dest.close()
+
+
+def test_ctrl_c_ends_a_statement_waiting_on_another_session_s_lock_and_rolls_its_batch_back(tmp_path: Path, pg_schema: str) -> None:
+    # Ctrl-C (or SIGTERM) stopped the API's requests at once, but a batch's statement the warehouse was running (a
+    # long MERGE, or one waiting on a lock with lock_timeout 0) was waited for until it ended: the stop took as long.
+    import signal
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from tests.hostile_api import wait_for
+    from tests.klx_testing import ROOT
+
+    with Simulator(seed=0, scale=0.05, now=SIM_NOW) as sim:
+        path = postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, base_url=sim.url,
+                               connection=["  host: 127.0.0.1", "  user: postgres", "  database: test", "  lock_timeout: 0"])
+        env = {**os.environ, "KLAVIYO_API_KEY": sim.api_key}
+        assert subprocess.run([sys.executable, "-m", "engine.cli", "run", str(path)], cwd=ROOT, env=env, capture_output=True).returncode == 0
+        wh = open_warehouse("postgres", tmp_path, pg_schema)
+        saved = wh.dest.read_state("lists")
+        sim.mutate("lists", update=2, create=1)
+        holder = _holding(pg_schema, "LOCK TABLE kl_rudder_lists IN SHARE MODE")  # no lock_timeout: klx would wait for ever
+        process = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(path)], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            with psycopg.connect(**POSTGRES, autocommit=True) as watcher:
+                def waiting() -> bool:
+                    return bool(watcher.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'klx' AND wait_event_type = 'Lock' "
+                                                "AND query ILIKE %s", [f"%{pg_schema}%kl_rudder_lists%"]).fetchall())
+
+                wait_for(waiting, 60)  # klx's batch statement is waiting on the holder's lock
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)  # old code: still waiting, as long as the lock is held
+        finally:
+            process.kill()
+            holder.close()
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
+    assert wh.dest.read_state("lists") == saved  # the batch rolled back, cursor and all
+    wh.dest.close()

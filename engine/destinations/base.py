@@ -85,6 +85,10 @@ class Destination(Protocol):
         about each (whether it exists, its columns, and for those in `counted`, loaded incrementally, its rows),
         where asking each as its load begins costs a round trip."""
 
+    def cancel(self) -> None:
+        """From another thread, as a run is interrupted (Ctrl-C, SIGTERM): end the statement the warehouse is running
+        for it, if any, so its batch rolls back now rather than when the statement ends (a long MERGE, a lock wait)."""
+
     def claim(self) -> None:
         """Hold the destination's schema and table prefix for this run, or raise LockedError naming who does: the
         config's file lock covers one config file, not two (on two machines) loading the same tables."""

@@ -103,6 +103,7 @@ class PostgresDestination(SqlDestination):
     gather_from = 25_000
     too_long = {"sqlstate": "22001"}  # string_data_right_truncation: "value too long for type character varying(n)"
     _hidden: frozenset[str] = frozenset()  # prepare(): tables that exist, which klx's role may not use
+    _cancelled = False  # cancel(): the run is stopping, and sends nothing more
 
     def __init__(
         self,
@@ -254,6 +255,8 @@ class PostgresDestination(SqlDestination):
 
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """SqlDestination.execute; a statement that gave up waiting for a lock says which sessions hold one."""
+        if self._cancelled:
+            raise WarehouseError(f"{kind} on table {self.schema}.{table} was not sent: the run is stopping")
         try:
             return super().execute(kind, table, statement, params)
         except WarehouseError as err:
@@ -384,6 +387,14 @@ class PostgresDestination(SqlDestination):
                 "the role must own it), or load another schema or table_prefix",
             )
         return super().begin(stream, table, replace=replace)
+
+    def cancel(self) -> None:
+        """base.Destination.cancel: PostgreSQL's cancel request (psycopg's, safe from another thread). The statement
+        running fails with "canceling statement due to user request" and its transaction rolls back; with none
+        running, the server ignores it."""
+        self._cancelled = True  # and no statement after it: one about to start would not be cancelled
+        with contextlib.suppress(self._psycopg.Error):
+            self._con.cancel()
 
     def claim(self) -> None:
         """Hold this schema and table prefix for the run: a session advisory lock, released when the connection

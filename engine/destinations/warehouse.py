@@ -102,6 +102,10 @@ class SqlDestination:
         None here: DuckDB has no grants, and Snowflake's shadow is made with COPY GRANTS."""
         return []
 
+    def cancel(self) -> None:
+        """base.Destination.cancel: nothing here. A DuckDB statement of a batch ends in moments; a destination whose
+        statements can run long and that can end one from another thread does so in its own module."""
+
     def claim(self) -> None:
         """base.Destination.claim: nothing to hold here (DuckDB's file admits one writing process; a destination
         that can lock does so in its own module)."""
