@@ -890,3 +890,22 @@ def test_ctrl_c_ends_a_statement_waiting_on_another_session_s_lock_and_rolls_its
     assert err.splitlines()[-1] == "interrupted; committed batches are kept, the rest is rolled back" and "Traceback" not in err
     assert wh.dest.read_state("lists") == saved  # the batch rolled back, cursor and all
     wh.dest.close()
+
+
+@pytest.mark.parametrize("given", ["none", "dsn"])
+def test_a_server_gone_from_the_network_is_found_by_keepalives_in_minutes_unless_the_dsn_sets_them(
+    tmp_path: Path, pg_schema: str, given: str
+) -> None:
+    # Walkthrough: a network that drops packets without a reset left klx waiting on a dead server for the operating
+    # system's two hours of TCP idle before the first keepalive probe.
+    connection = ["  host: 127.0.0.1", "  user: postgres", "  database: test"]
+    if given == "dsn":
+        connection = ["  dsn: postgresql://postgres@127.0.0.1:5432/test?keepalives_idle=600"]
+    dest = build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}, connection=connection), env=ENV).destination)
+    try:
+        used = dest.connection.pgconn.info  # libpq's own view of the connection's parameters
+        values = {option.keyword.decode(): (option.val or b"").decode() for option in used}
+    finally:
+        dest.close()
+    assert (values["keepalives"], values["keepalives_interval"], values["keepalives_count"]) == ("1", "10", "3")
+    assert values["keepalives_idle"] == ("60" if given == "none" else "600")

@@ -50,6 +50,11 @@ LOCK_TIMEOUT = 60
 # Seconds to connect when neither the config, the dsn nor PGCONNECT_TIMEOUT says: libpq's own default waits for
 # ever on a server that accepts the connection and never answers (hung, or behind a proxy that lost it).
 CONNECT_TIMEOUT = 15
+# TCP keepalive probes on klx's connection, each unless the dsn sets it (libpq reads no variable for them): a server
+# gone from a network that drops packets without a reset (a failed-over VM, a NAT that forgot the flow) is found
+# within about a minute and a half (idle 60 s, then 3 unanswered probes 10 s apart), not the operating system's two
+# hours. A busy server's kernel answers probes while its statement runs, so a long MERGE is never cut by them.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 # The privileges granted on one table, a row each: grantee (None: PUBLIC), privilege, grantable; not those of the
@@ -134,6 +139,7 @@ class PostgresDestination(SqlDestination):
             given = psycopg.conninfo.conninfo_to_dict(dsn or "", **connection)
             if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
                 connection = {**connection, "connect_timeout": CONNECT_TIMEOUT}
+            connection = {**connection, **{key: value for key, value in KEEPALIVES.items() if key not in given}}
             # Sessions in UTC: TIMESTAMPTZ values cast into an adopted TIMESTAMP column keep their UTC wall time. Added
             # to the options the dsn or PGOPTIONS give (say -c statement_timeout=0), which an options= of klx's own replaced.
             options = " ".join(part for part in (given.get("options") or os.environ.get("PGOPTIONS"), "-c TimeZone=UTC") if part)
