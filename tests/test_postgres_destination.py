@@ -909,3 +909,48 @@ def test_a_server_gone_from_the_network_is_found_by_keepalives_in_minutes_unless
         dest.close()
     assert (values["keepalives"], values["keepalives_interval"], values["keepalives_count"]) == ("1", "10", "3")
     assert values["keepalives_idle"] == ("60" if given == "none" else "600")
+
+
+def test_a_statement_the_role_s_statement_timeout_cuts_says_how_to_give_klx_its_own(tmp_path: Path, pg_schema: str) -> None:
+    # Walkthrough: a role-wide statement_timeout (a DBA's guard for BI users) cut klx's long MERGE, and the error
+    # named the table and "canceling statement due to statement timeout", with nothing on what to change.
+    import sqlglot
+
+    dest = build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}), env=ENV).destination)
+    try:
+        dest.run_sql("SET statement_timeout = 50", [])  # as ALTER ROLE ... SET statement_timeout would
+        with pytest.raises(WarehouseError) as cut:
+            dest.execute("MERGE", "kl_rudder_lists", sqlglot.parse_one("SELECT pg_sleep(2)", read="postgres"))
+        assert cut.value.message.startswith(f"MERGE on table {pg_schema}.kl_rudder_lists failed: canceling statement due to statement timeout")
+        assert cut.value.hint == (
+            "the session's statement_timeout (50ms, the role's or the database's) ended it; give klx's sessions their own, in the dsn "
+            "(options=-c statement_timeout=0) or with ALTER ROLE <klx's role> SET statement_timeout = 0"
+        )
+    finally:
+        dest.close()
+
+
+def test_a_batch_the_role_s_statement_timeout_cuts_fails_its_stream_with_that_hint_and_nothing_written(tmp_path: Path, pg_schema: str) -> None:
+    # The same inside a batch's transaction, which the error aborts: the hint is given without asking the session.
+    from tests.test_sql_destinations import load
+
+    wh = open_warehouse("postgres", tmp_path, pg_schema)
+    load(wh, [{"id": "a", "updated": ts(1), "email": "kept"}], state={"n": 1})
+    dest = wh.dest
+    with dest.connection.transaction():  # a slow table: every write to it takes half a second (a DBA's audit trigger, say)
+        dest.run_sql(f'CREATE FUNCTION "{pg_schema}".slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$', [])
+        dest.run_sql(f'CREATE TRIGGER slow AFTER INSERT OR UPDATE ON "{pg_schema}".kl_profiles FOR EACH STATEMENT EXECUTE FUNCTION "{pg_schema}".slow()', [])
+    dest.run_sql("SET statement_timeout = 200", [])
+    try:
+        with pytest.raises(WarehouseError) as cut:
+            load(wh, [{"id": "b", "updated": ts(2), "email": "new"}], state={"n": 2})
+    finally:
+        dest.run_sql("SET statement_timeout = 0", [])
+    assert cut.value.message.startswith(("MERGE on table", "INSERT on table")) and "statement timeout" in cut.value.message
+    assert cut.value.hint == (
+        "the session's statement_timeout (set, the role's or the database's) ended it; give klx's sessions their own, in the dsn "
+        "(options=-c statement_timeout=0) or with ALTER ROLE <klx's role> SET statement_timeout = 0"
+    )
+    assert dest.read_state("profiles") == {"n": 1}
+    assert wh.query("select id from kl_profiles") == [{"id": "a"}]
+    dest.close()

@@ -260,16 +260,29 @@ class PostgresDestination(SqlDestination):
         return seconds * 1000
 
     def execute(self, kind: str, table: str, statement: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """SqlDestination.execute; a statement that gave up waiting for a lock says which sessions hold one."""
+        """SqlDestination.execute; a statement that gave up waiting for a lock says which sessions hold one, and one
+        that the session's statement_timeout cut says how to give klx's sessions their own."""
         if self._cancelled:
             raise WarehouseError(f"{kind} on table {self.schema}.{table} was not sent: the run is stopping")
         try:
             return super().execute(kind, table, statement, params)
         except WarehouseError as err:
-            if not isinstance(err.__cause__, self._psycopg.errors.LockNotAvailable):
+            cause = err.__cause__
+            if isinstance(cause, self._psycopg.errors.QueryCanceled) and "statement timeout" in str(cause):
+                try:  # (not within the transaction the error aborted: PostgreSQL answers nothing there)
+                    [(limit,)] = self.run_sql("SELECT current_setting('statement_timeout')", []) if self._con.info.transaction_status == (
+                        self._psycopg.pq.TransactionStatus.IDLE) else [("set",)]
+                except self._psycopg.Error:
+                    limit = "set"
+                raise WarehouseError(
+                    err.message,
+                    hint=f"the session's statement_timeout ({limit}, the role's or the database's) ended it; give klx's sessions "
+                    "their own, in the dsn (options=-c statement_timeout=0) or with ALTER ROLE <klx's role> SET statement_timeout = 0",
+                ) from cause
+            if not isinstance(cause, self._psycopg.errors.LockNotAvailable):
                 raise
             waited = _LockWait(err.message, kind=kind, table=table)
-            raise self._explained(waited) from err.__cause__
+            raise self._explained(waited) from cause
 
     def _explained(self, err: _LockWait) -> WarehouseError:
         """`err` with a hint naming the sessions holding a lock on its table, once this session can ask (a failed
