@@ -123,3 +123,15 @@ def test_rows_an_older_klx_wrote_read_back_with_todays_statuses() -> None:
     assert [(s.stream, s.status) for s in run.streams] == [("metrics", "failed"), ("lists", "not_started")]
     assert {s.status for s in run.streams} <= set(STREAM_STATUSES)
     assert run.started_at == datetime(2026, 11, 30, 9, tzinfo=timezone.utc)
+
+
+def test_the_error_that_stopped_the_run_names_its_stream_on_the_last_line(sim: Simulator, tmp_path: Path, monkeypatch, capsys) -> None:
+    # PostgreSQL walkthrough: with klx's session terminated, the run's last line was the failed statement alone
+    # ("error: DROP TABLE on table … failed: terminating connection …"), naming no stream; the stream whose load
+    # failed showed only in the table above it.
+    code, _, report = stopped_by_a_dead_warehouse(sim, tmp_path, monkeypatch)
+    assert code == 4
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors[-1] == f"error: stream metrics: {GONE}"
+    written = json.loads(report.read_text())
+    assert [s["error"] for s in written["streams"] if s["stream"] == "metrics"] == [GONE]  # the stream's own text as it was

@@ -102,6 +102,7 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
     except KlxError as failure:
         error = str(failure).splitlines()[0]
         progress.stopped(failure)
+        _name_the_stream(failure, progress)
         raise
     except Exception as failure:  # a bug, which cli.py reports: its message may hold anything, so only its type here
         progress.stopped(KlxError(f"stopped: {type(failure).__name__}"))
@@ -116,6 +117,16 @@ def _sync(config: Config, *, log_format: str, verbose: bool, report: Path | None
             _keep(config, record, err)
         if report is not None:
             report.write_text(json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def _name_the_stream(failure: KlxError, progress: Progress) -> None:
+    """A stream's error that stopped the run (a warehouse that no longer answers, a refused key) is printed last, on
+    its own: it names its stream there, as a stream's failure in a run that went on does (cli_output.failure_line).
+    Its text in the summary, the history and the report stays as it was."""
+    text = str(failure).splitlines()[0]
+    failed = [s.stream for s in progress.streams.values() if s.state == "failed" and s.error == text]
+    if failure.where is None and len(failed) == 1 and f"stream {failed[0]}" not in text:
+        failure.where = f"stream {failed[0]}"
 
 
 def check_report_path(report: Path) -> None:
