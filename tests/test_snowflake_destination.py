@@ -679,3 +679,21 @@ def test_claim_statements_match_golden_sql(golden: Any) -> None:
 
     statements = snowflake.claim_statements("KL_KLX_LOCK", "KLAVIYO")
     golden("snowflake/claim.sql", "\n\n".join(f"-- {name}\n" + sql.render(s, "snowflake", pretty=True) + ";" for name, s in statements.items()))
+
+
+def test_state_reset_takes_the_claim_and_into_a_schema_that_does_not_exist_creates_nothing(
+    dest: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.commands import state
+    from engine.errors import LockedError
+
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "pw-secret")
+    dest.claim()  # a run of another config file, loading now
+    with pytest.raises(LockedError):
+        state.reset(config_file(tmp_path, ACCOUNT))
+    # A mistyped schema: nothing to hold and nothing to reset, and (klx state reset creates nothing) still no schema.
+    elsewhere = tmp_path / "mistyped"
+    elsewhere.mkdir()
+    assert state.reset(config_file(elsewhere, [line.replace("schema: klaviyo", "schema: klaviyoo") for line in ACCOUNT])) == 0
+    assert capsys.readouterr().out == "lists: no saved state, nothing to reset\n"
+    assert query(dest, "select count(*) from information_schema.schemata where schema_name = 'KLAVIYOO'") == [(0,)]

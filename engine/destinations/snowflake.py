@@ -95,6 +95,7 @@ class SnowflakeDestination(SqlDestination):
             ) from err
         if create:
             self.ensure_schema()
+        self._created = create  # whether the schema is known to exist (claim())
         self._stage_ready = False
         self._staging: set[str] = set()  # staging tables batches left, each replaced by the next: dropped at close()
 
@@ -159,6 +160,8 @@ class SnowflakeDestination(SqlDestination):
         table = self.name(self.table_prefix + LOCK_TABLE)
         token, holder = uuid.uuid4().hex, f"pid {os.getpid()} on {socket.gethostname()}"
         statements = claim_statements(table, self.schema)
+        if not self._created and not self.execute("READ SCHEMAS", self.schema, sql.schema_exists(self.dialect), (self.schema,)):
+            return  # (klx state reset, which creates nothing: no schema, no table of the prefix to hold)
         try:
             self.execute("CREATE TABLE", table, statements["create"])
             self.execute("CLAIM", table, statements["lapsed"])
