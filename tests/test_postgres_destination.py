@@ -954,3 +954,21 @@ def test_a_batch_the_role_s_statement_timeout_cuts_fails_its_stream_with_that_hi
     assert dest.read_state("profiles") == {"n": 1}
     assert wh.query("select id from kl_profiles") == [{"id": "a"}]
     dest.close()
+
+
+def test_an_error_on_the_session_s_staging_table_does_not_place_it_in_the_schema(tmp_path: Path, pg_schema: str) -> None:
+    # PostgreSQL walkthrough: with klx's session gone, the last line read "DROP TABLE on table <schema>.__klx_batch
+    # failed": no such table is in the schema; the batch is staged in a temporary table of the session.
+    import sqlglot
+
+    dest = build_destination(Config.from_yaml(postgres_config(tmp_path, pg_schema, {"lists": "incremental"}), env=ENV).destination)
+    failing = sqlglot.parse_one("SELECT * FROM klx_no_such_table", read="postgres")
+    try:
+        with pytest.raises(WarehouseError) as staged:
+            dest.execute("DROP TABLE", "__klx_batch", failing)
+        with pytest.raises(WarehouseError) as own:
+            dest.execute("DROP TABLE", "kl_rudder_lists", failing)
+    finally:
+        dest.close()
+    assert staged.value.message.startswith("DROP TABLE on table __klx_batch (the session's own staging table) failed: ")
+    assert own.value.message.startswith(f"DROP TABLE on table {pg_schema}.kl_rudder_lists failed: ")

@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from engine import sql
 # The tables a load makes beside its own: prepare() reads them, staged() makes STAGING_TABLE; duckdb.py imports them here.
-from engine.destinations.table_load import PENDING_SUFFIX, SHADOW_SUFFIX, STAGING_TABLE, SqlLoad
+from engine.destinations.table_load import DELETES_TABLE, PENDING_SUFFIX, SHADOW_SUFFIX, STAGING_TABLE, SqlLoad
 from engine.errors import WarehouseError
 from engine.schema import Column, TableSpec
 from engine.state import decode_state
@@ -139,7 +139,13 @@ class SqlDestination:
         try:
             return self.run_sql(self._render(statement), list(params))
         except self.driver_errors as err:
-            raise WarehouseError(f"{kind} on table {self.schema}.{table} failed: {_first_line(err)}") from err
+            raise WarehouseError(f"{kind} on table {self._named(table)} failed: {_first_line(err)}") from err
+
+    def _named(self, table: str) -> str:
+        """`table` as errors name it: in the schema, or as the session's own where staged() tables are temporary."""
+        if self.staging_schema is None and table in (STAGING_TABLE, DELETES_TABLE):
+            return f"{table} (the session's own staging table)"
+        return f"{self.schema}.{table}"
 
     def _render(self, statement: exp.Expr) -> str:
         """The SQL text of `statement`, rendered once per statement object.
