@@ -58,12 +58,12 @@ def terminate_as_interrupt(interrupt: Interrupt) -> Iterator[Interrupt]:
     """While inside, SIGINT and SIGTERM ask `interrupt` to stop the sync (engine/concurrency.py: a KeyboardInterrupt
     where the run looks for it, so no `except` or finalizer can swallow it), and SIGTERM ends the sync as Ctrl-C
     does: at its last commit, with the summary and the klx_runs row, exit 130. systemd, Kubernetes, Airflow and
-    `timeout` stop a process with SIGTERM, which by default kills it on the spot: no summary, no history row. After the first SIGINT or SIGTERM, later ones are ignored until
-    the sync has ended: a second Ctrl-C raised while the streams wind down cut that short (the writes in flight
-    lost their connection, the history row could go unwritten) and printed Python's "Exception ignored"
-    traceback. A signal klx does not own is left alone: a SIGTERM handler already set (klx schedule installs
-    its own), a SIGINT ignored by the shell (`klx run &`). Only on the main thread (the only one that can set
-    handlers)."""
+    `timeout` stop a process with SIGTERM, which by default kills it on the spot: no summary, no history row.
+    After the first SIGINT or SIGTERM, later ones are ignored until the sync has ended: a second Ctrl-C raised
+    while the streams wind down cut that short (the writes in flight lost their connection, the history row could
+    go unwritten) and printed Python's "Exception ignored" traceback. A signal klx does not own is left alone: a
+    SIGTERM handler already set (klx schedule installs its own), a SIGINT ignored by the shell (`klx run &`).
+    Only on the main thread (the only one that can set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield interrupt
         return
